@@ -1,0 +1,234 @@
+//! The offset log of one chain: offsets start at 1, are strictly increasing and gapless,
+//! and are assigned in the same synchronous step as the insert. A `uniqueEventId` seen
+//! before (while retained) returns its original offset. The rules live here, over a small
+//! storage trait; the Durable Object implements the trait with its SQLite storage.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::publish::ValidEvent;
+
+pub type Offset = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    pub offset: Offset,
+    pub unique_event_id: String,
+    pub hotel_id: String,
+    pub module_name: String,
+    pub event_name: String,
+    /// When the log accepted it (ms since the epoch): retention counts from here.
+    pub stored_at: u64,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "storage error: {}", self.0)
+    }
+}
+
+/// What the log needs of its storage. Every method is synchronous on purpose: in a
+/// Durable Object, SQL is synchronous, so a sequence of calls with no `await` between them
+/// runs as one atomic, uninterleaved step.
+pub trait LogStore {
+    /// The highest offset ever assigned (0 for a new log); survives retention.
+    fn head(&self) -> Result<Offset, StoreError>;
+    fn set_head(&self, head: Offset) -> Result<(), StoreError>;
+    fn offset_of(&self, unique_event_id: &str) -> Result<Option<Offset>, StoreError>;
+    fn insert(&self, event: &StoredEvent) -> Result<(), StoreError>;
+    /// The oldest retained event's offset and store time.
+    fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError>;
+    fn count(&self) -> Result<u64, StoreError>;
+    /// Up to `limit` events with `offset >= from`, in offset order.
+    fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Deletes up to `limit` of the oldest events stored before `cutoff` (ms).
+    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainStats {
+    pub head_offset: Offset,
+    /// `None` when nothing is retained.
+    pub oldest_offset: Option<Offset>,
+    pub retained_events: u64,
+}
+
+/// A bounded slice of the log, for replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub events: Vec<StoredEvent>,
+    /// Where the next page starts.
+    pub next: Offset,
+}
+
+/// How much retention work one alarm does before yielding to other events of the object.
+pub const RETENTION_BATCH: usize = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub deleted: usize,
+    /// When the next alarm should run (ms), if any event remains to expire.
+    pub next_alarm: Option<u64>,
+}
+
+pub struct ChainLog<S> {
+    store: S,
+}
+
+impl<S: LogStore> ChainLog<S> {
+    pub fn new(store: S) -> Self {
+        ChainLog { store }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Stores a validated batch and returns one offset per event, in batch order. Events
+    /// whose `uniqueEventId` is already in the log (or earlier in this batch) get the
+    /// original offset and are not stored again.
+    pub fn append(&self, batch: &[ValidEvent], now_ms: u64) -> Result<Vec<Offset>, StoreError> {
+        let mut head = self.store.head()?;
+        let mut offsets = Vec::with_capacity(batch.len());
+        let mut in_batch: BTreeMap<&str, Offset> = BTreeMap::new();
+        for event in batch {
+            if let Some(&offset) = in_batch.get(event.unique_event_id.as_str()) {
+                offsets.push(offset);
+                continue;
+            }
+            if let Some(offset) = self.store.offset_of(&event.unique_event_id)? {
+                offsets.push(offset);
+                continue;
+            }
+            head += 1;
+            self.store.insert(&StoredEvent {
+                offset: head,
+                unique_event_id: event.unique_event_id.clone(),
+                hotel_id: event.hotel_id.clone(),
+                module_name: event.module_name.clone(),
+                event_name: event.event_name.clone(),
+                stored_at: now_ms,
+                body: event.body.clone(),
+            })?;
+            in_batch.insert(&event.unique_event_id, head);
+            offsets.push(head);
+        }
+        self.store.set_head(head)?;
+        Ok(offsets)
+    }
+
+    pub fn stats(&self) -> Result<ChainStats, StoreError> {
+        Ok(ChainStats {
+            head_offset: self.store.head()?,
+            oldest_offset: self.store.oldest()?.map(|(o, _)| o),
+            retained_events: self.store.count()?,
+        })
+    }
+
+    /// Reads at most `max_count` events and about `max_bytes` of bodies from `from` on;
+    /// always at least one event when one exists, so a large event cannot stall a replay.
+    pub fn read_page(&self, from: Offset, max_count: usize, max_bytes: usize) -> Result<Page, StoreError> {
+        let mut events = self.store.read_from(from.max(1), max_count.max(1))?;
+        let mut bytes = 0;
+        let mut keep = 0;
+        for event in &events {
+            bytes += event.body.len();
+            if keep > 0 && bytes > max_bytes {
+                break;
+            }
+            keep += 1;
+        }
+        events.truncate(keep);
+        let next = events.last().map(|e| e.offset + 1).unwrap_or(from.max(1));
+        Ok(Page { events, next })
+    }
+
+    /// Deletes events stored more than `retention_ms` ago, at most [`RETENTION_BATCH`] per
+    /// call, and says when to run again.
+    pub fn apply_retention(&self, now_ms: u64, retention_ms: u64) -> Result<RetentionOutcome, StoreError> {
+        let cutoff = now_ms.saturating_sub(retention_ms);
+        let deleted = self.store.delete_stored_before(cutoff, RETENTION_BATCH)?;
+        let next_alarm = if deleted == RETENTION_BATCH {
+            Some(now_ms) // more to do: continue right away, in a fresh event
+        } else {
+            self.next_expiry(retention_ms)?
+        };
+        Ok(RetentionOutcome { deleted, next_alarm })
+    }
+
+    /// When the oldest retained event expires (ms), if any is retained.
+    pub fn next_expiry(&self, retention_ms: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self.store.oldest()?.map(|(_, stored_at)| stored_at + retention_ms))
+    }
+}
+
+/// An in-memory store with the same semantics as the SQLite one: the reference the
+/// native tests run against.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    head: RefCell<Offset>,
+    events: RefCell<BTreeMap<Offset, StoredEvent>>,
+}
+
+impl LogStore for MemoryStore {
+    fn head(&self) -> Result<Offset, StoreError> {
+        Ok(*self.head.borrow())
+    }
+
+    fn set_head(&self, head: Offset) -> Result<(), StoreError> {
+        *self.head.borrow_mut() = head;
+        Ok(())
+    }
+
+    fn offset_of(&self, unique_event_id: &str) -> Result<Option<Offset>, StoreError> {
+        Ok(self
+            .events
+            .borrow()
+            .values()
+            .find(|e| e.unique_event_id == unique_event_id)
+            .map(|e| e.offset))
+    }
+
+    fn insert(&self, event: &StoredEvent) -> Result<(), StoreError> {
+        let mut events = self.events.borrow_mut();
+        if events.contains_key(&event.offset) {
+            return Err(StoreError(format!("offset {} already stored", event.offset)));
+        }
+        events.insert(event.offset, event.clone());
+        Ok(())
+    }
+
+    fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError> {
+        Ok(self.events.borrow().values().next().map(|e| (e.offset, e.stored_at)))
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.events.borrow().len() as u64)
+    }
+
+    fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(self.events.borrow().range(from..).take(limit).map(|(_, e)| e.clone()).collect())
+    }
+
+    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
+        let mut events = self.events.borrow_mut();
+        let doomed: Vec<Offset> = events
+            .values()
+            .filter(|e| e.stored_at < cutoff)
+            .take(limit)
+            .map(|e| e.offset)
+            .collect();
+        for offset in &doomed {
+            events.remove(offset);
+        }
+        Ok(doomed.len())
+    }
+}

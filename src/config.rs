@@ -1,0 +1,407 @@
+//! The service configuration (CONTRACT §6): one JSON document, parsed into typed values
+//! that can only exist valid. Every mistake an operator can make has its own rule and an
+//! error that names the entry at fault, so a bad deploy says exactly what to fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::secret::SecretHash;
+
+/// A scope a client may hold (CONTRACT §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    Events,
+    Publish,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Events, Scope::Publish, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Events => "urn:pms:events",
+            Scope::Publish => "urn:pms:publish",
+            Scope::Admin => "urn:pms:admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+}
+
+/// What a client may see of one chain: all of its properties, or only some.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub chain: String,
+    /// `None`: every property of the chain.
+    pub properties: Option<BTreeSet<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    pub secret: SecretHash,
+    pub app_key: String,
+    pub enterprise: String,
+    pub scopes: BTreeSet<Scope>,
+    pub grants: Vec<Grant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub code: String,
+    pub enterprise: String,
+    pub properties: BTreeSet<String>,
+}
+
+/// Operational limits; every one has a documented default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_events_per_batch: usize,
+    pub max_event_bytes: usize,
+    pub max_batch_bytes: usize,
+    pub login_failures_before_lockout: u32,
+    pub login_lockout_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_events_per_batch: 500,
+            max_event_bytes: 64 * 1024,
+            max_batch_bytes: 1024 * 1024,
+            login_failures_before_lockout: 5,
+            login_lockout_seconds: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub retention_seconds: u64,
+    pub limits: Limits,
+    pub enterprises: BTreeSet<String>,
+    chains: BTreeMap<String, Chain>,
+    clients: BTreeMap<String, Client>,
+}
+
+pub const DEFAULT_RETENTION_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Why a configuration was refused. The message names the entry at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid service configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+// ---- The document as written by an operator -------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConfig {
+    issuer: String,
+    audience: String,
+    #[serde(default)]
+    retention_seconds: Option<u64>,
+    #[serde(default)]
+    limits: RawLimits,
+    enterprises: Vec<String>,
+    chains: Vec<RawChain>,
+    clients: Vec<RawClient>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawLimits {
+    max_events_per_batch: Option<usize>,
+    max_event_bytes: Option<usize>,
+    max_batch_bytes: Option<usize>,
+    login_failures_before_lockout: Option<u32>,
+    login_lockout_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawChain {
+    code: String,
+    enterprise: String,
+    properties: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawClient {
+    id: String,
+    /// Present only so that a plain secret gets a clear refusal instead of "unknown field".
+    #[serde(default)]
+    secret: Option<serde_json::Value>,
+    #[serde(default)]
+    secret_hash: Option<String>,
+    app_key: String,
+    enterprise: String,
+    scopes: Vec<String>,
+    #[serde(default)]
+    grants: Vec<RawGrant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawGrant {
+    chain: String,
+    #[serde(default)]
+    properties: Option<Vec<String>>,
+}
+
+/// Chain codes, property codes and app keys travel in URLs, tokens and logs: keep them to
+/// a conservative alphabet so they never need escaping.
+fn is_code(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+impl ServiceConfig {
+    pub fn parse(json: &str) -> Result<ServiceConfig, ConfigError> {
+        let raw: RawConfig = serde_json::from_str(json)
+            .map_err(|e| ConfigError(format!("not a valid configuration document: {e}")))?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<ServiceConfig, ConfigError> {
+        if raw.issuer.trim().is_empty() {
+            return err("issuer must not be empty");
+        }
+        if raw.audience.trim().is_empty() {
+            return err("audience must not be empty");
+        }
+        let retention_seconds = raw.retention_seconds.unwrap_or(DEFAULT_RETENTION_SECONDS);
+        if retention_seconds == 0 {
+            return err("retentionSeconds must be greater than 0");
+        }
+        let limits = Self::limits(raw.limits)?;
+
+        let mut enterprises = BTreeSet::new();
+        for e in raw.enterprises {
+            if !is_code(&e) {
+                return err(format!("enterprise {e:?} is not a valid code (letters, digits, - _ .)"));
+            }
+            if !enterprises.insert(e.clone()) {
+                return err(format!("enterprise {e:?} is listed twice"));
+            }
+        }
+
+        let mut chains = BTreeMap::new();
+        let mut property_owner: BTreeMap<String, String> = BTreeMap::new();
+        for c in raw.chains {
+            if !is_code(&c.code) {
+                return err(format!("chain {:?} is not a valid code (letters, digits, - _ .)", c.code));
+            }
+            if chains.contains_key(&c.code) {
+                return err(format!("chain {:?} is defined twice", c.code));
+            }
+            if !enterprises.contains(&c.enterprise) {
+                return err(format!(
+                    "chain {:?} names unknown enterprise {:?}",
+                    c.code, c.enterprise
+                ));
+            }
+            if c.properties.is_empty() {
+                return err(format!("chain {:?} has no properties", c.code));
+            }
+            let mut properties = BTreeSet::new();
+            for p in c.properties {
+                if !is_code(&p) {
+                    return err(format!("chain {:?}: property {p:?} is not a valid code", c.code));
+                }
+                if let Some(owner) = property_owner.get(&p) {
+                    return err(format!(
+                        "property {p:?} is in chain {owner:?} and in chain {:?}",
+                        c.code
+                    ));
+                }
+                property_owner.insert(p.clone(), c.code.clone());
+                properties.insert(p);
+            }
+            chains.insert(
+                c.code.clone(),
+                Chain { code: c.code, enterprise: c.enterprise, properties },
+            );
+        }
+
+        let mut clients = BTreeMap::new();
+        let mut app_keys: BTreeMap<String, String> = BTreeMap::new();
+        for c in raw.clients {
+            let client = Self::parse_client(c, &enterprises, &chains)?;
+            if clients.contains_key(&client.id) {
+                return err(format!("client {:?} is defined twice", client.id));
+            }
+            if let Some(other) = app_keys.get(&client.app_key) {
+                return err(format!(
+                    "client {:?} uses app key {:?}, already used by client {other:?}",
+                    client.id, client.app_key
+                ));
+            }
+            app_keys.insert(client.app_key.clone(), client.id.clone());
+            clients.insert(client.id.clone(), client);
+        }
+
+        Ok(ServiceConfig {
+            issuer: raw.issuer,
+            audience: raw.audience,
+            retention_seconds,
+            limits,
+            enterprises,
+            chains,
+            clients,
+        })
+    }
+
+    fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let limits = Limits {
+            max_events_per_batch: raw.max_events_per_batch.unwrap_or(d.max_events_per_batch),
+            max_event_bytes: raw.max_event_bytes.unwrap_or(d.max_event_bytes),
+            max_batch_bytes: raw.max_batch_bytes.unwrap_or(d.max_batch_bytes),
+            login_failures_before_lockout: raw
+                .login_failures_before_lockout
+                .unwrap_or(d.login_failures_before_lockout),
+            login_lockout_seconds: raw.login_lockout_seconds.unwrap_or(d.login_lockout_seconds),
+        };
+        let checks: [(&str, u64); 5] = [
+            ("maxEventsPerBatch", limits.max_events_per_batch as u64),
+            ("maxEventBytes", limits.max_event_bytes as u64),
+            ("maxBatchBytes", limits.max_batch_bytes as u64),
+            ("loginFailuresBeforeLockout", u64::from(limits.login_failures_before_lockout)),
+            ("loginLockoutSeconds", limits.login_lockout_seconds),
+        ];
+        if let Some((name, _)) = checks.iter().find(|(_, v)| *v == 0) {
+            return err(format!("limits.{name} must be greater than 0"));
+        }
+        if limits.max_event_bytes > limits.max_batch_bytes {
+            return err("limits.maxEventBytes must not exceed limits.maxBatchBytes");
+        }
+        Ok(limits)
+    }
+
+    fn parse_client(
+        c: RawClient,
+        enterprises: &BTreeSet<String>,
+        chains: &BTreeMap<String, Chain>,
+    ) -> Result<Client, ConfigError> {
+        let id = c.id;
+        if !is_code(&id) {
+            return err(format!("client {id:?} is not a valid client id (letters, digits, - _ .)"));
+        }
+        if c.secret.is_some() {
+            return err(format!(
+                "client {id:?} has a plain \"secret\": store only \"secretHash\" (see README: hashing a client secret)"
+            ));
+        }
+        let Some(hash) = c.secret_hash else {
+            return err(format!("client {id:?} has no secretHash"));
+        };
+        let secret = SecretHash::parse(&hash)
+            .map_err(|why| ConfigError(format!("client {id:?}: secretHash {why}")))?;
+        if !is_code(&c.app_key) {
+            return err(format!("client {id:?}: app key is not a valid code (letters, digits, - _ .)"));
+        }
+        if !enterprises.contains(&c.enterprise) {
+            return err(format!("client {id:?} names unknown enterprise {:?}", c.enterprise));
+        }
+        if c.scopes.is_empty() {
+            return err(format!("client {id:?} has no scopes"));
+        }
+        let mut scopes = BTreeSet::new();
+        for s in &c.scopes {
+            let Some(scope) = Scope::parse(s) else {
+                return err(format!(
+                    "client {id:?} has unknown scope {s:?} (known: urn:pms:events, urn:pms:publish, urn:pms:admin)"
+                ));
+            };
+            scopes.insert(scope);
+        }
+        if c.grants.is_empty() {
+            return err(format!("client {id:?} has no grants: it could use nothing"));
+        }
+        let mut grants: Vec<Grant> = Vec::new();
+        for g in c.grants {
+            let Some(chain) = chains.get(&g.chain) else {
+                return err(format!("client {id:?} is granted unknown chain {:?}", g.chain));
+            };
+            if chain.enterprise != c.enterprise {
+                return err(format!(
+                    "client {id:?} of enterprise {:?} is granted chain {:?} of enterprise {:?}",
+                    c.enterprise, chain.code, chain.enterprise
+                ));
+            }
+            if grants.iter().any(|existing| existing.chain == g.chain) {
+                return err(format!("client {id:?} is granted chain {:?} twice", g.chain));
+            }
+            let properties = match g.properties {
+                None => None,
+                Some(list) if list.is_empty() => {
+                    return err(format!(
+                        "client {id:?}: grant of chain {:?} has an empty property list (omit it to grant every property)",
+                        g.chain
+                    ));
+                }
+                Some(list) => {
+                    for p in &list {
+                        if !chain.properties.contains(p) {
+                            return err(format!(
+                                "client {id:?}: granted property {p:?} is not a property of chain {:?}",
+                                g.chain
+                            ));
+                        }
+                    }
+                    Some(list.into_iter().collect())
+                }
+            };
+            grants.push(Grant { chain: g.chain, properties });
+        }
+        Ok(Client {
+            id,
+            secret,
+            app_key: c.app_key,
+            enterprise: c.enterprise,
+            scopes,
+            grants,
+        })
+    }
+
+    pub fn client(&self, id: &str) -> Option<&Client> {
+        self.clients.get(id)
+    }
+
+    pub fn client_by_app_key(&self, app_key: &str) -> Option<&Client> {
+        self.clients.values().find(|c| c.app_key == app_key)
+    }
+
+    pub fn clients(&self) -> impl Iterator<Item = &Client> {
+        self.clients.values()
+    }
+
+    pub fn chain(&self, code: &str) -> Option<&Chain> {
+        self.chains.get(code)
+    }
+
+    pub fn chains(&self) -> impl Iterator<Item = &Chain> {
+        self.chains.values()
+    }
+}

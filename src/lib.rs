@@ -1,0 +1,21 @@
+//! PMS Events: real-time hotel PMS event streaming. The modules below are plain Rust and
+//! know nothing of the Workers runtime; `edge` is the thin glue that only exists in the
+//! wasm build.
+
+pub mod chain_log;
+pub mod config;
+pub mod oauth;
+pub mod publish;
+pub mod ratelimit;
+pub mod routes;
+pub mod secret;
+pub mod token;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}

@@ -1,0 +1,81 @@
+//! The offset log's rules, against the in-memory reference store.
+
+use pms_events::chain_log::{ChainLog, LogStore, MemoryStore, RETENTION_BATCH};
+use pms_events::publish::ValidEvent;
+
+fn event(id: &str) -> ValidEvent {
+    ValidEvent {
+        unique_event_id: id.into(),
+        hotel_id: "TTE01".into(),
+        module_name: "Reservation".into(),
+        event_name: "CHECKIN".into(),
+        body: format!("{{\"id\":\"{id}\"}}"),
+    }
+}
+
+#[test]
+fn offsets_start_at_one_and_are_gapless_across_batches() {
+    let log = ChainLog::new(MemoryStore::default());
+    assert_eq!(log.append(&[event("a"), event("b")], 1).unwrap(), vec![1, 2]);
+    assert_eq!(log.append(&[event("c")], 2).unwrap(), vec![3]);
+    let stats = log.stats().unwrap();
+    assert_eq!((stats.head_offset, stats.oldest_offset, stats.retained_events), (3, Some(1), 3));
+}
+
+#[test]
+fn duplicate_unique_event_id_returns_the_original_offset() {
+    let log = ChainLog::new(MemoryStore::default());
+    log.append(&[event("a"), event("b")], 1).unwrap();
+    assert_eq!(log.append(&[event("b"), event("c"), event("c")], 2).unwrap(), vec![2, 3, 3]);
+    assert_eq!(log.stats().unwrap().retained_events, 3);
+}
+
+#[test]
+fn read_page_is_bounded_by_count_and_bytes() {
+    let log = ChainLog::new(MemoryStore::default());
+    let batch: Vec<ValidEvent> = (0..10).map(|i| event(&format!("e{i}"))).collect();
+    log.append(&batch, 1).unwrap();
+    let page = log.read_page(3, 4, 1_000_000).unwrap();
+    assert_eq!(page.events.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
+    assert_eq!(page.next, 7);
+    let body_len = batch[0].body.len();
+    let page = log.read_page(1, 10, body_len * 2).unwrap();
+    assert_eq!(page.events.len(), 2);
+    // One event is always returned, however small the byte budget.
+    assert_eq!(log.read_page(1, 10, 1).unwrap().events.len(), 1);
+    let end = log.read_page(11, 10, 1000).unwrap();
+    assert!(end.events.is_empty());
+    assert_eq!(end.next, 11);
+}
+
+#[test]
+fn retention_drops_expired_events_in_bounded_batches_and_keeps_the_head() {
+    let log = ChainLog::new(MemoryStore::default());
+    let old: Vec<ValidEvent> = (0..RETENTION_BATCH + 5).map(|i| event(&format!("old{i}"))).collect();
+    log.append(&old, 1_000).unwrap();
+    log.append(&[event("new")], 50_000).unwrap();
+    let retention = 10_000;
+    let first = log.apply_retention(20_000, retention).unwrap();
+    assert_eq!(first.deleted, RETENTION_BATCH);
+    assert_eq!(first.next_alarm, Some(20_000), "more to delete: run again at once");
+    let second = log.apply_retention(20_000, retention).unwrap();
+    assert_eq!(second.deleted, 5);
+    assert_eq!(second.next_alarm, Some(60_000), "next expiry is the newest event's");
+    let stats = log.stats().unwrap();
+    assert_eq!(stats.head_offset, RETENTION_BATCH as u64 + 6);
+    assert_eq!(stats.oldest_offset, Some(RETENTION_BATCH as u64 + 6));
+    assert_eq!(stats.retained_events, 1);
+    // Numbering continues after retention emptied part of the log.
+    assert_eq!(log.append(&[event("after")], 60_000).unwrap(), vec![RETENTION_BATCH as u64 + 7]);
+}
+
+#[test]
+fn empty_log_after_retention_keeps_numbering() {
+    let log = ChainLog::new(MemoryStore::default());
+    log.append(&[event("a")], 0).unwrap();
+    let r = log.apply_retention(100, 10).unwrap();
+    assert_eq!((r.deleted, r.next_alarm), (1, None));
+    assert_eq!(log.stats().unwrap().oldest_offset, None);
+    assert_eq!(log.store().head().unwrap(), 1);
+    assert_eq!(log.append(&[event("b")], 200).unwrap(), vec![2]);
+}

@@ -1,0 +1,28 @@
+//! The one helper every native test uses: the demo configuration and a test key set.
+#![allow(dead_code)]
+
+use pms_events::config::ServiceConfig;
+use pms_events::token::KeySet;
+
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.json");
+
+pub fn demo_config() -> ServiceConfig {
+    ServiceConfig::parse(DEMO_CONFIG).expect("the demo configuration is valid")
+}
+
+/// The demo document as JSON, to be broken one mistake at a time.
+pub fn demo_json() -> serde_json::Value {
+    serde_json::from_str(DEMO_CONFIG).unwrap()
+}
+
+pub const SEED_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+pub const SEED_B: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8";
+
+pub fn keys(list: &[(&str, &str)]) -> KeySet {
+    let json = serde_json::Value::Array(
+        list.iter()
+            .map(|(kid, seed)| serde_json::json!({"kid": kid, "seed": seed}))
+            .collect(),
+    );
+    KeySet::parse(&json.to_string()).unwrap()
+}

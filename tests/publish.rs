@@ -1,0 +1,98 @@
+//! Batch validation: the whole batch is judged before anything is stored.
+
+mod common;
+
+use common::demo_config;
+use pms_events::config::Limits;
+use pms_events::publish::{validate_batch, BatchError};
+use serde_json::{json, Value};
+
+fn good(hotel: &str) -> Value {
+    json!({
+        "moduleName": "Reservation", "eventName": "CHECKIN", "primaryKey": "R1",
+        "timestamp": "2026-11-27T10:00:00Z", "hotelId": hotel,
+        "detail": [{"elementName": "RoomNumber", "newValue": "101", "oldValue": null, "elementSequence": 1}]
+    })
+}
+
+fn run(body: Value) -> Result<Vec<pms_events::publish::ValidEvent>, BatchError> {
+    let config = demo_config();
+    let mut n = 0;
+    validate_batch(body.to_string().as_bytes(), config.chain("TTE").unwrap(), &Limits::default(), || {
+        n += 1;
+        format!("gen-{n}")
+    })
+}
+
+#[test]
+fn single_event_and_array_are_accepted_with_generated_ids() {
+    let one = run(good("TTE01")).unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].unique_event_id, "gen-1");
+    let body: Value = serde_json::from_str(&one[0].body).unwrap();
+    assert_eq!(body["metadata"]["uniqueEventId"], "gen-1");
+    assert_eq!(body["detail"][0]["newValue"], "101");
+    let mut with_id = good("TTE02");
+    with_id["uniqueEventId"] = json!("u-42");
+    let two = run(json!([good("TTE01"), with_id])).unwrap();
+    assert_eq!(two[1].unique_event_id, "u-42");
+    assert_eq!(two[1].hotel_id, "TTE02");
+    assert!(!two[1].body.contains("\"uniqueEventId\":\"u-42\",\"") || two[1].body.contains("metadata"));
+}
+
+#[test]
+fn every_bad_event_is_reported_with_its_index() {
+    let mut no_module = good("TTE01");
+    no_module.as_object_mut().unwrap().remove("moduleName");
+    let mut bad_ts = good("TTE01");
+    bad_ts["timestamp"] = json!("yesterday");
+    let mut bad_detail = good("TTE01");
+    bad_detail["detail"] = json!([{"newValue": 5}]);
+    let err = run(json!([good("TTE01"), no_module, good("HTB01"), bad_ts, bad_detail, 7])).unwrap_err();
+    let BatchError::Invalid(errors) = &err else { panic!("{err:?}") };
+    let pairs: Vec<(usize, &str)> = errors.iter().map(|e| (e.index, e.field.as_str())).collect();
+    assert!(pairs.contains(&(1, "moduleName")), "{pairs:?}");
+    assert!(pairs.contains(&(2, "hotelId")), "{pairs:?}");
+    assert!(pairs.contains(&(3, "timestamp")), "{pairs:?}");
+    assert!(pairs.contains(&(4, "detail[0].newValue")), "{pairs:?}");
+    assert!(pairs.contains(&(4, "detail[0].elementName")), "{pairs:?}");
+    assert!(pairs.contains(&(5, "")), "{pairs:?}");
+    assert!(!pairs.iter().any(|(i, _)| *i == 0));
+    assert_eq!(err.status(), 400);
+    assert_eq!(err.body()["error"], "invalid_events");
+}
+
+#[test]
+fn unknown_fields_and_wrong_types_are_refused() {
+    let mut e = good("TTE01");
+    e["colour"] = json!("red");
+    e["publisherId"] = json!(5);
+    let BatchError::Invalid(errors) = run(e).unwrap_err() else { panic!() };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert!(fields.contains(&"colour") && fields.contains(&"publisherId"), "{fields:?}");
+}
+
+#[test]
+fn empty_batch_and_non_json_are_malformed() {
+    assert!(matches!(run(json!([])), Err(BatchError::Malformed(_))));
+    assert!(matches!(run(json!("x")), Err(BatchError::Malformed(_))));
+    let config = demo_config();
+    let r = validate_batch(b"{nope", config.chain("TTE").unwrap(), &Limits::default(), String::new);
+    assert!(matches!(r, Err(BatchError::Malformed(_))));
+}
+
+#[test]
+fn limits_give_413() {
+    let config = demo_config();
+    let chain = config.chain("TTE").unwrap();
+    let limits = Limits { max_events_per_batch: 2, max_event_bytes: 400, max_batch_bytes: 2000, ..Limits::default() };
+    let three = json!([good("TTE01"), good("TTE01"), good("TTE01")]).to_string();
+    let e = validate_batch(three.as_bytes(), chain, &limits, String::new).unwrap_err();
+    assert_eq!(e.status(), 413);
+    let mut big = good("TTE01");
+    big["detail"][0]["newValue"] = json!("x".repeat(500));
+    let e = validate_batch(big.to_string().as_bytes(), chain, &limits, String::new).unwrap_err();
+    assert_eq!(e.status(), 413);
+    let huge = vec![b' '; 2001];
+    assert_eq!(validate_batch(&huge, chain, &limits, String::new).unwrap_err().status(), 413);
+}

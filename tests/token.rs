@@ -1,0 +1,197 @@
+//! Claim building and every rejection of the one verification function.
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::{demo_config, keys, SEED_A, SEED_B};
+use pms_events::config::Scope;
+use pms_events::token::{AccessClaims, KeySet, TokenError, CLOCK_LEEWAY_SECONDS};
+
+const ISS: &str = "http://127.0.0.1:8787";
+const AUD: &str = "pms-events";
+const NOW: u64 = 1_800_000_000;
+
+fn claims(client: &str) -> AccessClaims {
+    let config = demo_config();
+    let c = config.client(client).unwrap();
+    AccessClaims::for_client(c, &c.scopes, ISS, AUD, "jti-1".into())
+}
+
+fn b64(v: &serde_json::Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+fn forge(header: serde_json::Value, payload: serde_json::Value, sig: &[u8]) -> String {
+    format!("{}.{}.{}", b64(&header), b64(&payload), URL_SAFE_NO_PAD.encode(sig))
+}
+
+fn payload_of(token: &str) -> serde_json::Value {
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[test]
+fn claims_carry_client_enterprise_app_key_scope_and_grants() {
+    let c = claims("client-app-002");
+    assert_eq!(c.sub, "client-app-002");
+    assert_eq!(c.enterprise_id, "BROWNS");
+    assert_eq!(c.app_key, "APPKEY002");
+    assert_eq!(c.scope, "urn:pms:events");
+    assert!(c.has_scope(Scope::Events) && !c.has_scope(Scope::Publish));
+    let g = c.grant("TTE").unwrap();
+    assert_eq!(g.properties.unwrap().into_iter().collect::<Vec<_>>(), vec!["TTE01"]);
+    assert!(c.grant("HTBTTE").is_none());
+}
+
+#[test]
+fn issued_token_verifies_and_has_header_and_times() {
+    let ks = keys(&[("k1", SEED_A)]);
+    let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["kid"], "k1");
+    let p = payload_of(&token);
+    assert_eq!(p["exp"].as_u64().unwrap(), NOW + 3600);
+    assert_eq!(p["iat"].as_u64().unwrap(), NOW);
+    assert_eq!(p["iss"], ISS);
+    assert_eq!(p["aud"], AUD);
+    assert_eq!(p["jti"], "jti-1");
+    assert_eq!(p["enterpriseId"], "BROWNS");
+    assert_eq!(p["appKey"], "APPKEY001");
+    assert_eq!(p["chains"][0]["chain"], "TTE");
+    assert_eq!(p["chains"][1]["chain"], "HTBTTE");
+    let v = ks.verify(&token, ISS, AUD, NOW + 10).unwrap();
+    assert_eq!(v.claims, claims("client-app-001"));
+    assert_eq!(v.expires_at, NOW + 3600);
+}
+
+#[test]
+fn expired_token_is_refused_after_leeway() {
+    let ks = keys(&[("k1", SEED_A)]);
+    let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
+    assert!(ks.verify(&token, ISS, AUD, NOW + 3600 + CLOCK_LEEWAY_SECONDS - 1).is_ok());
+    assert_eq!(ks.verify(&token, ISS, AUD, NOW + 3600 + CLOCK_LEEWAY_SECONDS), Err(TokenError::Expired));
+}
+
+#[test]
+fn token_from_the_future_is_refused() {
+    let ks = keys(&[("k1", SEED_A)]);
+    let token = ks.issue(&claims("client-app-001"), NOW + 1000).unwrap();
+    assert_eq!(ks.verify(&token, ISS, AUD, NOW), Err(TokenError::IssuedInFuture));
+}
+
+#[test]
+fn wrong_issuer_and_audience_are_refused() {
+    let ks = keys(&[("k1", SEED_A)]);
+    let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
+    assert_eq!(ks.verify(&token, "https://evil", AUD, NOW), Err(TokenError::WrongIssuer));
+    assert_eq!(ks.verify(&token, ISS, "other", NOW), Err(TokenError::WrongAudience));
+}
+
+#[test]
+fn tampered_payload_fails_the_signature() {
+    let ks = keys(&[("k1", SEED_A)]);
+    let token = ks.issue(&claims("client-app-002"), NOW).unwrap();
+    let mut p = payload_of(&token);
+    p["chains"] = serde_json::json!([{"chain": "TTE"}]);
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged = format!("{}.{}.{}", parts[0], b64(&p), parts[2]);
+    assert_eq!(ks.verify(&forged, ISS, AUD, NOW), Err(TokenError::BadSignature));
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let ks = keys(&[("k1", SEED_A)]);
+    let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
+    let forged = forge(serde_json::json!({"alg": "none", "kid": "k1"}), payload_of(&token), b"");
+    assert!(matches!(ks.verify(&forged, ISS, AUD, NOW), Err(TokenError::WrongAlgorithm(_)) | Err(TokenError::Malformed)));
+}
+
+#[test]
+fn hs256_made_with_the_public_key_is_refused() {
+    use hmac::{Hmac, Mac};
+    let ks = keys(&[("k1", SEED_A)]);
+    let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
+    let jwks = ks.jwks();
+    let public = URL_SAFE_NO_PAD.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
+    let header = serde_json::json!({"alg": "HS256", "kid": "k1", "typ": "JWT"});
+    let signing_input = format!("{}.{}", b64(&header), b64(&payload_of(&token)));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&public).unwrap();
+    mac.update(signing_input.as_bytes());
+    let forged = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+    assert_eq!(ks.verify(&forged, ISS, AUD, NOW), Err(TokenError::WrongAlgorithm("HS256".into())));
+}
+
+#[test]
+fn token_signed_by_an_unknown_key_is_refused() {
+    let ours = keys(&[("k1", SEED_A)]);
+    let theirs = keys(&[("k1", SEED_B)]);
+    let token = theirs.issue(&claims("client-app-001"), NOW).unwrap();
+    assert_eq!(ours.verify(&token, ISS, AUD, NOW), Err(TokenError::BadSignature));
+    let other_kid = keys(&[("k9", SEED_B)]).issue(&claims("client-app-001"), NOW).unwrap();
+    assert_eq!(ours.verify(&other_kid, ISS, AUD, NOW), Err(TokenError::UnknownKey));
+}
+
+#[test]
+fn token_without_kid_is_refused() {
+    let ks = keys(&[("k1", SEED_A)]);
+    let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged = format!("{}.{}.{}", b64(&serde_json::json!({"alg": "EdDSA"})), parts[1], parts[2]);
+    assert_eq!(ks.verify(&forged, ISS, AUD, NOW), Err(TokenError::UnknownKey));
+}
+
+#[test]
+fn missing_claims_are_refused_by_name() {
+    // A token we signed ourselves but without exp, and one without appKey.
+    let ks = keys(&[("k1", SEED_A)]);
+    let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
+    for (claim, expected) in [("exp", TokenError::MissingClaim("exp")), ("appKey", TokenError::MissingClaim("appKey"))] {
+        let mut p = payload_of(&token);
+        p.as_object_mut().unwrap().remove(claim);
+        let forged = sign_raw(SEED_A, "k1", &p);
+        assert_eq!(ks.verify(&forged, ISS, AUD, NOW), Err(expected), "{claim}");
+    }
+}
+
+fn sign_raw(seed: &str, kid: &str, payload: &serde_json::Value) -> String {
+    let seed: [u8; 32] = URL_SAFE_NO_PAD.decode(seed).unwrap().try_into().unwrap();
+    let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
+    let input = format!("{}.{}", b64(&serde_json::json!({"alg": "EdDSA", "kid": kid})), b64(payload));
+    let sig = pair.sk.sign(input.as_bytes(), None);
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+}
+
+#[test]
+fn garbage_is_malformed() {
+    let ks = keys(&[("k1", SEED_A)]);
+    assert_eq!(ks.verify("not-a-jwt", ISS, AUD, NOW), Err(TokenError::Malformed));
+    assert_eq!(ks.verify("", ISS, AUD, NOW), Err(TokenError::Malformed));
+}
+
+#[test]
+fn rotation_first_key_signs_all_keys_verify() {
+    let old = keys(&[("old", SEED_A)]);
+    let rotated = keys(&[("new", SEED_B), ("old", SEED_A)]);
+    let old_token = old.issue(&claims("client-app-001"), NOW).unwrap();
+    assert!(rotated.verify(&old_token, ISS, AUD, NOW).is_ok());
+    let new_token = rotated.issue(&claims("client-app-001"), NOW).unwrap();
+    assert!(new_token.starts_with(&b64(&serde_json::json!({"alg":"EdDSA","kid":"new","typ":"JWT"}))[..10]));
+    assert_eq!(rotated.signing_kid(), "new");
+    let jwks = rotated.jwks();
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids, vec!["new", "old"]);
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+}
+
+#[test]
+fn signing_keys_secret_is_validated() {
+    assert!(KeySet::parse("[]").unwrap_err().contains("no key"));
+    assert!(KeySet::parse("[{\"kid\":\"a\",\"seed\":\"AAAA\"}]").unwrap_err().contains("32 bytes"));
+    let dup = format!("[{{\"kid\":\"a\",\"seed\":\"{SEED_A}\"}},{{\"kid\":\"a\",\"seed\":\"{SEED_B}\"}}]");
+    assert!(KeySet::parse(&dup).unwrap_err().contains("twice"));
+    assert!(!format!("{:?}", keys(&[("k1", SEED_A)])).contains(SEED_A));
+}
