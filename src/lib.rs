@@ -2,6 +2,8 @@
 //! know nothing of the Workers runtime; `edge` is the thin glue that only exists in the
 //! wasm build.
 
+pub mod access;
+pub mod audit;
 pub mod chain_log;
 pub mod config;
 pub mod oauth;

@@ -1,0 +1,150 @@
+// The one test-app helper of the end-to-end suites: the built worker on real workerd via
+// Miniflare, the demo configuration, a fresh signing key, and small HTTP helpers.
+import { Miniflare } from "miniflare";
+import http from "node:http";
+import { randomBytes, generateKeyPairSync } from "node:crypto";
+import { readFileSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+export const demoConfig = JSON.parse(readFileSync(path.join(root, "config/demo.json"), "utf8"));
+
+export const DEMO = {
+  app1: { id: "client-app-001", secret: "secret-001", appKey: "APPKEY001", enterprise: "BROWNS" },
+  app2: { id: "client-app-002", secret: "secret-002", appKey: "APPKEY002", enterprise: "BROWNS" },
+  app3: { id: "client-app-003", secret: "secret-003", appKey: "APPKEY003", enterprise: "OTHER" },
+  pms1: { id: "pms-core-001", secret: "pms-secret-001", appKey: "PMSKEY001", enterprise: "BROWNS" },
+  pms2: { id: "pms-core-002", secret: "pms-secret-002", appKey: "PMSKEY002", enterprise: "OTHER" },
+  ops: { id: "ops-admin", secret: "ops-secret", appKey: "OPSKEY001", enterprise: "BROWNS" },
+};
+
+export function newSigningKeys(kid = "test-key-1") {
+  return [{ kid, seed: randomBytes(32).toString("base64url") }];
+}
+
+/** Starts the worker. Options: config (object), signingKeys (array), persist (dir), logs (array to collect stdout lines). */
+export async function startWorker(opts = {}) {
+  const config = opts.config ?? demoConfig;
+  const signingKeys = opts.signingKeys ?? newSigningKeys();
+  const logs = opts.logs;
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: path.join(root, "build/worker/shim.mjs"),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2026-04-01",
+    durableObjects: {
+      CHAIN_LOG: { className: "ChainLog", useSQLite: true },
+      LOGIN_GUARD: { className: "LoginGuardObject", useSQLite: true },
+    },
+    bindings: {
+      PMS_CONFIG: typeof config === "string" ? config : JSON.stringify(config),
+      SIGNING_KEYS: JSON.stringify(signingKeys),
+    },
+    durableObjectsPersist: opts.persist ?? false,
+    host: "127.0.0.1",
+    port: 0,
+    handleRuntimeStdio(stdout, stderr) {
+      for (const stream of [stdout, stderr]) {
+        let buf = "";
+        stream.on("data", (chunk) => {
+          buf += chunk.toString();
+          let i;
+          while ((i = buf.indexOf("\n")) >= 0) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            if (logs) logs.push(line);
+            else if (process.env.E2E_VERBOSE) console.error("[workerd]", line);
+          }
+        });
+      }
+    },
+  });
+  const url = await mf.ready;
+  const base = url.href.replace(/\/$/, "");
+  return {
+    mf,
+    base,
+    signingKeys,
+    async dispose() {
+      await Promise.race([mf.dispose(), new Promise((r) => setTimeout(r, 5000))]);
+    },
+  };
+}
+
+export function tempDir(prefix = "pms-e2e-") {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+/** A plain HTTP request with node:http (Node's fetch drops POSTs under heavy socket load). */
+export function request(base, method, pathname, { headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+    const req = http.request(base + pathname, { method, headers: { ...(payload !== undefined ? { "content-length": Buffer.byteLength(payload) } : {}), ...headers }, agent }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString();
+        let json;
+        try { json = JSON.parse(text); } catch { json = undefined; }
+        resolve({ status: res.statusCode, headers: res.headers, text, json });
+      });
+    });
+    req.on("error", reject);
+    if (payload !== undefined) req.write(payload);
+    req.end();
+  });
+}
+
+export function basic(id, secret) {
+  return "Basic " + Buffer.from(`${id}:${secret}`).toString("base64");
+}
+
+/** Asks the token endpoint for a token of a demo client. */
+export async function tokenFor(base, client, { scope } = {}) {
+  const res = await request(base, "POST", "/oauth/v1/tokens", {
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      authorization: basic(client.id, client.secret),
+      "x-app-key": client.appKey,
+      enterpriseId: client.enterprise,
+    },
+    body: "grant_type=client_credentials" + (scope ? `&scope=${encodeURIComponent(scope)}` : ""),
+  });
+  if (res.status !== 200) throw new Error(`token for ${client.id}: ${res.status} ${res.text}`);
+  return res.json.access_token;
+}
+
+export function event(hotelId, extra = {}) {
+  return {
+    moduleName: "Reservation",
+    eventName: "CHECKIN",
+    primaryKey: "RES-" + Math.floor(Math.random() * 1e9),
+    timestamp: new Date().toISOString(),
+    hotelId,
+    detail: [{ elementName: "RoomNumber", elementType: "String", newValue: "101", oldValue: null, elementSequence: 1 }],
+    ...extra,
+  };
+}
+
+export async function publish(base, token, chain, body, headers = {}) {
+  return request(base, "POST", `/events/v1/chains/${chain}/events`, {
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...headers },
+    body,
+  });
+}
+
+export function decodeJwt(token) {
+  const [h, p, s] = token.split(".");
+  return {
+    header: JSON.parse(Buffer.from(h, "base64url").toString()),
+    payload: JSON.parse(Buffer.from(p, "base64url").toString()),
+    signingInput: `${h}.${p}`,
+    signature: Buffer.from(s, "base64url"),
+  };
+}

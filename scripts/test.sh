@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets everything up and runs every check: formatting, clippy (native and wasm), native
+# tests, wasm tests, the build, the end-to-end tests on workerd and a deploy dry run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+
+step() { printf '\n== %s\n' "$*"; }
+step "cargo fmt --check"
+cargo fmt --check
+step "cargo clippy (native and wasm32)"
+cargo clippy --all-targets -- -D warnings
+cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
+step "native tests"
+cargo test
+step "wasm tests (wasm-bindgen-test under node)"
+cargo test --target wasm32-unknown-unknown --test wasm
+step "build"
+bash scripts/build.sh
+step "end-to-end tests on workerd"
+npm run --silent test:e2e
+step "deploy dry run"
+npx wrangler deploy --dry-run --outdir build/dry-run 2>&1 | grep -E "Total Upload|dry-run|error" || true
+echo "all checks passed"

@@ -1,0 +1,62 @@
+//! `POST /events/v1/chains/{chainCode}/events`: authorize, validate the whole batch, then
+//! hand it to the chain's log object; `200` only once the object has stored it.
+
+use serde_json::json;
+use worker::{Env, Method, Request, RequestInit, Response, Result};
+
+use super::settings::Settings;
+use super::{access_error, audit, chain_stub, reply, verified_claims};
+use crate::config::Scope;
+use crate::publish::validate_batch;
+use crate::token::random_id;
+
+pub async fn handle(mut req: Request, env: &Env, settings: &Settings, chain: &str, request_id: &str) -> Result<Response> {
+    let config = &settings.config;
+    let token = match verified_claims(&req, settings) {
+        Ok(t) => t,
+        Err(e) => {
+            audit("publish.refused", json!({"requestId": request_id, "chain": chain, "status": 401}));
+            return access_error(e);
+        }
+    };
+    let claims = &token.claims;
+    let chain_config = match crate::access::chain_access(config, claims, Scope::Publish, chain) {
+        Ok((c, _grant)) => c,
+        Err(e) => {
+            audit("publish.refused", json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain, "status": 403}));
+            return access_error(e);
+        }
+    };
+    let limit = config.limits.max_batch_bytes;
+    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return reply::error(413, "payload_too_large", format!("the batch is over the {limit}-byte limit"));
+    }
+    let body = req.bytes().await?;
+    let events = match validate_batch(&body, chain_config, &config.limits, random_id) {
+        Ok(events) => events,
+        Err(e) => {
+            audit("publish.refused", json!({"requestId": request_id, "clientId": claims.sub, "chain": chain, "status": e.status()}));
+            return reply::json(e.status(), &e.body());
+        }
+    };
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(serde_json::to_string(&events).map_err(|e| worker::Error::RustError(e.to_string()))?.into()));
+    let inner = Request::new_with_init("https://chain.internal/append", &init)?;
+    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_request(inner).await?;
+    if resp.status_code() != 200 {
+        return reply::error(503, "unavailable", "the chain log could not store the batch; nothing was acknowledged, retry it");
+    }
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        offsets: Vec<u64>,
+    }
+    let stored: Stored = resp.json().await?;
+    let offsets: Vec<String> = stored.offsets.iter().map(u64::to_string).collect();
+    audit("publish.accepted", json!({
+        "requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain,
+        "events": offsets.len(), "firstOffset": offsets.first(), "lastOffset": offsets.last(),
+    }));
+    reply::json(200, &json!({ "offsets": offsets }))
+}
