@@ -84,3 +84,12 @@ test("missing signing keys are named too", async () => {
     await bad.dispose();
   }
 });
+
+test("a keep-alive connection survives requests answered without reading their body", async () => {
+  for (let i = 0; i < 3; i++) {
+    const res = await request(w.base, "POST", "/nope", { body: { some: "payload" } });
+    assert.equal(res.status, 404);
+    const res2 = await request(w.base, "POST", "/healthz", { body: "x".repeat(1000) });
+    assert.equal(res2.status, 405);
+  }
+});

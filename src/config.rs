@@ -199,7 +199,9 @@ impl ServiceConfig {
         let mut enterprises = BTreeSet::new();
         for e in raw.enterprises {
             if !is_code(&e) {
-                return err(format!("enterprise {e:?} is not a valid code (letters, digits, - _ .)"));
+                return err(format!(
+                    "enterprise {e:?} is not a valid code (letters, digits, - _ .)"
+                ));
             }
             if !enterprises.insert(e.clone()) {
                 return err(format!("enterprise {e:?} is listed twice"));
@@ -210,7 +212,10 @@ impl ServiceConfig {
         let mut property_owner: BTreeMap<String, String> = BTreeMap::new();
         for c in raw.chains {
             if !is_code(&c.code) {
-                return err(format!("chain {:?} is not a valid code (letters, digits, - _ .)", c.code));
+                return err(format!(
+                    "chain {:?} is not a valid code (letters, digits, - _ .)",
+                    c.code
+                ));
             }
             if chains.contains_key(&c.code) {
                 return err(format!("chain {:?} is defined twice", c.code));
@@ -227,7 +232,10 @@ impl ServiceConfig {
             let mut properties = BTreeSet::new();
             for p in c.properties {
                 if !is_code(&p) {
-                    return err(format!("chain {:?}: property {p:?} is not a valid code", c.code));
+                    return err(format!(
+                        "chain {:?}: property {p:?} is not a valid code",
+                        c.code
+                    ));
                 }
                 if let Some(owner) = property_owner.get(&p) {
                     return err(format!(
@@ -240,7 +248,11 @@ impl ServiceConfig {
             }
             chains.insert(
                 c.code.clone(),
-                Chain { code: c.code, enterprise: c.enterprise, properties },
+                Chain {
+                    code: c.code,
+                    enterprise: c.enterprise,
+                    properties,
+                },
             );
         }
 
@@ -287,7 +299,10 @@ impl ServiceConfig {
             ("maxEventsPerBatch", limits.max_events_per_batch as u64),
             ("maxEventBytes", limits.max_event_bytes as u64),
             ("maxBatchBytes", limits.max_batch_bytes as u64),
-            ("loginFailuresBeforeLockout", u64::from(limits.login_failures_before_lockout)),
+            (
+                "loginFailuresBeforeLockout",
+                u64::from(limits.login_failures_before_lockout),
+            ),
             ("loginLockoutSeconds", limits.login_lockout_seconds),
         ];
         if let Some((name, _)) = checks.iter().find(|(_, v)| *v == 0) {
@@ -306,7 +321,9 @@ impl ServiceConfig {
     ) -> Result<Client, ConfigError> {
         let id = c.id;
         if !is_code(&id) {
-            return err(format!("client {id:?} is not a valid client id (letters, digits, - _ .)"));
+            return err(format!(
+                "client {id:?} is not a valid client id (letters, digits, - _ .)"
+            ));
         }
         if c.secret.is_some() {
             return err(format!(
@@ -319,10 +336,15 @@ impl ServiceConfig {
         let secret = SecretHash::parse(&hash)
             .map_err(|why| ConfigError(format!("client {id:?}: secretHash {why}")))?;
         if !is_code(&c.app_key) {
-            return err(format!("client {id:?}: app key is not a valid code (letters, digits, - _ .)"));
+            return err(format!(
+                "client {id:?}: app key is not a valid code (letters, digits, - _ .)"
+            ));
         }
         if !enterprises.contains(&c.enterprise) {
-            return err(format!("client {id:?} names unknown enterprise {:?}", c.enterprise));
+            return err(format!(
+                "client {id:?} names unknown enterprise {:?}",
+                c.enterprise
+            ));
         }
         if c.scopes.is_empty() {
             return err(format!("client {id:?} has no scopes"));
@@ -342,7 +364,10 @@ impl ServiceConfig {
         let mut grants: Vec<Grant> = Vec::new();
         for g in c.grants {
             let Some(chain) = chains.get(&g.chain) else {
-                return err(format!("client {id:?} is granted unknown chain {:?}", g.chain));
+                return err(format!(
+                    "client {id:?} is granted unknown chain {:?}",
+                    g.chain
+                ));
             };
             if chain.enterprise != c.enterprise {
                 return err(format!(
@@ -351,7 +376,10 @@ impl ServiceConfig {
                 ));
             }
             if grants.iter().any(|existing| existing.chain == g.chain) {
-                return err(format!("client {id:?} is granted chain {:?} twice", g.chain));
+                return err(format!(
+                    "client {id:?} is granted chain {:?} twice",
+                    g.chain
+                ));
             }
             let properties = match g.properties {
                 None => None,
@@ -373,7 +401,10 @@ impl ServiceConfig {
                     Some(list.into_iter().collect())
                 }
             };
-            grants.push(Grant { chain: g.chain, properties });
+            grants.push(Grant {
+                chain: g.chain,
+                properties,
+            });
         }
         Ok(Client {
             id,

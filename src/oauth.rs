@@ -20,7 +20,11 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn invalid_request(description: impl Into<String>) -> Self {
-        OAuthError { status: 400, error: "invalid_request", description: description.into() }
+        OAuthError {
+            status: 400,
+            error: "invalid_request",
+            description: description.into(),
+        }
     }
 
     /// The one answer to every failed login: it never says which part was wrong.
@@ -84,9 +88,13 @@ fn basic_credentials(header: &str) -> Result<(String, String), OAuthError> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(OAuthError::invalid_client());
     }
-    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| OAuthError::invalid_client())?;
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| OAuthError::invalid_client())?;
     let decoded = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(OAuthError::invalid_client)?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(OAuthError::invalid_client)?;
     // RFC 6749 §2.3.1: both parts are form-urlencoded before the base64 step.
     Ok((form_decode(id), form_decode(secret)))
 }
@@ -100,7 +108,13 @@ fn form_decode(s: &str) -> String {
 
 /// Checks the request's shape; every failure here is specific, as nothing is secret yet.
 pub fn parse(req: &TokenHttpRequest<'_>) -> Result<TokenRequest, OAuthError> {
-    let media_type = req.content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
+    let media_type = req
+        .content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
     if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(OAuthError::invalid_request(
             "Content-Type must be application/x-www-form-urlencoded",
@@ -119,7 +133,9 @@ pub fn parse(req: &TokenHttpRequest<'_>) -> Result<TokenRequest, OAuthError> {
             _ => continue,
         };
         if slot.is_some() {
-            return Err(OAuthError::invalid_request(format!("parameter {key} is repeated")));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {key} is repeated"
+            )));
         }
         *slot = Some(value.into_owned());
     }
@@ -151,13 +167,21 @@ pub fn parse(req: &TokenHttpRequest<'_>) -> Result<TokenRequest, OAuthError> {
     }
     let app_key = header_value(req.app_key, "x-app-key")?;
     let enterprise_id = header_value(req.enterprise_id, "enterpriseId")?;
-    Ok(TokenRequest { client_id, client_secret, app_key, enterprise_id, scope })
+    Ok(TokenRequest {
+        client_id,
+        client_secret,
+        app_key,
+        enterprise_id,
+        scope,
+    })
 }
 
 fn header_value(value: Option<&str>, name: &str) -> Result<String, OAuthError> {
     match value.map(str::trim) {
         Some(v) if !v.is_empty() => Ok(v.to_string()),
-        _ => Err(OAuthError::invalid_request(format!("the {name} header is required"))),
+        _ => Err(OAuthError::invalid_request(format!(
+            "the {name} header is required"
+        ))),
     }
 }
 
@@ -182,11 +206,18 @@ pub fn authenticate<'c>(
 }
 
 fn decoy_iterations(config: &ServiceConfig) -> u32 {
-    config.clients().next().map(|c| c.secret.iterations()).unwrap_or(secret::MIN_ITERATIONS)
+    config
+        .clients()
+        .next()
+        .map(|c| c.secret.iterations())
+        .unwrap_or(secret::MIN_ITERATIONS)
 }
 
 /// The scopes the token will carry: those asked for (all must be held), or all held.
-pub fn select_scopes(client: &Client, requested: Option<&str>) -> Result<BTreeSet<Scope>, OAuthError> {
+pub fn select_scopes(
+    client: &Client,
+    requested: Option<&str>,
+) -> Result<BTreeSet<Scope>, OAuthError> {
     let Some(requested) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(client.scopes.clone());
     };

@@ -45,8 +45,12 @@ impl BatchError {
 
     pub fn body(&self) -> Value {
         match self {
-            BatchError::TooLarge(m) => serde_json::json!({"error": "payload_too_large", "message": m}),
-            BatchError::Malformed(m) => serde_json::json!({"error": "invalid_request", "message": m}),
+            BatchError::TooLarge(m) => {
+                serde_json::json!({"error": "payload_too_large", "message": m})
+            }
+            BatchError::Malformed(m) => {
+                serde_json::json!({"error": "invalid_request", "message": m})
+            }
             BatchError::Invalid(errors) => serde_json::json!({
                 "error": "invalid_events",
                 "message": format!("{} event(s) are invalid; nothing was stored", count_events(errors)),
@@ -63,10 +67,23 @@ fn count_events(errors: &[EventError]) -> usize {
 }
 
 pub const MAX_ID_LEN: usize = 128;
-const REQUIRED: [&str; 5] = ["moduleName", "eventName", "primaryKey", "timestamp", "hotelId"];
+const REQUIRED: [&str; 5] = [
+    "moduleName",
+    "eventName",
+    "primaryKey",
+    "timestamp",
+    "hotelId",
+];
 const OPTIONAL: [&str; 3] = ["publisherId", "actionInstanceId", "uniqueEventId"];
-const DETAIL_STRINGS: [&str; 7] =
-    ["elementName", "elementType", "elementRole", "newValue", "oldValue", "scopeFrom", "scopeTo"];
+const DETAIL_STRINGS: [&str; 7] = [
+    "elementName",
+    "elementType",
+    "elementRole",
+    "newValue",
+    "oldValue",
+    "scopeFrom",
+    "scopeTo",
+];
 
 /// Validates a whole batch. `new_id` supplies a `uniqueEventId` where one is absent.
 pub fn validate_batch(
@@ -133,14 +150,19 @@ fn validate_event(
 ) -> Result<ValidEvent, EventFault> {
     let mut errors = Vec::new();
     let mut fault = |field: &str, message: String| {
-        errors.push(EventError { index, field: field.to_string(), message })
+        errors.push(EventError {
+            index,
+            field: field.to_string(),
+            message,
+        })
     };
     let Value::Object(mut obj) = item else {
         fault("", "an event must be a JSON object".into());
         return Err(EventFault::Invalid(errors));
     };
     for key in obj.keys() {
-        if !REQUIRED.contains(&key.as_str()) && !OPTIONAL.contains(&key.as_str()) && key != "detail" {
+        if !REQUIRED.contains(&key.as_str()) && !OPTIONAL.contains(&key.as_str()) && key != "detail"
+        {
             fault(key, format!("unknown field {key:?}"));
         }
     }
@@ -155,26 +177,41 @@ fn validate_event(
     for name in OPTIONAL {
         match obj.get(name) {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s.is_empty() => fault(name, format!("{name} must not be empty")),
-            Some(Value::String(s)) if s.len() > MAX_ID_LEN => {
-                fault(name, format!("{name} must be at most {MAX_ID_LEN} characters"))
+            Some(Value::String(s)) if s.is_empty() => {
+                fault(name, format!("{name} must not be empty"))
             }
+            Some(Value::String(s)) if s.len() > MAX_ID_LEN => fault(
+                name,
+                format!("{name} must be at most {MAX_ID_LEN} characters"),
+            ),
             Some(Value::String(_)) => {}
             Some(_) => fault(name, format!("{name} must be a string")),
         }
     }
     if let Some(Value::String(ts)) = obj.get("timestamp") {
         if !ts.trim().is_empty() && chrono::DateTime::parse_from_rfc3339(ts).is_err() {
-            fault("timestamp", format!("timestamp {ts:?} is not an RFC 3339 date-time"));
+            fault(
+                "timestamp",
+                format!("timestamp {ts:?} is not an RFC 3339 date-time"),
+            );
         }
     }
     if let Some(Value::String(hotel)) = obj.get("hotelId") {
         if !hotel.trim().is_empty() && !chain.properties.contains(hotel) {
-            fault("hotelId", format!("hotelId {hotel:?} is not a property of chain {:?}", chain.code));
+            fault(
+                "hotelId",
+                format!(
+                    "hotelId {hotel:?} is not a property of chain {:?}",
+                    chain.code
+                ),
+            );
         }
     }
     match obj.get("detail") {
-        None => fault("detail", "detail is required (an array, possibly empty)".into()),
+        None => fault(
+            "detail",
+            "detail is required (an array, possibly empty)".into(),
+        ),
         Some(Value::Array(entries)) => {
             for (i, entry) in entries.iter().enumerate() {
                 check_detail(i, entry, &mut fault);
@@ -196,7 +233,10 @@ fn validate_event(
         serde_json::json!({ "uniqueEventId": unique_event_id }),
     );
     let text = |obj: &Map<String, Value>, k: &str| {
-        obj.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
+        obj.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
     };
     let hotel_id = text(&obj, "hotelId");
     let module_name = text(&obj, "moduleName");
@@ -209,7 +249,13 @@ fn validate_event(
             limits.max_event_bytes
         )));
     }
-    Ok(ValidEvent { unique_event_id, hotel_id, module_name, event_name, body })
+    Ok(ValidEvent {
+        unique_event_id,
+        hotel_id,
+        module_name,
+        event_name,
+        body,
+    })
 }
 
 fn check_detail(i: usize, entry: &Value, fault: &mut impl FnMut(&str, String)) {
@@ -220,7 +266,9 @@ fn check_detail(i: usize, entry: &Value, fault: &mut impl FnMut(&str, String)) {
     };
     for (key, value) in d {
         let ok = match key.as_str() {
-            "elementSequence" => value.is_null() || value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+            "elementSequence" => {
+                value.is_null() || value.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
+            }
             k if DETAIL_STRINGS.contains(&k) => value.is_null() || value.is_string(),
             _ => {
                 fault(&format!("{field}.{key}"), format!("unknown field {key:?}"));
@@ -228,11 +276,21 @@ fn check_detail(i: usize, entry: &Value, fault: &mut impl FnMut(&str, String)) {
             }
         };
         if !ok {
-            let expected = if key == "elementSequence" { "a 32-bit integer" } else { "a string" };
-            fault(&format!("{field}.{key}"), format!("{key} must be {expected}"));
+            let expected = if key == "elementSequence" {
+                "a 32-bit integer"
+            } else {
+                "a string"
+            };
+            fault(
+                &format!("{field}.{key}"),
+                format!("{key} must be {expected}"),
+            );
         }
     }
     if !matches!(d.get("elementName"), Some(Value::String(s)) if !s.is_empty()) {
-        fault(&format!("{field}.elementName"), "elementName is required".into());
+        fault(
+            &format!("{field}.elementName"),
+            "elementName is required".into(),
+        );
     }
 }

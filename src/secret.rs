@@ -22,7 +22,11 @@ pub struct SecretHash {
 // Never print hash material, not even in a debug dump of the configuration.
 impl std::fmt::Debug for SecretHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SecretHash(pbkdf2-sha256, {} iterations)", self.iterations)
+        write!(
+            f,
+            "SecretHash(pbkdf2-sha256, {} iterations)",
+            self.iterations
+        )
     }
 }
 
@@ -43,7 +47,9 @@ impl SecretHash {
         if scheme != "pbkdf2-sha256" {
             return Err("uses an unknown scheme (expected pbkdf2-sha256)");
         }
-        let iterations: u32 = iterations.parse().map_err(|_| "has a non-numeric iteration count")?;
+        let iterations: u32 = iterations
+            .parse()
+            .map_err(|_| "has a non-numeric iteration count")?;
         if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
             return Err("has an iteration count outside 1000..=1000000");
         }
@@ -55,7 +61,11 @@ impl SecretHash {
         if hash.len() != 32 {
             return Err("has a hash that is not 32 bytes (SHA-256)");
         }
-        Ok(SecretHash { iterations, salt, hash })
+        Ok(SecretHash {
+            iterations,
+            salt,
+            hash,
+        })
     }
 
     pub fn new(secret: &str, salt: &[u8], iterations: u32) -> SecretHash {

@@ -58,7 +58,11 @@ impl AccessClaims {
             aud: audience.to_string(),
             sub: client.id.clone(),
             jti,
-            scope: scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
+            scope: scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
             enterprise_id: client.enterprise.clone(),
             app_key: client.app_key.clone(),
             chains: client
@@ -78,10 +82,13 @@ impl AccessClaims {
 
     /// The grant for a chain, if the token holds one.
     pub fn grant(&self, chain: &str) -> Option<Grant> {
-        self.chains.iter().find(|g| g.chain == chain).map(|g| Grant {
-            chain: g.chain.clone(),
-            properties: g.properties.as_ref().map(|p| p.iter().cloned().collect()),
-        })
+        self.chains
+            .iter()
+            .find(|g| g.chain == chain)
+            .map(|g| Grant {
+                chain: g.chain.clone(),
+                properties: g.properties.as_ref().map(|p| p.iter().cloned().collect()),
+            })
     }
 }
 
@@ -174,7 +181,11 @@ impl KeySet {
                 .try_into()
                 .map_err(|_| format!("SIGNING_KEYS[{}] seed is not 32 bytes", k.kid))?;
             let pair = KeyPair::from_seed(Seed::new(seed));
-            keys.push(SigningKeyEntry { kid: k.kid, secret: pair.sk, public: pair.pk });
+            keys.push(SigningKeyEntry {
+                kid: k.kid,
+                secret: pair.sk,
+                public: pair.pk,
+            });
         }
         Ok(KeySet { keys })
     }
@@ -186,7 +197,9 @@ impl KeySet {
     /// Signs a token valid from `now` for [`TOKEN_LIFETIME_SECONDS`].
     pub fn issue(&self, claims: &AccessClaims, now: u64) -> Result<String, String> {
         let key = &self.keys[0];
-        let header = Header::empty().with_key_id(key.kid.clone()).with_token_type("JWT");
+        let header = Header::empty()
+            .with_key_id(key.kid.clone())
+            .with_token_type("JWT");
         let mut jwt_claims = Claims::new(claims.clone());
         jwt_claims.issued_at = Some(timestamp(now)?);
         jwt_claims.expiration = Some(timestamp(now + TOKEN_LIFETIME_SECONDS)?);
@@ -208,10 +221,20 @@ impl KeySet {
         // Checked before any key is touched: refuses `none`, HS256 made with the public
         // key as secret, and every other algorithm confusion.
         if untrusted.algorithm() != ALGORITHM {
-            return Err(TokenError::WrongAlgorithm(untrusted.algorithm().chars().take(16).collect()));
+            return Err(TokenError::WrongAlgorithm(
+                untrusted.algorithm().chars().take(16).collect(),
+            ));
         }
-        let kid = untrusted.header().key_id.as_deref().ok_or(TokenError::UnknownKey)?;
-        let key = self.keys.iter().find(|k| k.kid == kid).ok_or(TokenError::UnknownKey)?;
+        let kid = untrusted
+            .header()
+            .key_id
+            .as_deref()
+            .ok_or(TokenError::UnknownKey)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(TokenError::UnknownKey)?;
         let checked = Ed25519
             .validator::<serde_json::Value>(&key.public)
             .validate(&untrusted)
@@ -221,11 +244,24 @@ impl KeySet {
                 _ => TokenError::Malformed,
             })?;
         let jwt_claims = checked.claims();
-        let expires_at = jwt_claims.expiration.ok_or(TokenError::MissingClaim("exp"))?;
-        let issued_at = jwt_claims.issued_at.ok_or(TokenError::MissingClaim("iat"))?;
+        let expires_at = jwt_claims
+            .expiration
+            .ok_or(TokenError::MissingClaim("exp"))?;
+        let issued_at = jwt_claims
+            .issued_at
+            .ok_or(TokenError::MissingClaim("iat"))?;
         let claims: AccessClaims =
             serde_json::from_value(jwt_claims.custom.clone()).map_err(|e| {
-                for name in ["iss", "aud", "sub", "jti", "scope", "enterpriseId", "appKey", "chains"] {
+                for name in [
+                    "iss",
+                    "aud",
+                    "sub",
+                    "jti",
+                    "scope",
+                    "enterpriseId",
+                    "appKey",
+                    "chains",
+                ] {
                     if e.to_string().contains(&format!("`{name}`")) {
                         return TokenError::MissingClaim(name);
                     }
@@ -246,7 +282,11 @@ impl KeySet {
         if issued_at > now + CLOCK_LEEWAY_SECONDS {
             return Err(TokenError::IssuedInFuture);
         }
-        Ok(VerifiedToken { claims, issued_at, expires_at })
+        Ok(VerifiedToken {
+            claims,
+            issued_at,
+            expires_at,
+        })
     }
 
     /// `GET /.well-known/jwks.json`: every verifying key, the signing one first.

@@ -31,25 +31,42 @@ fn basic_credentials_authenticate() {
     let config = demo_config();
     let client = oauth::authenticate(&config, &parsed).unwrap();
     assert_eq!(client.id, "client-app-001");
-    assert!(!format!("{parsed:?}").contains("secret-001"), "debug output must redact the secret");
+    assert!(
+        !format!("{parsed:?}").contains("secret-001"),
+        "debug output must redact the secret"
+    );
 }
 
 #[test]
 fn body_credentials_authenticate() {
-    let parsed = oauth::parse(&req(None, "grant_type=client_credentials&client_id=client-app-001&client_secret=secret-001")).unwrap();
-    assert_eq!(oauth::authenticate(&demo_config(), &parsed).unwrap().id, "client-app-001");
+    let parsed = oauth::parse(&req(
+        None,
+        "grant_type=client_credentials&client_id=client-app-001&client_secret=secret-001",
+    ))
+    .unwrap();
+    assert_eq!(
+        oauth::authenticate(&demo_config(), &parsed).unwrap().id,
+        "client-app-001"
+    );
 }
 
 #[test]
 fn both_credential_forms_at_once_are_refused() {
     let auth = basic("client-app-001", "secret-001");
-    let e = oauth::parse(&req(Some(&auth), "grant_type=client_credentials&client_id=client-app-001&client_secret=secret-001")).unwrap_err();
+    let e = oauth::parse(&req(
+        Some(&auth),
+        "grant_type=client_credentials&client_id=client-app-001&client_secret=secret-001",
+    ))
+    .unwrap_err();
     assert_eq!((e.status, e.error), (400, "invalid_request"));
 }
 
 #[test]
 fn no_credentials_is_invalid_client() {
-    assert_eq!(oauth::parse(&req(None, "grant_type=client_credentials")).unwrap_err(), OAuthError::invalid_client());
+    assert_eq!(
+        oauth::parse(&req(None, "grant_type=client_credentials")).unwrap_err(),
+        OAuthError::invalid_client()
+    );
 }
 
 #[test]
@@ -63,10 +80,21 @@ fn wrong_content_type_is_invalid_request() {
 #[test]
 fn grant_type_rules() {
     let auth = basic("client-app-001", "secret-001");
-    assert_eq!(oauth::parse(&req(Some(&auth), "")).unwrap_err().error, "invalid_request");
+    assert_eq!(
+        oauth::parse(&req(Some(&auth), "")).unwrap_err().error,
+        "invalid_request"
+    );
     let e = oauth::parse(&req(Some(&auth), "grant_type=password")).unwrap_err();
     assert_eq!((e.status, e.error), (400, "unsupported_grant_type"));
-    assert_eq!(oauth::parse(&req(Some(&auth), "grant_type=client_credentials&grant_type=client_credentials")).unwrap_err().error, "invalid_request");
+    assert_eq!(
+        oauth::parse(&req(
+            Some(&auth),
+            "grant_type=client_credentials&grant_type=client_credentials"
+        ))
+        .unwrap_err()
+        .error,
+        "invalid_request"
+    );
 }
 
 #[test]
@@ -74,10 +102,16 @@ fn app_key_and_enterprise_headers_are_required() {
     let auth = basic("client-app-001", "secret-001");
     let mut r = req(Some(&auth), "grant_type=client_credentials");
     r.app_key = None;
-    assert!(oauth::parse(&r).unwrap_err().description.contains("x-app-key"));
+    assert!(oauth::parse(&r)
+        .unwrap_err()
+        .description
+        .contains("x-app-key"));
     let mut r = req(Some(&auth), "grant_type=client_credentials");
     r.enterprise_id = Some("");
-    assert!(oauth::parse(&r).unwrap_err().description.contains("enterpriseId"));
+    assert!(oauth::parse(&r)
+        .unwrap_err()
+        .description
+        .contains("enterpriseId"));
 }
 
 #[test]
@@ -95,14 +129,28 @@ fn every_login_mismatch_gives_the_same_answer() {
         r.app_key = Some(key);
         r.enterprise_id = Some(ent);
         let parsed = oauth::parse(&r).unwrap();
-        assert_eq!(oauth::authenticate(&config, &parsed).unwrap_err(), OAuthError::invalid_client(), "{id}/{key}/{ent}");
+        assert_eq!(
+            oauth::authenticate(&config, &parsed).unwrap_err(),
+            OAuthError::invalid_client(),
+            "{id}/{key}/{ent}"
+        );
     }
 }
 
 #[test]
 fn malformed_basic_header_is_invalid_client() {
-    for header in ["Bearer abc", "Basic !!!", &format!("Basic {}", STANDARD.encode("no-colon"))] {
-        assert_eq!(oauth::parse(&req(Some(header), "grant_type=client_credentials")).unwrap_err().status, 401, "{header}");
+    for header in [
+        "Bearer abc",
+        "Basic !!!",
+        &format!("Basic {}", STANDARD.encode("no-colon")),
+    ] {
+        assert_eq!(
+            oauth::parse(&req(Some(header), "grant_type=client_credentials"))
+                .unwrap_err()
+                .status,
+            401,
+            "{header}"
+        );
     }
 }
 
@@ -117,16 +165,35 @@ fn basic_credentials_are_form_decoded() {
 fn scope_selection() {
     let config = demo_config();
     let admin = config.client("ops-admin").unwrap();
-    assert_eq!(oauth::select_scopes(admin, None).unwrap().into_iter().collect::<Vec<_>>(), vec![Scope::Admin]);
-    assert_eq!(oauth::select_scopes(admin, Some("urn:pms:admin")).unwrap().len(), 1);
+    assert_eq!(
+        oauth::select_scopes(admin, None)
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![Scope::Admin]
+    );
+    assert_eq!(
+        oauth::select_scopes(admin, Some("urn:pms:admin"))
+            .unwrap()
+            .len(),
+        1
+    );
     let e = oauth::select_scopes(admin, Some("urn:pms:admin urn:pms:publish")).unwrap_err();
     assert_eq!((e.status, e.error), (400, "invalid_scope"));
-    assert_eq!(oauth::select_scopes(admin, Some("bogus")).unwrap_err().error, "invalid_scope");
+    assert_eq!(
+        oauth::select_scopes(admin, Some("bogus"))
+            .unwrap_err()
+            .error,
+        "invalid_scope"
+    );
 }
 
 #[test]
 fn success_body_shape() {
     let scopes = [Scope::Events].into_iter().collect();
     let body = oauth::success_body("tok", &scopes);
-    assert_eq!(body, serde_json::json!({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600, "scope": "urn:pms:events"}));
+    assert_eq!(
+        body,
+        serde_json::json!({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600, "scope": "urn:pms:events"})
+    );
 }

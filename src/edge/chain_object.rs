@@ -13,7 +13,10 @@
 use std::cell::Cell;
 
 use serde::Deserialize;
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State};
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue,
+    State,
+};
 
 use crate::chain_log::{ChainLog as Log, LogStore, Offset, StoreError, StoredEvent};
 use crate::publish::ValidEvent;
@@ -64,8 +67,14 @@ impl SqlLogStore {
             )",
             None,
         )?;
-        sql.exec("CREATE INDEX IF NOT EXISTS events_stored_at ON events(stored_at)", None)?;
-        sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)", None)?;
+        sql.exec(
+            "CREATE INDEX IF NOT EXISTS events_stored_at ON events(stored_at)",
+            None,
+        )?;
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+            None,
+        )?;
         Ok(SqlLogStore { sql })
     }
 
@@ -109,7 +118,10 @@ impl LogStore for SqlLogStore {
         }
         let rows: Vec<S> = self
             .sql
-            .exec("SELECT seq FROM events WHERE unique_event_id = ?", vec![unique_event_id.into()])
+            .exec(
+                "SELECT seq FROM events WHERE unique_event_id = ?",
+                vec![unique_event_id.into()],
+            )
             .and_then(|c| c.to_array())
             .map_err(store_err)?;
         Ok(rows.first().map(|r| r.seq))
@@ -141,7 +153,10 @@ impl LogStore for SqlLogStore {
         }
         let rows: Vec<O> = self
             .sql
-            .exec("SELECT seq, stored_at FROM events ORDER BY seq LIMIT 1", None)
+            .exec(
+                "SELECT seq, stored_at FROM events ORDER BY seq LIMIT 1",
+                None,
+            )
             .and_then(|c| c.to_array())
             .map_err(store_err)?;
         Ok(rows.first().map(|r| (r.seq, r.stored_at)))
@@ -160,7 +175,11 @@ impl LogStore for SqlLogStore {
         Ok(rows.first().map(|r| r.n).unwrap_or(0))
     }
 
-    fn read_from(&self, from: Offset, limit: usize) -> std::result::Result<Vec<StoredEvent>, StoreError> {
+    fn read_from(
+        &self,
+        from: Offset,
+        limit: usize,
+    ) -> std::result::Result<Vec<StoredEvent>, StoreError> {
         let rows: Vec<Row> = self
             .sql
             .exec(
@@ -183,7 +202,11 @@ impl LogStore for SqlLogStore {
             .collect())
     }
 
-    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> std::result::Result<usize, StoreError> {
+    fn delete_stored_before(
+        &self,
+        cutoff: u64,
+        limit: usize,
+    ) -> std::result::Result<usize, StoreError> {
         self.sql
             .exec(
                 "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE stored_at < ? ORDER BY seq LIMIT ?)",
@@ -192,6 +215,13 @@ impl LogStore for SqlLogStore {
             .map(|c| c.rows_written())
             .map_err(store_err)
     }
+}
+
+/// An absolute alarm time. (A bare integer would be read as an offset from now.)
+fn scheduled_at(ms: u64) -> worker::ScheduledTime {
+    worker::ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
+        ms as f64,
+    )))
 }
 
 fn internal(e: StoreError) -> worker::Error {
@@ -212,8 +242,12 @@ impl ChainLog {
         }
         let storage = self.state.storage();
         if storage.get_alarm().await?.is_none() {
-            if let Some(at) = self.log.next_expiry(self.retention_ms()).map_err(internal)? {
-                storage.set_alarm(at as i64).await?;
+            if let Some(at) = self
+                .log
+                .next_expiry(self.retention_ms())
+                .map_err(internal)?
+            {
+                storage.set_alarm(scheduled_at(at)).await?;
             }
         }
         self.alarm_set.set(true);
@@ -225,7 +259,10 @@ impl ChainLog {
         let now = super::now_ms();
         // One synchronous turn: offsets assigned and rows written together (see top).
         let offsets = self.log.append(&batch, now).map_err(internal)?;
-        self.log.store().set_meta("last_publish_at", now).map_err(internal)?;
+        self.log
+            .store()
+            .set_meta("last_publish_at", now)
+            .map_err(internal)?;
         self.ensure_alarm().await?;
         Response::from_json(&serde_json::json!({ "offsets": offsets }))
     }
@@ -249,7 +286,10 @@ impl ChainLog {
             limit: Option<usize>,
         }
         let q: Q = req.query()?;
-        let page = self.log.read_page(q.from, q.limit.unwrap_or(100).min(1000), 1 << 20).map_err(internal)?;
+        let page = self
+            .log
+            .read_page(q.from, q.limit.unwrap_or(100).min(1000), 1 << 20)
+            .map_err(internal)?;
         Response::from_json(&serde_json::json!({ "events": page.events, "next": page.next }))
     }
 }
@@ -262,10 +302,17 @@ impl DurableObject for ChainLog {
             // then fail with a 500 from the store, which is the honest answer.
             Err(e) => {
                 worker::console_error!("chain log schema: {e}");
-                SqlLogStore { sql: state.storage().sql() }
+                SqlLogStore {
+                    sql: state.storage().sql(),
+                }
             }
         };
-        ChainLog { state, env, log: Log::new(store), alarm_set: Cell::new(false) }
+        ChainLog {
+            state,
+            env,
+            log: Log::new(store),
+            alarm_set: Cell::new(false),
+        }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -278,22 +325,38 @@ impl DurableObject for ChainLog {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let outcome = self.log.apply_retention(super::now_ms(), self.retention_ms()).map_err(internal)?;
+        let outcome = self
+            .log
+            .apply_retention(super::now_ms(), self.retention_ms())
+            .map_err(internal)?;
         if outcome.deleted > 0 {
-            super::audit("retention.applied", serde_json::json!({"deleted": outcome.deleted}));
+            super::audit(
+                "retention.applied",
+                serde_json::json!({"deleted": outcome.deleted}),
+            );
         }
         if let Some(at) = outcome.next_alarm {
-            self.state.storage().set_alarm(at as i64).await?;
+            self.state.storage().set_alarm(scheduled_at(at)).await?;
         }
         self.alarm_set.set(outcome.next_alarm.is_some());
         Response::ok("")
     }
 
-    async fn websocket_message(&self, ws: worker::WebSocket, _msg: worker::WebSocketIncomingMessage) -> Result<()> {
+    async fn websocket_message(
+        &self,
+        ws: worker::WebSocket,
+        _msg: worker::WebSocketIncomingMessage,
+    ) -> Result<()> {
         ws.close(Some(1011), Some("no subscription protocol on this socket"))
     }
 
-    async fn websocket_close(&self, ws: worker::WebSocket, _code: usize, _reason: String, _clean: bool) -> Result<()> {
+    async fn websocket_close(
+        &self,
+        ws: worker::WebSocket,
+        _code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
         let _ = ws.close(Some(1000), Some("closed"));
         Ok(())
     }

@@ -14,7 +14,6 @@ use worker::{event, Context, Env, Request, Response, Result};
 
 use crate::routes::{self, Route};
 
-
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub fn now_ms() -> u64 {
@@ -28,14 +27,26 @@ pub fn audit(event: &str, fields: serde_json::Value) {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
-    let request_id = routes::sane_request_id(req.headers().get("X-Request-Id").ok().flatten().as_deref())
-        .map(str::to_string)
-        .unwrap_or_else(crate::token::random_id);
+    let request_id =
+        routes::sane_request_id(req.headers().get("X-Request-Id").ok().flatten().as_deref())
+            .map(str::to_string)
+            .unwrap_or_else(crate::token::random_id);
     let resp = match dispatch(req, &env, &request_id).await {
         Ok(resp) => resp,
         Err(e) => {
-            worker::console_error!("{}", crate::audit::line("request.failed", now_ms(), serde_json::json!({"requestId": request_id, "error": e.to_string()})));
-            reply::error(500, "internal_error", "the request could not be completed; retry it")?
+            worker::console_error!(
+                "{}",
+                crate::audit::line(
+                    "request.failed",
+                    now_ms(),
+                    serde_json::json!({"requestId": request_id, "error": e.to_string()})
+                )
+            );
+            reply::error(
+                500,
+                "internal_error",
+                "the request could not be completed; retry it",
+            )?
         }
     };
     if resp.status_code() == 101 {
@@ -44,19 +55,40 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     reply::with_header(resp, "X-Request-Id", &request_id)
 }
 
-async fn dispatch(req: Request, env: &Env, request_id: &str) -> Result<Response> {
+/// Reads and drops a request body we answer without using, so that workerd keeps the
+/// client's keep-alive connection open (it drops it when a body is left unread).
+async fn drain(req: &mut Request) {
+    if req.inner().body().is_some() {
+        let _ = req.bytes().await;
+    }
+}
+
+async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Response> {
     let route = routes::route(req.method().as_ref(), &req.path());
+    if matches!(
+        route,
+        Route::NotFound | Route::MethodNotAllowed { .. } | Route::Healthz | Route::Jwks
+    ) {
+        drain(&mut req).await;
+    }
     let settings = match settings::load(env) {
         Ok(s) => s,
         Err(why) => {
+            drain(&mut req).await;
             if route == Route::Healthz {
-                return reply::json(500, &serde_json::json!({"status": "error", "version": VERSION, "configuration": "invalid", "error": why}));
+                return reply::json(
+                    500,
+                    &serde_json::json!({"status": "error", "version": VERSION, "configuration": "invalid", "error": why}),
+                );
             }
             return reply::error(500, "configuration_error", why);
         }
     };
     match route {
-        Route::Healthz => reply::json(200, &serde_json::json!({"status": "ok", "version": VERSION, "configuration": "loaded"})),
+        Route::Healthz => reply::json(
+            200,
+            &serde_json::json!({"status": "ok", "version": VERSION, "configuration": "loaded"}),
+        ),
         Route::Jwks => {
             let resp = reply::json(200, &settings.keys.jwks())?;
             reply::with_header(resp, "Cache-Control", "public, max-age=300")
@@ -64,10 +96,16 @@ async fn dispatch(req: Request, env: &Env, request_id: &str) -> Result<Response>
         Route::Tokens => tokens::handle(req, env, &settings, request_id).await,
         Route::Publish { chain } => publish::handle(req, env, &settings, &chain, request_id).await,
         Route::AdminChain { chain } => admin::chain(req, env, &settings, &chain, request_id).await,
-        Route::Subscriptions => reply::error(501, "not_implemented", "streaming is not available yet"),
+        Route::Subscriptions => {
+            reply::error(501, "not_implemented", "streaming is not available yet")
+        }
         Route::NotFound => reply::error(404, "not_found", format!("no route for {}", req.path())),
         Route::MethodNotAllowed { allow } => {
-            let resp = reply::error(405, "method_not_allowed", format!("{} is not allowed here; use {allow}", req.method().as_ref()))?;
+            let resp = reply::error(
+                405,
+                "method_not_allowed",
+                format!("{} is not allowed here; use {allow}", req.method().as_ref()),
+            )?;
             reply::with_header(resp, "Allow", allow)
         }
     }
@@ -75,7 +113,9 @@ async fn dispatch(req: Request, env: &Env, request_id: &str) -> Result<Response>
 
 /// The stub of a chain's log object: one per chain code.
 pub fn chain_stub(env: &Env, chain: &str) -> Result<worker::Stub> {
-    env.durable_object("CHAIN_LOG")?.id_from_name(chain)?.get_stub()
+    env.durable_object("CHAIN_LOG")?
+        .id_from_name(chain)?
+        .get_stub()
 }
 
 /// Maps an authorization failure to its response (401 with a Bearer challenge, or 403).
@@ -91,11 +131,19 @@ pub fn access_error(e: crate::access::AccessError) -> Result<Response> {
 }
 
 /// Verifies the bearer token of a request with the service's one verification function.
-pub fn verified_claims(req: &Request, settings: &settings::Settings) -> std::result::Result<crate::token::VerifiedToken, crate::access::AccessError> {
+pub fn verified_claims(
+    req: &Request,
+    settings: &settings::Settings,
+) -> std::result::Result<crate::token::VerifiedToken, crate::access::AccessError> {
     let header = req.headers().get("Authorization").ok().flatten();
     let token = crate::access::bearer_token(header.as_deref())?;
     settings
         .keys
-        .verify(token, &settings.config.issuer, &settings.config.audience, now_ms() / 1000)
+        .verify(
+            token,
+            &settings.config.issuer,
+            &settings.config.audience,
+            now_ms() / 1000,
+        )
         .map_err(|e| crate::access::AccessError::Unauthorized(e.to_string()))
 }

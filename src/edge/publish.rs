@@ -10,12 +10,38 @@ use crate::config::Scope;
 use crate::publish::validate_batch;
 use crate::token::random_id;
 
-pub async fn handle(mut req: Request, env: &Env, settings: &Settings, chain: &str, request_id: &str) -> Result<Response> {
+pub async fn handle(
+    mut req: Request,
+    env: &Env,
+    settings: &Settings,
+    chain: &str,
+    request_id: &str,
+) -> Result<Response> {
     let config = &settings.config;
+    let limit = config.limits.max_batch_bytes;
+    let declared = req
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return reply::error(
+            413,
+            "payload_too_large",
+            format!("the batch is over the {limit}-byte limit"),
+        );
+    }
+    // The body is read before any early answer: workerd drops a keep-alive connection whose
+    // request body was left unread, and the publisher's next request would fail.
+    let body = req.bytes().await?;
     let token = match verified_claims(&req, settings) {
         Ok(t) => t,
         Err(e) => {
-            audit("publish.refused", json!({"requestId": request_id, "chain": chain, "status": 401}));
+            audit(
+                "publish.refused",
+                json!({"requestId": request_id, "chain": chain, "status": 401}),
+            );
             return access_error(e);
         }
     };
@@ -23,30 +49,39 @@ pub async fn handle(mut req: Request, env: &Env, settings: &Settings, chain: &st
     let chain_config = match crate::access::chain_access(config, claims, Scope::Publish, chain) {
         Ok((c, _grant)) => c,
         Err(e) => {
-            audit("publish.refused", json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain, "status": 403}));
+            audit(
+                "publish.refused",
+                json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain, "status": 403}),
+            );
             return access_error(e);
         }
     };
-    let limit = config.limits.max_batch_bytes;
-    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return reply::error(413, "payload_too_large", format!("the batch is over the {limit}-byte limit"));
-    }
-    let body = req.bytes().await?;
     let events = match validate_batch(&body, chain_config, &config.limits, random_id) {
         Ok(events) => events,
         Err(e) => {
-            audit("publish.refused", json!({"requestId": request_id, "clientId": claims.sub, "chain": chain, "status": e.status()}));
+            audit(
+                "publish.refused",
+                json!({"requestId": request_id, "clientId": claims.sub, "chain": chain, "status": e.status()}),
+            );
             return reply::json(e.status(), &e.body());
         }
     };
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(&events).map_err(|e| worker::Error::RustError(e.to_string()))?.into()));
+    init.with_method(Method::Post).with_body(Some(
+        serde_json::to_string(&events)
+            .map_err(|e| worker::Error::RustError(e.to_string()))?
+            .into(),
+    ));
     let inner = Request::new_with_init("https://chain.internal/append", &init)?;
-    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_request(inner).await?;
+    let mut resp = chain_stub(env, &chain_config.code)?
+        .fetch_with_request(inner)
+        .await?;
     if resp.status_code() != 200 {
-        return reply::error(503, "unavailable", "the chain log could not store the batch; nothing was acknowledged, retry it");
+        return reply::error(
+            503,
+            "unavailable",
+            "the chain log could not store the batch; nothing was acknowledged, retry it",
+        );
     }
     #[derive(serde::Deserialize)]
     struct Stored {
@@ -54,9 +89,12 @@ pub async fn handle(mut req: Request, env: &Env, settings: &Settings, chain: &st
     }
     let stored: Stored = resp.json().await?;
     let offsets: Vec<String> = stored.offsets.iter().map(u64::to_string).collect();
-    audit("publish.accepted", json!({
-        "requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain,
-        "events": offsets.len(), "firstOffset": offsets.first(), "lastOffset": offsets.last(),
-    }));
+    audit(
+        "publish.accepted",
+        json!({
+            "requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain,
+            "events": offsets.len(), "firstOffset": offsets.first(), "lastOffset": offsets.last(),
+        }),
+    );
     reply::json(200, &json!({ "offsets": offsets }))
 }

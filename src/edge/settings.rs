@@ -44,9 +44,19 @@ pub fn load(env: &Env) -> Result<Rc<Settings>, String> {
         }
         let outcome = parse(&source.0, &source.1);
         if let Err(why) = &outcome {
-            worker::console_error!("{}", crate::audit::line("config.invalid", super::now_ms(), serde_json::json!({"error": why})));
+            worker::console_error!(
+                "{}",
+                crate::audit::line(
+                    "config.invalid",
+                    super::now_ms(),
+                    serde_json::json!({"error": why})
+                )
+            );
         }
-        *cache = Some(Cached { source, outcome: outcome.clone() });
+        *cache = Some(Cached {
+            source,
+            outcome: outcome.clone(),
+        });
         outcome
     })
 }
