@@ -1,0 +1,235 @@
+//! Delivery from a chain's log to one subscription: where it starts, which events it gets,
+//! and how much may be in flight. Replay and live delivery are one mechanism: a cursor
+//! into the log that advances only by reading the log, so the hand-over from replay to
+//! live can neither skip nor repeat an event.
+//!
+//! The chain object sends a subscription its events in batches over an internal socket:
+//!
+//! ```text
+//! B <through>\n<offset> <next frame>\n<offset> <next frame>...
+//! ```
+//!
+//! `through` is the last offset the batch covers (events filtered out included). The
+//! gateway forwards the frames and answers `A <count> <through>`; at most `window` frames
+//! are unacknowledged, so neither side ever buffers without bound: a subscriber that falls
+//! behind is simply served from storage at its cursor when it catches up.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::chain_log::{ChainLog, ChainStats, LogStore, Offset, StoreError, StoredEvent};
+
+/// How long the server remembers the last offset delivered to an app key on a chain.
+pub const SAVED_CURSOR_TTL_MS: u64 = 24 * 3600 * 1000;
+/// Events read from storage per page while filling a window.
+pub const PAGE: usize = 200;
+
+/// Which events of the chain a subscription receives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventFilter {
+    /// `None`: every property of the chain (the grant allows them all, and no `hotelCode`).
+    pub properties: Option<BTreeSet<String>>,
+    pub event_names: Option<BTreeSet<String>>,
+    pub module_names: Option<BTreeSet<String>>,
+}
+
+impl EventFilter {
+    pub fn matches(&self, e: &StoredEvent) -> bool {
+        let ok = |set: &Option<BTreeSet<String>>, v: &str| set.as_ref().is_none_or(|s| s.contains(v));
+        ok(&self.properties, &e.hotel_id) && ok(&self.event_names, &e.event_name) && ok(&self.module_names, &e.module_name)
+    }
+}
+
+/// Turns an event (EventHeader JSON) into the subscription's selected fields.
+pub trait Projector {
+    fn project_to_string(&self, event: &Value, delta: bool, out: &mut String);
+}
+
+/// Everything the chain object needs to serve one subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionSpec<P> {
+    /// The vendor's operation id.
+    pub id: String,
+    pub app_key: String,
+    pub client_id: String,
+    pub connection_id: String,
+    pub response_key: String,
+    pub delta: bool,
+    pub filter: EventFilter,
+    pub start: Start,
+    pub plan: P,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "offset")]
+pub enum Start {
+    /// Replay from this offset, inclusive.
+    At(Offset),
+    /// Start at the newest event.
+    Highest,
+    /// After the last offset delivered to this app key on this chain in the last 24 h;
+    /// live when none is recorded.
+    Resume,
+}
+
+/// Retention dropped part of what was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gap {
+    pub requested: Offset,
+    pub resumed_at: Offset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartError {
+    OutOfRange { requested: Offset, head: Offset },
+}
+
+/// The first offset to deliver, and the gap to report if retention dropped some.
+pub fn resolve_start(
+    start: Start,
+    stats: &ChainStats,
+    saved: Option<(Offset, u64)>,
+    now_ms: u64,
+) -> Result<(Offset, Option<Gap>), StartError> {
+    let head = stats.head_offset;
+    let requested = match start {
+        Start::At(n) => n,
+        Start::Highest => return Ok((head.max(1), None)),
+        Start::Resume => match saved {
+            Some((offset, at)) if now_ms.saturating_sub(at) < SAVED_CURSOR_TTL_MS => offset + 1,
+            _ => return Ok((head + 1, None)),
+        },
+    };
+    if requested > head + 1 {
+        return Err(StartError::OutOfRange { requested, head });
+    }
+    let first = requested.max(1);
+    let oldest = stats.oldest_offset.unwrap_or(head + 1);
+    if first < oldest {
+        Ok((oldest, Some(Gap { requested, resumed_at: oldest })))
+    } else {
+        Ok((first, None))
+    }
+}
+
+/// Where a subscription stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cursor {
+    /// The next offset to consider.
+    pub next: Offset,
+    /// Frames sent and not yet acknowledged.
+    pub inflight: u32,
+    /// Reported on the first frame, then cleared.
+    pub gap: Option<Gap>,
+}
+
+/// Parsed events shared by every subscription served in one turn of the object.
+#[derive(Default)]
+pub struct EventCache {
+    parsed: HashMap<Offset, Value>,
+}
+
+impl EventCache {
+    fn get(&mut self, e: &StoredEvent) -> &Value {
+        self.parsed.entry(e.offset).or_insert_with(|| {
+            let mut v: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+            if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("offset".into(), Value::String(e.offset.to_string()));
+            }
+            v
+        })
+    }
+}
+
+/// Fills the subscription's window from the log, starting at its cursor. Returns the batch
+/// message, or `None` when there is nothing to send. Reads and the returned batch belong
+/// to one synchronous turn: the caller sends it before any `await`.
+pub fn pump<S: LogStore, P: Projector>(
+    log: &ChainLog<S>,
+    spec: &SubscriptionSpec<P>,
+    cursor: &mut Cursor,
+    head: Offset,
+    window: u32,
+    cache: &mut EventCache,
+) -> Result<Option<String>, StoreError> {
+    let mut body = String::new();
+    while cursor.inflight < window && cursor.next <= head {
+        let page = log.read_page(cursor.next, PAGE, usize::MAX)?;
+        let complete_page = page.events.len() == PAGE;
+        for e in &page.events {
+            if cursor.inflight >= window {
+                break;
+            }
+            cursor.next = e.offset + 1;
+            if !spec.filter.matches(e) {
+                continue;
+            }
+            body.push('\n');
+            body.push_str(&e.offset.to_string());
+            body.push(' ');
+            render_next(spec, cache.get(e), cursor.gap.take(), &mut body);
+            cursor.inflight += 1;
+        }
+        if !complete_page && cursor.inflight < window {
+            // The log holds nothing more up to the head read in this same turn.
+            cursor.next = head + 1;
+        }
+    }
+    if body.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!("B {}{}", cursor.next - 1, body)))
+}
+
+/// One `next` message of graphql-transport-ws for this subscription.
+pub fn render_next<P: Projector>(spec: &SubscriptionSpec<P>, event: &Value, gap: Option<Gap>, out: &mut String) {
+    out.push_str("{\"id\":");
+    out.push_str(&Value::String(spec.id.clone()).to_string());
+    out.push_str(",\"type\":\"next\",\"payload\":{\"data\":{");
+    out.push_str(&Value::String(spec.response_key.clone()).to_string());
+    out.push(':');
+    spec.plan.project_to_string(event, spec.delta, out);
+    out.push('}');
+    if let Some(g) = gap {
+        out.push_str(&format!(
+            ",\"extensions\":{{\"gap\":{{\"requested\":\"{}\",\"resumedAt\":\"{}\"}}}}",
+            g.requested, g.resumed_at
+        ));
+    }
+    out.push_str("}}");
+}
+
+/// A batch as the gateway reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch<'a> {
+    pub through: Offset,
+    pub frames: Vec<(Offset, &'a str)>,
+}
+
+pub fn parse_batch(text: &str) -> Option<Batch<'_>> {
+    let mut lines = text.split('\n');
+    let through = lines.next()?.strip_prefix("B ")?.parse().ok()?;
+    let mut frames = Vec::new();
+    for line in lines {
+        let (offset, frame) = line.split_once(' ')?;
+        frames.push((offset.parse().ok()?, frame));
+    }
+    Some(Batch { through, frames })
+}
+
+pub fn ack_message(count: usize, through: Offset) -> String {
+    format!("A {count} {through}")
+}
+
+pub fn parse_ack(text: &str) -> Option<(u32, Offset)> {
+    let mut parts = text.strip_prefix("A ")?.split(' ');
+    let count = parts.next()?.parse().ok()?;
+    let through = parts.next()?.parse().ok()?;
+    Some((count, through))
+}

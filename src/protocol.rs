@@ -1,0 +1,276 @@
+//! The graphql-transport-ws protocol (graphql-ws `PROTOCOL.md`) as a state machine with
+//! no I/O: it takes the client's frames and timer events and answers with actions. The
+//! gateway performs the actions; everything the protocol decides is tested natively.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Map, Value};
+
+use crate::token::VerifiedToken;
+
+pub const SUBPROTOCOL: &str = "graphql-transport-ws";
+
+/// Close codes of CONTRACT §4 and the graphql-ws protocol.
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 4500;
+    pub const BAD_REQUEST: u16 = 4400;
+    pub const UNAUTHORIZED: u16 = 4401;
+    pub const FORBIDDEN: u16 = 4403;
+    pub const BAD_SUBPROTOCOL: u16 = 4406;
+    pub const INIT_TIMEOUT: u16 = 4408;
+    pub const DUPLICATE_ID: u16 = 4409;
+    pub const TOO_MANY_INITS: u16 = 4429;
+    /// The subscriber could not keep up; it resumes from its offset on reconnect.
+    pub const TOO_SLOW: u16 = 4413;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Close {
+    pub fn new(code: u16, reason: impl Into<String>) -> Self {
+        Close { code, reason: reason.into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    ConnectionInit { payload: Map<String, Value> },
+    Ping { payload: Option<Value> },
+    Pong,
+    Subscribe { id: String, payload: Value },
+    Complete { id: String },
+}
+
+/// Parses one text frame; any deviation from the protocol's shapes is a 4400 reason.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
+    let value: Value = serde_json::from_str(text).map_err(|_| "Invalid message received: not JSON".to_string())?;
+    let Value::Object(mut obj) = value else {
+        return Err("Invalid message received: not an object".into());
+    };
+    let Some(Value::String(kind)) = obj.remove("type") else {
+        return Err("Invalid message received: missing \"type\"".into());
+    };
+    let id = |obj: &mut Map<String, Value>| match obj.remove("id") {
+        Some(Value::String(id)) if !id.is_empty() => Ok(id),
+        _ => Err(format!("Invalid message received: \"{kind}\" needs a non-empty string \"id\"")),
+    };
+    match kind.as_str() {
+        "connection_init" => match obj.remove("payload") {
+            None | Some(Value::Null) => Ok(ClientMessage::ConnectionInit { payload: Map::new() }),
+            Some(Value::Object(payload)) => Ok(ClientMessage::ConnectionInit { payload }),
+            Some(_) => Err("Invalid message received: connection_init payload must be an object".into()),
+        },
+        "ping" => Ok(ClientMessage::Ping { payload: obj.remove("payload").filter(|p| !p.is_null()) }),
+        "pong" => Ok(ClientMessage::Pong),
+        "subscribe" => {
+            let id = id(&mut obj)?;
+            match obj.remove("payload") {
+                Some(payload @ Value::Object(_)) if payload.get("query").is_some_and(Value::is_string) => {
+                    Ok(ClientMessage::Subscribe { id, payload })
+                }
+                _ => Err("Invalid message received: subscribe payload must be an object with a string \"query\"".into()),
+            }
+        }
+        "complete" => Ok(ClientMessage::Complete { id: id(&mut obj)? }),
+        other => Err(format!("Invalid message received: unknown type {:?}", other.chars().take(32).collect::<String>())),
+    }
+}
+
+/// What the gateway must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Send(String),
+    Close(Close),
+    /// Prepare and start operation `id` (GraphQL work, authorization, attaching to a chain).
+    Start { id: String, payload: Value },
+    /// Stop operation `id`; nothing more may be sent for it.
+    Stop { id: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    AwaitingInit,
+    Ready(Box<VerifiedToken>),
+    Closed,
+}
+
+/// One vendor connection.
+#[derive(Debug)]
+pub struct Session {
+    phase: Phase,
+    active: BTreeSet<String>,
+    max_frame_bytes: usize,
+}
+
+/// The outcome of checking a `connection_init` payload.
+pub type InitCheck = Result<VerifiedToken, Close>;
+
+impl Session {
+    pub fn new(max_frame_bytes: usize) -> Self {
+        Session { phase: Phase::AwaitingInit, active: BTreeSet::new(), max_frame_bytes }
+    }
+
+    pub fn principal(&self) -> Option<&VerifiedToken> {
+        match &self.phase {
+            Phase::Ready(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    pub fn is_active(&self, id: &str) -> bool {
+        self.active.contains(id)
+    }
+
+    pub fn active_ids(&self) -> impl Iterator<Item = &String> {
+        self.active.iter()
+    }
+
+    fn close(&mut self, code: u16, reason: impl Into<String>) -> Vec<Action> {
+        self.phase = Phase::Closed;
+        let mut actions: Vec<Action> = std::mem::take(&mut self.active).into_iter().map(|id| Action::Stop { id }).collect();
+        actions.push(Action::Close(Close::new(code, reason)));
+        actions
+    }
+
+    /// A text frame from the client. `check_init` authenticates a `connection_init`.
+    pub fn on_text(&mut self, text: &str, check_init: impl FnOnce(&Map<String, Value>) -> InitCheck) -> Vec<Action> {
+        if self.is_closed() {
+            return Vec::new();
+        }
+        if text.len() > self.max_frame_bytes {
+            return self.close(close::TOO_BIG, format!("Message over the {}-byte limit", self.max_frame_bytes));
+        }
+        let message = match parse_client_message(text) {
+            Ok(m) => m,
+            Err(reason) => return self.close(close::BAD_REQUEST, reason),
+        };
+        match message {
+            ClientMessage::ConnectionInit { payload } => {
+                if self.phase != Phase::AwaitingInit {
+                    return self.close(close::TOO_MANY_INITS, "Too many initialisation requests");
+                }
+                match check_init(&payload) {
+                    Ok(token) => {
+                        self.phase = Phase::Ready(Box::new(token));
+                        vec![Action::Send(json!({"type": "connection_ack"}).to_string())]
+                    }
+                    Err(c) => self.close(c.code, c.reason),
+                }
+            }
+            ClientMessage::Ping { payload } => {
+                let mut pong = json!({"type": "pong"});
+                if let Some(p) = payload {
+                    pong["payload"] = p;
+                }
+                vec![Action::Send(pong.to_string())]
+            }
+            ClientMessage::Pong => Vec::new(),
+            ClientMessage::Subscribe { id, payload } => {
+                if !matches!(self.phase, Phase::Ready(_)) {
+                    return self.close(close::UNAUTHORIZED, "Unauthorized");
+                }
+                if self.active.contains(&id) {
+                    return self.close(close::DUPLICATE_ID, format!("Subscriber for {id} already exists"));
+                }
+                self.active.insert(id.clone());
+                vec![Action::Start { id, payload }]
+            }
+            ClientMessage::Complete { id } => {
+                if self.active.remove(&id) {
+                    vec![Action::Stop { id }]
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    }
+
+    /// A binary frame: the protocol is text only.
+    pub fn on_binary(&mut self) -> Vec<Action> {
+        if self.is_closed() {
+            return Vec::new();
+        }
+        self.close(close::BAD_REQUEST, "Invalid message received: binary frames are not part of the protocol")
+    }
+
+    /// The `connection_init` deadline passed.
+    pub fn on_init_timeout(&mut self) -> Vec<Action> {
+        if self.phase == Phase::AwaitingInit {
+            self.close(close::INIT_TIMEOUT, "Connection initialisation timeout")
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The token's lifetime ended while the connection was open.
+    pub fn on_token_expired(&mut self) -> Vec<Action> {
+        if matches!(self.phase, Phase::Ready(_)) {
+            self.close(close::UNAUTHORIZED, "token expired")
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The client closed (or the socket failed): stop everything.
+    pub fn on_closed(&mut self) -> Vec<Action> {
+        self.phase = Phase::Closed;
+        std::mem::take(&mut self.active).into_iter().map(|id| Action::Stop { id }).collect()
+    }
+
+    /// A failure of the server side that must end the connection (4500).
+    pub fn on_internal_error(&mut self, reason: &str) -> Vec<Action> {
+        if self.is_closed() {
+            return Vec::new();
+        }
+        self.close(close::INTERNAL, reason.chars().take(100).collect::<String>())
+    }
+
+    /// Operation `id` could not start or failed: an `error` message, and it is over.
+    pub fn fail(&mut self, id: &str, errors: &Value) -> Vec<Action> {
+        if !self.active.remove(id) {
+            return Vec::new();
+        }
+        vec![Action::Send(json!({"id": id, "type": "error", "payload": errors}).to_string())]
+    }
+
+    /// A single result (queries): `next`, then `complete`.
+    pub fn single_result(&mut self, id: &str, result: &Value) -> Vec<Action> {
+        if !self.active.remove(id) {
+            return Vec::new();
+        }
+        vec![
+            Action::Send(json!({"id": id, "type": "next", "payload": result}).to_string()),
+            Action::Send(json!({"id": id, "type": "complete"}).to_string()),
+        ]
+    }
+
+    /// The server ends operation `id` (for example a consumer too slow to serve).
+    pub fn complete(&mut self, id: &str) -> Vec<Action> {
+        if !self.active.remove(id) {
+            return Vec::new();
+        }
+        vec![Action::Send(json!({"id": id, "type": "complete"}).to_string())]
+    }
+}
+
+/// The credentials carried by `connection_init.payload`: `Authorization: Bearer <token>`
+/// and `x-app-key` (header-name case is not significant, as for HTTP headers).
+pub fn init_credentials(payload: &Map<String, Value>) -> (Option<&str>, Option<&str>) {
+    let get = |name: &str| {
+        payload
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_str())
+    };
+    (get("authorization"), get("x-app-key"))
+}
