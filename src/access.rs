@@ -15,15 +15,12 @@ pub enum AccessError {
 
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer_token(header: Option<&str>) -> Result<&str, AccessError> {
-    let header = header.ok_or_else(|| {
-        AccessError::Unauthorized("an Authorization: Bearer token is required".into())
-    })?;
+    let header =
+        header.ok_or_else(|| AccessError::Unauthorized("an Authorization: Bearer token is required".into()))?;
     let (scheme, token) = header.trim().split_once(' ').unwrap_or((header, ""));
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(AccessError::Unauthorized(
-            "the Authorization header must be \"Bearer <token>\"".into(),
-        ));
+        return Err(AccessError::Unauthorized("the Authorization header must be \"Bearer <token>\"".into()));
     }
     Ok(token)
 }
@@ -36,35 +33,15 @@ pub fn chain_access<'c>(
     chain_code: &str,
 ) -> Result<(&'c Chain, Grant), AccessError> {
     if !claims.has_scope(scope) {
-        return Err(AccessError::Forbidden(format!(
-            "the token lacks the {} scope",
-            scope.as_str()
-        )));
+        return Err(AccessError::Forbidden(format!("the token lacks the {} scope", scope.as_str())));
     }
     let client = config
         .client(&claims.sub)
-        .filter(|c| {
-            c.app_key == claims.app_key
-                && c.enterprise == claims.enterprise_id
-                && c.scopes.contains(&scope)
-        })
-        .ok_or_else(|| {
-            AccessError::Unauthorized("the token's client is no longer configured".into())
-        })?;
-    let forbidden = || {
-        AccessError::Forbidden(format!(
-            "chain {chain_code:?} is not granted to this client"
-        ))
-    };
-    let chain = config
-        .chain(chain_code)
-        .filter(|c| c.enterprise == client.enterprise)
-        .ok_or_else(forbidden)?;
-    let configured = client
-        .grants
-        .iter()
-        .find(|g| g.chain == chain.code)
-        .ok_or_else(forbidden)?;
+        .filter(|c| c.app_key == claims.app_key && c.enterprise == claims.enterprise_id && c.scopes.contains(&scope))
+        .ok_or_else(|| AccessError::Unauthorized("the token's client is no longer configured".into()))?;
+    let forbidden = || AccessError::Forbidden(format!("chain {chain_code:?} is not granted to this client"));
+    let chain = config.chain(chain_code).filter(|c| c.enterprise == client.enterprise).ok_or_else(forbidden)?;
+    let configured = client.grants.iter().find(|g| g.chain == chain.code).ok_or_else(forbidden)?;
     let in_token = claims.grant(&chain.code).ok_or_else(forbidden)?;
     // The narrower of the two, should they differ (a grant narrowed after the token was issued).
     let properties = match (&configured.properties, &in_token.properties) {
@@ -72,11 +49,5 @@ pub fn chain_access<'c>(
         (Some(p), None) | (None, Some(p)) => Some(p.clone()),
         (Some(a), Some(b)) => Some(a.intersection(b).cloned().collect()),
     };
-    Ok((
-        chain,
-        Grant {
-            chain: chain.code.clone(),
-            properties,
-        },
-    ))
+    Ok((chain, Grant { chain: chain.code.clone(), properties }))
 }

@@ -135,12 +135,7 @@ impl<S: LogStore> ChainLog<S> {
 
     /// Reads at most `max_count` events and about `max_bytes` of bodies from `from` on;
     /// always at least one event when one exists, so a large event cannot stall a replay.
-    pub fn read_page(
-        &self,
-        from: Offset,
-        max_count: usize,
-        max_bytes: usize,
-    ) -> Result<Page, StoreError> {
+    pub fn read_page(&self, from: Offset, max_count: usize, max_bytes: usize) -> Result<Page, StoreError> {
         let mut events = self.store.read_from(from.max(1), max_count.max(1))?;
         let mut bytes = 0;
         let mut keep = 0;
@@ -158,11 +153,7 @@ impl<S: LogStore> ChainLog<S> {
 
     /// Deletes events stored more than `retention_ms` ago, at most [`RETENTION_BATCH`] per
     /// call, and says when to run again.
-    pub fn apply_retention(
-        &self,
-        now_ms: u64,
-        retention_ms: u64,
-    ) -> Result<RetentionOutcome, StoreError> {
+    pub fn apply_retention(&self, now_ms: u64, retention_ms: u64) -> Result<RetentionOutcome, StoreError> {
         let cutoff = now_ms.saturating_sub(retention_ms);
         let deleted = self.store.delete_stored_before(cutoff, RETENTION_BATCH)?;
         let next_alarm = if deleted == RETENTION_BATCH {
@@ -170,18 +161,12 @@ impl<S: LogStore> ChainLog<S> {
         } else {
             self.next_expiry(retention_ms)?
         };
-        Ok(RetentionOutcome {
-            deleted,
-            next_alarm,
-        })
+        Ok(RetentionOutcome { deleted, next_alarm })
     }
 
     /// When the oldest retained event expires (ms), if any is retained.
     pub fn next_expiry(&self, retention_ms: u64) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .store
-            .oldest()?
-            .map(|(_, stored_at)| stored_at + retention_ms))
+        Ok(self.store.oldest()?.map(|(_, stored_at)| stored_at + retention_ms))
     }
 }
 
@@ -204,33 +189,20 @@ impl LogStore for MemoryStore {
     }
 
     fn offset_of(&self, unique_event_id: &str) -> Result<Option<Offset>, StoreError> {
-        Ok(self
-            .events
-            .borrow()
-            .values()
-            .find(|e| e.unique_event_id == unique_event_id)
-            .map(|e| e.offset))
+        Ok(self.events.borrow().values().find(|e| e.unique_event_id == unique_event_id).map(|e| e.offset))
     }
 
     fn insert(&self, event: &StoredEvent) -> Result<(), StoreError> {
         let mut events = self.events.borrow_mut();
         if events.contains_key(&event.offset) {
-            return Err(StoreError(format!(
-                "offset {} already stored",
-                event.offset
-            )));
+            return Err(StoreError(format!("offset {} already stored", event.offset)));
         }
         events.insert(event.offset, event.clone());
         Ok(())
     }
 
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError> {
-        Ok(self
-            .events
-            .borrow()
-            .values()
-            .next()
-            .map(|e| (e.offset, e.stored_at)))
+        Ok(self.events.borrow().values().next().map(|e| (e.offset, e.stored_at)))
     }
 
     fn count(&self) -> Result<u64, StoreError> {
@@ -238,23 +210,13 @@ impl LogStore for MemoryStore {
     }
 
     fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        Ok(self
-            .events
-            .borrow()
-            .range(from..)
-            .take(limit)
-            .map(|(_, e)| e.clone())
-            .collect())
+        Ok(self.events.borrow().range(from..).take(limit).map(|(_, e)| e.clone()).collect())
     }
 
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
         let mut events = self.events.borrow_mut();
-        let doomed: Vec<Offset> = events
-            .values()
-            .filter(|e| e.stored_at < cutoff)
-            .take(limit)
-            .map(|e| e.offset)
-            .collect();
+        let doomed: Vec<Offset> =
+            events.values().filter(|e| e.stored_at < cutoff).take(limit).map(|e| e.offset).collect();
         for offset in &doomed {
             events.remove(offset);
         }

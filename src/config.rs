@@ -172,14 +172,13 @@ struct RawGrant {
 fn is_code(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 impl ServiceConfig {
     pub fn parse(json: &str) -> Result<ServiceConfig, ConfigError> {
-        let raw: RawConfig = serde_json::from_str(json)
-            .map_err(|e| ConfigError(format!("not a valid configuration document: {e}")))?;
+        let raw: RawConfig =
+            serde_json::from_str(json).map_err(|e| ConfigError(format!("not a valid configuration document: {e}")))?;
         Self::from_raw(raw)
     }
 
@@ -199,9 +198,7 @@ impl ServiceConfig {
         let mut enterprises = BTreeSet::new();
         for e in raw.enterprises {
             if !is_code(&e) {
-                return err(format!(
-                    "enterprise {e:?} is not a valid code (letters, digits, - _ .)"
-                ));
+                return err(format!("enterprise {e:?} is not a valid code (letters, digits, - _ .)"));
             }
             if !enterprises.insert(e.clone()) {
                 return err(format!("enterprise {e:?} is listed twice"));
@@ -212,19 +209,13 @@ impl ServiceConfig {
         let mut property_owner: BTreeMap<String, String> = BTreeMap::new();
         for c in raw.chains {
             if !is_code(&c.code) {
-                return err(format!(
-                    "chain {:?} is not a valid code (letters, digits, - _ .)",
-                    c.code
-                ));
+                return err(format!("chain {:?} is not a valid code (letters, digits, - _ .)", c.code));
             }
             if chains.contains_key(&c.code) {
                 return err(format!("chain {:?} is defined twice", c.code));
             }
             if !enterprises.contains(&c.enterprise) {
-                return err(format!(
-                    "chain {:?} names unknown enterprise {:?}",
-                    c.code, c.enterprise
-                ));
+                return err(format!("chain {:?} names unknown enterprise {:?}", c.code, c.enterprise));
             }
             if c.properties.is_empty() {
                 return err(format!("chain {:?} has no properties", c.code));
@@ -232,28 +223,15 @@ impl ServiceConfig {
             let mut properties = BTreeSet::new();
             for p in c.properties {
                 if !is_code(&p) {
-                    return err(format!(
-                        "chain {:?}: property {p:?} is not a valid code",
-                        c.code
-                    ));
+                    return err(format!("chain {:?}: property {p:?} is not a valid code", c.code));
                 }
                 if let Some(owner) = property_owner.get(&p) {
-                    return err(format!(
-                        "property {p:?} is in chain {owner:?} and in chain {:?}",
-                        c.code
-                    ));
+                    return err(format!("property {p:?} is in chain {owner:?} and in chain {:?}", c.code));
                 }
                 property_owner.insert(p.clone(), c.code.clone());
                 properties.insert(p);
             }
-            chains.insert(
-                c.code.clone(),
-                Chain {
-                    code: c.code,
-                    enterprise: c.enterprise,
-                    properties,
-                },
-            );
+            chains.insert(c.code.clone(), Chain { code: c.code, enterprise: c.enterprise, properties });
         }
 
         let mut clients = BTreeMap::new();
@@ -290,19 +268,14 @@ impl ServiceConfig {
             max_events_per_batch: raw.max_events_per_batch.unwrap_or(d.max_events_per_batch),
             max_event_bytes: raw.max_event_bytes.unwrap_or(d.max_event_bytes),
             max_batch_bytes: raw.max_batch_bytes.unwrap_or(d.max_batch_bytes),
-            login_failures_before_lockout: raw
-                .login_failures_before_lockout
-                .unwrap_or(d.login_failures_before_lockout),
+            login_failures_before_lockout: raw.login_failures_before_lockout.unwrap_or(d.login_failures_before_lockout),
             login_lockout_seconds: raw.login_lockout_seconds.unwrap_or(d.login_lockout_seconds),
         };
         let checks: [(&str, u64); 5] = [
             ("maxEventsPerBatch", limits.max_events_per_batch as u64),
             ("maxEventBytes", limits.max_event_bytes as u64),
             ("maxBatchBytes", limits.max_batch_bytes as u64),
-            (
-                "loginFailuresBeforeLockout",
-                u64::from(limits.login_failures_before_lockout),
-            ),
+            ("loginFailuresBeforeLockout", u64::from(limits.login_failures_before_lockout)),
             ("loginLockoutSeconds", limits.login_lockout_seconds),
         ];
         if let Some((name, _)) = checks.iter().find(|(_, v)| *v == 0) {
@@ -321,9 +294,7 @@ impl ServiceConfig {
     ) -> Result<Client, ConfigError> {
         let id = c.id;
         if !is_code(&id) {
-            return err(format!(
-                "client {id:?} is not a valid client id (letters, digits, - _ .)"
-            ));
+            return err(format!("client {id:?} is not a valid client id (letters, digits, - _ .)"));
         }
         if c.secret.is_some() {
             return err(format!(
@@ -333,18 +304,12 @@ impl ServiceConfig {
         let Some(hash) = c.secret_hash else {
             return err(format!("client {id:?} has no secretHash"));
         };
-        let secret = SecretHash::parse(&hash)
-            .map_err(|why| ConfigError(format!("client {id:?}: secretHash {why}")))?;
+        let secret = SecretHash::parse(&hash).map_err(|why| ConfigError(format!("client {id:?}: secretHash {why}")))?;
         if !is_code(&c.app_key) {
-            return err(format!(
-                "client {id:?}: app key is not a valid code (letters, digits, - _ .)"
-            ));
+            return err(format!("client {id:?}: app key is not a valid code (letters, digits, - _ .)"));
         }
         if !enterprises.contains(&c.enterprise) {
-            return err(format!(
-                "client {id:?} names unknown enterprise {:?}",
-                c.enterprise
-            ));
+            return err(format!("client {id:?} names unknown enterprise {:?}", c.enterprise));
         }
         if c.scopes.is_empty() {
             return err(format!("client {id:?} has no scopes"));
@@ -364,10 +329,7 @@ impl ServiceConfig {
         let mut grants: Vec<Grant> = Vec::new();
         for g in c.grants {
             let Some(chain) = chains.get(&g.chain) else {
-                return err(format!(
-                    "client {id:?} is granted unknown chain {:?}",
-                    g.chain
-                ));
+                return err(format!("client {id:?} is granted unknown chain {:?}", g.chain));
             };
             if chain.enterprise != c.enterprise {
                 return err(format!(
@@ -376,10 +338,7 @@ impl ServiceConfig {
                 ));
             }
             if grants.iter().any(|existing| existing.chain == g.chain) {
-                return err(format!(
-                    "client {id:?} is granted chain {:?} twice",
-                    g.chain
-                ));
+                return err(format!("client {id:?} is granted chain {:?} twice", g.chain));
             }
             let properties = match g.properties {
                 None => None,
@@ -401,19 +360,9 @@ impl ServiceConfig {
                     Some(list.into_iter().collect())
                 }
             };
-            grants.push(Grant {
-                chain: g.chain,
-                properties,
-            });
+            grants.push(Grant { chain: g.chain, properties });
         }
-        Ok(Client {
-            id,
-            secret,
-            app_key: c.app_key,
-            enterprise: c.enterprise,
-            scopes,
-            grants,
-        })
+        Ok(Client { id, secret, app_key: c.app_key, enterprise: c.enterprise, scopes, grants })
     }
 
     pub fn client(&self, id: &str) -> Option<&Client> {

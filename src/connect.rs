@@ -14,7 +14,10 @@ use crate::token::{KeySet, TokenError};
 /// SHA-256 of the app key (as Oracle OHIP streaming clients send it). The error is the
 /// short explanation of the HTTP 400.
 pub fn resolve_url_key<'c>(key: Option<&str>, config: &'c ServiceConfig) -> Result<&'c Client, &'static str> {
-    let key = key.map(str::trim).filter(|k| !k.is_empty()).ok_or("missing key parameter: pass ?key=<base64 of the app key>")?;
+    let key = key
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or("missing key parameter: pass ?key=<base64 of the app key>")?;
     if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
         let wanted = key.to_ascii_lowercase();
         return config
@@ -49,7 +52,9 @@ pub fn check_init(
             let (scheme, token) = a.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
         })
-        .ok_or_else(|| Close::new(close::UNAUTHORIZED, "Unauthorized: connection_init needs \"Authorization\": \"Bearer <token>\""))?;
+        .ok_or_else(|| {
+            Close::new(close::UNAUTHORIZED, "Unauthorized: connection_init needs \"Authorization\": \"Bearer <token>\"")
+        })?;
     let verified = keys.verify(token, &config.issuer, &config.audience, now).map_err(|e| match e {
         TokenError::Expired => Close::new(close::UNAUTHORIZED, "token expired"),
         other => Close::new(close::UNAUTHORIZED, format!("Unauthorized: {other}")),

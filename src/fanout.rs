@@ -39,7 +39,9 @@ pub struct EventFilter {
 impl EventFilter {
     pub fn matches(&self, e: &StoredEvent) -> bool {
         let ok = |set: &Option<BTreeSet<String>>, v: &str| set.as_ref().is_none_or(|s| s.contains(v));
-        ok(&self.properties, &e.hotel_id) && ok(&self.event_names, &e.event_name) && ok(&self.module_names, &e.module_name)
+        ok(&self.properties, &e.hotel_id)
+            && ok(&self.event_names, &e.event_name)
+            && ok(&self.module_names, &e.module_name)
     }
 }
 

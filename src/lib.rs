@@ -6,11 +6,16 @@ pub mod access;
 pub mod audit;
 pub mod chain_log;
 pub mod config;
+pub mod connect;
+pub mod fanout;
+pub mod graphql;
 pub mod oauth;
+pub mod protocol;
 pub mod publish;
 pub mod ratelimit;
 pub mod routes;
 pub mod secret;
+pub mod subscribe;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]

@@ -20,29 +20,19 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn invalid_request(description: impl Into<String>) -> Self {
-        OAuthError {
-            status: 400,
-            error: "invalid_request",
-            description: description.into(),
-        }
+        OAuthError { status: 400, error: "invalid_request", description: description.into() }
     }
 
     /// The one answer to every failed login: it never says which part was wrong.
     pub fn invalid_client() -> Self {
-        OAuthError {
-            status: 401,
-            error: "invalid_client",
-            description: "client authentication failed".into(),
-        }
+        OAuthError { status: 401, error: "invalid_client", description: "client authentication failed".into() }
     }
 
     pub fn locked_out(retry_after: u64) -> Self {
         OAuthError {
             status: 429,
             error: "temporarily_unavailable",
-            description: format!(
-                "too many failed logins for this client; retry after {retry_after} seconds"
-            ),
+            description: format!("too many failed logins for this client; retry after {retry_after} seconds"),
         }
     }
 
@@ -88,37 +78,22 @@ fn basic_credentials(header: &str) -> Result<(String, String), OAuthError> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(OAuthError::invalid_client());
     }
-    let decoded = STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| OAuthError::invalid_client())?;
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| OAuthError::invalid_client())?;
     let decoded = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
-    let (id, secret) = decoded
-        .split_once(':')
-        .ok_or_else(OAuthError::invalid_client)?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(OAuthError::invalid_client)?;
     // RFC 6749 §2.3.1: both parts are form-urlencoded before the base64 step.
     Ok((form_decode(id), form_decode(secret)))
 }
 
 fn form_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("v={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
 /// Checks the request's shape; every failure here is specific, as nothing is secret yet.
 pub fn parse(req: &TokenHttpRequest<'_>) -> Result<TokenRequest, OAuthError> {
-    let media_type = req
-        .content_type
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim();
+    let media_type = req.content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return Err(OAuthError::invalid_request(
-            "Content-Type must be application/x-www-form-urlencoded",
-        ));
+        return Err(OAuthError::invalid_request("Content-Type must be application/x-www-form-urlencoded"));
     }
     let mut grant_type = None;
     let mut scope = None;
@@ -133,9 +108,7 @@ pub fn parse(req: &TokenHttpRequest<'_>) -> Result<TokenRequest, OAuthError> {
             _ => continue,
         };
         if slot.is_some() {
-            return Err(OAuthError::invalid_request(format!(
-                "parameter {key} is repeated"
-            )));
+            return Err(OAuthError::invalid_request(format!("parameter {key} is repeated")));
         }
         *slot = Some(value.into_owned());
     }
@@ -148,9 +121,7 @@ pub fn parse(req: &TokenHttpRequest<'_>) -> Result<TokenRequest, OAuthError> {
         (Some(header), None, None) => basic_credentials(header)?,
         (None, Some(id), Some(secret)) => (id, secret),
         (None, Some(_), None) | (None, None, Some(_)) => {
-            return Err(OAuthError::invalid_request(
-                "client_id and client_secret must be sent together",
-            ));
+            return Err(OAuthError::invalid_request("client_id and client_secret must be sent together"));
         }
         (None, None, None) => return Err(OAuthError::invalid_client()),
     };
@@ -167,30 +138,19 @@ pub fn parse(req: &TokenHttpRequest<'_>) -> Result<TokenRequest, OAuthError> {
     }
     let app_key = header_value(req.app_key, "x-app-key")?;
     let enterprise_id = header_value(req.enterprise_id, "enterpriseId")?;
-    Ok(TokenRequest {
-        client_id,
-        client_secret,
-        app_key,
-        enterprise_id,
-        scope,
-    })
+    Ok(TokenRequest { client_id, client_secret, app_key, enterprise_id, scope })
 }
 
 fn header_value(value: Option<&str>, name: &str) -> Result<String, OAuthError> {
     match value.map(str::trim) {
         Some(v) if !v.is_empty() => Ok(v.to_string()),
-        _ => Err(OAuthError::invalid_request(format!(
-            "the {name} header is required"
-        ))),
+        _ => Err(OAuthError::invalid_request(format!("the {name} header is required"))),
     }
 }
 
 /// Finds the client and checks secret, app key and enterprise. Every mismatch gives the
 /// same answer, and an unknown client id costs the same hashing work as a wrong secret.
-pub fn authenticate<'c>(
-    config: &'c ServiceConfig,
-    req: &TokenRequest,
-) -> Result<&'c Client, OAuthError> {
+pub fn authenticate<'c>(config: &'c ServiceConfig, req: &TokenRequest) -> Result<&'c Client, OAuthError> {
     let Some(client) = config.client(&req.client_id) else {
         secret::decoy_verify(&req.client_secret, decoy_iterations(config));
         return Err(OAuthError::invalid_client());
@@ -206,18 +166,11 @@ pub fn authenticate<'c>(
 }
 
 fn decoy_iterations(config: &ServiceConfig) -> u32 {
-    config
-        .clients()
-        .next()
-        .map(|c| c.secret.iterations())
-        .unwrap_or(secret::MIN_ITERATIONS)
+    config.clients().next().map(|c| c.secret.iterations()).unwrap_or(secret::MIN_ITERATIONS)
 }
 
 /// The scopes the token will carry: those asked for (all must be held), or all held.
-pub fn select_scopes(
-    client: &Client,
-    requested: Option<&str>,
-) -> Result<BTreeSet<Scope>, OAuthError> {
+pub fn select_scopes(client: &Client, requested: Option<&str>) -> Result<BTreeSet<Scope>, OAuthError> {
     let Some(requested) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(client.scopes.clone());
     };

@@ -74,11 +74,15 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
                 Some(payload @ Value::Object(_)) if payload.get("query").is_some_and(Value::is_string) => {
                     Ok(ClientMessage::Subscribe { id, payload })
                 }
-                _ => Err("Invalid message received: subscribe payload must be an object with a string \"query\"".into()),
+                _ => {
+                    Err("Invalid message received: subscribe payload must be an object with a string \"query\"".into())
+                }
             }
         }
         "complete" => Ok(ClientMessage::Complete { id: id(&mut obj)? }),
-        other => Err(format!("Invalid message received: unknown type {:?}", other.chars().take(32).collect::<String>())),
+        other => {
+            Err(format!("Invalid message received: unknown type {:?}", other.chars().take(32).collect::<String>()))
+        }
     }
 }
 
@@ -88,9 +92,14 @@ pub enum Action {
     Send(String),
     Close(Close),
     /// Prepare and start operation `id` (GraphQL work, authorization, attaching to a chain).
-    Start { id: String, payload: Value },
+    Start {
+        id: String,
+        payload: Value,
+    },
     /// Stop operation `id`; nothing more may be sent for it.
-    Stop { id: String },
+    Stop {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,7 +146,8 @@ impl Session {
 
     fn close(&mut self, code: u16, reason: impl Into<String>) -> Vec<Action> {
         self.phase = Phase::Closed;
-        let mut actions: Vec<Action> = std::mem::take(&mut self.active).into_iter().map(|id| Action::Stop { id }).collect();
+        let mut actions: Vec<Action> =
+            std::mem::take(&mut self.active).into_iter().map(|id| Action::Stop { id }).collect();
         actions.push(Action::Close(Close::new(code, reason)));
         actions
     }
@@ -266,11 +276,6 @@ impl Session {
 /// The credentials carried by `connection_init.payload`: `Authorization: Bearer <token>`
 /// and `x-app-key` (header-name case is not significant, as for HTTP headers).
 pub fn init_credentials(payload: &Map<String, Value>) -> (Option<&str>, Option<&str>) {
-    let get = |name: &str| {
-        payload
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| payload.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str());
     (get("authorization"), get("x-app-key"))
 }

@@ -67,23 +67,10 @@ fn count_events(errors: &[EventError]) -> usize {
 }
 
 pub const MAX_ID_LEN: usize = 128;
-const REQUIRED: [&str; 5] = [
-    "moduleName",
-    "eventName",
-    "primaryKey",
-    "timestamp",
-    "hotelId",
-];
+const REQUIRED: [&str; 5] = ["moduleName", "eventName", "primaryKey", "timestamp", "hotelId"];
 const OPTIONAL: [&str; 3] = ["publisherId", "actionInstanceId", "uniqueEventId"];
-const DETAIL_STRINGS: [&str; 7] = [
-    "elementName",
-    "elementType",
-    "elementRole",
-    "newValue",
-    "oldValue",
-    "scopeFrom",
-    "scopeTo",
-];
+const DETAIL_STRINGS: [&str; 7] =
+    ["elementName", "elementType", "elementRole", "newValue", "oldValue", "scopeFrom", "scopeTo"];
 
 /// Validates a whole batch. `new_id` supplies a `uniqueEventId` where one is absent.
 pub fn validate_batch(
@@ -99,16 +86,12 @@ pub fn validate_batch(
             limits.max_batch_bytes
         )));
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| BatchError::Malformed(format!("the body is not valid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| BatchError::Malformed(format!("the body is not valid JSON: {e}")))?;
     let items = match value {
         Value::Array(items) => items,
         Value::Object(_) => vec![value],
-        _ => {
-            return Err(BatchError::Malformed(
-                "the body must be an event object or an array of events".into(),
-            ))
-        }
+        _ => return Err(BatchError::Malformed("the body must be an event object or an array of events".into())),
     };
     if items.is_empty() {
         return Err(BatchError::Malformed("the batch holds no event".into()));
@@ -149,20 +132,13 @@ fn validate_event(
     new_id: &mut impl FnMut() -> String,
 ) -> Result<ValidEvent, EventFault> {
     let mut errors = Vec::new();
-    let mut fault = |field: &str, message: String| {
-        errors.push(EventError {
-            index,
-            field: field.to_string(),
-            message,
-        })
-    };
+    let mut fault = |field: &str, message: String| errors.push(EventError { index, field: field.to_string(), message });
     let Value::Object(mut obj) = item else {
         fault("", "an event must be a JSON object".into());
         return Err(EventFault::Invalid(errors));
     };
     for key in obj.keys() {
-        if !REQUIRED.contains(&key.as_str()) && !OPTIONAL.contains(&key.as_str()) && key != "detail"
-        {
+        if !REQUIRED.contains(&key.as_str()) && !OPTIONAL.contains(&key.as_str()) && key != "detail" {
             fault(key, format!("unknown field {key:?}"));
         }
     }
@@ -177,41 +153,26 @@ fn validate_event(
     for name in OPTIONAL {
         match obj.get(name) {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s.is_empty() => {
-                fault(name, format!("{name} must not be empty"))
+            Some(Value::String(s)) if s.is_empty() => fault(name, format!("{name} must not be empty")),
+            Some(Value::String(s)) if s.len() > MAX_ID_LEN => {
+                fault(name, format!("{name} must be at most {MAX_ID_LEN} characters"))
             }
-            Some(Value::String(s)) if s.len() > MAX_ID_LEN => fault(
-                name,
-                format!("{name} must be at most {MAX_ID_LEN} characters"),
-            ),
             Some(Value::String(_)) => {}
             Some(_) => fault(name, format!("{name} must be a string")),
         }
     }
     if let Some(Value::String(ts)) = obj.get("timestamp") {
         if !ts.trim().is_empty() && chrono::DateTime::parse_from_rfc3339(ts).is_err() {
-            fault(
-                "timestamp",
-                format!("timestamp {ts:?} is not an RFC 3339 date-time"),
-            );
+            fault("timestamp", format!("timestamp {ts:?} is not an RFC 3339 date-time"));
         }
     }
     if let Some(Value::String(hotel)) = obj.get("hotelId") {
         if !hotel.trim().is_empty() && !chain.properties.contains(hotel) {
-            fault(
-                "hotelId",
-                format!(
-                    "hotelId {hotel:?} is not a property of chain {:?}",
-                    chain.code
-                ),
-            );
+            fault("hotelId", format!("hotelId {hotel:?} is not a property of chain {:?}", chain.code));
         }
     }
     match obj.get("detail") {
-        None => fault(
-            "detail",
-            "detail is required (an array, possibly empty)".into(),
-        ),
+        None => fault("detail", "detail is required (an array, possibly empty)".into()),
         Some(Value::Array(entries)) => {
             for (i, entry) in entries.iter().enumerate() {
                 check_detail(i, entry, &mut fault);
@@ -219,7 +180,6 @@ fn validate_event(
         }
         Some(_) => fault("detail", "detail must be an array".into()),
     }
-    drop(fault);
     if !errors.is_empty() {
         return Err(EventFault::Invalid(errors));
     }
@@ -228,16 +188,8 @@ fn validate_event(
         _ => new_id(),
     };
     obj.remove("uniqueEventId");
-    obj.insert(
-        "metadata".into(),
-        serde_json::json!({ "uniqueEventId": unique_event_id }),
-    );
-    let text = |obj: &Map<String, Value>, k: &str| {
-        obj.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+    obj.insert("metadata".into(), serde_json::json!({ "uniqueEventId": unique_event_id }));
+    let text = |obj: &Map<String, Value>, k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     let hotel_id = text(&obj, "hotelId");
     let module_name = text(&obj, "moduleName");
     let event_name = text(&obj, "eventName");
@@ -249,13 +201,7 @@ fn validate_event(
             limits.max_event_bytes
         )));
     }
-    Ok(ValidEvent {
-        unique_event_id,
-        hotel_id,
-        module_name,
-        event_name,
-        body,
-    })
+    Ok(ValidEvent { unique_event_id, hotel_id, module_name, event_name, body })
 }
 
 fn check_detail(i: usize, entry: &Value, fault: &mut impl FnMut(&str, String)) {
@@ -266,9 +212,7 @@ fn check_detail(i: usize, entry: &Value, fault: &mut impl FnMut(&str, String)) {
     };
     for (key, value) in d {
         let ok = match key.as_str() {
-            "elementSequence" => {
-                value.is_null() || value.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
-            }
+            "elementSequence" => value.is_null() || value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
             k if DETAIL_STRINGS.contains(&k) => value.is_null() || value.is_string(),
             _ => {
                 fault(&format!("{field}.{key}"), format!("unknown field {key:?}"));
@@ -276,21 +220,11 @@ fn check_detail(i: usize, entry: &Value, fault: &mut impl FnMut(&str, String)) {
             }
         };
         if !ok {
-            let expected = if key == "elementSequence" {
-                "a 32-bit integer"
-            } else {
-                "a string"
-            };
-            fault(
-                &format!("{field}.{key}"),
-                format!("{key} must be {expected}"),
-            );
+            let expected = if key == "elementSequence" { "a 32-bit integer" } else { "a string" };
+            fault(&format!("{field}.{key}"), format!("{key} must be {expected}"));
         }
     }
     if !matches!(d.get("elementName"), Some(Value::String(s)) if !s.is_empty()) {
-        fault(
-            &format!("{field}.elementName"),
-            "elementName is required".into(),
-        );
+        fault(&format!("{field}.elementName"), "elementName is required".into());
     }
 }

@@ -25,18 +25,12 @@ pub fn route(method: &str, path: &str) -> Route {
         ["healthz"] => (Route::Healthz, "GET"),
         [".well-known", "jwks.json"] => (Route::Jwks, "GET"),
         ["oauth", "v1", "tokens"] => (Route::Tokens, "POST"),
-        ["events", "v1", "chains", chain, "events"] if !chain.is_empty() => (
-            Route::Publish {
-                chain: chain.to_string(),
-            },
-            "POST",
-        ),
-        ["admin", "v1", "chains", chain] if !chain.is_empty() => (
-            Route::AdminChain {
-                chain: chain.to_string(),
-            },
-            "GET",
-        ),
+        ["events", "v1", "chains", chain, "events"] if !chain.is_empty() => {
+            (Route::Publish { chain: chain.to_string() }, "POST")
+        }
+        ["admin", "v1", "chains", chain] if !chain.is_empty() => {
+            (Route::AdminChain { chain: chain.to_string() }, "GET")
+        }
         ["subscriptions"] => (Route::Subscriptions, "GET"),
         _ => return Route::NotFound,
     };
@@ -51,7 +45,5 @@ pub fn route(method: &str, path: &str) -> Route {
 /// Echoes a caller's `X-Request-Id` when it is sane (visible ASCII, at most 128 bytes), so
 /// a log line can be found from the vendor's side; otherwise `None` and one is generated.
 pub fn sane_request_id(id: Option<&str>) -> Option<&str> {
-    id.map(str::trim).filter(|id| {
-        !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| (0x21..0x7f).contains(&b))
-    })
+    id.map(str::trim).filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| (0x21..0x7f).contains(&b)))
 }

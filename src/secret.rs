@@ -22,19 +22,12 @@ pub struct SecretHash {
 // Never print hash material, not even in a debug dump of the configuration.
 impl std::fmt::Debug for SecretHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "SecretHash(pbkdf2-sha256, {} iterations)",
-            self.iterations
-        )
+        write!(f, "SecretHash(pbkdf2-sha256, {} iterations)", self.iterations)
     }
 }
 
 fn b64(s: &str) -> Option<Vec<u8>> {
-    STANDARD
-        .decode(s)
-        .or_else(|_| STANDARD_NO_PAD.decode(s))
-        .ok()
+    STANDARD.decode(s).or_else(|_| STANDARD_NO_PAD.decode(s)).ok()
 }
 
 impl SecretHash {
@@ -47,9 +40,7 @@ impl SecretHash {
         if scheme != "pbkdf2-sha256" {
             return Err("uses an unknown scheme (expected pbkdf2-sha256)");
         }
-        let iterations: u32 = iterations
-            .parse()
-            .map_err(|_| "has a non-numeric iteration count")?;
+        let iterations: u32 = iterations.parse().map_err(|_| "has a non-numeric iteration count")?;
         if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
             return Err("has an iteration count outside 1000..=1000000");
         }
@@ -61,19 +52,11 @@ impl SecretHash {
         if hash.len() != 32 {
             return Err("has a hash that is not 32 bytes (SHA-256)");
         }
-        Ok(SecretHash {
-            iterations,
-            salt,
-            hash,
-        })
+        Ok(SecretHash { iterations, salt, hash })
     }
 
     pub fn new(secret: &str, salt: &[u8], iterations: u32) -> SecretHash {
-        SecretHash {
-            iterations,
-            salt: salt.to_vec(),
-            hash: derive(secret, salt, iterations).to_vec(),
-        }
+        SecretHash { iterations, salt: salt.to_vec(), hash: derive(secret, salt, iterations).to_vec() }
     }
 
     pub fn iterations(&self) -> u32 {
@@ -81,12 +64,7 @@ impl SecretHash {
     }
 
     pub fn encode(&self) -> String {
-        format!(
-            "pbkdf2-sha256${}${}${}",
-            self.iterations,
-            STANDARD.encode(&self.salt),
-            STANDARD.encode(&self.hash)
-        )
+        format!("pbkdf2-sha256${}${}${}", self.iterations, STANDARD.encode(&self.salt), STANDARD.encode(&self.hash))
     }
 
     /// Constant-time in the secret's content: the whole derived key is compared.

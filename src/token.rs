@@ -58,11 +58,7 @@ impl AccessClaims {
             aud: audience.to_string(),
             sub: client.id.clone(),
             jti,
-            scope: scopes
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
+            scope: scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
             enterprise_id: client.enterprise.clone(),
             app_key: client.app_key.clone(),
             chains: client
@@ -82,13 +78,10 @@ impl AccessClaims {
 
     /// The grant for a chain, if the token holds one.
     pub fn grant(&self, chain: &str) -> Option<Grant> {
-        self.chains
-            .iter()
-            .find(|g| g.chain == chain)
-            .map(|g| Grant {
-                chain: g.chain.clone(),
-                properties: g.properties.as_ref().map(|p| p.iter().cloned().collect()),
-            })
+        self.chains.iter().find(|g| g.chain == chain).map(|g| Grant {
+            chain: g.chain.clone(),
+            properties: g.properties.as_ref().map(|p| p.iter().cloned().collect()),
+        })
     }
 }
 
@@ -161,8 +154,8 @@ impl fmt::Debug for KeySet {
 impl KeySet {
     /// Parses the `SIGNING_KEYS` secret: `[{"kid": "...", "seed": "<base64url 32 bytes>"}]`.
     pub fn parse(json: &str) -> Result<KeySet, String> {
-        let raw: Vec<RawKey> = serde_json::from_str(json)
-            .map_err(|e| format!("SIGNING_KEYS is not a JSON list of {{kid, seed}}: {e}"))?;
+        let raw: Vec<RawKey> =
+            serde_json::from_str(json).map_err(|e| format!("SIGNING_KEYS is not a JSON list of {{kid, seed}}: {e}"))?;
         if raw.is_empty() {
             return Err("SIGNING_KEYS holds no key".into());
         }
@@ -177,15 +170,10 @@ impl KeySet {
             let seed = URL_SAFE_NO_PAD
                 .decode(k.seed.trim_end_matches('='))
                 .map_err(|_| format!("SIGNING_KEYS[{}] seed is not base64url", k.kid))?;
-            let seed: [u8; 32] = seed
-                .try_into()
-                .map_err(|_| format!("SIGNING_KEYS[{}] seed is not 32 bytes", k.kid))?;
+            let seed: [u8; 32] =
+                seed.try_into().map_err(|_| format!("SIGNING_KEYS[{}] seed is not 32 bytes", k.kid))?;
             let pair = KeyPair::from_seed(Seed::new(seed));
-            keys.push(SigningKeyEntry {
-                kid: k.kid,
-                secret: pair.sk,
-                public: pair.pk,
-            });
+            keys.push(SigningKeyEntry { kid: k.kid, secret: pair.sk, public: pair.pk });
         }
         Ok(KeySet { keys })
     }
@@ -197,77 +185,41 @@ impl KeySet {
     /// Signs a token valid from `now` for [`TOKEN_LIFETIME_SECONDS`].
     pub fn issue(&self, claims: &AccessClaims, now: u64) -> Result<String, String> {
         let key = &self.keys[0];
-        let header = Header::empty()
-            .with_key_id(key.kid.clone())
-            .with_token_type("JWT");
+        let header = Header::empty().with_key_id(key.kid.clone()).with_token_type("JWT");
         let mut jwt_claims = Claims::new(claims.clone());
         jwt_claims.issued_at = Some(timestamp(now)?);
         jwt_claims.expiration = Some(timestamp(now + TOKEN_LIFETIME_SECONDS)?);
-        Ed25519
-            .token(&header, &jwt_claims, &key.secret)
-            .map_err(|e| format!("token signing failed: {e}"))
+        Ed25519.token(&header, &jwt_claims, &key.secret).map_err(|e| format!("token signing failed: {e}"))
     }
 
     /// The one verification function of the service: signature by a known key with the
     /// only accepted algorithm, then issuer, audience, lifetime and claim shape.
-    pub fn verify(
-        &self,
-        token: &str,
-        issuer: &str,
-        audience: &str,
-        now: u64,
-    ) -> Result<VerifiedToken, TokenError> {
+    pub fn verify(&self, token: &str, issuer: &str, audience: &str, now: u64) -> Result<VerifiedToken, TokenError> {
         let untrusted = UntrustedToken::new(token).map_err(|_| TokenError::Malformed)?;
         // Checked before any key is touched: refuses `none`, HS256 made with the public
         // key as secret, and every other algorithm confusion.
         if untrusted.algorithm() != ALGORITHM {
-            return Err(TokenError::WrongAlgorithm(
-                untrusted.algorithm().chars().take(16).collect(),
-            ));
+            return Err(TokenError::WrongAlgorithm(untrusted.algorithm().chars().take(16).collect()));
         }
-        let kid = untrusted
-            .header()
-            .key_id
-            .as_deref()
-            .ok_or(TokenError::UnknownKey)?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or(TokenError::UnknownKey)?;
-        let checked = Ed25519
-            .validator::<serde_json::Value>(&key.public)
-            .validate(&untrusted)
-            .map_err(|e| match e {
+        let kid = untrusted.header().key_id.as_deref().ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.iter().find(|k| k.kid == kid).ok_or(TokenError::UnknownKey)?;
+        let checked =
+            Ed25519.validator::<serde_json::Value>(&key.public).validate(&untrusted).map_err(|e| match e {
                 jwt_compact::ValidationError::InvalidSignature => TokenError::BadSignature,
                 jwt_compact::ValidationError::MalformedSignature(_) => TokenError::BadSignature,
                 _ => TokenError::Malformed,
             })?;
         let jwt_claims = checked.claims();
-        let expires_at = jwt_claims
-            .expiration
-            .ok_or(TokenError::MissingClaim("exp"))?;
-        let issued_at = jwt_claims
-            .issued_at
-            .ok_or(TokenError::MissingClaim("iat"))?;
-        let claims: AccessClaims =
-            serde_json::from_value(jwt_claims.custom.clone()).map_err(|e| {
-                for name in [
-                    "iss",
-                    "aud",
-                    "sub",
-                    "jti",
-                    "scope",
-                    "enterpriseId",
-                    "appKey",
-                    "chains",
-                ] {
-                    if e.to_string().contains(&format!("`{name}`")) {
-                        return TokenError::MissingClaim(name);
-                    }
+        let expires_at = jwt_claims.expiration.ok_or(TokenError::MissingClaim("exp"))?;
+        let issued_at = jwt_claims.issued_at.ok_or(TokenError::MissingClaim("iat"))?;
+        let claims: AccessClaims = serde_json::from_value(jwt_claims.custom.clone()).map_err(|e| {
+            for name in ["iss", "aud", "sub", "jti", "scope", "enterpriseId", "appKey", "chains"] {
+                if e.to_string().contains(&format!("`{name}`")) {
+                    return TokenError::MissingClaim(name);
                 }
-                TokenError::InvalidClaims
-            })?;
+            }
+            TokenError::InvalidClaims
+        })?;
         if claims.iss != issuer {
             return Err(TokenError::WrongIssuer);
         }
@@ -282,11 +234,7 @@ impl KeySet {
         if issued_at > now + CLOCK_LEEWAY_SECONDS {
             return Err(TokenError::IssuedInFuture);
         }
-        Ok(VerifiedToken {
-            claims,
-            issued_at,
-            expires_at,
-        })
+        Ok(VerifiedToken { claims, issued_at, expires_at })
     }
 
     /// `GET /.well-known/jwks.json`: every verifying key, the signing one first.
@@ -310,10 +258,7 @@ impl KeySet {
 }
 
 fn timestamp(secs: u64) -> Result<DateTime<Utc>, String> {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| DateTime::from_timestamp(s, 0))
-        .ok_or_else(|| "time out of range".to_string())
+    i64::try_from(secs).ok().and_then(|s| DateTime::from_timestamp(s, 0)).ok_or_else(|| "time out of range".to_string())
 }
 
 fn seconds(t: DateTime<Utc>) -> u64 {

@@ -16,31 +16,17 @@ fn event(id: &str) -> ValidEvent {
 #[test]
 fn offsets_start_at_one_and_are_gapless_across_batches() {
     let log = ChainLog::new(MemoryStore::default());
-    assert_eq!(
-        log.append(&[event("a"), event("b")], 1).unwrap(),
-        vec![1, 2]
-    );
+    assert_eq!(log.append(&[event("a"), event("b")], 1).unwrap(), vec![1, 2]);
     assert_eq!(log.append(&[event("c")], 2).unwrap(), vec![3]);
     let stats = log.stats().unwrap();
-    assert_eq!(
-        (
-            stats.head_offset,
-            stats.oldest_offset,
-            stats.retained_events
-        ),
-        (3, Some(1), 3)
-    );
+    assert_eq!((stats.head_offset, stats.oldest_offset, stats.retained_events), (3, Some(1), 3));
 }
 
 #[test]
 fn duplicate_unique_event_id_returns_the_original_offset() {
     let log = ChainLog::new(MemoryStore::default());
     log.append(&[event("a"), event("b")], 1).unwrap();
-    assert_eq!(
-        log.append(&[event("b"), event("c"), event("c")], 2)
-            .unwrap(),
-        vec![2, 3, 3]
-    );
+    assert_eq!(log.append(&[event("b"), event("c"), event("c")], 2).unwrap(), vec![2, 3, 3]);
     assert_eq!(log.stats().unwrap().retained_events, 3);
 }
 
@@ -50,10 +36,7 @@ fn read_page_is_bounded_by_count_and_bytes() {
     let batch: Vec<ValidEvent> = (0..10).map(|i| event(&format!("e{i}"))).collect();
     log.append(&batch, 1).unwrap();
     let page = log.read_page(3, 4, 1_000_000).unwrap();
-    assert_eq!(
-        page.events.iter().map(|e| e.offset).collect::<Vec<_>>(),
-        vec![3, 4, 5, 6]
-    );
+    assert_eq!(page.events.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
     assert_eq!(page.next, 7);
     let body_len = batch[0].body.len();
     let page = log.read_page(1, 10, body_len * 2).unwrap();
@@ -68,35 +51,22 @@ fn read_page_is_bounded_by_count_and_bytes() {
 #[test]
 fn retention_drops_expired_events_in_bounded_batches_and_keeps_the_head() {
     let log = ChainLog::new(MemoryStore::default());
-    let old: Vec<ValidEvent> = (0..RETENTION_BATCH + 5)
-        .map(|i| event(&format!("old{i}")))
-        .collect();
+    let old: Vec<ValidEvent> = (0..RETENTION_BATCH + 5).map(|i| event(&format!("old{i}"))).collect();
     log.append(&old, 1_000).unwrap();
     log.append(&[event("new")], 50_000).unwrap();
     let retention = 10_000;
     let first = log.apply_retention(20_000, retention).unwrap();
     assert_eq!(first.deleted, RETENTION_BATCH);
-    assert_eq!(
-        first.next_alarm,
-        Some(20_000),
-        "more to delete: run again at once"
-    );
+    assert_eq!(first.next_alarm, Some(20_000), "more to delete: run again at once");
     let second = log.apply_retention(20_000, retention).unwrap();
     assert_eq!(second.deleted, 5);
-    assert_eq!(
-        second.next_alarm,
-        Some(60_000),
-        "next expiry is the newest event's"
-    );
+    assert_eq!(second.next_alarm, Some(60_000), "next expiry is the newest event's");
     let stats = log.stats().unwrap();
     assert_eq!(stats.head_offset, RETENTION_BATCH as u64 + 6);
     assert_eq!(stats.oldest_offset, Some(RETENTION_BATCH as u64 + 6));
     assert_eq!(stats.retained_events, 1);
     // Numbering continues after retention emptied part of the log.
-    assert_eq!(
-        log.append(&[event("after")], 60_000).unwrap(),
-        vec![RETENTION_BATCH as u64 + 7]
-    );
+    assert_eq!(log.append(&[event("after")], 60_000).unwrap(), vec![RETENTION_BATCH as u64 + 7]);
 }
 
 #[test]

@@ -7,9 +7,7 @@ use pms_events::config::{Scope, ServiceConfig};
 use serde_json::{json, Value};
 
 fn refused(doc: Value) -> String {
-    ServiceConfig::parse(&doc.to_string())
-        .expect_err("must be refused")
-        .to_string()
+    ServiceConfig::parse(&doc.to_string()).expect_err("must be refused").to_string()
 }
 
 fn with(mut doc: Value, edit: impl FnOnce(&mut Value)) -> Value {
@@ -32,48 +30,22 @@ fn demo_configuration_loads_with_contract_section_7_values() {
     assert_eq!(app2.app_key, "APPKEY002");
     assert_eq!(app2.enterprise, "BROWNS");
     assert_eq!(app2.grants.len(), 1);
-    assert_eq!(
-        app2.grants[0]
-            .properties
-            .as_ref()
-            .unwrap()
-            .iter()
-            .collect::<Vec<_>>(),
-        vec!["TTE01"]
-    );
-    assert!(c
-        .client("pms-core-001")
-        .unwrap()
-        .scopes
-        .contains(&Scope::Publish));
-    assert!(c
-        .client("client-app-001")
-        .unwrap()
-        .secret
-        .verify("secret-001"));
-    assert!(!c
-        .client("client-app-001")
-        .unwrap()
-        .secret
-        .verify("secret-002"));
+    assert_eq!(app2.grants[0].properties.as_ref().unwrap().iter().collect::<Vec<_>>(), vec!["TTE01"]);
+    assert!(c.client("pms-core-001").unwrap().scopes.contains(&Scope::Publish));
+    assert!(c.client("client-app-001").unwrap().secret.verify("secret-001"));
+    assert!(!c.client("client-app-001").unwrap().secret.verify("secret-002"));
     assert_eq!(c.chain("TTE").unwrap().properties.len(), 2);
     assert_eq!(c.client_by_app_key("OPSKEY001").unwrap().id, "ops-admin");
 }
 
 #[test]
 fn not_json_is_refused() {
-    assert!(ServiceConfig::parse("{")
-        .unwrap_err()
-        .to_string()
-        .contains("not a valid configuration"));
+    assert!(ServiceConfig::parse("{").unwrap_err().to_string().contains("not a valid configuration"));
 }
 
 #[test]
 fn unknown_field_is_refused_by_name() {
-    assert_names(
-        with(demo_json(), |d| d["retension"] = json!(1)),
-        &["retension"],
-    );
+    assert_names(with(demo_json(), |d| d["retension"] = json!(1)), &["retension"]);
 }
 
 #[test]
@@ -83,58 +55,35 @@ fn missing_issuer_is_refused() {
 
 #[test]
 fn zero_retention_is_refused() {
-    assert_names(
-        with(demo_json(), |d| d["retentionSeconds"] = json!(0)),
-        &["retentionSeconds"],
-    );
+    assert_names(with(demo_json(), |d| d["retentionSeconds"] = json!(0)), &["retentionSeconds"]);
 }
 
 #[test]
 fn zero_limit_is_refused_by_name() {
-    assert_names(
-        with(demo_json(), |d| {
-            d["limits"] = json!({"maxEventsPerBatch": 0})
-        }),
-        &["limits.maxEventsPerBatch"],
-    );
+    assert_names(with(demo_json(), |d| d["limits"] = json!({"maxEventsPerBatch": 0})), &["limits.maxEventsPerBatch"]);
 }
 
 #[test]
 fn event_limit_over_batch_limit_is_refused() {
     assert_names(
-        with(demo_json(), |d| {
-            d["limits"] = json!({"maxEventBytes": 10, "maxBatchBytes": 5})
-        }),
+        with(demo_json(), |d| d["limits"] = json!({"maxEventBytes": 10, "maxBatchBytes": 5})),
         &["maxEventBytes"],
     );
 }
 
 #[test]
 fn duplicate_enterprise_is_refused() {
-    assert_names(
-        with(demo_json(), |d| {
-            d["enterprises"] = json!(["BROWNS", "BROWNS", "OTHER"])
-        }),
-        &["BROWNS", "twice"],
-    );
+    assert_names(with(demo_json(), |d| d["enterprises"] = json!(["BROWNS", "BROWNS", "OTHER"])), &["BROWNS", "twice"]);
 }
 
 #[test]
 fn bad_enterprise_code_is_refused() {
-    assert_names(
-        with(demo_json(), |d| d["enterprises"][0] = json!("BR OWNS")),
-        &["BR OWNS"],
-    );
+    assert_names(with(demo_json(), |d| d["enterprises"][0] = json!("BR OWNS")), &["BR OWNS"]);
 }
 
 #[test]
 fn chain_of_unknown_enterprise_is_refused() {
-    assert_names(
-        with(demo_json(), |d| {
-            d["chains"][2]["enterprise"] = json!("NOPE")
-        }),
-        &["OTH", "NOPE"],
-    );
+    assert_names(with(demo_json(), |d| d["chains"][2]["enterprise"] = json!("NOPE")), &["OTH", "NOPE"]);
 }
 
 #[test]
@@ -152,26 +101,18 @@ fn duplicate_chain_is_refused() {
 
 #[test]
 fn chain_with_bad_code_is_refused() {
-    assert_names(
-        with(demo_json(), |d| d["chains"][0]["code"] = json!("T/E")),
-        &["T/E"],
-    );
+    assert_names(with(demo_json(), |d| d["chains"][0]["code"] = json!("T/E")), &["T/E"]);
 }
 
 #[test]
 fn chain_without_properties_is_refused() {
-    assert_names(
-        with(demo_json(), |d| d["chains"][1]["properties"] = json!([])),
-        &["HTBTTE", "no properties"],
-    );
+    assert_names(with(demo_json(), |d| d["chains"][1]["properties"] = json!([])), &["HTBTTE", "no properties"]);
 }
 
 #[test]
 fn property_in_two_chains_is_refused() {
     assert_names(
-        with(demo_json(), |d| {
-            d["chains"][1]["properties"] = json!(["HTB01", "TTE02"])
-        }),
+        with(demo_json(), |d| d["chains"][1]["properties"] = json!(["HTB01", "TTE02"])),
         &["TTE02", "TTE", "HTBTTE"],
     );
 }
@@ -179,9 +120,7 @@ fn property_in_two_chains_is_refused() {
 #[test]
 fn duplicate_client_is_refused() {
     assert_names(
-        with(demo_json(), |d| {
-            d["clients"][1]["id"] = json!("client-app-001")
-        }),
+        with(demo_json(), |d| d["clients"][1]["id"] = json!("client-app-001")),
         &["client-app-001", "defined twice"],
     );
 }
@@ -189,9 +128,7 @@ fn duplicate_client_is_refused() {
 #[test]
 fn duplicate_app_key_is_refused() {
     assert_names(
-        with(demo_json(), |d| {
-            d["clients"][1]["appKey"] = json!("APPKEY001")
-        }),
+        with(demo_json(), |d| d["clients"][1]["appKey"] = json!("APPKEY001")),
         &["client-app-002", "APPKEY001", "client-app-001"],
     );
 }
@@ -200,10 +137,7 @@ fn duplicate_app_key_is_refused() {
 fn plain_secret_is_refused() {
     assert_names(
         with(demo_json(), |d| {
-            d["clients"][0]
-                .as_object_mut()
-                .unwrap()
-                .remove("secretHash");
+            d["clients"][0].as_object_mut().unwrap().remove("secretHash");
             d["clients"][0]["secret"] = json!("secret-001");
         }),
         &["client-app-001", "plain \"secret\""],
@@ -212,17 +146,9 @@ fn plain_secret_is_refused() {
 
 #[test]
 fn unhashed_secret_hash_is_refused_without_echoing_it() {
-    let msg = refused(with(demo_json(), |d| {
-        d["clients"][0]["secretHash"] = json!("secret-001")
-    }));
-    assert!(
-        msg.contains("client-app-001") && msg.contains("secretHash"),
-        "{msg}"
-    );
-    assert!(
-        !msg.contains("secret-001\""),
-        "the value must not be echoed: {msg}"
-    );
+    let msg = refused(with(demo_json(), |d| d["clients"][0]["secretHash"] = json!("secret-001")));
+    assert!(msg.contains("client-app-001") && msg.contains("secretHash"), "{msg}");
+    assert!(!msg.contains("secret-001\""), "the value must not be echoed: {msg}");
 }
 
 #[test]
@@ -240,10 +166,7 @@ fn weak_hash_iterations_are_refused() {
 fn missing_secret_hash_is_refused() {
     assert_names(
         with(demo_json(), |d| {
-            d["clients"][0]
-                .as_object_mut()
-                .unwrap()
-                .remove("secretHash");
+            d["clients"][0].as_object_mut().unwrap().remove("secretHash");
         }),
         &["client-app-001", "no secretHash"],
     );
@@ -251,46 +174,31 @@ fn missing_secret_hash_is_refused() {
 
 #[test]
 fn client_of_unknown_enterprise_is_refused() {
-    assert_names(
-        with(demo_json(), |d| {
-            d["clients"][0]["enterprise"] = json!("ACME")
-        }),
-        &["client-app-001", "ACME"],
-    );
+    assert_names(with(demo_json(), |d| d["clients"][0]["enterprise"] = json!("ACME")), &["client-app-001", "ACME"]);
 }
 
 #[test]
 fn unknown_scope_is_refused() {
     assert_names(
-        with(demo_json(), |d| {
-            d["clients"][0]["scopes"] = json!(["urn:pms:everything"])
-        }),
+        with(demo_json(), |d| d["clients"][0]["scopes"] = json!(["urn:pms:everything"])),
         &["client-app-001", "urn:pms:everything"],
     );
 }
 
 #[test]
 fn client_without_scopes_is_refused() {
-    assert_names(
-        with(demo_json(), |d| d["clients"][0]["scopes"] = json!([])),
-        &["client-app-001", "no scopes"],
-    );
+    assert_names(with(demo_json(), |d| d["clients"][0]["scopes"] = json!([])), &["client-app-001", "no scopes"]);
 }
 
 #[test]
 fn client_without_grants_is_refused() {
-    assert_names(
-        with(demo_json(), |d| d["clients"][0]["grants"] = json!([])),
-        &["client-app-001", "no grants"],
-    );
+    assert_names(with(demo_json(), |d| d["clients"][0]["grants"] = json!([])), &["client-app-001", "no grants"]);
 }
 
 #[test]
 fn grant_of_unknown_chain_is_refused() {
     assert_names(
-        with(demo_json(), |d| {
-            d["clients"][0]["grants"][0]["chain"] = json!("XYZ")
-        }),
+        with(demo_json(), |d| d["clients"][0]["grants"][0]["chain"] = json!("XYZ")),
         &["client-app-001", "XYZ"],
     );
 }
@@ -298,9 +206,7 @@ fn grant_of_unknown_chain_is_refused() {
 #[test]
 fn grant_of_other_enterprise_chain_is_refused() {
     assert_names(
-        with(demo_json(), |d| {
-            d["clients"][0]["grants"][0]["chain"] = json!("OTH")
-        }),
+        with(demo_json(), |d| d["clients"][0]["grants"][0]["chain"] = json!("OTH")),
         &["client-app-001", "OTH", "OTHER"],
     );
 }
@@ -308,9 +214,7 @@ fn grant_of_other_enterprise_chain_is_refused() {
 #[test]
 fn grant_of_foreign_property_is_refused() {
     assert_names(
-        with(demo_json(), |d| {
-            d["clients"][1]["grants"][0]["properties"] = json!(["HTB01"])
-        }),
+        with(demo_json(), |d| d["clients"][1]["grants"][0]["properties"] = json!(["HTB01"])),
         &["client-app-002", "HTB01", "TTE"],
     );
 }
@@ -318,9 +222,7 @@ fn grant_of_foreign_property_is_refused() {
 #[test]
 fn empty_property_list_in_grant_is_refused() {
     assert_names(
-        with(demo_json(), |d| {
-            d["clients"][1]["grants"][0]["properties"] = json!([])
-        }),
+        with(demo_json(), |d| d["clients"][1]["grants"][0]["properties"] = json!([])),
         &["client-app-002", "empty property list"],
     );
 }
@@ -328,21 +230,14 @@ fn empty_property_list_in_grant_is_refused() {
 #[test]
 fn duplicate_grant_is_refused() {
     assert_names(
-        with(demo_json(), |d| {
-            d["clients"][0]["grants"] = json!([{"chain": "TTE"}, {"chain": "TTE"}])
-        }),
+        with(demo_json(), |d| d["clients"][0]["grants"] = json!([{"chain": "TTE"}, {"chain": "TTE"}])),
         &["client-app-001", "TTE", "twice"],
     );
 }
 
 #[test]
 fn bad_app_key_is_refused() {
-    assert_names(
-        with(demo_json(), |d| {
-            d["clients"][0]["appKey"] = json!("APP KEY")
-        }),
-        &["client-app-001", "app key"],
-    );
+    assert_names(with(demo_json(), |d| d["clients"][0]["appKey"] = json!("APP KEY")), &["client-app-001", "app key"]);
 }
 
 #[test]

@@ -26,7 +26,10 @@ fn url_key_as_base64_or_sha256_hex() {
 }
 
 fn payload(token: &str, app_key: &str) -> Map<String, Value> {
-    serde_json::from_value(json!({"Authorization": format!("Bearer {token}"), "x-app-key": app_key, "enterpriseId": "BROWNS"})).unwrap()
+    serde_json::from_value(
+        json!({"Authorization": format!("Bearer {token}"), "x-app-key": app_key, "enterpriseId": "BROWNS"}),
+    )
+    .unwrap()
 }
 
 fn token_for(client: &str, scopes: Option<&[Scope]>, now: u64) -> String {

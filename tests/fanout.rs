@@ -23,12 +23,21 @@ fn stats(head: u64, oldest: Option<u64>) -> ChainStats {
 fn start_at_offset_inclusive_with_gap_and_range_checks() {
     assert_eq!(resolve_start(Start::At(5), &stats(10, Some(1)), None, 0), Ok((5, None)));
     assert_eq!(resolve_start(Start::At(11), &stats(10, Some(1)), None, 0), Ok((11, None)), "one past the head: live");
-    assert_eq!(resolve_start(Start::At(12), &stats(10, Some(1)), None, 0), Err(StartError::OutOfRange { requested: 12, head: 10 }));
-    assert_eq!(resolve_start(Start::At(3), &stats(10, Some(7)), None, 0), Ok((7, Some(Gap { requested: 3, resumed_at: 7 }))));
+    assert_eq!(
+        resolve_start(Start::At(12), &stats(10, Some(1)), None, 0),
+        Err(StartError::OutOfRange { requested: 12, head: 10 })
+    );
+    assert_eq!(
+        resolve_start(Start::At(3), &stats(10, Some(7)), None, 0),
+        Ok((7, Some(Gap { requested: 3, resumed_at: 7 })))
+    );
     assert_eq!(resolve_start(Start::At(0), &stats(10, Some(1)), None, 0), Ok((1, None)));
     assert_eq!(resolve_start(Start::At(1), &stats(0, None), None, 0), Ok((1, None)));
     // Everything expired: the gap resumes at the next offset to be written.
-    assert_eq!(resolve_start(Start::At(2), &stats(5, None), None, 0), Ok((6, Some(Gap { requested: 2, resumed_at: 6 }))));
+    assert_eq!(
+        resolve_start(Start::At(2), &stats(5, None), None, 0),
+        Ok((6, Some(Gap { requested: 2, resumed_at: 6 })))
+    );
 }
 
 #[test]
@@ -37,7 +46,11 @@ fn start_highest_and_resume() {
     assert_eq!(resolve_start(Start::Highest, &stats(0, None), None, 0), Ok((1, None)));
     let day = SAVED_CURSOR_TTL_MS;
     assert_eq!(resolve_start(Start::Resume, &stats(10, Some(1)), Some((6, 1000)), 1000 + day - 1), Ok((7, None)));
-    assert_eq!(resolve_start(Start::Resume, &stats(10, Some(1)), Some((6, 1000)), 1000 + day), Ok((11, None)), "older than 24 h: live");
+    assert_eq!(
+        resolve_start(Start::Resume, &stats(10, Some(1)), Some((6, 1000)), 1000 + day),
+        Ok((11, None)),
+        "older than 24 h: live"
+    );
     assert_eq!(resolve_start(Start::Resume, &stats(10, Some(1)), None, 5), Ok((11, None)));
 }
 
@@ -122,7 +135,10 @@ fn frames_are_graphql_ws_next_messages_and_the_gap_rides_on_the_first() {
     let b = pump(&log, &s, &mut cursor, 2, 10, &mut EventCache::default()).unwrap().unwrap();
     let batch = parse_batch(&b).unwrap();
     let first: Value = serde_json::from_str(batch.frames[0].1).unwrap();
-    assert_eq!(first, json!({"id": "sub-1", "type": "next", "payload": {"data": {"newEvent": {"offset": "1", "hotel": "TTE01"}}, "extensions": {"gap": {"requested": "0", "resumedAt": "1"}}}}));
+    assert_eq!(
+        first,
+        json!({"id": "sub-1", "type": "next", "payload": {"data": {"newEvent": {"offset": "1", "hotel": "TTE01"}}, "extensions": {"gap": {"requested": "0", "resumedAt": "1"}}}})
+    );
     let second: Value = serde_json::from_str(batch.frames[1].1).unwrap();
     assert_eq!(second["payload"].get("extensions"), None);
     assert_eq!(cursor.gap, None);
@@ -133,7 +149,10 @@ fn pages_larger_than_one_read_are_followed() {
     let hotels = vec!["TTE01"; PAGE * 2 + 3];
     let log = log_with(&hotels);
     let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
-    let b = pump(&log, &spec(EventFilter::default()), &mut cursor, hotels.len() as u64, 10_000, &mut EventCache::default()).unwrap().unwrap();
+    let b =
+        pump(&log, &spec(EventFilter::default()), &mut cursor, hotels.len() as u64, 10_000, &mut EventCache::default())
+            .unwrap()
+            .unwrap();
     assert_eq!(delivered(&b), (1..=hotels.len() as u64).collect::<Vec<_>>());
 }
 

@@ -31,23 +31,15 @@ fn basic_credentials_authenticate() {
     let config = demo_config();
     let client = oauth::authenticate(&config, &parsed).unwrap();
     assert_eq!(client.id, "client-app-001");
-    assert!(
-        !format!("{parsed:?}").contains("secret-001"),
-        "debug output must redact the secret"
-    );
+    assert!(!format!("{parsed:?}").contains("secret-001"), "debug output must redact the secret");
 }
 
 #[test]
 fn body_credentials_authenticate() {
-    let parsed = oauth::parse(&req(
-        None,
-        "grant_type=client_credentials&client_id=client-app-001&client_secret=secret-001",
-    ))
-    .unwrap();
-    assert_eq!(
-        oauth::authenticate(&demo_config(), &parsed).unwrap().id,
-        "client-app-001"
-    );
+    let parsed =
+        oauth::parse(&req(None, "grant_type=client_credentials&client_id=client-app-001&client_secret=secret-001"))
+            .unwrap();
+    assert_eq!(oauth::authenticate(&demo_config(), &parsed).unwrap().id, "client-app-001");
 }
 
 #[test]
@@ -63,10 +55,7 @@ fn both_credential_forms_at_once_are_refused() {
 
 #[test]
 fn no_credentials_is_invalid_client() {
-    assert_eq!(
-        oauth::parse(&req(None, "grant_type=client_credentials")).unwrap_err(),
-        OAuthError::invalid_client()
-    );
+    assert_eq!(oauth::parse(&req(None, "grant_type=client_credentials")).unwrap_err(), OAuthError::invalid_client());
 }
 
 #[test]
@@ -80,19 +69,13 @@ fn wrong_content_type_is_invalid_request() {
 #[test]
 fn grant_type_rules() {
     let auth = basic("client-app-001", "secret-001");
-    assert_eq!(
-        oauth::parse(&req(Some(&auth), "")).unwrap_err().error,
-        "invalid_request"
-    );
+    assert_eq!(oauth::parse(&req(Some(&auth), "")).unwrap_err().error, "invalid_request");
     let e = oauth::parse(&req(Some(&auth), "grant_type=password")).unwrap_err();
     assert_eq!((e.status, e.error), (400, "unsupported_grant_type"));
     assert_eq!(
-        oauth::parse(&req(
-            Some(&auth),
-            "grant_type=client_credentials&grant_type=client_credentials"
-        ))
-        .unwrap_err()
-        .error,
+        oauth::parse(&req(Some(&auth), "grant_type=client_credentials&grant_type=client_credentials"))
+            .unwrap_err()
+            .error,
         "invalid_request"
     );
 }
@@ -102,16 +85,10 @@ fn app_key_and_enterprise_headers_are_required() {
     let auth = basic("client-app-001", "secret-001");
     let mut r = req(Some(&auth), "grant_type=client_credentials");
     r.app_key = None;
-    assert!(oauth::parse(&r)
-        .unwrap_err()
-        .description
-        .contains("x-app-key"));
+    assert!(oauth::parse(&r).unwrap_err().description.contains("x-app-key"));
     let mut r = req(Some(&auth), "grant_type=client_credentials");
     r.enterprise_id = Some("");
-    assert!(oauth::parse(&r)
-        .unwrap_err()
-        .description
-        .contains("enterpriseId"));
+    assert!(oauth::parse(&r).unwrap_err().description.contains("enterpriseId"));
 }
 
 #[test]
@@ -139,15 +116,9 @@ fn every_login_mismatch_gives_the_same_answer() {
 
 #[test]
 fn malformed_basic_header_is_invalid_client() {
-    for header in [
-        "Bearer abc",
-        "Basic !!!",
-        &format!("Basic {}", STANDARD.encode("no-colon")),
-    ] {
+    for header in ["Bearer abc", "Basic !!!", &format!("Basic {}", STANDARD.encode("no-colon"))] {
         assert_eq!(
-            oauth::parse(&req(Some(header), "grant_type=client_credentials"))
-                .unwrap_err()
-                .status,
+            oauth::parse(&req(Some(header), "grant_type=client_credentials")).unwrap_err().status,
             401,
             "{header}"
         );
@@ -165,27 +136,11 @@ fn basic_credentials_are_form_decoded() {
 fn scope_selection() {
     let config = demo_config();
     let admin = config.client("ops-admin").unwrap();
-    assert_eq!(
-        oauth::select_scopes(admin, None)
-            .unwrap()
-            .into_iter()
-            .collect::<Vec<_>>(),
-        vec![Scope::Admin]
-    );
-    assert_eq!(
-        oauth::select_scopes(admin, Some("urn:pms:admin"))
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(oauth::select_scopes(admin, None).unwrap().into_iter().collect::<Vec<_>>(), vec![Scope::Admin]);
+    assert_eq!(oauth::select_scopes(admin, Some("urn:pms:admin")).unwrap().len(), 1);
     let e = oauth::select_scopes(admin, Some("urn:pms:admin urn:pms:publish")).unwrap_err();
     assert_eq!((e.status, e.error), (400, "invalid_scope"));
-    assert_eq!(
-        oauth::select_scopes(admin, Some("bogus"))
-            .unwrap_err()
-            .error,
-        "invalid_scope"
-    );
+    assert_eq!(oauth::select_scopes(admin, Some("bogus")).unwrap_err().error, "invalid_scope");
 }
 
 #[test]

@@ -58,7 +58,9 @@ fn init_is_acknowledged_and_the_principal_kept() {
 #[test]
 fn refused_init_closes_with_the_checkers_code() {
     let mut s = Session::new(65536);
-    let a = s.on_text(r#"{"type":"connection_init","payload":{"Authorization":"Bearer x"}}"#, |_| Err(Close::new(4403, "Forbidden")));
+    let a = s.on_text(r#"{"type":"connection_init","payload":{"Authorization":"Bearer x"}}"#, |_| {
+        Err(Close::new(4403, "Forbidden"))
+    });
     assert_eq!(closed_with(&a), Some((4403, "Forbidden".into())));
     assert!(s.is_closed());
     assert!(s.on_text(r#"{"type":"ping"}"#, never).is_empty(), "nothing after close");
@@ -111,7 +113,10 @@ fn ping_is_answered_with_pong_echoing_the_payload_even_before_init() {
     let mut s = Session::new(65536);
     assert_eq!(sent(&s.on_text(r#"{"type":"ping"}"#, never)), vec![json!({"type": "pong"})]);
     let s2 = &mut ready();
-    assert_eq!(sent(&s2.on_text(r#"{"type":"ping","payload":{"t":1}}"#, never)), vec![json!({"type": "pong", "payload": {"t": 1}})]);
+    assert_eq!(
+        sent(&s2.on_text(r#"{"type":"ping","payload":{"t":1}}"#, never)),
+        vec![json!({"type": "pong", "payload": {"t": 1}})]
+    );
     assert!(s2.on_text(r#"{"type":"pong"}"#, never).is_empty());
 }
 
@@ -167,7 +172,10 @@ fn results_errors_and_completion_only_for_active_ids() {
     let mut s = ready();
     s.on_text(r#"{"type":"subscribe","id":"q","payload":{"query":"q"}}"#, never);
     let a = s.single_result("q", &json!({"data": {"x": 1}}));
-    assert_eq!(sent(&a), vec![json!({"id": "q", "type": "next", "payload": {"data": {"x": 1}}}), json!({"id": "q", "type": "complete"})]);
+    assert_eq!(
+        sent(&a),
+        vec![json!({"id": "q", "type": "next", "payload": {"data": {"x": 1}}}), json!({"id": "q", "type": "complete"})]
+    );
     assert!(s.single_result("q", &json!({})).is_empty(), "already complete");
     s.on_text(r#"{"type":"subscribe","id":"e","payload":{"query":"q"}}"#, never);
     let a = s.fail("e", &json!([{"message": "no"}]));
@@ -187,7 +195,8 @@ fn client_close_stops_everything() {
 
 #[test]
 fn init_credentials_are_read_case_insensitively() {
-    let payload: Map<String, Value> = serde_json::from_value(json!({"authorization": "Bearer t", "X-App-Key": "K"})).unwrap();
+    let payload: Map<String, Value> =
+        serde_json::from_value(json!({"authorization": "Bearer t", "X-App-Key": "K"})).unwrap();
     assert_eq!(pms_events::protocol::init_credentials(&payload), (Some("Bearer t"), Some("K")));
     let _ = keys(&[("k", SEED_A)]);
 }

@@ -18,15 +18,10 @@ fn good(hotel: &str) -> Value {
 fn run(body: Value) -> Result<Vec<pms_events::publish::ValidEvent>, BatchError> {
     let config = demo_config();
     let mut n = 0;
-    validate_batch(
-        body.to_string().as_bytes(),
-        config.chain("TTE").unwrap(),
-        &Limits::default(),
-        || {
-            n += 1;
-            format!("gen-{n}")
-        },
-    )
+    validate_batch(body.to_string().as_bytes(), config.chain("TTE").unwrap(), &Limits::default(), || {
+        n += 1;
+        format!("gen-{n}")
+    })
 }
 
 #[test]
@@ -42,9 +37,7 @@ fn single_event_and_array_are_accepted_with_generated_ids() {
     let two = run(json!([good("TTE01"), with_id])).unwrap();
     assert_eq!(two[1].unique_event_id, "u-42");
     assert_eq!(two[1].hotel_id, "TTE02");
-    assert!(
-        !two[1].body.contains("\"uniqueEventId\":\"u-42\",\"") || two[1].body.contains("metadata")
-    );
+    assert!(!two[1].body.contains("\"uniqueEventId\":\"u-42\",\"") || two[1].body.contains("metadata"));
 }
 
 #[test]
@@ -55,18 +48,8 @@ fn every_bad_event_is_reported_with_its_index() {
     bad_ts["timestamp"] = json!("yesterday");
     let mut bad_detail = good("TTE01");
     bad_detail["detail"] = json!([{"newValue": 5}]);
-    let err = run(json!([
-        good("TTE01"),
-        no_module,
-        good("HTB01"),
-        bad_ts,
-        bad_detail,
-        7
-    ]))
-    .unwrap_err();
-    let BatchError::Invalid(errors) = &err else {
-        panic!("{err:?}")
-    };
+    let err = run(json!([good("TTE01"), no_module, good("HTB01"), bad_ts, bad_detail, 7])).unwrap_err();
+    let BatchError::Invalid(errors) = &err else { panic!("{err:?}") };
     let pairs: Vec<(usize, &str)> = errors.iter().map(|e| (e.index, e.field.as_str())).collect();
     assert!(pairs.contains(&(1, "moduleName")), "{pairs:?}");
     assert!(pairs.contains(&(2, "hotelId")), "{pairs:?}");
@@ -84,14 +67,9 @@ fn unknown_fields_and_wrong_types_are_refused() {
     let mut e = good("TTE01");
     e["colour"] = json!("red");
     e["publisherId"] = json!(5);
-    let BatchError::Invalid(errors) = run(e).unwrap_err() else {
-        panic!()
-    };
+    let BatchError::Invalid(errors) = run(e).unwrap_err() else { panic!() };
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-    assert!(
-        fields.contains(&"colour") && fields.contains(&"publisherId"),
-        "{fields:?}"
-    );
+    assert!(fields.contains(&"colour") && fields.contains(&"publisherId"), "{fields:?}");
 }
 
 #[test]
@@ -99,12 +77,7 @@ fn empty_batch_and_non_json_are_malformed() {
     assert!(matches!(run(json!([])), Err(BatchError::Malformed(_))));
     assert!(matches!(run(json!("x")), Err(BatchError::Malformed(_))));
     let config = demo_config();
-    let r = validate_batch(
-        b"{nope",
-        config.chain("TTE").unwrap(),
-        &Limits::default(),
-        String::new,
-    );
+    let r = validate_batch(b"{nope", config.chain("TTE").unwrap(), &Limits::default(), String::new);
     assert!(matches!(r, Err(BatchError::Malformed(_))));
 }
 
@@ -112,12 +85,7 @@ fn empty_batch_and_non_json_are_malformed() {
 fn limits_give_413() {
     let config = demo_config();
     let chain = config.chain("TTE").unwrap();
-    let limits = Limits {
-        max_events_per_batch: 2,
-        max_event_bytes: 400,
-        max_batch_bytes: 2000,
-        ..Limits::default()
-    };
+    let limits = Limits { max_events_per_batch: 2, max_event_bytes: 400, max_batch_bytes: 2000, ..Limits::default() };
     let three = json!([good("TTE01"), good("TTE01"), good("TTE01")]).to_string();
     let e = validate_batch(three.as_bytes(), chain, &limits, String::new).unwrap_err();
     assert_eq!(e.status(), 413);
@@ -126,10 +94,5 @@ fn limits_give_413() {
     let e = validate_batch(big.to_string().as_bytes(), chain, &limits, String::new).unwrap_err();
     assert_eq!(e.status(), 413);
     let huge = vec![b' '; 2001];
-    assert_eq!(
-        validate_batch(&huge, chain, &limits, String::new)
-            .unwrap_err()
-            .status(),
-        413
-    );
+    assert_eq!(validate_batch(&huge, chain, &limits, String::new).unwrap_err().status(), 413);
 }

@@ -6,31 +6,12 @@ fn route_table() {
     assert_eq!(route("HEAD", "/healthz"), Route::Healthz);
     assert_eq!(route("GET", "/.well-known/jwks.json"), Route::Jwks);
     assert_eq!(route("POST", "/oauth/v1/tokens"), Route::Tokens);
-    assert_eq!(
-        route("GET", "/oauth/v1/tokens"),
-        Route::MethodNotAllowed { allow: "POST" }
-    );
-    assert_eq!(
-        route("POST", "/events/v1/chains/TTE/events"),
-        Route::Publish {
-            chain: "TTE".into()
-        }
-    );
-    assert_eq!(
-        route("DELETE", "/events/v1/chains/TTE/events"),
-        Route::MethodNotAllowed { allow: "POST" }
-    );
-    assert_eq!(
-        route("GET", "/admin/v1/chains/TTE"),
-        Route::AdminChain {
-            chain: "TTE".into()
-        }
-    );
+    assert_eq!(route("GET", "/oauth/v1/tokens"), Route::MethodNotAllowed { allow: "POST" });
+    assert_eq!(route("POST", "/events/v1/chains/TTE/events"), Route::Publish { chain: "TTE".into() });
+    assert_eq!(route("DELETE", "/events/v1/chains/TTE/events"), Route::MethodNotAllowed { allow: "POST" });
+    assert_eq!(route("GET", "/admin/v1/chains/TTE"), Route::AdminChain { chain: "TTE".into() });
     assert_eq!(route("GET", "/subscriptions"), Route::Subscriptions);
-    assert_eq!(
-        route("POST", "/healthz"),
-        Route::MethodNotAllowed { allow: "GET" }
-    );
+    assert_eq!(route("POST", "/healthz"), Route::MethodNotAllowed { allow: "GET" });
     assert_eq!(route("GET", "/nope"), Route::NotFound);
     assert_eq!(route("GET", "/events/v1/chains//events"), Route::NotFound);
 }

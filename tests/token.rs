@@ -23,12 +23,7 @@ fn b64(v: &serde_json::Value) -> String {
 }
 
 fn forge(header: serde_json::Value, payload: serde_json::Value, sig: &[u8]) -> String {
-    format!(
-        "{}.{}.{}",
-        b64(&header),
-        b64(&payload),
-        URL_SAFE_NO_PAD.encode(sig)
-    )
+    format!("{}.{}.{}", b64(&header), b64(&payload), URL_SAFE_NO_PAD.encode(sig))
 }
 
 fn payload_of(token: &str) -> serde_json::Value {
@@ -45,10 +40,7 @@ fn claims_carry_client_enterprise_app_key_scope_and_grants() {
     assert_eq!(c.scope, "urn:pms:events");
     assert!(c.has_scope(Scope::Events) && !c.has_scope(Scope::Publish));
     let g = c.grant("TTE").unwrap();
-    assert_eq!(
-        g.properties.unwrap().into_iter().collect::<Vec<_>>(),
-        vec!["TTE01"]
-    );
+    assert_eq!(g.properties.unwrap().into_iter().collect::<Vec<_>>(), vec!["TTE01"]);
     assert!(c.grant("HTBTTE").is_none());
 }
 
@@ -56,12 +48,8 @@ fn claims_carry_client_enterprise_app_key_scope_and_grants() {
 fn issued_token_verifies_and_has_header_and_times() {
     let ks = keys(&[("k1", SEED_A)]);
     let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
-    let header: serde_json::Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(token.split('.').next().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
     assert_eq!(header["alg"], "EdDSA");
     assert_eq!(header["kid"], "k1");
     let p = payload_of(&token);
@@ -83,37 +71,23 @@ fn issued_token_verifies_and_has_header_and_times() {
 fn expired_token_is_refused_after_leeway() {
     let ks = keys(&[("k1", SEED_A)]);
     let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
-    assert!(ks
-        .verify(&token, ISS, AUD, NOW + 3600 + CLOCK_LEEWAY_SECONDS - 1)
-        .is_ok());
-    assert_eq!(
-        ks.verify(&token, ISS, AUD, NOW + 3600 + CLOCK_LEEWAY_SECONDS),
-        Err(TokenError::Expired)
-    );
+    assert!(ks.verify(&token, ISS, AUD, NOW + 3600 + CLOCK_LEEWAY_SECONDS - 1).is_ok());
+    assert_eq!(ks.verify(&token, ISS, AUD, NOW + 3600 + CLOCK_LEEWAY_SECONDS), Err(TokenError::Expired));
 }
 
 #[test]
 fn token_from_the_future_is_refused() {
     let ks = keys(&[("k1", SEED_A)]);
     let token = ks.issue(&claims("client-app-001"), NOW + 1000).unwrap();
-    assert_eq!(
-        ks.verify(&token, ISS, AUD, NOW),
-        Err(TokenError::IssuedInFuture)
-    );
+    assert_eq!(ks.verify(&token, ISS, AUD, NOW), Err(TokenError::IssuedInFuture));
 }
 
 #[test]
 fn wrong_issuer_and_audience_are_refused() {
     let ks = keys(&[("k1", SEED_A)]);
     let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
-    assert_eq!(
-        ks.verify(&token, "https://evil", AUD, NOW),
-        Err(TokenError::WrongIssuer)
-    );
-    assert_eq!(
-        ks.verify(&token, ISS, "other", NOW),
-        Err(TokenError::WrongAudience)
-    );
+    assert_eq!(ks.verify(&token, "https://evil", AUD, NOW), Err(TokenError::WrongIssuer));
+    assert_eq!(ks.verify(&token, ISS, "other", NOW), Err(TokenError::WrongAudience));
 }
 
 #[test]
@@ -124,21 +98,14 @@ fn tampered_payload_fails_the_signature() {
     p["chains"] = serde_json::json!([{"chain": "TTE"}]);
     let parts: Vec<&str> = token.split('.').collect();
     let forged = format!("{}.{}.{}", parts[0], b64(&p), parts[2]);
-    assert_eq!(
-        ks.verify(&forged, ISS, AUD, NOW),
-        Err(TokenError::BadSignature)
-    );
+    assert_eq!(ks.verify(&forged, ISS, AUD, NOW), Err(TokenError::BadSignature));
 }
 
 #[test]
 fn alg_none_is_refused() {
     let ks = keys(&[("k1", SEED_A)]);
     let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
-    let forged = forge(
-        serde_json::json!({"alg": "none", "kid": "k1"}),
-        payload_of(&token),
-        b"",
-    );
+    let forged = forge(serde_json::json!({"alg": "none", "kid": "k1"}), payload_of(&token), b"");
     assert!(matches!(
         ks.verify(&forged, ISS, AUD, NOW),
         Err(TokenError::WrongAlgorithm(_)) | Err(TokenError::Malformed)
@@ -151,21 +118,13 @@ fn hs256_made_with_the_public_key_is_refused() {
     let ks = keys(&[("k1", SEED_A)]);
     let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
     let jwks = ks.jwks();
-    let public = URL_SAFE_NO_PAD
-        .decode(jwks["keys"][0]["x"].as_str().unwrap())
-        .unwrap();
+    let public = URL_SAFE_NO_PAD.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
     let header = serde_json::json!({"alg": "HS256", "kid": "k1", "typ": "JWT"});
     let signing_input = format!("{}.{}", b64(&header), b64(&payload_of(&token)));
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&public).unwrap();
     mac.update(signing_input.as_bytes());
-    let forged = format!(
-        "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    );
-    assert_eq!(
-        ks.verify(&forged, ISS, AUD, NOW),
-        Err(TokenError::WrongAlgorithm("HS256".into()))
-    );
+    let forged = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+    assert_eq!(ks.verify(&forged, ISS, AUD, NOW), Err(TokenError::WrongAlgorithm("HS256".into())));
 }
 
 #[test]
@@ -173,17 +132,9 @@ fn token_signed_by_an_unknown_key_is_refused() {
     let ours = keys(&[("k1", SEED_A)]);
     let theirs = keys(&[("k1", SEED_B)]);
     let token = theirs.issue(&claims("client-app-001"), NOW).unwrap();
-    assert_eq!(
-        ours.verify(&token, ISS, AUD, NOW),
-        Err(TokenError::BadSignature)
-    );
-    let other_kid = keys(&[("k9", SEED_B)])
-        .issue(&claims("client-app-001"), NOW)
-        .unwrap();
-    assert_eq!(
-        ours.verify(&other_kid, ISS, AUD, NOW),
-        Err(TokenError::UnknownKey)
-    );
+    assert_eq!(ours.verify(&token, ISS, AUD, NOW), Err(TokenError::BadSignature));
+    let other_kid = keys(&[("k9", SEED_B)]).issue(&claims("client-app-001"), NOW).unwrap();
+    assert_eq!(ours.verify(&other_kid, ISS, AUD, NOW), Err(TokenError::UnknownKey));
 }
 
 #[test]
@@ -191,16 +142,8 @@ fn token_without_kid_is_refused() {
     let ks = keys(&[("k1", SEED_A)]);
     let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
     let parts: Vec<&str> = token.split('.').collect();
-    let forged = format!(
-        "{}.{}.{}",
-        b64(&serde_json::json!({"alg": "EdDSA"})),
-        parts[1],
-        parts[2]
-    );
-    assert_eq!(
-        ks.verify(&forged, ISS, AUD, NOW),
-        Err(TokenError::UnknownKey)
-    );
+    let forged = format!("{}.{}.{}", b64(&serde_json::json!({"alg": "EdDSA"})), parts[1], parts[2]);
+    assert_eq!(ks.verify(&forged, ISS, AUD, NOW), Err(TokenError::UnknownKey));
 }
 
 #[test]
@@ -208,10 +151,8 @@ fn missing_claims_are_refused_by_name() {
     // A token we signed ourselves but without exp, and one without appKey.
     let ks = keys(&[("k1", SEED_A)]);
     let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
-    for (claim, expected) in [
-        ("exp", TokenError::MissingClaim("exp")),
-        ("appKey", TokenError::MissingClaim("appKey")),
-    ] {
+    for (claim, expected) in [("exp", TokenError::MissingClaim("exp")), ("appKey", TokenError::MissingClaim("appKey"))]
+    {
         let mut p = payload_of(&token);
         p.as_object_mut().unwrap().remove(claim);
         let forged = sign_raw(SEED_A, "k1", &p);
@@ -222,11 +163,7 @@ fn missing_claims_are_refused_by_name() {
 fn sign_raw(seed: &str, kid: &str, payload: &serde_json::Value) -> String {
     let seed: [u8; 32] = URL_SAFE_NO_PAD.decode(seed).unwrap().try_into().unwrap();
     let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
-    let input = format!(
-        "{}.{}",
-        b64(&serde_json::json!({"alg": "EdDSA", "kid": kid})),
-        b64(payload)
-    );
+    let input = format!("{}.{}", b64(&serde_json::json!({"alg": "EdDSA", "kid": kid})), b64(payload));
     let sig = pair.sk.sign(input.as_bytes(), None);
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
 }
@@ -234,10 +171,7 @@ fn sign_raw(seed: &str, kid: &str, payload: &serde_json::Value) -> String {
 #[test]
 fn garbage_is_malformed() {
     let ks = keys(&[("k1", SEED_A)]);
-    assert_eq!(
-        ks.verify("not-a-jwt", ISS, AUD, NOW),
-        Err(TokenError::Malformed)
-    );
+    assert_eq!(ks.verify("not-a-jwt", ISS, AUD, NOW), Err(TokenError::Malformed));
     assert_eq!(ks.verify("", ISS, AUD, NOW), Err(TokenError::Malformed));
 }
 
@@ -248,16 +182,10 @@ fn rotation_first_key_signs_all_keys_verify() {
     let old_token = old.issue(&claims("client-app-001"), NOW).unwrap();
     assert!(rotated.verify(&old_token, ISS, AUD, NOW).is_ok());
     let new_token = rotated.issue(&claims("client-app-001"), NOW).unwrap();
-    assert!(new_token
-        .starts_with(&b64(&serde_json::json!({"alg":"EdDSA","kid":"new","typ":"JWT"}))[..10]));
+    assert!(new_token.starts_with(&b64(&serde_json::json!({"alg":"EdDSA","kid":"new","typ":"JWT"}))[..10]));
     assert_eq!(rotated.signing_kid(), "new");
     let jwks = rotated.jwks();
-    let kids: Vec<&str> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap())
-        .collect();
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert_eq!(kids, vec!["new", "old"]);
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
@@ -266,12 +194,8 @@ fn rotation_first_key_signs_all_keys_verify() {
 #[test]
 fn signing_keys_secret_is_validated() {
     assert!(KeySet::parse("[]").unwrap_err().contains("no key"));
-    assert!(KeySet::parse("[{\"kid\":\"a\",\"seed\":\"AAAA\"}]")
-        .unwrap_err()
-        .contains("32 bytes"));
-    let dup = format!(
-        "[{{\"kid\":\"a\",\"seed\":\"{SEED_A}\"}},{{\"kid\":\"a\",\"seed\":\"{SEED_B}\"}}]"
-    );
+    assert!(KeySet::parse("[{\"kid\":\"a\",\"seed\":\"AAAA\"}]").unwrap_err().contains("32 bytes"));
+    let dup = format!("[{{\"kid\":\"a\",\"seed\":\"{SEED_A}\"}},{{\"kid\":\"a\",\"seed\":\"{SEED_B}\"}}]");
     assert!(KeySet::parse(&dup).unwrap_err().contains("twice"));
     assert!(!format!("{:?}", keys(&[("k1", SEED_A)])).contains(SEED_A));
 }

@@ -20,26 +20,14 @@ fn random_ids_come_from_the_js_entropy_source() {
 #[wasm_bindgen_test]
 fn tokens_sign_and_verify_in_wasm() {
     let config = ServiceConfig::parse(DEMO).unwrap();
-    let keys =
-        KeySet::parse(r#"[{"kid":"k1","seed":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}]"#)
-            .unwrap();
+    let keys = KeySet::parse(r#"[{"kid":"k1","seed":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}]"#).unwrap();
     let client = config.client("client-app-001").unwrap();
-    let claims = AccessClaims::for_client(
-        client,
-        &client.scopes,
-        &config.issuer,
-        &config.audience,
-        random_id(),
-    );
+    let claims = AccessClaims::for_client(client, &client.scopes, &config.issuer, &config.audience, random_id());
     let now = (js_sys::Date::now() / 1000.0) as u64;
     let token = keys.issue(&claims, now).unwrap();
-    let verified = keys
-        .verify(&token, &config.issuer, &config.audience, now)
-        .unwrap();
+    let verified = keys.verify(&token, &config.issuer, &config.audience, now).unwrap();
     assert_eq!(verified.claims, claims);
-    assert!(keys
-        .verify(&token, &config.issuer, &config.audience, now + 7200)
-        .is_err());
+    assert!(keys.verify(&token, &config.issuer, &config.audience, now + 7200).is_err());
 }
 
 #[wasm_bindgen_test]

@@ -10,16 +10,36 @@
 //! - A deploy or eviction restarts the object: nothing here lives only in memory except
 //!   a hint of whether the retention alarm is already set.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
-use serde::Deserialize;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
 use worker::{
-    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue,
-    State,
+    durable_object, DurableObject, Env, Headers, Request, Response, Result, SqlStorage, SqlStorageValue, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::chain_log::{ChainLog as Log, LogStore, Offset, StoreError, StoredEvent};
+use crate::fanout::{parse_ack, pump, resolve_start, Cursor, EventCache, StartError, SubscriptionSpec};
+use crate::graphql::ProjectionPlan;
 use crate::publish::ValidEvent;
+
+/// Frames a subscription may have unacknowledged before the object stops sending to it
+/// and, once acknowledged, reads on from storage at its cursor.
+pub const WINDOW: u32 = 512;
+
+type Spec = SubscriptionSpec<ProjectionPlan>;
+
+/// Kept on each internal socket, so it survives hibernation. Small on purpose (the
+/// runtime caps attachments at 2 KiB): the spec itself lives in the `subscriptions` table.
+#[derive(Serialize, Deserialize)]
+struct Attachment {
+    key: String,
+    cursor: Cursor,
+}
 
 #[durable_object]
 pub struct ChainLog {
@@ -27,10 +47,12 @@ pub struct ChainLog {
     env: Env,
     log: Log<SqlLogStore>,
     alarm_set: Cell<bool>,
+    /// Specs of attached subscriptions, loaded from the `subscriptions` table on demand.
+    specs: RefCell<HashMap<String, Rc<Spec>>>,
 }
 
 pub struct SqlLogStore {
-    sql: SqlStorage,
+    pub sql: SqlStorage,
 }
 
 fn store_err(e: worker::Error) -> StoreError {
@@ -67,14 +89,15 @@ impl SqlLogStore {
             )",
             None,
         )?;
+        sql.exec("CREATE INDEX IF NOT EXISTS events_stored_at ON events(stored_at)", None)?;
+        sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)", None)?;
+        // The last offset delivered to each app key (server-side resume, 24 h).
         sql.exec(
-            "CREATE INDEX IF NOT EXISTS events_stored_at ON events(stored_at)",
+            "CREATE TABLE IF NOT EXISTS cursors (app_key TEXT PRIMARY KEY, offset_delivered INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
             None,
         )?;
-        sql.exec(
-            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-            None,
-        )?;
+        // Specs of attached subscriptions (too large for a socket attachment).
+        sql.exec("CREATE TABLE IF NOT EXISTS subscriptions (key TEXT PRIMARY KEY, spec TEXT NOT NULL)", None)?;
         Ok(SqlLogStore { sql })
     }
 
@@ -118,10 +141,7 @@ impl LogStore for SqlLogStore {
         }
         let rows: Vec<S> = self
             .sql
-            .exec(
-                "SELECT seq FROM events WHERE unique_event_id = ?",
-                vec![unique_event_id.into()],
-            )
+            .exec("SELECT seq FROM events WHERE unique_event_id = ?", vec![unique_event_id.into()])
             .and_then(|c| c.to_array())
             .map_err(store_err)?;
         Ok(rows.first().map(|r| r.seq))
@@ -153,10 +173,7 @@ impl LogStore for SqlLogStore {
         }
         let rows: Vec<O> = self
             .sql
-            .exec(
-                "SELECT seq, stored_at FROM events ORDER BY seq LIMIT 1",
-                None,
-            )
+            .exec("SELECT seq, stored_at FROM events ORDER BY seq LIMIT 1", None)
             .and_then(|c| c.to_array())
             .map_err(store_err)?;
         Ok(rows.first().map(|r| (r.seq, r.stored_at)))
@@ -167,19 +184,12 @@ impl LogStore for SqlLogStore {
         struct N {
             n: u64,
         }
-        let rows: Vec<N> = self
-            .sql
-            .exec("SELECT COUNT(*) AS n FROM events", None)
-            .and_then(|c| c.to_array())
-            .map_err(store_err)?;
+        let rows: Vec<N> =
+            self.sql.exec("SELECT COUNT(*) AS n FROM events", None).and_then(|c| c.to_array()).map_err(store_err)?;
         Ok(rows.first().map(|r| r.n).unwrap_or(0))
     }
 
-    fn read_from(
-        &self,
-        from: Offset,
-        limit: usize,
-    ) -> std::result::Result<Vec<StoredEvent>, StoreError> {
+    fn read_from(&self, from: Offset, limit: usize) -> std::result::Result<Vec<StoredEvent>, StoreError> {
         let rows: Vec<Row> = self
             .sql
             .exec(
@@ -202,11 +212,7 @@ impl LogStore for SqlLogStore {
             .collect())
     }
 
-    fn delete_stored_before(
-        &self,
-        cutoff: u64,
-        limit: usize,
-    ) -> std::result::Result<usize, StoreError> {
+    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> std::result::Result<usize, StoreError> {
         self.sql
             .exec(
                 "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE stored_at < ? ORDER BY seq LIMIT ?)",
@@ -219,9 +225,7 @@ impl LogStore for SqlLogStore {
 
 /// An absolute alarm time. (A bare integer would be read as an offset from now.)
 fn scheduled_at(ms: u64) -> worker::ScheduledTime {
-    worker::ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
-        ms as f64,
-    )))
+    worker::ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64)))
 }
 
 fn internal(e: StoreError) -> worker::Error {
@@ -242,11 +246,7 @@ impl ChainLog {
         }
         let storage = self.state.storage();
         if storage.get_alarm().await?.is_none() {
-            if let Some(at) = self
-                .log
-                .next_expiry(self.retention_ms())
-                .map_err(internal)?
-            {
+            if let Some(at) = self.log.next_expiry(self.retention_ms()).map_err(internal)? {
                 storage.set_alarm(scheduled_at(at)).await?;
             }
         }
@@ -259,10 +259,10 @@ impl ChainLog {
         let now = super::now_ms();
         // One synchronous turn: offsets assigned and rows written together (see top).
         let offsets = self.log.append(&batch, now).map_err(internal)?;
-        self.log
-            .store()
-            .set_meta("last_publish_at", now)
-            .map_err(internal)?;
+        self.log.store().set_meta("last_publish_at", now).map_err(internal)?;
+        // Still the same turn: subscribers get the new events from storage at their
+        // cursors; the output gate releases these frames only once the rows are durable.
+        self.fan_out();
         self.ensure_alarm().await?;
         Response::from_json(&serde_json::json!({ "offsets": offsets }))
     }
@@ -286,11 +286,163 @@ impl ChainLog {
             limit: Option<usize>,
         }
         let q: Q = req.query()?;
-        let page = self
-            .log
-            .read_page(q.from, q.limit.unwrap_or(100).min(1000), 1 << 20)
-            .map_err(internal)?;
+        let page = self.log.read_page(q.from, q.limit.unwrap_or(100).min(1000), 1 << 20).map_err(internal)?;
         Response::from_json(&serde_json::json!({ "events": page.events, "next": page.next }))
+    }
+}
+
+impl ChainLog {
+    fn spec(&self, key: &str) -> Result<Rc<Spec>> {
+        if let Some(spec) = self.specs.borrow().get(key) {
+            return Ok(spec.clone());
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            spec: String,
+        }
+        let rows: Vec<Row> =
+            self.log.store().sql.exec("SELECT spec FROM subscriptions WHERE key = ?", vec![key.into()])?.to_array()?;
+        let row =
+            rows.first().ok_or_else(|| worker::Error::RustError(format!("subscription {key} is not registered")))?;
+        let spec: Rc<Spec> =
+            Rc::new(serde_json::from_str(&row.spec).map_err(|e| worker::Error::RustError(e.to_string()))?);
+        self.specs.borrow_mut().insert(key.to_string(), spec.clone());
+        Ok(spec)
+    }
+
+    /// Sends a subscription what its window allows, from storage at its cursor.
+    fn serve(&self, ws: &WebSocket, head: Offset, cache: &mut EventCache, acked: u32) -> Result<()> {
+        let Some(mut att) = ws.deserialize_attachment::<Attachment>()? else {
+            return Ok(());
+        };
+        att.cursor.inflight = att.cursor.inflight.saturating_sub(acked);
+        if att.cursor.next > head && acked == 0 {
+            return Ok(());
+        }
+        let spec = self.spec(&att.key)?;
+        if let Some(batch) = pump(&self.log, &spec, &mut att.cursor, head, WINDOW, cache).map_err(internal)? {
+            ws.send_with_str(&batch)?;
+        }
+        ws.serialize_attachment(&att)
+    }
+
+    fn fan_out(&self) {
+        let Ok(head) = self.log.store().head() else { return };
+        let mut cache = EventCache::default();
+        for ws in self.state.get_websockets() {
+            if let Err(e) = self.serve(&ws, head, &mut cache, 0) {
+                // One broken subscription must not stop delivery to the others.
+                worker::console_error!("chain log fan-out: {e}");
+                let _ = ws.close(Some(1011), Some("subscription state lost; resubscribe"));
+            }
+        }
+    }
+
+    /// Attaches a gateway's internal socket for one subscription.
+    fn subscribe(&self, req: &Request) -> Result<Response> {
+        let header = req.headers().get("x-subscription")?.unwrap_or_default();
+        let spec: Spec = URL_SAFE_NO_PAD
+            .decode(header)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| worker::Error::RustError("malformed subscription spec".into()))?;
+        let stats = self.log.stats().map_err(internal)?;
+        let saved = self.saved_cursor(&spec.app_key)?;
+        let (start, gap) = match resolve_start(spec.start, &stats, saved, super::now_ms()) {
+            Ok(s) => s,
+            Err(StartError::OutOfRange { requested, head }) => {
+                return Response::from_json(&serde_json::json!({
+                    "code": crate::subscribe::OFFSET_OUT_OF_RANGE,
+                    "message": format!("offset {requested} is beyond the chain's head {head}: the next event will be {}", head + 1),
+                }))
+                .map(|r| r.with_status(409));
+            }
+        };
+        let key = crate::token::random_id();
+        self.log.store().sql.exec(
+            "INSERT INTO subscriptions (key, spec) VALUES (?, ?)",
+            vec![
+                key.as_str().into(),
+                serde_json::to_string(&spec).map_err(|e| worker::Error::RustError(e.to_string()))?.into(),
+            ],
+        )?;
+        let pair = WebSocketPair::new()?;
+        let conn_tag = format!("conn:{}", spec.connection_id);
+        self.state.accept_websocket_with_tags(&pair.server, &[key.as_str(), spec.app_key.as_str(), conn_tag.as_str()]);
+        pair.server
+            .serialize_attachment(&Attachment { key: key.clone(), cursor: Cursor { next: start, inflight: 0, gap } })?;
+        self.specs.borrow_mut().insert(key, Rc::new(spec));
+        let headers = Headers::new();
+        headers.set("x-start-offset", &start.to_string())?;
+        Ok(Response::from_websocket(pair.client)?.with_headers(headers))
+    }
+
+    fn saved_cursor(&self, app_key: &str) -> Result<Option<(Offset, u64)>> {
+        #[derive(Deserialize)]
+        struct Row {
+            offset_delivered: u64,
+            updated_at: u64,
+        }
+        let rows: Vec<Row> = self
+            .log
+            .store()
+            .sql
+            .exec("SELECT offset_delivered, updated_at FROM cursors WHERE app_key = ?", vec![app_key.into()])?
+            .to_array()?;
+        Ok(rows.first().map(|r| (r.offset_delivered, r.updated_at)))
+    }
+
+    fn save_cursor(&self, app_key: &str, through: Offset) -> Result<()> {
+        self.log.store().sql.exec(
+            "INSERT INTO cursors (app_key, offset_delivered, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT(app_key) DO UPDATE SET offset_delivered = excluded.offset_delivered, updated_at = excluded.updated_at",
+            vec![app_key.into(), int(through), int(super::now_ms())],
+        )?;
+        Ok(())
+    }
+
+    fn active(&self, req: &Request) -> Result<Response> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Q {
+            app_key: String,
+            connection: String,
+        }
+        let q: Q = req.query()?;
+        let own = format!("conn:{}", q.connection);
+        let active =
+            self.state.get_websockets_with_tag(&q.app_key).iter().any(|ws| !self.state.get_tags(ws).contains(&own));
+        Response::from_json(&serde_json::json!({ "active": active }))
+    }
+
+    fn forget(&self, ws: &WebSocket) {
+        if let Ok(Some(att)) = ws.deserialize_attachment::<Attachment>() {
+            self.specs.borrow_mut().remove(&att.key);
+            let _ = self.log.store().sql.exec("DELETE FROM subscriptions WHERE key = ?", vec![att.key.as_str().into()]);
+        }
+    }
+
+    /// Registry rows whose socket is gone (the object restarted): sockets never survive
+    /// a restart, only hibernation, so a row without a socket is dead.
+    fn drop_orphans(&self) {
+        let live: HashSet<String> = self
+            .state
+            .get_websockets()
+            .iter()
+            .filter_map(|ws| ws.deserialize_attachment::<Attachment>().ok().flatten().map(|a| a.key))
+            .collect();
+        #[derive(Deserialize)]
+        struct Row {
+            key: String,
+        }
+        let Ok(rows) =
+            self.log.store().sql.exec("SELECT key FROM subscriptions", None).and_then(|c| c.to_array::<Row>())
+        else {
+            return;
+        };
+        for row in rows.into_iter().filter(|r| !live.contains(&r.key)) {
+            let _ = self.log.store().sql.exec("DELETE FROM subscriptions WHERE key = ?", vec![row.key.as_str().into()]);
+        }
     }
 }
 
@@ -302,17 +454,18 @@ impl DurableObject for ChainLog {
             // then fail with a 500 from the store, which is the honest answer.
             Err(e) => {
                 worker::console_error!("chain log schema: {e}");
-                SqlLogStore {
-                    sql: state.storage().sql(),
-                }
+                SqlLogStore { sql: state.storage().sql() }
             }
         };
-        ChainLog {
+        let object = ChainLog {
             state,
             env,
             log: Log::new(store),
             alarm_set: Cell::new(false),
-        }
+            specs: RefCell::new(HashMap::new()),
+        };
+        object.drop_orphans();
+        object
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -320,20 +473,16 @@ impl DurableObject for ChainLog {
             (worker::Method::Post, "/append") => self.append(req).await,
             (worker::Method::Get, "/stats") => self.stats(),
             (worker::Method::Get, "/read") => self.read(&req),
+            (worker::Method::Get, "/subscribe") => self.subscribe(&req),
+            (worker::Method::Get, "/active") => self.active(&req),
             _ => Response::error("unknown chain log operation", 404),
         }
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let outcome = self
-            .log
-            .apply_retention(super::now_ms(), self.retention_ms())
-            .map_err(internal)?;
+        let outcome = self.log.apply_retention(super::now_ms(), self.retention_ms()).map_err(internal)?;
         if outcome.deleted > 0 {
-            super::audit(
-                "retention.applied",
-                serde_json::json!({"deleted": outcome.deleted}),
-            );
+            super::audit("retention.applied", serde_json::json!({"deleted": outcome.deleted}));
         }
         if let Some(at) = outcome.next_alarm {
             self.state.storage().set_alarm(scheduled_at(at)).await?;
@@ -342,26 +491,37 @@ impl DurableObject for ChainLog {
         Response::ok("")
     }
 
-    async fn websocket_message(
-        &self,
-        ws: worker::WebSocket,
-        _msg: worker::WebSocketIncomingMessage,
-    ) -> Result<()> {
-        ws.close(Some(1011), Some("no subscription protocol on this socket"))
-    }
-
-    async fn websocket_close(
-        &self,
-        ws: worker::WebSocket,
-        _code: usize,
-        _reason: String,
-        _clean: bool,
-    ) -> Result<()> {
-        let _ = ws.close(Some(1000), Some("closed"));
+    async fn websocket_message(&self, ws: WebSocket, msg: WebSocketIncomingMessage) -> Result<()> {
+        let WebSocketIncomingMessage::String(text) = msg else {
+            return Ok(());
+        };
+        let Some((count, through)) = parse_ack(&text) else {
+            return Ok(());
+        };
+        let head = self.log.store().head().map_err(internal)?;
+        if through > 0 {
+            if let Some(att) = ws.deserialize_attachment::<Attachment>()? {
+                let spec = self.spec(&att.key)?;
+                self.save_cursor(&spec.app_key, through)?;
+            }
+        }
+        if let Err(e) = self.serve(&ws, head, &mut EventCache::default(), count) {
+            worker::console_error!("chain log serve: {e}");
+            let _ = ws.close(Some(1011), Some("subscription state lost; resubscribe"));
+        }
         Ok(())
     }
 
-    async fn websocket_error(&self, _ws: worker::WebSocket, _error: worker::Error) -> Result<()> {
+    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> Result<()> {
+        self.forget(&ws);
+        // 1005 and 1006 describe a close; they cannot be sent in one.
+        let code = if code == 1005 || code == 1006 { 1000 } else { code as u16 };
+        let _ = ws.close(Some(code), Some("closed"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.forget(&ws);
         Ok(())
     }
 }

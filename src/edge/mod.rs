@@ -4,6 +4,7 @@
 
 mod admin;
 mod chain_object;
+mod gateway;
 mod guard_object;
 mod publish;
 mod reply;
@@ -27,10 +28,9 @@ pub fn audit(event: &str, fields: serde_json::Value) {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
-    let request_id =
-        routes::sane_request_id(req.headers().get("X-Request-Id").ok().flatten().as_deref())
-            .map(str::to_string)
-            .unwrap_or_else(crate::token::random_id);
+    let request_id = routes::sane_request_id(req.headers().get("X-Request-Id").ok().flatten().as_deref())
+        .map(str::to_string)
+        .unwrap_or_else(crate::token::random_id);
     let resp = match dispatch(req, &env, &request_id).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -42,11 +42,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
                     serde_json::json!({"requestId": request_id, "error": e.to_string()})
                 )
             );
-            reply::error(
-                500,
-                "internal_error",
-                "the request could not be completed; retry it",
-            )?
+            reply::error(500, "internal_error", "the request could not be completed; retry it")?
         }
     };
     if resp.status_code() == 101 {
@@ -65,10 +61,7 @@ async fn drain(req: &mut Request) {
 
 async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Response> {
     let route = routes::route(req.method().as_ref(), &req.path());
-    if matches!(
-        route,
-        Route::NotFound | Route::MethodNotAllowed { .. } | Route::Healthz | Route::Jwks
-    ) {
+    if matches!(route, Route::NotFound | Route::MethodNotAllowed { .. } | Route::Healthz | Route::Jwks) {
         drain(&mut req).await;
     }
     let settings = match settings::load(env) {
@@ -85,10 +78,9 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
         }
     };
     match route {
-        Route::Healthz => reply::json(
-            200,
-            &serde_json::json!({"status": "ok", "version": VERSION, "configuration": "loaded"}),
-        ),
+        Route::Healthz => {
+            reply::json(200, &serde_json::json!({"status": "ok", "version": VERSION, "configuration": "loaded"}))
+        }
         Route::Jwks => {
             let resp = reply::json(200, &settings.keys.jwks())?;
             reply::with_header(resp, "Cache-Control", "public, max-age=300")
@@ -96,9 +88,7 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
         Route::Tokens => tokens::handle(req, env, &settings, request_id).await,
         Route::Publish { chain } => publish::handle(req, env, &settings, &chain, request_id).await,
         Route::AdminChain { chain } => admin::chain(req, env, &settings, &chain, request_id).await,
-        Route::Subscriptions => {
-            reply::error(501, "not_implemented", "streaming is not available yet")
-        }
+        Route::Subscriptions => gateway::upgrade(req, env, settings.clone(), request_id).await,
         Route::NotFound => reply::error(404, "not_found", format!("no route for {}", req.path())),
         Route::MethodNotAllowed { allow } => {
             let resp = reply::error(
@@ -113,9 +103,7 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
 
 /// The stub of a chain's log object: one per chain code.
 pub fn chain_stub(env: &Env, chain: &str) -> Result<worker::Stub> {
-    env.durable_object("CHAIN_LOG")?
-        .id_from_name(chain)?
-        .get_stub()
+    env.durable_object("CHAIN_LOG")?.id_from_name(chain)?.get_stub()
 }
 
 /// Maps an authorization failure to its response (401 with a Bearer challenge, or 403).
@@ -139,11 +127,6 @@ pub fn verified_claims(
     let token = crate::access::bearer_token(header.as_deref())?;
     settings
         .keys
-        .verify(
-            token,
-            &settings.config.issuer,
-            &settings.config.audience,
-            now_ms() / 1000,
-        )
+        .verify(token, &settings.config.issuer, &settings.config.audience, now_ms() / 1000)
         .map_err(|e| crate::access::AccessError::Unauthorized(e.to_string()))
 }

@@ -19,18 +19,9 @@ pub async fn handle(
 ) -> Result<Response> {
     let config = &settings.config;
     let limit = config.limits.max_batch_bytes;
-    let declared = req
-        .headers()
-        .get("Content-Length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return reply::error(
-            413,
-            "payload_too_large",
-            format!("the batch is over the {limit}-byte limit"),
-        );
+        return reply::error(413, "payload_too_large", format!("the batch is over the {limit}-byte limit"));
     }
     // The body is read before any early answer: workerd drops a keep-alive connection whose
     // request body was left unread, and the publisher's next request would fail.
@@ -38,10 +29,7 @@ pub async fn handle(
     let token = match verified_claims(&req, settings) {
         Ok(t) => t,
         Err(e) => {
-            audit(
-                "publish.refused",
-                json!({"requestId": request_id, "chain": chain, "status": 401}),
-            );
+            audit("publish.refused", json!({"requestId": request_id, "chain": chain, "status": 401}));
             return access_error(e);
         }
     };
@@ -67,15 +55,10 @@ pub async fn handle(
         }
     };
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(
-        serde_json::to_string(&events)
-            .map_err(|e| worker::Error::RustError(e.to_string()))?
-            .into(),
-    ));
+    init.with_method(Method::Post)
+        .with_body(Some(serde_json::to_string(&events).map_err(|e| worker::Error::RustError(e.to_string()))?.into()));
     let inner = Request::new_with_init("https://chain.internal/append", &init)?;
-    let mut resp = chain_stub(env, &chain_config.code)?
-        .fetch_with_request(inner)
-        .await?;
+    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_request(inner).await?;
     if resp.status_code() != 200 {
         return reply::error(
             503,

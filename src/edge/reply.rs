@@ -11,10 +11,7 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response> {
 }
 
 pub fn error(status: u16, code: &str, message: impl AsRef<str>) -> Result<Response> {
-    json(
-        status,
-        &serde_json::json!({"error": code, "message": message.as_ref()}),
-    )
+    json(status, &serde_json::json!({"error": code, "message": message.as_ref()}))
 }
 
 pub fn with_header(mut resp: Response, name: &str, value: &str) -> Result<Response> {

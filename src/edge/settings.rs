@@ -24,19 +24,13 @@ thread_local! {
 }
 
 fn binding(env: &Env, name: &str) -> Option<String> {
-    env.secret(name)
-        .map(|s| s.to_string())
-        .or_else(|_| env.var(name).map(|v| v.to_string()))
-        .ok()
+    env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string())).ok()
 }
 
 /// The settings, or the reason they cannot be loaded (logged once per change, not per
 /// request). The reason never contains secret material.
 pub fn load(env: &Env) -> Result<Rc<Settings>, String> {
-    let source = (
-        binding(env, "PMS_CONFIG").unwrap_or_default(),
-        binding(env, "SIGNING_KEYS").unwrap_or_default(),
-    );
+    let source = (binding(env, "PMS_CONFIG").unwrap_or_default(), binding(env, "SIGNING_KEYS").unwrap_or_default());
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(c) = cache.as_ref().filter(|c| c.source == source) {
@@ -46,17 +40,10 @@ pub fn load(env: &Env) -> Result<Rc<Settings>, String> {
         if let Err(why) = &outcome {
             worker::console_error!(
                 "{}",
-                crate::audit::line(
-                    "config.invalid",
-                    super::now_ms(),
-                    serde_json::json!({"error": why})
-                )
+                crate::audit::line("config.invalid", super::now_ms(), serde_json::json!({"error": why}))
             );
         }
-        *cache = Some(Cached {
-            source,
-            outcome: outcome.clone(),
-        });
+        *cache = Some(Cached { source, outcome: outcome.clone() });
         outcome
     })
 }

@@ -12,8 +12,7 @@ use crate::token::{random_id, AccessClaims};
 fn oauth_error(e: &OAuthError, retry_after: Option<u64>) -> Result<Response> {
     let mut resp = reply::json(e.status, &e.body())?;
     if e.status == 401 {
-        resp.headers_mut()
-            .set("WWW-Authenticate", "Basic realm=\"pms-events\"")?;
+        resp.headers_mut().set("WWW-Authenticate", "Basic realm=\"pms-events\"")?;
     }
     if let Some(secs) = retry_after {
         resp.headers_mut().set("Retry-After", &secs.to_string())?;
@@ -21,19 +20,10 @@ fn oauth_error(e: &OAuthError, retry_after: Option<u64>) -> Result<Response> {
     Ok(resp)
 }
 
-pub async fn handle(
-    mut req: Request,
-    env: &Env,
-    settings: &Settings,
-    request_id: &str,
-) -> Result<Response> {
+pub async fn handle(mut req: Request, env: &Env, settings: &Settings, request_id: &str) -> Result<Response> {
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let (content_type, authorization, app_key, enterprise) = (
-        header("Content-Type"),
-        header("Authorization"),
-        header("x-app-key"),
-        header("enterpriseId"),
-    );
+    let (content_type, authorization, app_key, enterprise) =
+        (header("Content-Type"), header("Authorization"), header("x-app-key"), header("enterpriseId"));
     let body = req.text().await.unwrap_or_default();
     let http = TokenHttpRequest {
         content_type: content_type.as_deref(),
@@ -45,10 +35,7 @@ pub async fn handle(
     let parsed = match oauth::parse(&http) {
         Ok(p) => p,
         Err(e) => {
-            audit(
-                "token.refused",
-                json!({"requestId": request_id, "reason": e.error, "status": e.status}),
-            );
+            audit("token.refused", json!({"requestId": request_id, "reason": e.error, "status": e.status}));
             return oauth_error(&e, None);
         }
     };
@@ -87,10 +74,7 @@ pub async fn handle(
         return reply::error(500, "internal_error", "no randomness available; retry");
     }
     let claims = AccessClaims::for_client(client, &scopes, &config.issuer, &config.audience, jti);
-    let token = settings
-        .keys
-        .issue(&claims, now_ms() / 1000)
-        .map_err(worker::Error::RustError)?;
+    let token = settings.keys.issue(&claims, now_ms() / 1000).map_err(worker::Error::RustError)?;
     audit(
         "token.issued",
         json!({
@@ -103,24 +87,15 @@ pub async fn handle(
 
 /// Tells the client's login guard the outcome of this attempt; returns `Some(retry_after)`
 /// while the client id is locked out.
-async fn guard(
-    env: &Env,
-    client_id: &str,
-    ok: bool,
-    config: &crate::config::ServiceConfig,
-) -> Result<Option<u64>> {
-    let stub = env
-        .durable_object("LOGIN_GUARD")?
-        .id_from_name(client_id)?
-        .get_stub()?;
+async fn guard(env: &Env, client_id: &str, ok: bool, config: &crate::config::ServiceConfig) -> Result<Option<u64>> {
+    let stub = env.durable_object("LOGIN_GUARD")?.id_from_name(client_id)?.get_stub()?;
     let body = json!({
         "ok": ok,
         "maxFailures": config.limits.login_failures_before_lockout,
         "lockoutSeconds": config.limits.login_lockout_seconds,
     });
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(body.to_string().into()));
+    init.with_method(Method::Post).with_body(Some(body.to_string().into()));
     let req = Request::new_with_init("https://guard.internal/attempt", &init)?;
     let mut resp = stub.fetch_with_request(req).await?;
     let verdict: serde_json::Value = resp.json().await?;

@@ -20,9 +20,7 @@ pub const SEED_B: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8";
 
 pub fn keys(list: &[(&str, &str)]) -> KeySet {
     let json = serde_json::Value::Array(
-        list.iter()
-            .map(|(kid, seed)| serde_json::json!({"kid": kid, "seed": seed}))
-            .collect(),
+        list.iter().map(|(kid, seed)| serde_json::json!({"kid": kid, "seed": seed})).collect(),
     );
     KeySet::parse(&json.to_string()).unwrap()
 }

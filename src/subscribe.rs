@@ -1,0 +1,103 @@
+//! From a validated `newEvent` subscription to what the chain object serves: authorization
+//! from the token's claims (granted chain, granted properties), filters and start point.
+
+use std::collections::BTreeSet;
+
+use crate::access::{chain_access, AccessError};
+use crate::config::{Scope, ServiceConfig};
+use crate::fanout::{EventFilter, Start, SubscriptionSpec};
+use crate::graphql::{GraphQLError, PreparedSubscription, ProjectionPlan};
+use crate::token::AccessClaims;
+
+pub const FORBIDDEN: &str = "FORBIDDEN";
+pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+pub const OFFSET_OUT_OF_RANGE: &str = "OFFSET_OUT_OF_RANGE";
+
+/// The chain to attach to, and the spec its object serves.
+pub fn plan_subscription(
+    config: &ServiceConfig,
+    claims: &AccessClaims,
+    operation_id: &str,
+    connection_id: &str,
+    prepared: PreparedSubscription,
+) -> Result<(String, SubscriptionSpec<ProjectionPlan>), GraphQLError> {
+    let input = prepared.input;
+    let (chain, grant) = chain_access(config, claims, Scope::Events, &input.chain_code).map_err(|e| match e {
+        AccessError::Unauthorized(m) | AccessError::Forbidden(m) => GraphQLError::coded(m, FORBIDDEN),
+    })?;
+    let properties = match input.hotel_code.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => grant.properties.clone(),
+        Some(list) => {
+            let mut wanted = BTreeSet::new();
+            for code in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+                let granted =
+                    chain.properties.contains(code) && grant.properties.as_ref().is_none_or(|p| p.contains(code));
+                if !granted {
+                    return Err(GraphQLError::coded(
+                        format!("hotelCode {code:?} is not granted to this client on chain {:?}", chain.code),
+                        FORBIDDEN,
+                    ));
+                }
+                wanted.insert(code.to_string());
+            }
+            Some(wanted)
+        }
+    };
+    let names = |list: Option<Vec<String>>, field: &str| -> Result<Option<BTreeSet<String>>, GraphQLError> {
+        match list {
+            None => Ok(None),
+            Some(l) if l.is_empty() => Err(GraphQLError::coded(
+                format!("{field} must not be empty (omit it to receive every {field})"),
+                BAD_USER_INPUT,
+            )),
+            Some(l) => Ok(Some(l.into_iter().collect())),
+        }
+    };
+    let filter = EventFilter {
+        properties,
+        event_names: names(input.event_names, "eventNames")?,
+        module_names: names(input.module_names, "moduleNames")?,
+    };
+    let start = match (input.offset_type.as_deref(), input.offset.as_deref()) {
+        (Some(t), _) if t.eq_ignore_ascii_case("highest") => Start::Highest,
+        (Some(t), _) => {
+            return Err(GraphQLError::coded(
+                format!("offsetType {t:?} is not supported (use \"highest\")"),
+                BAD_USER_INPUT,
+            ));
+        }
+        (None, Some(o)) => Start::At(parse_offset(o)?),
+        (None, None) => Start::Resume,
+    };
+    let spec = SubscriptionSpec {
+        id: operation_id.to_string(),
+        app_key: claims.app_key.clone(),
+        client_id: claims.sub.clone(),
+        connection_id: connection_id.to_string(),
+        response_key: prepared.response_key,
+        delta: input.delta,
+        filter,
+        start,
+        plan: prepared.plan,
+    };
+    Ok((chain.code.clone(), spec))
+}
+
+/// Offsets travel as decimal strings.
+pub fn parse_offset(s: &str) -> Result<u64, GraphQLError> {
+    let t = s.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(GraphQLError::coded(format!("offset {s:?} must be decimal digits"), BAD_USER_INPUT));
+    }
+    // Offsets are kept below 2^53 so they stay exact in JavaScript clients.
+    t.parse::<u64>()
+        .ok()
+        .filter(|n| *n < (1u64 << 53))
+        .ok_or_else(|| GraphQLError::coded(format!("offset {s:?} is out of range"), BAD_USER_INPUT))
+}
+
+impl crate::fanout::Projector for ProjectionPlan {
+    fn project_to_string(&self, event: &serde_json::Value, delta: bool, out: &mut String) {
+        ProjectionPlan::project_to_string(self, event, delta, out)
+    }
+}
