@@ -3,7 +3,7 @@
 import { Miniflare } from "miniflare";
 import http from "node:http";
 import { randomBytes, generateKeyPairSync } from "node:crypto";
-import { readFileSync, mkdtempSync } from "node:fs";
+import { readFileSync, mkdtempSync, appendFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
@@ -28,6 +28,9 @@ export async function startWorker(opts = {}) {
   const config = opts.config ?? demoConfig;
   const signingKeys = opts.signingKeys ?? newSigningKeys();
   const logs = opts.logs;
+  if (process.env.E2E_LOG_FILE) {
+    appendFileSync(process.env.E2E_LOG_FILE + ".keys", signingKeys.map((k) => k.seed).join("\n") + "\n");
+  }
   const mf = new Miniflare({
     modules: true,
     scriptPath: path.join(root, "build/worker/shim.mjs"),
@@ -58,6 +61,8 @@ export async function startWorker(opts = {}) {
             buf = buf.slice(i + 1);
             if (logs) logs.push(line);
             else if (process.env.E2E_VERBOSE) console.error("[workerd]", line);
+            // The whole suite's runtime output, for the log-hygiene check (scripts/test.sh).
+            if (process.env.E2E_LOG_FILE) appendFileSync(process.env.E2E_LOG_FILE, line + "\n");
           }
         });
       }

@@ -20,7 +20,11 @@ cargo test --target wasm32-unknown-unknown --test wasm
 step "build"
 bash scripts/build.sh
 step "end-to-end tests on workerd"
+E2E_LOG_FILE="$(mktemp -d)/runtime.log"
+export E2E_LOG_FILE
 npm run --silent test:e2e
+step "log hygiene over the whole end-to-end run"
+node --test miniflare/log-hygiene.check.mjs
 step "deploy dry run"
-npx wrangler deploy --dry-run --outdir build/dry-run 2>&1 | grep -E "Total Upload|dry-run|error" || true
+npx wrangler deploy --dry-run --outdir build/dry-run 2>&1 | grep -E "Total Upload|dry-run"
 echo "all checks passed"
