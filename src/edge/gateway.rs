@@ -104,17 +104,17 @@ struct Connection {
     session: RefCell<Session>,
     /// Running operations by id; dropping the flag's last owner does not stop anything,
     /// the `stopped` flag does.
-    operations: RefCell<HashMap<String, Rc<Operation_>>>,
+    operations: RefCell<HashMap<String, Rc<RunningOperation>>>,
     opened_at: u64,
 }
 
 /// One running operation (a subscription's pipeline).
-struct Operation_ {
+struct RunningOperation {
     stopped: Cell<bool>,
     internal: RefCell<Option<WebSocket>>,
 }
 
-impl Operation_ {
+impl RunningOperation {
     fn stop(&self) {
         self.stopped.set(true);
         if let Some(ws) = self.internal.borrow_mut().take() {
@@ -152,7 +152,7 @@ impl Connection {
                     let _ = self.ws.close(Some(c.code), Some(&c.reason));
                 }
                 Action::Start { id, payload } => {
-                    let op = Rc::new(Operation_ { stopped: Cell::new(false), internal: RefCell::new(None) });
+                    let op = Rc::new(RunningOperation { stopped: Cell::new(false), internal: RefCell::new(None) });
                     self.operations.borrow_mut().insert(id.clone(), op.clone());
                     spawn_local(start_operation(self.clone(), id, payload, op));
                 }
@@ -251,7 +251,7 @@ async fn run(conn: Rc<Connection>, protocol_ok: bool) {
     }
 }
 
-async fn start_operation(conn: Rc<Connection>, id: String, payload: Value, op: Rc<Operation_>) {
+async fn start_operation(conn: Rc<Connection>, id: String, payload: Value, op: Rc<RunningOperation>) {
     let payload: SubscribePayload = match serde_json::from_value(payload) {
         Ok(p) => p,
         Err(e) => {
@@ -310,7 +310,7 @@ async fn stream(
     id: String,
     chain: String,
     mut spec: SubscriptionSpec<crate::graphql::ProjectionPlan>,
-    op: Rc<Operation_>,
+    op: Rc<RunningOperation>,
 ) {
     let mut next_offset: Option<u64> = None;
     let mut forwarded: u64 = 0;
