@@ -93,3 +93,12 @@ test("a keep-alive connection survives requests answered without reading their b
     assert.equal(res2.status, 405);
   }
 });
+
+test("the documentation that getHelp links into is served", async () => {
+  const res = await request(w.base, "GET", "/README.md");
+  assert.equal(res.status, 200);
+  assert.match(res.headers["content-type"], /text\/markdown/);
+  for (const heading of ["## Overview", "## Configuration", "### Connecting", "### Errors", "### Event payload", "### Replaying"]) {
+    assert.ok(res.text.includes(heading), heading);
+  }
+});

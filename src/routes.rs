@@ -3,6 +3,8 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Healthz,
+    /// This service's documentation, which the `getHelp` query links into.
+    Docs,
     Jwks,
     Tokens,
     Publish {
@@ -23,6 +25,7 @@ pub fn route(method: &str, path: &str) -> Route {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (target, allow) = match segments.as_slice() {
         ["healthz"] => (Route::Healthz, "GET"),
+        ["README.md"] => (Route::Docs, "GET"),
         [".well-known", "jwks.json"] => (Route::Jwks, "GET"),
         ["oauth", "v1", "tokens"] => (Route::Tokens, "POST"),
         ["events", "v1", "chains", chain, "events"] if !chain.is_empty() => {

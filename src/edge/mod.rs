@@ -61,7 +61,7 @@ async fn drain(req: &mut Request) {
 
 async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Response> {
     let route = routes::route(req.method().as_ref(), &req.path());
-    if matches!(route, Route::NotFound | Route::MethodNotAllowed { .. } | Route::Healthz | Route::Jwks) {
+    if matches!(route, Route::NotFound | Route::MethodNotAllowed { .. } | Route::Healthz | Route::Jwks | Route::Docs) {
         drain(&mut req).await;
     }
     let settings = match settings::load(env) {
@@ -80,6 +80,11 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
     match route {
         Route::Healthz => {
             reply::json(200, &serde_json::json!({"status": "ok", "version": VERSION, "configuration": "loaded"}))
+        }
+        Route::Docs => {
+            let resp = Response::ok(include_str!("../../README.md"))?;
+            let resp = reply::with_header(resp, "Content-Type", "text/markdown; charset=utf-8")?;
+            reply::with_header(resp, "Cache-Control", "public, max-age=300")
         }
         Route::Jwks => {
             let resp = reply::json(200, &settings.keys.jwks())?;
