@@ -66,6 +66,9 @@ pub struct Limits {
     pub max_batch_bytes: usize,
     pub login_failures_before_lockout: u32,
     pub login_lockout_seconds: u64,
+    /// Opt-in slow-consumer detection: the gateway pings a streaming connection and closes
+    /// it (4413) when the pong takes longer than this. `None`: the server never pings.
+    pub slow_consumer_seconds: Option<u64>,
 }
 
 impl Default for Limits {
@@ -76,6 +79,7 @@ impl Default for Limits {
             max_batch_bytes: 1024 * 1024,
             login_failures_before_lockout: 5,
             login_lockout_seconds: 300,
+            slow_consumer_seconds: None,
         }
     }
 }
@@ -133,6 +137,7 @@ struct RawLimits {
     max_batch_bytes: Option<usize>,
     login_failures_before_lockout: Option<u32>,
     login_lockout_seconds: Option<u64>,
+    slow_consumer_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -270,7 +275,11 @@ impl ServiceConfig {
             max_batch_bytes: raw.max_batch_bytes.unwrap_or(d.max_batch_bytes),
             login_failures_before_lockout: raw.login_failures_before_lockout.unwrap_or(d.login_failures_before_lockout),
             login_lockout_seconds: raw.login_lockout_seconds.unwrap_or(d.login_lockout_seconds),
+            slow_consumer_seconds: raw.slow_consumer_seconds,
         };
+        if limits.slow_consumer_seconds == Some(0) {
+            return err("limits.slowConsumerSeconds must be greater than 0 (omit it to disable detection)");
+        }
         let checks: [(&str, u64); 5] = [
             ("maxEventsPerBatch", limits.max_events_per_batch as u64),
             ("maxEventBytes", limits.max_event_bytes as u64),

@@ -100,6 +100,8 @@ pub enum Action {
     Stop {
         id: String,
     },
+    /// The client answered a server `ping`.
+    PongReceived,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -184,7 +186,7 @@ impl Session {
                 }
                 vec![Action::Send(pong.to_string())]
             }
-            ClientMessage::Pong => Vec::new(),
+            ClientMessage::Pong => vec![Action::PongReceived],
             ClientMessage::Subscribe { id, payload } => {
                 if !matches!(self.phase, Phase::Ready(_)) {
                     return self.close(close::UNAUTHORIZED, "Unauthorized");
@@ -229,6 +231,14 @@ impl Session {
         } else {
             Vec::new()
         }
+    }
+
+    /// The slow-consumer guard gave up on the client.
+    pub fn on_slow_consumer(&mut self, c: Close) -> Vec<Action> {
+        if self.is_closed() {
+            return Vec::new();
+        }
+        self.close(c.code, c.reason)
     }
 
     /// The client closed (or the socket failed): stop everything.
@@ -278,4 +288,50 @@ impl Session {
 pub fn init_credentials(payload: &Map<String, Value>) -> (Option<&str>, Option<&str>) {
     let get = |name: &str| payload.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str());
     (get("authorization"), get("x-app-key"))
+}
+
+/// Opt-in slow-consumer detection. The runtime gives no backpressure signal on a socket,
+/// but a `ping` queues behind every frame already sent, so the time to its `pong` is the
+/// time the client needs to drain its backlog. Too long, and the client is closed (4413)
+/// to resume from its offset instead of being buffered without bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlowConsumerGuard {
+    threshold_ms: u64,
+    ping_sent_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardTick {
+    Nothing,
+    SendPing(String),
+    TooSlow(Close),
+}
+
+impl SlowConsumerGuard {
+    pub fn new(threshold_seconds: u64) -> Self {
+        SlowConsumerGuard { threshold_ms: threshold_seconds * 1000, ping_sent_at: None }
+    }
+
+    /// How often `on_tick` should run.
+    pub fn tick_interval_ms(&self) -> u64 {
+        (self.threshold_ms / 2).max(500)
+    }
+
+    pub fn on_tick(&mut self, now_ms: u64) -> GuardTick {
+        match self.ping_sent_at {
+            Some(sent) if now_ms.saturating_sub(sent) >= self.threshold_ms => GuardTick::TooSlow(Close::new(
+                close::TOO_SLOW,
+                "consumer too slow: reconnect and resume from your last offset",
+            )),
+            Some(_) => GuardTick::Nothing,
+            None => {
+                self.ping_sent_at = Some(now_ms);
+                GuardTick::SendPing(json!({"type": "ping", "payload": {"slowConsumerCheck": now_ms}}).to_string())
+            }
+        }
+    }
+
+    pub fn on_pong(&mut self) {
+        self.ping_sent_at = None;
+    }
 }

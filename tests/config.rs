@@ -256,3 +256,13 @@ fn debug_output_never_shows_hash_material() {
     let dump = format!("{:?}", c.client("client-app-001").unwrap());
     assert!(!dump.contains("pbkdf2-sha256$"), "{dump}");
 }
+
+#[test]
+fn zero_slow_consumer_seconds_is_refused() {
+    assert_names(
+        with(demo_json(), |d| d["limits"] = json!({"slowConsumerSeconds": 0})),
+        &["limits.slowConsumerSeconds"],
+    );
+    let ok = with(demo_json(), |d| d["limits"] = json!({"slowConsumerSeconds": 30}));
+    assert_eq!(ServiceConfig::parse(&ok.to_string()).unwrap().limits.slow_consumer_seconds, Some(30));
+}

@@ -117,7 +117,7 @@ fn ping_is_answered_with_pong_echoing_the_payload_even_before_init() {
         sent(&s2.on_text(r#"{"type":"ping","payload":{"t":1}}"#, never)),
         vec![json!({"type": "pong", "payload": {"t": 1}})]
     );
-    assert!(s2.on_text(r#"{"type":"pong"}"#, never).is_empty());
+    assert_eq!(s2.on_text(r#"{"type":"pong"}"#, never), vec![Action::PongReceived], "a pong sends nothing back");
 }
 
 #[test]
@@ -199,4 +199,25 @@ fn init_credentials_are_read_case_insensitively() {
         serde_json::from_value(json!({"authorization": "Bearer t", "X-App-Key": "K"})).unwrap();
     assert_eq!(pms_events::protocol::init_credentials(&payload), (Some("Bearer t"), Some("K")));
     let _ = keys(&[("k", SEED_A)]);
+}
+
+#[test]
+fn pong_is_reported_to_the_gateway() {
+    let mut s = ready();
+    assert_eq!(s.on_text(r#"{"type":"pong"}"#, never), vec![Action::PongReceived]);
+}
+
+#[test]
+fn slow_consumer_guard_pings_then_closes_4413_when_the_pong_is_late() {
+    use pms_events::protocol::{GuardTick, SlowConsumerGuard};
+    let mut g = SlowConsumerGuard::new(10);
+    assert_eq!(g.tick_interval_ms(), 5000);
+    let GuardTick::SendPing(ping) = g.on_tick(1000) else { panic!() };
+    assert_eq!(serde_json::from_str::<Value>(&ping).unwrap()["type"], "ping");
+    assert_eq!(g.on_tick(6000), GuardTick::Nothing, "waiting for the pong");
+    g.on_pong();
+    assert!(matches!(g.on_tick(7000), GuardTick::SendPing(_)), "answered: ping again");
+    let GuardTick::TooSlow(c) = g.on_tick(17000) else { panic!() };
+    assert_eq!(c.code, close::TOO_SLOW);
+    assert!(c.reason.contains("resume"));
 }

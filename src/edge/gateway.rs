@@ -27,7 +27,7 @@ use super::{audit, chain_stub, now_ms, reply};
 use crate::connect::{check_init, resolve_url_key};
 use crate::fanout::{ack_message, parse_batch, Start, SubscriptionSpec};
 use crate::graphql::{Api, GraphQLError, Operation, QueryContext, SubscribePayload};
-use crate::protocol::{close, Action, Session, SUBPROTOCOL};
+use crate::protocol::{close, Action, GuardTick, Session, SlowConsumerGuard, SUBPROTOCOL};
 use crate::subscribe::plan_subscription;
 
 /// Frames larger than this close the connection with 1009.
@@ -79,6 +79,7 @@ pub async fn upgrade(req: Request, env: &Env, settings: Rc<Settings>, request_id
         session: RefCell::new(Session::new(MAX_FRAME_BYTES)),
         operations: RefCell::new(HashMap::new()),
         opened_at: now_ms(),
+        slow_guard: RefCell::new(None),
     });
     audit(
         "connection.opened",
@@ -106,6 +107,8 @@ struct Connection {
     /// the `stopped` flag does.
     operations: RefCell<HashMap<String, Rc<RunningOperation>>>,
     opened_at: u64,
+    /// Present when `limits.slowConsumerSeconds` is configured.
+    slow_guard: RefCell<Option<SlowConsumerGuard>>,
 }
 
 /// One running operation (a subscription's pipeline).
@@ -156,6 +159,11 @@ impl Connection {
                     self.operations.borrow_mut().insert(id.clone(), op.clone());
                     spawn_local(start_operation(self.clone(), id, payload, op));
                 }
+                Action::PongReceived => {
+                    if let Some(guard) = self.slow_guard.borrow_mut().as_mut() {
+                        guard.on_pong();
+                    }
+                }
                 Action::Stop { id } => {
                     if let Some(op) = self.operations.borrow_mut().remove(&id) {
                         op.stop();
@@ -194,6 +202,7 @@ async fn run(conn: Rc<Connection>, protocol_ok: bool) {
     }
     let mut init_timer = Delay::from(INIT_TIMEOUT).fuse();
     let mut expiry_timer = futures::future::Fuse::terminated();
+    let mut guard_timer = futures::future::Fuse::terminated();
     loop {
         select! {
             event = events.next().fuse() => match event {
@@ -217,6 +226,11 @@ async fn run(conn: Rc<Connection>, protocol_ok: bool) {
                         conn.audit("connection.authenticated", json!({"appKey": conn.url_app_key, "tokenExpiresAt": expires_at}));
                         let remaining_ms = (expires_at * 1000).saturating_sub(now_ms());
                         expiry_timer = Delay::from(Duration::from_millis(remaining_ms)).fuse();
+                        if let Some(seconds) = conn.settings.config.limits.slow_consumer_seconds {
+                            let guard = SlowConsumerGuard::new(seconds);
+                            guard_timer = Delay::from(Duration::from_millis(guard.tick_interval_ms())).fuse();
+                            *conn.slow_guard.borrow_mut() = Some(guard);
+                        }
                     }
                     conn.perform(actions);
                 }
@@ -236,6 +250,22 @@ async fn run(conn: Rc<Connection>, protocol_ok: bool) {
             _ = init_timer => {
                 let actions = conn.session.borrow_mut().on_init_timeout();
                 conn.perform(actions);
+            },
+            _ = guard_timer => {
+                let tick = conn.slow_guard.borrow_mut().as_mut().map(|g| (g.on_tick(now_ms()), g.tick_interval_ms()));
+                if let Some((tick, interval)) = tick {
+                    match tick {
+                        GuardTick::SendPing(ping) => {
+                            let _ = ws.send_with_str(&ping);
+                        }
+                        GuardTick::TooSlow(c) => {
+                            let actions = conn.session.borrow_mut().on_slow_consumer(c);
+                            conn.perform(actions);
+                        }
+                        GuardTick::Nothing => {}
+                    }
+                    guard_timer = Delay::from(Duration::from_millis(interval)).fuse();
+                }
             },
             _ = expiry_timer => {
                 let actions = conn.session.borrow_mut().on_token_expired();
