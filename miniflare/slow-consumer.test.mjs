@@ -1,0 +1,53 @@
+// Opt-in slow-consumer detection (limits.slowConsumerSeconds): a client that stops reading
+// is closed with 4413 instead of being buffered without bound; one that keeps up is not.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import WebSocket from "ws";
+import { startWorker, tokenFor, publish, event, DEMO, demoConfig } from "./harness.mjs";
+
+function connect(w, token) {
+  const ws = new WebSocket(w.base.replace("http", "ws") + "/subscriptions?key=QVBQS0VZMDAx", "graphql-transport-ws");
+  const state = { messages: [], pings: 0 };
+  state.closed = new Promise((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  ws.on("message", (m) => {
+    const msg = JSON.parse(m.toString());
+    state.messages.push(msg);
+    if (msg.type === "ping") {
+      state.pings += 1;
+      ws.send(JSON.stringify({ type: "pong" }));
+    }
+  });
+  ws.on("open", () => {
+    ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token}`, "x-app-key": "APPKEY001" } }));
+    ws.send(JSON.stringify({ id: "s", type: "subscribe", payload: { query: 'subscription { newEvent(input: {chainCode: "TTE"}) { metadata { offset } } }' } }));
+  });
+  return { ws, state };
+}
+
+test("a client that stops reading is closed 4413; one that answers pings stays", async () => {
+  const config = structuredClone(demoConfig);
+  config.limits = { slowConsumerSeconds: 2 };
+  const w = await startWorker({ config });
+  try {
+    const [vendor, pms] = await Promise.all([tokenFor(w.base, DEMO.app1), tokenFor(w.base, DEMO.pms1)]);
+    const healthy = connect(w, vendor);
+    const stalled = connect(w, vendor);
+    await new Promise((r) => setTimeout(r, 500));
+    stalled.ws._socket.pause(); // stops reading: nothing it is sent gets consumed
+    for (let i = 0; i < 10; i++) {
+      await publish(w.base, pms, "TTE", Array.from({ length: 20 }, () => event("TTE01")));
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    stalled.ws._socket.resume();
+    const closed = await Promise.race([stalled.state.closed, new Promise((r) => setTimeout(() => r({ code: "timeout" }), 5000))]);
+    assert.equal(closed.code, 4413);
+    assert.match(closed.reason, /too slow/);
+    assert.ok(healthy.state.pings >= 2, `the healthy client was pinged (${healthy.state.pings})`);
+    assert.equal(healthy.ws.readyState, WebSocket.OPEN, "a client that keeps up stays connected");
+    const offsets = healthy.state.messages.filter((m) => m.type === "next").map((m) => Number(m.payload.data.newEvent.metadata.offset));
+    assert.deepEqual(offsets, Array.from({ length: 200 }, (_, i) => i + 1));
+    healthy.ws.close();
+  } finally {
+    await w.dispose();
+  }
+});
