@@ -15,6 +15,7 @@
 //! behind is simply served from storage at its cursor when it catches up.
 
 use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -131,13 +132,25 @@ pub struct Cursor {
     pub gap: Option<Gap>,
 }
 
-/// Parsed events shared by every subscription served in one turn of the object.
+/// Pages read and events parsed in one turn of the object, shared by every subscription
+/// it serves in that turn: after a publish, all caught-up subscribers read the same page,
+/// so the log is read and each event parsed once, not once per subscriber.
 #[derive(Default)]
 pub struct EventCache {
     parsed: HashMap<Offset, Value>,
+    pages: HashMap<Offset, Rc<Vec<StoredEvent>>>,
 }
 
 impl EventCache {
+    fn page<S: LogStore>(&mut self, log: &ChainLog<S>, from: Offset) -> Result<Rc<Vec<StoredEvent>>, StoreError> {
+        if let Some(page) = self.pages.get(&from) {
+            return Ok(page.clone());
+        }
+        let page = Rc::new(log.read_page(from, PAGE, usize::MAX)?.events);
+        self.pages.insert(from, page.clone());
+        Ok(page)
+    }
+
     fn get(&mut self, e: &StoredEvent) -> &Value {
         self.parsed.entry(e.offset).or_insert_with(|| {
             let mut v: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
@@ -162,9 +175,9 @@ pub fn pump<S: LogStore, P: Projector>(
 ) -> Result<Option<String>, StoreError> {
     let mut body = String::new();
     while cursor.inflight < window && cursor.next <= head {
-        let page = log.read_page(cursor.next, PAGE, usize::MAX)?;
-        let complete_page = page.events.len() == PAGE;
-        for e in &page.events {
+        let page = cache.page(log, cursor.next)?;
+        let complete_page = page.len() == PAGE;
+        for e in page.iter() {
             if cursor.inflight >= window {
                 break;
             }
