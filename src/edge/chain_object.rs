@@ -8,9 +8,9 @@
 //! - The output gate holds the response until those writes are durable: a publisher never
 //!   sees an offset that a crash could take back.
 //! - A deploy or eviction restarts the object: nothing here lives only in memory except
-//!   a hint of whether the retention alarm is already set.
+//!   caches (subscription specs) that are reloaded from storage on demand.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -46,7 +46,6 @@ pub struct ChainLog {
     state: State,
     env: Env,
     log: Log<SqlLogStore>,
-    alarm_set: Cell<bool>,
     /// Specs of attached subscriptions, loaded from the `subscriptions` table on demand.
     specs: RefCell<HashMap<String, Rc<Spec>>>,
 }
@@ -240,17 +239,17 @@ impl ChainLog {
             * 1000
     }
 
-    async fn ensure_alarm(&self) -> Result<()> {
-        if self.alarm_set.get() {
-            return Ok(());
-        }
+    /// Makes sure a retention alarm is pending while events are retained. Checked on every
+    /// publish, never cached: an alarm that is firing right now still reads as set (and is
+    /// cleared when its handler ends), so only an alarm in the future counts.
+    async fn ensure_alarm(&self, now: u64) -> Result<()> {
         let storage = self.state.storage();
-        if storage.get_alarm().await?.is_none() {
+        let pending = storage.get_alarm().await?.filter(|at| *at > now as i64);
+        if pending.is_none() {
             if let Some(at) = self.log.next_expiry(self.retention_ms()).map_err(internal)? {
-                storage.set_alarm(scheduled_at(at)).await?;
+                storage.set_alarm(scheduled_at(at.max(now + 1))).await?;
             }
         }
-        self.alarm_set.set(true);
         Ok(())
     }
 
@@ -263,7 +262,7 @@ impl ChainLog {
         // Still the same turn: subscribers get the new events from storage at their
         // cursors; the output gate releases these frames only once the rows are durable.
         self.fan_out();
-        self.ensure_alarm().await?;
+        self.ensure_alarm(now).await?;
         Response::from_json(&serde_json::json!({ "offsets": offsets }))
     }
 
@@ -457,13 +456,7 @@ impl DurableObject for ChainLog {
                 SqlLogStore { sql: state.storage().sql() }
             }
         };
-        let object = ChainLog {
-            state,
-            env,
-            log: Log::new(store),
-            alarm_set: Cell::new(false),
-            specs: RefCell::new(HashMap::new()),
-        };
+        let object = ChainLog { state, env, log: Log::new(store), specs: RefCell::new(HashMap::new()) };
         object.drop_orphans();
         object
     }
@@ -487,7 +480,6 @@ impl DurableObject for ChainLog {
         if let Some(at) = outcome.next_alarm {
             self.state.storage().set_alarm(scheduled_at(at)).await?;
         }
-        self.alarm_set.set(outcome.next_alarm.is_some());
         Response::ok("")
     }
 
