@@ -139,6 +139,8 @@ pub struct Cursor {
 pub struct EventCache {
     parsed: HashMap<Offset, Value>,
     pages: HashMap<Offset, Rc<Vec<StoredEvent>>>,
+    /// Projections by (offset, projection key): subscribers with the same selection share one.
+    projected: HashMap<(Offset, Rc<str>), Rc<str>>,
 }
 
 impl EventCache {
@@ -149,6 +151,17 @@ impl EventCache {
         let page = Rc::new(log.read_page(from, PAGE, usize::MAX)?.events);
         self.pages.insert(from, page.clone());
         Ok(page)
+    }
+
+    fn projection<P: Projector>(&mut self, e: &StoredEvent, spec: &SubscriptionSpec<P>, key: &Rc<str>) -> Rc<str> {
+        if let Some(p) = self.projected.get(&(e.offset, key.clone())) {
+            return p.clone();
+        }
+        let mut out = String::new();
+        spec.plan.project_to_string(self.get(e), spec.delta, &mut out);
+        let p: Rc<str> = Rc::from(out);
+        self.projected.insert((e.offset, key.clone()), p.clone());
+        p
     }
 
     fn get(&mut self, e: &StoredEvent) -> &Value {
@@ -168,6 +181,7 @@ impl EventCache {
 pub fn pump<S: LogStore, P: Projector>(
     log: &ChainLog<S>,
     spec: &SubscriptionSpec<P>,
+    projection_key: &Rc<str>,
     cursor: &mut Cursor,
     head: Offset,
     window: u32,
@@ -188,7 +202,8 @@ pub fn pump<S: LogStore, P: Projector>(
             body.push('\n');
             body.push_str(&e.offset.to_string());
             body.push(' ');
-            render_next(spec, cache.get(e), cursor.gap.take(), &mut body);
+            let projection = cache.projection(e, spec, projection_key);
+            render_next(spec, &projection, cursor.gap.take(), &mut body);
             cursor.inflight += 1;
         }
         if !complete_page && cursor.inflight < window {
@@ -202,14 +217,15 @@ pub fn pump<S: LogStore, P: Projector>(
     Ok(Some(format!("B {}{}", cursor.next - 1, body)))
 }
 
-/// One `next` message of graphql-transport-ws for this subscription.
-pub fn render_next<P: Projector>(spec: &SubscriptionSpec<P>, event: &Value, gap: Option<Gap>, out: &mut String) {
+/// One `next` message of graphql-transport-ws for this subscription, around an event's
+/// projection (its selected fields as JSON).
+pub fn render_next<P>(spec: &SubscriptionSpec<P>, projection: &str, gap: Option<Gap>, out: &mut String) {
     out.push_str("{\"id\":");
     out.push_str(&Value::String(spec.id.clone()).to_string());
     out.push_str(",\"type\":\"next\",\"payload\":{\"data\":{");
     out.push_str(&Value::String(spec.response_key.clone()).to_string());
     out.push(':');
-    spec.plan.project_to_string(event, spec.delta, out);
+    out.push_str(projection);
     out.push('}');
     if let Some(g) = gap {
         out.push_str(&format!(
@@ -218,6 +234,11 @@ pub fn render_next<P: Projector>(spec: &SubscriptionSpec<P>, event: &Value, gap:
         ));
     }
     out.push_str("}}");
+}
+
+/// What makes two subscriptions' projections of an event identical: the plan and `delta`.
+pub fn projection_key<P: Serialize>(spec: &SubscriptionSpec<P>) -> Rc<str> {
+    Rc::from(format!("{}|{}", spec.delta, serde_json::to_string(&spec.plan).unwrap_or_default()))
 }
 
 /// A batch as the gateway reads it.

@@ -95,20 +95,24 @@ fn pump_respects_the_window_then_continues_after_acks() {
     let s = spec(EventFilter::default());
     let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
     let mut cache = EventCache::default();
-    let b = pump(&log, &s, &mut cursor, 10, 4, &mut cache).unwrap().unwrap();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().unwrap();
     assert_eq!(delivered(&b), vec![1, 2, 3, 4]);
     assert_eq!(parse_batch(&b).unwrap().through, 4);
-    assert_eq!(pump(&log, &s, &mut cursor, 10, 4, &mut cache).unwrap(), None, "window full: nothing more");
+    assert_eq!(
+        pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap(),
+        None,
+        "window full: nothing more"
+    );
     let (count, through) = parse_ack(&ack_message(4, 4)).unwrap();
     assert_eq!((count, through), (4, 4));
     cursor.inflight -= count;
-    let b = pump(&log, &s, &mut cursor, 10, 4, &mut cache).unwrap().unwrap();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().unwrap();
     assert_eq!(delivered(&b), vec![5, 6, 7, 8]);
     cursor.inflight = 0;
-    let b = pump(&log, &s, &mut cursor, 10, 4, &mut cache).unwrap().unwrap();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().unwrap();
     assert_eq!(delivered(&b), vec![9, 10]);
     assert_eq!(cursor.next, 11);
-    assert_eq!(pump(&log, &s, &mut cursor, 10, 4, &mut cache).unwrap(), None, "caught up");
+    assert_eq!(pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap(), None, "caught up");
 }
 
 #[test]
@@ -117,13 +121,23 @@ fn filters_skip_events_but_advance_the_cursor() {
     let filter = EventFilter { properties: Some(["TTE01".to_string()].into()), ..Default::default() };
     let s = spec(filter);
     let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
-    let b = pump(&log, &s, &mut cursor, 5, 100, &mut EventCache::default()).unwrap().unwrap();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 5, 100, &mut EventCache::default()).unwrap().unwrap();
     assert_eq!(delivered(&b), vec![1, 3]);
     assert_eq!(parse_batch(&b).unwrap().through, 5, "through covers the skipped tail");
     assert_eq!(cursor.next, 6);
     let by_module = EventFilter { module_names: Some(["Room".to_string()].into()), ..Default::default() };
     let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
-    let b = pump(&log, &spec(by_module), &mut cursor, 5, 100, &mut EventCache::default()).unwrap().unwrap();
+    let b = pump(
+        &log,
+        &spec(by_module.clone()),
+        &projection_key(&spec(by_module)),
+        &mut cursor,
+        5,
+        100,
+        &mut EventCache::default(),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(delivered(&b), vec![2, 4]);
 }
 
@@ -132,7 +146,7 @@ fn frames_are_graphql_ws_next_messages_and_the_gap_rides_on_the_first() {
     let log = log_with(&["TTE01", "TTE02"]);
     let s = spec(EventFilter::default());
     let mut cursor = Cursor { next: 1, inflight: 0, gap: Some(Gap { requested: 0, resumed_at: 1 }) };
-    let b = pump(&log, &s, &mut cursor, 2, 10, &mut EventCache::default()).unwrap().unwrap();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 2, 10, &mut EventCache::default()).unwrap().unwrap();
     let batch = parse_batch(&b).unwrap();
     let first: Value = serde_json::from_str(batch.frames[0].1).unwrap();
     assert_eq!(
@@ -149,10 +163,17 @@ fn pages_larger_than_one_read_are_followed() {
     let hotels = vec!["TTE01"; PAGE * 2 + 3];
     let log = log_with(&hotels);
     let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
-    let b =
-        pump(&log, &spec(EventFilter::default()), &mut cursor, hotels.len() as u64, 10_000, &mut EventCache::default())
-            .unwrap()
-            .unwrap();
+    let b = pump(
+        &log,
+        &spec(EventFilter::default()),
+        &projection_key(&spec(EventFilter::default())),
+        &mut cursor,
+        hotels.len() as u64,
+        10_000,
+        &mut EventCache::default(),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(delivered(&b), (1..=hotels.len() as u64).collect::<Vec<_>>());
 }
 

@@ -23,7 +23,7 @@ use worker::{
 };
 
 use crate::chain_log::{ChainLog as Log, LogStore, Offset, StoreError, StoredEvent};
-use crate::fanout::{parse_ack, pump, resolve_start, Cursor, EventCache, StartError, SubscriptionSpec};
+use crate::fanout::{parse_ack, projection_key, pump, resolve_start, Cursor, EventCache, StartError, SubscriptionSpec};
 use crate::graphql::ProjectionPlan;
 use crate::publish::ValidEvent;
 
@@ -32,6 +32,8 @@ use crate::publish::ValidEvent;
 pub const WINDOW: u32 = 512;
 
 type Spec = SubscriptionSpec<ProjectionPlan>;
+/// A spec and its projection key (subscriptions with equal keys share projections).
+type LoadedSpec = (Rc<Spec>, Rc<str>);
 
 /// Kept on each internal socket, so it survives hibernation. Small on purpose (the
 /// runtime caps attachments at 2 KiB): the spec itself lives in the `subscriptions` table.
@@ -47,7 +49,7 @@ pub struct ChainLog {
     env: Env,
     log: Log<SqlLogStore>,
     /// Specs of attached subscriptions, loaded from the `subscriptions` table on demand.
-    specs: RefCell<HashMap<String, Rc<Spec>>>,
+    specs: RefCell<HashMap<String, LoadedSpec>>,
 }
 
 pub struct SqlLogStore {
@@ -291,9 +293,10 @@ impl ChainLog {
 }
 
 impl ChainLog {
-    fn spec(&self, key: &str) -> Result<Rc<Spec>> {
-        if let Some(spec) = self.specs.borrow().get(key) {
-            return Ok(spec.clone());
+    /// A subscription's spec and projection key, from memory or from the registry table.
+    fn spec(&self, key: &str) -> Result<LoadedSpec> {
+        if let Some(entry) = self.specs.borrow().get(key) {
+            return Ok(entry.clone());
         }
         #[derive(Deserialize)]
         struct Row {
@@ -303,10 +306,11 @@ impl ChainLog {
             self.log.store().sql.exec("SELECT spec FROM subscriptions WHERE key = ?", vec![key.into()])?.to_array()?;
         let row =
             rows.first().ok_or_else(|| worker::Error::RustError(format!("subscription {key} is not registered")))?;
-        let spec: Rc<Spec> =
-            Rc::new(serde_json::from_str(&row.spec).map_err(|e| worker::Error::RustError(e.to_string()))?);
-        self.specs.borrow_mut().insert(key.to_string(), spec.clone());
-        Ok(spec)
+        let spec: Spec = serde_json::from_str(&row.spec).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let projection = projection_key(&spec);
+        let entry = (Rc::new(spec), projection);
+        self.specs.borrow_mut().insert(key.to_string(), entry.clone());
+        Ok(entry)
     }
 
     /// Sends a subscription what its window allows, from storage at its cursor.
@@ -318,8 +322,10 @@ impl ChainLog {
         if att.cursor.next > head && acked == 0 {
             return Ok(());
         }
-        let spec = self.spec(&att.key)?;
-        if let Some(batch) = pump(&self.log, &spec, &mut att.cursor, head, WINDOW, cache).map_err(internal)? {
+        let (spec, projection) = self.spec(&att.key)?;
+        if let Some(batch) =
+            pump(&self.log, &spec, &projection, &mut att.cursor, head, WINDOW, cache).map_err(internal)?
+        {
             ws.send_with_str(&batch)?;
         }
         ws.serialize_attachment(&att)
@@ -370,7 +376,8 @@ impl ChainLog {
         self.state.accept_websocket_with_tags(&pair.server, &[key.as_str(), spec.app_key.as_str(), conn_tag.as_str()]);
         pair.server
             .serialize_attachment(&Attachment { key: key.clone(), cursor: Cursor { next: start, inflight: 0, gap } })?;
-        self.specs.borrow_mut().insert(key, Rc::new(spec));
+        let projection = projection_key(&spec);
+        self.specs.borrow_mut().insert(key, (Rc::new(spec), projection));
         let headers = Headers::new();
         headers.set("x-start-offset", &start.to_string())?;
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
@@ -493,7 +500,7 @@ impl DurableObject for ChainLog {
         let head = self.log.store().head().map_err(internal)?;
         if through > 0 {
             if let Some(att) = ws.deserialize_attachment::<Attachment>()? {
-                let spec = self.spec(&att.key)?;
+                let (spec, _) = self.spec(&att.key)?;
                 self.save_cursor(&spec.app_key, through)?;
             }
         }

@@ -34,6 +34,8 @@ use crate::subscribe::plan_subscription;
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// `connection_init` must arrive within this time (CONTRACT §4).
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Forwarded frames per acknowledgement (a quarter of the chain object's window).
+const ACK_EVERY: u32 = 128;
 /// Reattach attempts after the chain object went away, before the operation fails.
 const MAX_REATTACH: u32 = 5;
 
@@ -115,12 +117,19 @@ struct Connection {
 struct RunningOperation {
     stopped: Cell<bool>,
     internal: RefCell<Option<WebSocket>>,
+    /// Frames forwarded and not yet acknowledged to the chain object, and the offset they
+    /// reach: acknowledged every `ACK_EVERY` frames and once more when the operation stops,
+    /// so the object's saved cursor is exact without a storage write per frame.
+    unacked: Cell<u32>,
+    through: Cell<u64>,
 }
 
 impl RunningOperation {
     fn stop(&self) {
         self.stopped.set(true);
         if let Some(ws) = self.internal.borrow_mut().take() {
+            // Sent before the close, so it arrives first: the last delivered offset.
+            let _ = ws.send_with_str(ack_message(self.unacked.replace(0) as usize, self.through.get()));
             let _ = ws.close(Some(1000), Some("subscription complete"));
         }
     }
@@ -155,7 +164,12 @@ impl Connection {
                     let _ = self.ws.close(Some(c.code), Some(&c.reason));
                 }
                 Action::Start { id, payload } => {
-                    let op = Rc::new(RunningOperation { stopped: Cell::new(false), internal: RefCell::new(None) });
+                    let op = Rc::new(RunningOperation {
+                        stopped: Cell::new(false),
+                        internal: RefCell::new(None),
+                        unacked: Cell::new(0),
+                        through: Cell::new(0),
+                    });
                     self.operations.borrow_mut().insert(id.clone(), op.clone());
                     spawn_local(start_operation(self.clone(), id, payload, op));
                 }
@@ -393,6 +407,7 @@ async fn stream(
             continue;
         }
         *op.internal.borrow_mut() = Some(internal.clone());
+        op.unacked.set(0);
         if op.stopped.get() {
             op.stop();
             break;
@@ -425,7 +440,14 @@ async fn stream(
                 last_offset = Some(*offset);
             }
             next_offset = Some(expected.max(batch.through + 1));
-            let _ = internal.send_with_str(ack_message(count, batch.through));
+            op.through.set(batch.through);
+            let unacked = op.unacked.get() + count as u32;
+            if unacked >= ACK_EVERY {
+                let _ = internal.send_with_str(ack_message(unacked as usize, batch.through));
+                op.unacked.set(0);
+            } else {
+                op.unacked.set(unacked);
+            }
         }
         op.internal.borrow_mut().take();
         if op.stopped.get() || !conn.session.borrow().is_active(&id) {
