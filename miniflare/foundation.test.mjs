@@ -12,6 +12,7 @@ test("healthz reports ok, version and a loaded configuration", async () => {
   assert.equal(res.json.status, "ok");
   assert.equal(res.json.configuration, "loaded");
   assert.match(res.json.version, /^\d+\.\d+\.\d+$/);
+  assert.ok(res.json.wasmMemoryBytes >= 65536, "reports this isolate's wasm heap");
   assert.match(res.headers["content-type"], /application\/json/);
 });
 

@@ -17,6 +17,14 @@ use crate::routes::{self, Route};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+fn wasm_memory_bytes() -> u64 {
+    use wasm_bindgen::JsCast;
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .map(|m| m.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as u64)
+        .unwrap_or(0)
+}
+
 pub fn now_ms() -> u64 {
     worker::Date::now().as_millis()
 }
@@ -78,9 +86,14 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
         }
     };
     match route {
-        Route::Healthz => {
-            reply::json(200, &serde_json::json!({"status": "ok", "version": VERSION, "configuration": "loaded"}))
-        }
+        Route::Healthz => reply::json(
+            200,
+            &serde_json::json!({
+                "status": "ok", "version": VERSION, "configuration": "loaded",
+                // This isolate's wasm heap: it only grows, so a leak shows here first.
+                "wasmMemoryBytes": wasm_memory_bytes(),
+            }),
+        ),
         Route::Docs => {
             let resp = Response::ok(include_str!("../../README.md"))?;
             let resp = reply::with_header(resp, "Content-Type", "text/markdown; charset=utf-8")?;
