@@ -10,7 +10,7 @@
 //! - A deploy or eviction restarts the object: nothing here lives only in memory except
 //!   caches (subscription specs) that are reloaded from storage on demand.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -45,11 +45,26 @@ struct Attachment {
 
 #[durable_object]
 pub struct ChainLog {
+    core: Rc<Core>,
+}
+
+/// The object's state, shared with the fan-out task it schedules.
+pub struct Core {
     state: State,
     env: Env,
     log: Log<SqlLogStore>,
     /// Specs of attached subscriptions, loaded from the `subscriptions` table on demand.
     specs: RefCell<HashMap<String, LoadedSpec>>,
+    /// A fan-out is scheduled and has not run yet.
+    fan_out_pending: Cell<bool>,
+}
+
+impl std::ops::Deref for ChainLog {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 pub struct SqlLogStore {
@@ -233,7 +248,7 @@ fn internal(e: StoreError) -> worker::Error {
     worker::Error::RustError(e.0)
 }
 
-impl ChainLog {
+impl Core {
     fn retention_ms(&self) -> u64 {
         super::settings::load(&self.env)
             .map(|s| s.config.retention_seconds)
@@ -255,15 +270,13 @@ impl ChainLog {
         Ok(())
     }
 
-    async fn append(&self, mut req: Request) -> Result<Response> {
+    async fn append(self: &Rc<Self>, mut req: Request) -> Result<Response> {
         let batch: Vec<ValidEvent> = req.json().await?;
         let now = super::now_ms();
         // One synchronous turn: offsets assigned and rows written together (see top).
         let offsets = self.log.append(&batch, now).map_err(internal)?;
         self.log.store().set_meta("last_publish_at", now).map_err(internal)?;
-        // Still the same turn: subscribers get the new events from storage at their
-        // cursors; the output gate releases these frames only once the rows are durable.
-        self.fan_out();
+        Core::schedule_fan_out(self);
         self.ensure_alarm(now).await?;
         Response::from_json(&serde_json::json!({ "offsets": offsets }))
     }
@@ -292,7 +305,7 @@ impl ChainLog {
     }
 }
 
-impl ChainLog {
+impl Core {
     /// A subscription's spec and projection key, from memory or from the registry table.
     fn spec(&self, key: &str) -> Result<LoadedSpec> {
         if let Some(entry) = self.specs.borrow().get(key) {
@@ -329,6 +342,23 @@ impl ChainLog {
             ws.send_with_str(&batch)?;
         }
         ws.serialize_attachment(&att)
+    }
+
+    /// Fan-out runs in a turn of its own, right after this one. Under load, several
+    /// publishes land before it runs and their events go out as one batch per subscriber:
+    /// fewer, larger messages exactly when messages are what saturates the object. Frames
+    /// still come from storage at each cursor, so timing cannot change what is delivered,
+    /// and the output gate still holds them until the rows are durable.
+    fn schedule_fan_out(self: &Rc<Self>) {
+        if self.fan_out_pending.replace(true) {
+            return;
+        }
+        let core = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            worker::Delay::from(std::time::Duration::from_millis(0)).await;
+            core.fan_out_pending.set(false);
+            core.fan_out();
+        });
     }
 
     fn fan_out(&self) {
@@ -463,14 +493,20 @@ impl DurableObject for ChainLog {
                 SqlLogStore { sql: state.storage().sql() }
             }
         };
-        let object = ChainLog { state, env, log: Log::new(store), specs: RefCell::new(HashMap::new()) };
-        object.drop_orphans();
-        object
+        let core = Core {
+            state,
+            env,
+            log: Log::new(store),
+            specs: RefCell::new(HashMap::new()),
+            fan_out_pending: Cell::new(false),
+        };
+        core.drop_orphans();
+        ChainLog { core: Rc::new(core) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
         match (req.method(), req.path().as_str()) {
-            (worker::Method::Post, "/append") => self.append(req).await,
+            (worker::Method::Post, "/append") => self.core.append(req).await,
             (worker::Method::Get, "/stats") => self.stats(),
             (worker::Method::Get, "/read") => self.read(&req),
             (worker::Method::Get, "/subscribe") => self.subscribe(&req),
