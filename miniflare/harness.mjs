@@ -86,19 +86,27 @@ export function tempDir(prefix = "pms-e2e-") {
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
+/** Reads an http.IncomingMessage whole: status, headers, text, and JSON when it parses. */
+export function readResponse(res) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    res.on("data", (c) => chunks.push(c));
+    res.on("error", reject);
+    res.on("end", () => {
+      const text = Buffer.concat(chunks).toString();
+      let json;
+      try { json = JSON.parse(text); } catch { json = undefined; }
+      resolve({ status: res.statusCode, headers: res.headers, text, json });
+    });
+  });
+}
+
 /** A plain HTTP request with node:http (Node's fetch drops POSTs under heavy socket load). */
 export function request(base, method, pathname, { headers = {}, body } = {}) {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body);
     const req = http.request(base + pathname, { method, headers: { ...(payload !== undefined ? { "content-length": Buffer.byteLength(payload) } : {}), ...headers }, agent }, (res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString();
-        let json;
-        try { json = JSON.parse(text); } catch { json = undefined; }
-        resolve({ status: res.statusCode, headers: res.headers, text, json });
-      });
+      readResponse(res).then(resolve, reject);
     });
     req.on("error", reject);
     if (payload !== undefined) req.write(payload);

@@ -13,7 +13,7 @@ import { createHash, randomBytes } from "node:crypto";
 import WebSocket from "ws";
 import { createClient } from "graphql-ws";
 import { getIntrospectionQuery, buildClientSchema, isNonNullType, isInputObjectType } from "graphql";
-import { startWorker, tokenFor, publish, event, request, DEMO, demoConfig } from "./harness.mjs";
+import { startWorker, tokenFor, publish, event, request, readResponse, DEMO, demoConfig } from "./harness.mjs";
 
 const PROTO = "graphql-transport-ws";
 const b64 = (s) => Buffer.from(s).toString("base64");
@@ -173,15 +173,10 @@ function refusedUpgrade(url, options = {}) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, PROTO, options);
     ws.on("unexpected-response", (req, res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString();
-        let json;
-        try { json = JSON.parse(text); } catch { json = undefined; }
-        resolve({ status: res.statusCode, headers: res.headers, text, json });
+      readResponse(res).then((r) => {
+        resolve(r);
         req.destroy();
-      });
+      }, reject);
     });
     ws.on("open", () => { ws.close(); reject(new Error("the upgrade was accepted")); });
     ws.on("error", (e) => reject(e));

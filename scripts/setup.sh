@@ -23,7 +23,7 @@ for component in clippy rustfmt; do
 done
 
 WORKER_BUILD_VERSION=0.8.7
-if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$WORKER_BUILD_VERSION" ]; then
+if [ "$(worker-build --version 2>/dev/null | grep -o "[0-9][0-9.]*" | head -1)" != "$WORKER_BUILD_VERSION" ]; then
   step "cargo install worker-build $WORKER_BUILD_VERSION (about 6 minutes cold)"
   cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
 fi

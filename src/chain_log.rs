@@ -42,7 +42,8 @@ pub trait LogStore {
     fn head(&self) -> Result<Offset, StoreError>;
     fn set_head(&self, head: Offset) -> Result<(), StoreError>;
     fn offset_of(&self, unique_event_id: &str) -> Result<Option<Offset>, StoreError>;
-    fn insert(&self, event: &StoredEvent) -> Result<(), StoreError>;
+    /// Stores the event unless its `uniqueEventId` is already stored; `false` then.
+    fn insert_new(&self, event: &StoredEvent) -> Result<bool, StoreError>;
     /// The oldest retained event's offset and store time.
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError>;
     fn count(&self) -> Result<u64, StoreError>;
@@ -104,13 +105,9 @@ impl<S: LogStore> ChainLog<S> {
                 offsets.push(offset);
                 continue;
             }
-            if let Some(offset) = self.store.offset_of(&event.unique_event_id)? {
-                offsets.push(offset);
-                continue;
-            }
-            head += 1;
-            self.store.insert(&StoredEvent {
-                offset: head,
+            // One statement in the common case: the insert itself detects a seen id.
+            let stored = self.store.insert_new(&StoredEvent {
+                offset: head + 1,
                 unique_event_id: event.unique_event_id.clone(),
                 hotel_id: event.hotel_id.clone(),
                 module_name: event.module_name.clone(),
@@ -118,6 +115,15 @@ impl<S: LogStore> ChainLog<S> {
                 stored_at: now_ms,
                 body: event.body.clone(),
             })?;
+            if !stored {
+                let offset = self
+                    .store
+                    .offset_of(&event.unique_event_id)?
+                    .ok_or_else(|| StoreError(format!("event {} neither stored nor found", event.unique_event_id)))?;
+                offsets.push(offset);
+                continue;
+            }
+            head += 1;
             in_batch.insert(&event.unique_event_id, head);
             offsets.push(head);
         }
@@ -192,13 +198,16 @@ impl LogStore for MemoryStore {
         Ok(self.events.borrow().values().find(|e| e.unique_event_id == unique_event_id).map(|e| e.offset))
     }
 
-    fn insert(&self, event: &StoredEvent) -> Result<(), StoreError> {
+    fn insert_new(&self, event: &StoredEvent) -> Result<bool, StoreError> {
         let mut events = self.events.borrow_mut();
         if events.contains_key(&event.offset) {
             return Err(StoreError(format!("offset {} already stored", event.offset)));
         }
+        if events.values().any(|e| e.unique_event_id == event.unique_event_id) {
+            return Ok(false);
+        }
         events.insert(event.offset, event.clone());
-        Ok(())
+        Ok(true)
     }
 
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError> {

@@ -163,10 +163,11 @@ impl LogStore for SqlLogStore {
         Ok(rows.first().map(|r| r.seq))
     }
 
-    fn insert(&self, e: &StoredEvent) -> std::result::Result<(), StoreError> {
+    fn insert_new(&self, e: &StoredEvent) -> std::result::Result<bool, StoreError> {
         self.sql
             .exec(
-                "INSERT INTO events (seq, unique_event_id, hotel_id, module_name, event_name, stored_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (seq, unique_event_id, hotel_id, module_name, event_name, stored_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(unique_event_id) DO NOTHING",
                 vec![
                     int(e.offset),
                     e.unique_event_id.as_str().into(),
@@ -177,7 +178,7 @@ impl LogStore for SqlLogStore {
                     e.body.as_str().into(),
                 ],
             )
-            .map(|_| ())
+            .map(|c| c.rows_written() > 0)
             .map_err(store_err)
     }
 
