@@ -4,7 +4,7 @@
 //! storage trait; the Durable Object implements the trait with its SQLite storage.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,9 +41,10 @@ pub trait LogStore {
     /// The highest offset ever assigned (0 for a new log); survives retention.
     fn head(&self) -> Result<Offset, StoreError>;
     fn set_head(&self, head: Offset) -> Result<(), StoreError>;
-    fn offset_of(&self, unique_event_id: &str) -> Result<Option<Offset>, StoreError>;
-    /// Stores the event unless its `uniqueEventId` is already stored; `false` then.
-    fn insert_new(&self, event: &StoredEvent) -> Result<bool, StoreError>;
+    /// The offsets of those of `unique_event_ids` that are stored.
+    fn offsets_of(&self, unique_event_ids: &[&str]) -> Result<HashMap<String, Offset>, StoreError>;
+    /// Stores events whose ids are known to be new, in one go.
+    fn insert_all(&self, events: &[StoredEvent]) -> Result<(), StoreError>;
     /// The oldest retained event's offset and store time.
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError>;
     fn count(&self) -> Result<u64, StoreError>;
@@ -98,35 +99,30 @@ impl<S: LogStore> ChainLog<S> {
     /// original offset and are not stored again.
     pub fn append(&self, batch: &[ValidEvent], now_ms: u64) -> Result<Vec<Offset>, StoreError> {
         let mut head = self.store.head()?;
+        let ids: Vec<&str> = batch.iter().map(|e| e.unique_event_id.as_str()).collect();
+        // Ids already in the log, found in a few queries rather than one per event.
+        let mut known = self.store.offsets_of(&ids)?;
         let mut offsets = Vec::with_capacity(batch.len());
-        let mut in_batch: BTreeMap<&str, Offset> = BTreeMap::new();
+        let mut new_events = Vec::with_capacity(batch.len());
         for event in batch {
-            if let Some(&offset) = in_batch.get(event.unique_event_id.as_str()) {
+            if let Some(&offset) = known.get(&event.unique_event_id) {
                 offsets.push(offset);
                 continue;
             }
-            // One statement in the common case: the insert itself detects a seen id.
-            let stored = self.store.insert_new(&StoredEvent {
-                offset: head + 1,
+            head += 1;
+            known.insert(event.unique_event_id.clone(), head);
+            offsets.push(head);
+            new_events.push(StoredEvent {
+                offset: head,
                 unique_event_id: event.unique_event_id.clone(),
                 hotel_id: event.hotel_id.clone(),
                 module_name: event.module_name.clone(),
                 event_name: event.event_name.clone(),
                 stored_at: now_ms,
                 body: event.body.clone(),
-            })?;
-            if !stored {
-                let offset = self
-                    .store
-                    .offset_of(&event.unique_event_id)?
-                    .ok_or_else(|| StoreError(format!("event {} neither stored nor found", event.unique_event_id)))?;
-                offsets.push(offset);
-                continue;
-            }
-            head += 1;
-            in_batch.insert(&event.unique_event_id, head);
-            offsets.push(head);
+            });
         }
+        self.store.insert_all(&new_events)?;
         self.store.set_head(head)?;
         Ok(offsets)
     }
@@ -194,20 +190,26 @@ impl LogStore for MemoryStore {
         Ok(())
     }
 
-    fn offset_of(&self, unique_event_id: &str) -> Result<Option<Offset>, StoreError> {
-        Ok(self.events.borrow().values().find(|e| e.unique_event_id == unique_event_id).map(|e| e.offset))
+    fn offsets_of(&self, unique_event_ids: &[&str]) -> Result<HashMap<String, Offset>, StoreError> {
+        Ok(self
+            .events
+            .borrow()
+            .values()
+            .filter(|e| unique_event_ids.contains(&e.unique_event_id.as_str()))
+            .map(|e| (e.unique_event_id.clone(), e.offset))
+            .collect())
     }
 
-    fn insert_new(&self, event: &StoredEvent) -> Result<bool, StoreError> {
+    fn insert_all(&self, new_events: &[StoredEvent]) -> Result<(), StoreError> {
         let mut events = self.events.borrow_mut();
-        if events.contains_key(&event.offset) {
-            return Err(StoreError(format!("offset {} already stored", event.offset)));
+        for event in new_events {
+            if events.contains_key(&event.offset) || events.values().any(|e| e.unique_event_id == event.unique_event_id)
+            {
+                return Err(StoreError(format!("event {} at offset {} clashes", event.unique_event_id, event.offset)));
+            }
+            events.insert(event.offset, event.clone());
         }
-        if events.values().any(|e| e.unique_event_id == event.unique_event_id) {
-            return Ok(false);
-        }
-        events.insert(event.offset, event.clone());
-        Ok(true)
+        Ok(())
     }
 
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError> {
