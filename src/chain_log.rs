@@ -69,6 +69,8 @@ pub struct Page {
     pub events: Vec<StoredEvent>,
     /// Where the next page starts.
     pub next: Offset,
+    /// Nothing was stored beyond this page when it was read.
+    pub at_end: bool,
 }
 
 /// How much retention work one alarm does before yielding to other events of the object.
@@ -139,6 +141,7 @@ impl<S: LogStore> ChainLog<S> {
     /// always at least one event when one exists, so a large event cannot stall a replay.
     pub fn read_page(&self, from: Offset, max_count: usize, max_bytes: usize) -> Result<Page, StoreError> {
         let mut events = self.store.read_from(from.max(1), max_count.max(1))?;
+        let fetched = events.len();
         let mut bytes = 0;
         let mut keep = 0;
         for event in &events {
@@ -148,9 +151,10 @@ impl<S: LogStore> ChainLog<S> {
             }
             keep += 1;
         }
+        let at_end = fetched < max_count.max(1) && keep == fetched;
         events.truncate(keep);
         let next = events.last().map(|e| e.offset + 1).unwrap_or(from.max(1));
-        Ok(Page { events, next })
+        Ok(Page { events, next, at_end })
     }
 
     /// Deletes events stored more than `retention_ms` ago, at most [`RETENTION_BATCH`] per

@@ -20,12 +20,17 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::chain_log::{ChainLog, ChainStats, LogStore, Offset, StoreError, StoredEvent};
+use crate::chain_log::{ChainLog, ChainStats, LogStore, Offset, Page, StoreError, StoredEvent};
 
 /// How long the server remembers the last offset delivered to an app key on a chain.
 pub const SAVED_CURSOR_TTL_MS: u64 = 24 * 3600 * 1000;
-/// Events read from storage per page while filling a window.
+/// Events read from storage per page while filling a window, and the bytes of bodies a
+/// page may hold (at least one event is always read, whatever its size).
 pub const PAGE: usize = 200;
+pub const PAGE_BYTES: usize = 1 << 20;
+/// A Workers WebSocket message may not exceed 1 MiB; batches stay well under it (an event
+/// is at most 64 KiB by the publish limits, its frame a little more).
+pub const MAX_BATCH_BYTES: usize = 512 * 1024;
 
 /// Which events of the chain a subscription receives.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,17 +143,17 @@ pub struct Cursor {
 #[derive(Default)]
 pub struct EventCache {
     parsed: HashMap<Offset, Value>,
-    pages: HashMap<Offset, Rc<Vec<StoredEvent>>>,
+    pages: HashMap<Offset, Rc<Page>>,
     /// Projections by (offset, projection key): subscribers with the same selection share one.
     projected: HashMap<(Offset, Rc<str>), Rc<str>>,
 }
 
 impl EventCache {
-    fn page<S: LogStore>(&mut self, log: &ChainLog<S>, from: Offset) -> Result<Rc<Vec<StoredEvent>>, StoreError> {
+    fn page<S: LogStore>(&mut self, log: &ChainLog<S>, from: Offset) -> Result<Rc<Page>, StoreError> {
         if let Some(page) = self.pages.get(&from) {
             return Ok(page.clone());
         }
-        let page = Rc::new(log.read_page(from, PAGE, usize::MAX)?.events);
+        let page = Rc::new(log.read_page(from, PAGE, PAGE_BYTES)?);
         self.pages.insert(from, page.clone());
         Ok(page)
     }
@@ -176,8 +181,9 @@ impl EventCache {
 }
 
 /// Fills the subscription's window from the log, starting at its cursor. Returns the batch
-/// message, or `None` when there is nothing to send. Reads and the returned batch belong
-/// to one synchronous turn: the caller sends it before any `await`.
+/// messages to send (none when there is nothing to send), each under [`MAX_BATCH_BYTES`].
+/// Reads and the returned batches belong to one synchronous turn: the caller sends them
+/// before any `await`.
 pub fn pump<S: LogStore, P: Projector>(
     log: &ChainLog<S>,
     spec: &SubscriptionSpec<P>,
@@ -186,12 +192,13 @@ pub fn pump<S: LogStore, P: Projector>(
     head: Offset,
     window: u32,
     cache: &mut EventCache,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Vec<String>, StoreError> {
+    let mut batches = Vec::new();
     let mut body = String::new();
+    let mut last_in_body = 0;
     while cursor.inflight < window && cursor.next <= head {
         let page = cache.page(log, cursor.next)?;
-        let complete_page = page.len() == PAGE;
-        for e in page.iter() {
+        for e in &page.events {
             if cursor.inflight >= window {
                 break;
             }
@@ -199,22 +206,30 @@ pub fn pump<S: LogStore, P: Projector>(
             if !spec.filter.matches(e) {
                 continue;
             }
+            let mut frame = String::new();
+            let projection = cache.projection(e, spec, projection_key);
+            render_next(spec, &projection, cursor.gap.take(), &mut frame);
+            if !body.is_empty() && body.len() + frame.len() > MAX_BATCH_BYTES {
+                batches.push(format!("B {last_in_body}{body}"));
+                body.clear();
+            }
             body.push('\n');
             body.push_str(&e.offset.to_string());
             body.push(' ');
-            let projection = cache.projection(e, spec, projection_key);
-            render_next(spec, &projection, cursor.gap.take(), &mut body);
+            body.push_str(&frame);
+            last_in_body = e.offset;
             cursor.inflight += 1;
         }
-        if !complete_page && cursor.inflight < window {
+        if page.at_end && cursor.inflight < window {
             // The log holds nothing more up to the head read in this same turn.
             cursor.next = head + 1;
         }
     }
-    if body.is_empty() {
-        return Ok(None);
+    if !body.is_empty() {
+        // The last batch also covers the filtered-out events after its last frame.
+        batches.push(format!("B {}{body}", cursor.next - 1));
     }
-    Ok(Some(format!("B {}{}", cursor.next - 1, body)))
+    Ok(batches)
 }
 
 /// One `next` message of graphql-transport-ws for this subscription, around an event's

@@ -38,6 +38,9 @@ fn read_page_is_bounded_by_count_and_bytes() {
     let page = log.read_page(3, 4, 1_000_000).unwrap();
     assert_eq!(page.events.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
     assert_eq!(page.next, 7);
+    assert!(!page.at_end, "more is stored");
+    assert!(log.read_page(7, 10, 1_000_000).unwrap().at_end);
+    assert!(!log.read_page(1, 10, 1).unwrap().at_end, "cut by bytes is not the end");
     let body_len = batch[0].body.len();
     let page = log.read_page(1, 10, body_len * 2).unwrap();
     assert_eq!(page.events.len(), 2);

@@ -72,6 +72,10 @@ fn log_with(hotels: &[&str]) -> ChainLog<MemoryStore> {
 }
 
 fn spec(filter: EventFilter) -> SubscriptionSpec<OffsetOnly> {
+    spec_with(filter, OffsetOnly)
+}
+
+fn spec_with<P>(filter: EventFilter, plan: P) -> SubscriptionSpec<P> {
     SubscriptionSpec {
         id: "sub-1".into(),
         app_key: "APPKEY001".into(),
@@ -81,7 +85,19 @@ fn spec(filter: EventFilter) -> SubscriptionSpec<OffsetOnly> {
         delta: false,
         filter,
         start: Start::At(1),
-        plan: OffsetOnly,
+        plan,
+    }
+}
+
+/// Test convenience: exactly one batch expected.
+trait OneBatch {
+    fn concat_batches(self) -> String;
+}
+
+impl OneBatch for Vec<String> {
+    fn concat_batches(self) -> String {
+        assert_eq!(self.len(), 1, "one batch expected");
+        self.into_iter().next().unwrap()
     }
 }
 
@@ -95,24 +111,23 @@ fn pump_respects_the_window_then_continues_after_acks() {
     let s = spec(EventFilter::default());
     let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
     let mut cache = EventCache::default();
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().unwrap();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().concat_batches();
     assert_eq!(delivered(&b), vec![1, 2, 3, 4]);
     assert_eq!(parse_batch(&b).unwrap().through, 4);
-    assert_eq!(
-        pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap(),
-        None,
+    assert!(
+        pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().is_empty(),
         "window full: nothing more"
     );
     let (count, through) = parse_ack(&ack_message(4, 4)).unwrap();
     assert_eq!((count, through), (4, 4));
     cursor.inflight -= count;
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().unwrap();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().concat_batches();
     assert_eq!(delivered(&b), vec![5, 6, 7, 8]);
     cursor.inflight = 0;
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().unwrap();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().concat_batches();
     assert_eq!(delivered(&b), vec![9, 10]);
     assert_eq!(cursor.next, 11);
-    assert_eq!(pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap(), None, "caught up");
+    assert!(pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().is_empty(), "caught up");
 }
 
 #[test]
@@ -121,7 +136,8 @@ fn filters_skip_events_but_advance_the_cursor() {
     let filter = EventFilter { properties: Some(["TTE01".to_string()].into()), ..Default::default() };
     let s = spec(filter);
     let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 5, 100, &mut EventCache::default()).unwrap().unwrap();
+    let b =
+        pump(&log, &s, &projection_key(&s), &mut cursor, 5, 100, &mut EventCache::default()).unwrap().concat_batches();
     assert_eq!(delivered(&b), vec![1, 3]);
     assert_eq!(parse_batch(&b).unwrap().through, 5, "through covers the skipped tail");
     assert_eq!(cursor.next, 6);
@@ -137,7 +153,7 @@ fn filters_skip_events_but_advance_the_cursor() {
         &mut EventCache::default(),
     )
     .unwrap()
-    .unwrap();
+    .concat_batches();
     assert_eq!(delivered(&b), vec![2, 4]);
 }
 
@@ -146,7 +162,8 @@ fn frames_are_graphql_ws_next_messages_and_the_gap_rides_on_the_first() {
     let log = log_with(&["TTE01", "TTE02"]);
     let s = spec(EventFilter::default());
     let mut cursor = Cursor { next: 1, inflight: 0, gap: Some(Gap { requested: 0, resumed_at: 1 }) };
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 2, 10, &mut EventCache::default()).unwrap().unwrap();
+    let b =
+        pump(&log, &s, &projection_key(&s), &mut cursor, 2, 10, &mut EventCache::default()).unwrap().concat_batches();
     let batch = parse_batch(&b).unwrap();
     let first: Value = serde_json::from_str(batch.frames[0].1).unwrap();
     assert_eq!(
@@ -173,7 +190,7 @@ fn pages_larger_than_one_read_are_followed() {
         &mut EventCache::default(),
     )
     .unwrap()
-    .unwrap();
+    .concat_batches();
     assert_eq!(delivered(&b), (1..=hotels.len() as u64).collect::<Vec<_>>());
 }
 
@@ -182,4 +199,43 @@ fn spec_round_trips_as_json() {
     let s = spec(EventFilter { event_names: Some(["CHECKIN".to_string()].into()), ..Default::default() });
     let back: SubscriptionSpec<OffsetOnly> = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
     assert_eq!(back, s);
+}
+
+#[test]
+fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_bytes() {
+    let log = ChainLog::new(MemoryStore::default());
+    let big = "x".repeat(60 * 1024);
+    let batch: Vec<ValidEvent> = (0..40)
+        .map(|i| ValidEvent {
+            unique_event_id: format!("u{i}"),
+            hotel_id: "TTE01".into(),
+            module_name: "Reservation".into(),
+            event_name: "CHECKIN".into(),
+            body: json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": "TTE01", "note": big}).to_string(),
+        })
+        .collect();
+    log.append(&batch, 0).unwrap();
+    /// Projects the whole event, so frames are as large as the events.
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Everything;
+    impl Projector for Everything {
+        fn project_to_string(&self, event: &Value, _delta: bool, out: &mut String) {
+            out.push_str(&event.to_string());
+        }
+    }
+    let s = spec_with(EventFilter::default(), Everything);
+    let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
+    let batches = pump(&log, &s, &projection_key(&s), &mut cursor, 40, 512, &mut EventCache::default()).unwrap();
+    assert!(batches.len() >= 4, "{} batches", batches.len());
+    let mut all = Vec::new();
+    let mut last_through = 0;
+    for b in &batches {
+        assert!(b.len() <= MAX_BATCH_BYTES + 70 * 1024, "batch of {} bytes", b.len());
+        let parsed = parse_batch(b).unwrap();
+        assert!(parsed.through > last_through);
+        last_through = parsed.through;
+        all.extend(parsed.frames.iter().map(|(o, _)| *o));
+    }
+    assert_eq!(all, (1..=40).collect::<Vec<u64>>(), "every event once, in order, across pages and batches");
+    assert_eq!(last_through, 40);
 }

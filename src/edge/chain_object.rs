@@ -313,17 +313,6 @@ impl Core {
             "lastPublishAt": last,
         }))
     }
-
-    fn read(&self, req: &Request) -> Result<Response> {
-        #[derive(Deserialize)]
-        struct Q {
-            from: u64,
-            limit: Option<usize>,
-        }
-        let q: Q = req.query()?;
-        let page = self.log.read_page(q.from, q.limit.unwrap_or(100).min(1000), 1 << 20).map_err(internal)?;
-        Response::from_json(&serde_json::json!({ "events": page.events, "next": page.next }))
-    }
 }
 
 impl Core {
@@ -357,9 +346,7 @@ impl Core {
             return Ok(());
         }
         let (spec, projection) = self.spec(&att.key)?;
-        if let Some(batch) =
-            pump(&self.log, &spec, &projection, &mut att.cursor, head, WINDOW, cache).map_err(internal)?
-        {
+        for batch in pump(&self.log, &spec, &projection, &mut att.cursor, head, WINDOW, cache).map_err(internal)? {
             ws.send_with_str(&batch)?;
         }
         ws.serialize_attachment(&att)
@@ -529,7 +516,6 @@ impl DurableObject for ChainLog {
         match (req.method(), req.path().as_str()) {
             (worker::Method::Post, "/append") => self.core.append(req).await,
             (worker::Method::Get, "/stats") => self.stats(),
-            (worker::Method::Get, "/read") => self.read(&req),
             (worker::Method::Get, "/subscribe") => self.subscribe(&req),
             (worker::Method::Get, "/active") => self.active(&req),
             _ => Response::error("unknown chain log operation", 404),
