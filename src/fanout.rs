@@ -236,9 +236,9 @@ pub fn pump<S: LogStore, P: Projector>(
 /// projection (its selected fields as JSON).
 pub fn render_next<P>(spec: &SubscriptionSpec<P>, projection: &str, gap: Option<Gap>, out: &mut String) {
     out.push_str("{\"id\":");
-    out.push_str(&Value::String(spec.id.clone()).to_string());
+    out.push_str(&serde_json::to_string(&spec.id).unwrap_or_default());
     out.push_str(",\"type\":\"next\",\"payload\":{\"data\":{");
-    out.push_str(&Value::String(spec.response_key.clone()).to_string());
+    out.push_str(&serde_json::to_string(&spec.response_key).unwrap_or_default());
     out.push(':');
     out.push_str(projection);
     out.push('}');

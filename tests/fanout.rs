@@ -91,11 +91,11 @@ fn spec_with<P>(filter: EventFilter, plan: P) -> SubscriptionSpec<P> {
 
 /// Test convenience: exactly one batch expected.
 trait OneBatch {
-    fn concat_batches(self) -> String;
+    fn only_batch(self) -> String;
 }
 
 impl OneBatch for Vec<String> {
-    fn concat_batches(self) -> String {
+    fn only_batch(self) -> String {
         assert_eq!(self.len(), 1, "one batch expected");
         self.into_iter().next().unwrap()
     }
@@ -111,7 +111,7 @@ fn pump_respects_the_window_then_continues_after_acks() {
     let s = spec(EventFilter::default());
     let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
     let mut cache = EventCache::default();
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().concat_batches();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
     assert_eq!(delivered(&b), vec![1, 2, 3, 4]);
     assert_eq!(parse_batch(&b).unwrap().through, 4);
     assert!(
@@ -121,10 +121,10 @@ fn pump_respects_the_window_then_continues_after_acks() {
     let (count, through) = parse_ack(&ack_message(4, 4)).unwrap();
     assert_eq!((count, through), (4, 4));
     cursor.inflight -= count;
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().concat_batches();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
     assert_eq!(delivered(&b), vec![5, 6, 7, 8]);
     cursor.inflight = 0;
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().concat_batches();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
     assert_eq!(delivered(&b), vec![9, 10]);
     assert_eq!(cursor.next, 11);
     assert!(pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().is_empty(), "caught up");
@@ -136,8 +136,7 @@ fn filters_skip_events_but_advance_the_cursor() {
     let filter = EventFilter { properties: Some(["TTE01".to_string()].into()), ..Default::default() };
     let s = spec(filter);
     let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
-    let b =
-        pump(&log, &s, &projection_key(&s), &mut cursor, 5, 100, &mut EventCache::default()).unwrap().concat_batches();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 5, 100, &mut EventCache::default()).unwrap().only_batch();
     assert_eq!(delivered(&b), vec![1, 3]);
     assert_eq!(parse_batch(&b).unwrap().through, 5, "through covers the skipped tail");
     assert_eq!(cursor.next, 6);
@@ -153,7 +152,7 @@ fn filters_skip_events_but_advance_the_cursor() {
         &mut EventCache::default(),
     )
     .unwrap()
-    .concat_batches();
+    .only_batch();
     assert_eq!(delivered(&b), vec![2, 4]);
 }
 
@@ -162,8 +161,7 @@ fn frames_are_graphql_ws_next_messages_and_the_gap_rides_on_the_first() {
     let log = log_with(&["TTE01", "TTE02"]);
     let s = spec(EventFilter::default());
     let mut cursor = Cursor { next: 1, inflight: 0, gap: Some(Gap { requested: 0, resumed_at: 1 }) };
-    let b =
-        pump(&log, &s, &projection_key(&s), &mut cursor, 2, 10, &mut EventCache::default()).unwrap().concat_batches();
+    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 2, 10, &mut EventCache::default()).unwrap().only_batch();
     let batch = parse_batch(&b).unwrap();
     let first: Value = serde_json::from_str(batch.frames[0].1).unwrap();
     assert_eq!(
@@ -190,7 +188,7 @@ fn pages_larger_than_one_read_are_followed() {
         &mut EventCache::default(),
     )
     .unwrap()
-    .concat_batches();
+    .only_batch();
     assert_eq!(delivered(&b), (1..=hotels.len() as u64).collect::<Vec<_>>());
 }
 

@@ -1,5 +1,5 @@
 //! The service configuration and signing keys of this isolate, parsed once from the
-//! Worker's bindings (`PMS_CONFIG`, `SIGNING_KEYS`) and kept while they do not change.
+//! Worker's bindings (`PMS_CONFIG`, `SIGNING_KEYS`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -14,37 +14,36 @@ pub struct Settings {
     pub keys: KeySet,
 }
 
-struct Cached {
-    source: (String, String),
-    outcome: Result<Rc<Settings>, String>,
-}
-
 thread_local! {
-    static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
+    static CACHE: RefCell<Option<Result<Rc<Settings>, String>>> = const { RefCell::new(None) };
 }
 
 fn binding(env: &Env, name: &str) -> Option<String> {
     env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string())).ok()
 }
 
-/// The settings, or the reason they cannot be loaded (logged once per change, not per
-/// request). The reason never contains secret material.
+/// The settings, or the reason they cannot be loaded. Parsed once per isolate: bindings
+/// cannot change under a running isolate (a new secret or variable is a new deployment,
+/// with new isolates), so no request pays for reading or comparing them again. The reason
+/// is logged once and never contains secret material.
 pub fn load(env: &Env) -> Result<Rc<Settings>, String> {
-    let source = (binding(env, "PMS_CONFIG").unwrap_or_default(), binding(env, "SIGNING_KEYS").unwrap_or_default());
     CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some(c) = cache.as_ref().filter(|c| c.source == source) {
-            return c.outcome.clone();
-        }
-        let outcome = parse(&source.0, &source.1);
-        if let Err(why) = &outcome {
-            worker::console_error!(
-                "{}",
-                crate::audit::line("config.invalid", super::now_ms(), serde_json::json!({"error": why}))
-            );
-        }
-        *cache = Some(Cached { source, outcome: outcome.clone() });
-        outcome
+        cache
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                let outcome = parse(
+                    &binding(env, "PMS_CONFIG").unwrap_or_default(),
+                    &binding(env, "SIGNING_KEYS").unwrap_or_default(),
+                );
+                if let Err(why) = &outcome {
+                    worker::console_error!(
+                        "{}",
+                        crate::audit::line("config.invalid", super::now_ms(), serde_json::json!({"error": why}))
+                    );
+                }
+                outcome
+            })
+            .clone()
     })
 }
 
