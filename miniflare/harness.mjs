@@ -50,6 +50,11 @@ export async function startWorker(opts = {}) {
     durableObjectsPersist: opts.persist ?? false,
     host: "127.0.0.1",
     port: 0,
+    // `direct`: a socket straight to the worker, without the request router miniflare puts
+    // in front of it for local development (it does not exist in a deployment).
+    ...(opts.direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
+    // e.g. `inspectorPort` for the CPU profiler (miniflare/bench/profile.mjs)
+    ...opts.miniflare,
     handleRuntimeStdio(stdout, stderr) {
       for (const stream of [stdout, stderr]) {
         let buf = "";
@@ -68,7 +73,7 @@ export async function startWorker(opts = {}) {
       }
     },
   });
-  const url = await mf.ready;
+  const url = opts.direct ? (await mf.ready, await mf.unsafeGetDirectURL()) : await mf.ready;
   const base = url.href.replace(/\/$/, "");
   return {
     mf,

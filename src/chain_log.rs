@@ -121,7 +121,7 @@ impl<S: LogStore> ChainLog<S> {
                 module_name: event.module_name.clone(),
                 event_name: event.event_name.clone(),
                 stored_at: now_ms,
-                body: event.body.clone(),
+                body: event.body.get().to_owned(),
             });
         }
         self.store.insert_all(&new_events)?;

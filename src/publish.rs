@@ -2,20 +2,22 @@
 //! every bad event is reported with its index, so a publisher fixes a batch in one round.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::config::{Chain, Limits};
 
 /// An event that passed validation, in the form the chain log stores.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidEvent {
     pub unique_event_id: String,
     pub hotel_id: String,
     pub module_name: String,
     pub event_name: String,
-    /// The event as delivered to vendors (`EventHeader` without `metadata.offset`), as JSON.
-    pub body: String,
+    /// The event as delivered to vendors (`EventHeader` without `metadata.offset`). Raw
+    /// JSON, so it crosses to the chain's object verbatim rather than escaped as a string.
+    pub body: Box<RawValue>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -193,11 +195,12 @@ fn validate_event(
     let hotel_id = text(&obj, "hotelId");
     let module_name = text(&obj, "moduleName");
     let event_name = text(&obj, "eventName");
-    let body = Value::Object(obj).to_string();
-    if body.len() > limits.max_event_bytes {
+    let body = serde_json::value::to_raw_value(&Value::Object(obj))
+        .map_err(|e| EventFault::Invalid(vec![EventError { index, field: String::new(), message: e.to_string() }]))?;
+    if body.get().len() > limits.max_event_bytes {
         return Err(EventFault::TooLarge(format!(
             "event {index} is {} bytes; the limit is {} bytes",
-            body.len(),
+            body.get().len(),
             limits.max_event_bytes
         )));
     }

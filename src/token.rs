@@ -2,7 +2,8 @@
 //! function every endpoint uses. Time is always passed in (`now`, Unix seconds) so the
 //! rules are tested without a clock.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,6 +13,7 @@ use ed25519_compact::{KeyPair, PublicKey, SecretKey, Seed};
 use jwt_compact::alg::Ed25519;
 use jwt_compact::{AlgorithmExt, Claims, Header, UntrustedToken};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::config::{Client, Grant, Scope};
 
@@ -93,6 +95,19 @@ pub struct VerifiedToken {
     pub expires_at: u64,
 }
 
+impl VerifiedToken {
+    /// The lifetime checks, run on every use of a token (also one verified before).
+    fn check_time(&self, now: u64) -> Result<(), TokenError> {
+        if now >= self.expires_at + CLOCK_LEEWAY_SECONDS {
+            return Err(TokenError::Expired);
+        }
+        if self.issued_at > now + CLOCK_LEEWAY_SECONDS {
+            return Err(TokenError::IssuedInFuture);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
     Malformed,
@@ -134,7 +149,16 @@ struct SigningKeyEntry {
 /// rotated out while tokens it signed are still alive.
 pub struct KeySet {
     keys: Vec<SigningKeyEntry>,
+    /// Tokens these keys already verified, by SHA-256 of the token text. A signature check
+    /// costs about a millisecond of wasm CPU, and a publisher or vendor sends the same token
+    /// for up to an hour. Keyed by digest, not by the token: a lookup compares digests, so
+    /// its timing says nothing about the text of a cached token. Owned by the key set, so
+    /// an entry can never outlive the keys that verified it.
+    verified: RefCell<HashMap<[u8; 32], VerifiedToken>>,
 }
+
+/// Verified tokens kept per isolate; when full, expired entries go first, then all.
+pub const VERIFIED_TOKENS_KEPT: usize = 4096;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,7 +199,7 @@ impl KeySet {
             let pair = KeyPair::from_seed(Seed::new(seed));
             keys.push(SigningKeyEntry { kid: k.kid, secret: pair.sk, public: pair.pk });
         }
-        Ok(KeySet { keys })
+        Ok(KeySet { keys, verified: RefCell::default() })
     }
 
     pub fn signing_kid(&self) -> &str {
@@ -193,8 +217,35 @@ impl KeySet {
     }
 
     /// The one verification function of the service: signature by a known key with the
-    /// only accepted algorithm, then issuer, audience, lifetime and claim shape.
+    /// only accepted algorithm, then issuer, audience, lifetime and claim shape. A token
+    /// verified before skips the signature check but never the issuer, audience and
+    /// lifetime checks.
     pub fn verify(&self, token: &str, issuer: &str, audience: &str, now: u64) -> Result<VerifiedToken, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self.verified.borrow().get(&digest).cloned();
+        if let Some(known) = cached {
+            check_audience(&known.claims, issuer, audience)?;
+            known.check_time(now)?;
+            return Ok(known);
+        }
+        let verified = self.verify_signed(token, issuer, audience, now)?;
+        let mut kept = self.verified.borrow_mut();
+        if kept.len() >= VERIFIED_TOKENS_KEPT {
+            kept.retain(|_, t| t.check_time(now).is_ok());
+            if kept.len() >= VERIFIED_TOKENS_KEPT {
+                kept.clear();
+            }
+        }
+        kept.insert(digest, verified.clone());
+        Ok(verified)
+    }
+
+    /// How many verified tokens are kept (for tests and health numbers).
+    pub fn verified_tokens_kept(&self) -> usize {
+        self.verified.borrow().len()
+    }
+
+    fn verify_signed(&self, token: &str, issuer: &str, audience: &str, now: u64) -> Result<VerifiedToken, TokenError> {
         let untrusted = UntrustedToken::new(token).map_err(|_| TokenError::Malformed)?;
         // Checked before any key is touched: refuses `none`, HS256 made with the public
         // key as secret, and every other algorithm confusion.
@@ -220,21 +271,10 @@ impl KeySet {
             }
             TokenError::InvalidClaims
         })?;
-        if claims.iss != issuer {
-            return Err(TokenError::WrongIssuer);
-        }
-        if claims.aud != audience {
-            return Err(TokenError::WrongAudience);
-        }
-        let expires_at = seconds(expires_at);
-        let issued_at = seconds(issued_at);
-        if now >= expires_at + CLOCK_LEEWAY_SECONDS {
-            return Err(TokenError::Expired);
-        }
-        if issued_at > now + CLOCK_LEEWAY_SECONDS {
-            return Err(TokenError::IssuedInFuture);
-        }
-        Ok(VerifiedToken { claims, issued_at, expires_at })
+        check_audience(&claims, issuer, audience)?;
+        let verified = VerifiedToken { claims, issued_at: seconds(issued_at), expires_at: seconds(expires_at) };
+        verified.check_time(now)?;
+        Ok(verified)
     }
 
     /// `GET /.well-known/jwks.json`: every verifying key, the signing one first.
@@ -257,6 +297,16 @@ impl KeySet {
     }
 }
 
+fn check_audience(claims: &AccessClaims, issuer: &str, audience: &str) -> Result<(), TokenError> {
+    if claims.iss != issuer {
+        return Err(TokenError::WrongIssuer);
+    }
+    if claims.aud != audience {
+        return Err(TokenError::WrongAudience);
+    }
+    Ok(())
+}
+
 fn timestamp(secs: u64) -> Result<DateTime<Utc>, String> {
     i64::try_from(secs).ok().and_then(|s| DateTime::from_timestamp(s, 0)).ok_or_else(|| "time out of range".to_string())
 }
@@ -268,10 +318,41 @@ fn seconds(t: DateTime<Utc>) -> u64 {
 /// 128 random bits as hex: token ids and generated request ids.
 pub fn random_id() -> String {
     let mut bytes = [0u8; 16];
-    // getrandom only fails where no entropy source exists at all; an all-zero id then is
-    // still unique enough for a request id, and tokens are refused by the caller.
+    // getrandom only fails where no entropy source exists at all; an empty id then is
+    // refused by every caller that needs uniqueness (token ids, event ids).
     if getrandom::getrandom(&mut bytes).is_err() {
         return String::new();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&bytes)
+}
+
+/// A source of [`random_id`]s that asks the runtime for entropy once per 64 ids rather than
+/// once per id (a publish batch may need a hundred).
+pub fn random_ids() -> impl FnMut() -> String {
+    const ID_BYTES: usize = 16;
+    let mut pool = [0u8; ID_BYTES * 64];
+    let mut used = pool.len();
+    move || {
+        if used == pool.len() {
+            if getrandom::getrandom(&mut pool).is_err() {
+                return String::new();
+            }
+            used = 0;
+        }
+        let id = hex(&pool[used..used + ID_BYTES]);
+        // Spent entropy is wiped so no id can be read back from the pool.
+        pool[used..used + ID_BYTES].fill(0);
+        used += ID_BYTES;
+        id
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
 }

@@ -29,7 +29,7 @@ fn single_event_and_array_are_accepted_with_generated_ids() {
     let one = run(good("TTE01")).unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].unique_event_id, "gen-1");
-    let body: Value = serde_json::from_str(&one[0].body).unwrap();
+    let body: Value = serde_json::from_str(one[0].body.get()).unwrap();
     assert_eq!(body["metadata"]["uniqueEventId"], "gen-1");
     assert_eq!(body["detail"][0]["newValue"], "101");
     let mut with_id = good("TTE02");
@@ -37,7 +37,21 @@ fn single_event_and_array_are_accepted_with_generated_ids() {
     let two = run(json!([good("TTE01"), with_id])).unwrap();
     assert_eq!(two[1].unique_event_id, "u-42");
     assert_eq!(two[1].hotel_id, "TTE02");
-    assert!(!two[1].body.contains("\"uniqueEventId\":\"u-42\",\"") || two[1].body.contains("metadata"));
+    let body: Value = serde_json::from_str(two[1].body.get()).unwrap();
+    assert_eq!(body["metadata"], json!({"uniqueEventId": "u-42"}), "the id moves into metadata");
+    assert!(body.get("uniqueEventId").is_none());
+}
+
+#[test]
+fn a_valid_event_crosses_to_the_chain_object_with_its_body_as_raw_json() {
+    let events = run(json!([good("TTE01"), good("TTE02")])).unwrap();
+    let wire = serde_json::to_string(&events).unwrap();
+    // The body is embedded as JSON, not escaped into a string.
+    assert!(wire.contains("\"body\":{\""), "{wire}");
+    let back: Vec<pms_events::publish::ValidEvent> = serde_json::from_str(&wire).unwrap();
+    assert_eq!(back.len(), 2);
+    assert_eq!(back[1].body.get(), events[1].body.get(), "byte for byte");
+    assert_eq!(back[1].hotel_id, "TTE02");
 }
 
 #[test]

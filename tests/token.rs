@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::{demo_config, keys, SEED_A, SEED_B};
 use pms_events::config::Scope;
-use pms_events::token::{AccessClaims, KeySet, TokenError, CLOCK_LEEWAY_SECONDS};
+use pms_events::token::{AccessClaims, KeySet, TokenError, CLOCK_LEEWAY_SECONDS, VERIFIED_TOKENS_KEPT};
 
 const ISS: &str = "http://127.0.0.1:8787";
 const AUD: &str = "pms-events";
@@ -198,4 +198,50 @@ fn signing_keys_secret_is_validated() {
     let dup = format!("[{{\"kid\":\"a\",\"seed\":\"{SEED_A}\"}},{{\"kid\":\"a\",\"seed\":\"{SEED_B}\"}}]");
     assert!(KeySet::parse(&dup).unwrap_err().contains("twice"));
     assert!(!format!("{:?}", keys(&[("k1", SEED_A)])).contains(SEED_A));
+}
+
+#[test]
+fn a_verified_token_is_kept_but_still_checked_for_issuer_audience_and_lifetime() {
+    let ks = keys(&[("k1", SEED_A)]);
+    let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
+    assert_eq!(ks.verified_tokens_kept(), 0);
+    let first = ks.verify(&token, ISS, AUD, NOW).unwrap();
+    assert_eq!(ks.verified_tokens_kept(), 1);
+    assert_eq!(ks.verify(&token, ISS, AUD, NOW + 60).unwrap(), first, "served from the cache");
+    assert_eq!(ks.verified_tokens_kept(), 1);
+    assert_eq!(ks.verify(&token, "https://evil", AUD, NOW), Err(TokenError::WrongIssuer));
+    assert_eq!(ks.verify(&token, ISS, "other", NOW), Err(TokenError::WrongAudience));
+    assert_eq!(ks.verify(&token, ISS, AUD, NOW + 3600 + CLOCK_LEEWAY_SECONDS), Err(TokenError::Expired));
+    assert_eq!(ks.verify(&token, ISS, AUD, NOW - CLOCK_LEEWAY_SECONDS - 1), Err(TokenError::IssuedInFuture));
+}
+
+#[test]
+fn a_refused_token_is_never_kept() {
+    let ks = keys(&[("k1", SEED_A)]);
+    let token = ks.issue(&claims("client-app-001"), NOW).unwrap();
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert!(ks.verify(&forged, ISS, AUD, NOW).is_err());
+    assert!(ks.verify(&token, "https://evil", AUD, NOW).is_err());
+    assert_eq!(ks.verified_tokens_kept(), 0);
+    // Another key set (a rotated deployment) keeps its own: nothing carries over.
+    ks.verify(&token, ISS, AUD, NOW).unwrap();
+    let other = keys(&[("k2", SEED_B)]);
+    assert_eq!(other.verify(&token, ISS, AUD, NOW), Err(TokenError::UnknownKey));
+}
+
+#[test]
+fn the_kept_tokens_are_bounded() {
+    let ks = keys(&[("k1", SEED_A)]);
+    for i in 0..VERIFIED_TOKENS_KEPT + 10 {
+        let mut c = claims("client-app-001");
+        c.jti = format!("jti-{i}");
+        // The first half expire early, so they go first when the cache is full.
+        let issued = if i < VERIFIED_TOKENS_KEPT / 2 { NOW - 7200 } else { NOW };
+        let token = ks.issue(&c, issued).unwrap();
+        ks.verify(&token, ISS, AUD, issued + 1).unwrap();
+        assert!(ks.verified_tokens_kept() <= VERIFIED_TOKENS_KEPT);
+    }
+    assert!(ks.verified_tokens_kept() > VERIFIED_TOKENS_KEPT / 2 - 100, "only the expired ones were dropped");
 }

@@ -8,7 +8,7 @@ use super::settings::Settings;
 use super::{access_error, audit, chain_stub, reply, verified_claims};
 use crate::config::Scope;
 use crate::publish::validate_batch;
-use crate::token::random_id;
+use crate::token::random_ids;
 
 pub async fn handle(
     mut req: Request,
@@ -44,7 +44,16 @@ pub async fn handle(
             return access_error(e);
         }
     };
-    let events = match validate_batch(&body, chain_config, &config.limits, random_id) {
+    let mut ids = random_ids();
+    let no_entropy = std::cell::Cell::new(false);
+    let new_id = || {
+        let id = ids();
+        no_entropy.set(no_entropy.get() || id.is_empty());
+        id
+    };
+    let events = match validate_batch(&body, chain_config, &config.limits, new_id) {
+        // Never store events under an empty generated id: they would all dedupe to one.
+        Ok(_) if no_entropy.get() => return reply::error(503, "unavailable", "no randomness available; retry"),
         Ok(events) => events,
         Err(e) => {
             audit(
@@ -54,9 +63,10 @@ pub async fn handle(
             return reply::json(e.status(), &e.body());
         }
     };
+    // Bytes, not a string: a JS string would be transcoded on the way out and back in.
+    let batch = serde_json::to_vec(&events).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(&events).map_err(|e| worker::Error::RustError(e.to_string()))?.into()));
+    init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(batch.as_slice()).into()));
     let inner = Request::new_with_init("https://chain.internal/append", &init)?;
     let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_request(inner).await?;
     if resp.status_code() != 200 {
