@@ -83,6 +83,17 @@ pub struct RetentionOutcome {
     pub next_alarm: Option<u64>,
 }
 
+/// The stored hash of a `uniqueEventId`: FNV-1a (64-bit), cut to 52 bits so it travels
+/// exactly as a JS number. Persisted in every log, so it must never change.
+pub fn event_id_hash(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h & ((1 << 52) - 1)
+}
+
 pub struct ChainLog<S> {
     store: S,
 }
