@@ -83,6 +83,11 @@ pub struct RetentionOutcome {
     pub next_alarm: Option<u64>,
 }
 
+/// How late an expired event may be deleted: a tenth of the retention, at most a minute.
+pub fn retention_slack(retention_ms: u64) -> u64 {
+    (retention_ms / 10).min(60_000)
+}
+
 /// The stored hash of a `uniqueEventId`: FNV-1a (64-bit), cut to 52 bits so it travels
 /// exactly as a JS number. Persisted in every log, so it must never change.
 pub fn event_id_hash(id: &str) -> u64 {
@@ -181,9 +186,11 @@ impl<S: LogStore> ChainLog<S> {
         Ok(RetentionOutcome { deleted, next_alarm })
     }
 
-    /// When the oldest retained event expires (ms), if any is retained.
+    /// When retention should next run (ms), if any event is retained: once the oldest event
+    /// has expired, plus [`retention_slack`]. Without the slack a chain publishing steadily
+    /// would run its alarm for every few events that expire, competing with its publishes.
     pub fn next_expiry(&self, retention_ms: u64) -> Result<Option<u64>, StoreError> {
-        Ok(self.store.oldest()?.map(|(_, stored_at)| stored_at + retention_ms))
+        Ok(self.store.oldest()?.map(|(_, stored_at)| stored_at + retention_ms + retention_slack(retention_ms)))
     }
 }
 

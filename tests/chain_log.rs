@@ -1,6 +1,6 @@
 //! The offset log's rules, against the in-memory reference store.
 
-use pms_events::chain_log::{ChainLog, LogStore, MemoryStore, RETENTION_BATCH};
+use pms_events::chain_log::{retention_slack, ChainLog, LogStore, MemoryStore, RETENTION_BATCH};
 use pms_events::publish::ValidEvent;
 
 fn event(id: &str) -> ValidEvent {
@@ -63,7 +63,7 @@ fn retention_drops_expired_events_in_bounded_batches_and_keeps_the_head() {
     assert_eq!(first.next_alarm, Some(20_000), "more to delete: run again at once");
     let second = log.apply_retention(20_000, retention).unwrap();
     assert_eq!(second.deleted, 5);
-    assert_eq!(second.next_alarm, Some(60_000), "next expiry is the newest event's");
+    assert_eq!(second.next_alarm, Some(61_000), "the newest event's expiry, plus a tenth of the retention");
     let stats = log.stats().unwrap();
     assert_eq!(stats.head_offset, RETENTION_BATCH as u64 + 6);
     assert_eq!(stats.oldest_offset, Some(RETENTION_BATCH as u64 + 6));
@@ -94,4 +94,36 @@ fn the_stored_id_hash_is_fnv1a_cut_to_52_bits_and_never_changes() {
     for id in ["a", "4f2c9e0d8b7a6e5f4d3c2b1a09f8e7d6", "RES-1|CHECKIN|2026"] {
         assert!(event_id_hash(id) < 1 << 53, "exact as a JS number");
     }
+}
+
+#[test]
+fn a_steady_stream_expires_in_a_few_runs_not_one_per_event() {
+    let log = ChainLog::new(MemoryStore::default());
+    let retention = 10_000;
+    // One event every 10 ms for 20 s.
+    for i in 0..2_000u64 {
+        log.append(&[event(&format!("e{i}"))], i * 10).unwrap();
+    }
+    let mut at = log.next_expiry(retention).unwrap().unwrap();
+    assert_eq!(at, retention + retention_slack(retention), "the first event's expiry plus the slack");
+    let mut runs = 0;
+    let mut deleted = 0;
+    while at <= 20_000 + retention {
+        let outcome = log.apply_retention(at, retention).unwrap();
+        runs += 1;
+        deleted += outcome.deleted;
+        let next = outcome.next_alarm.unwrap_or(u64::MAX);
+        assert!(next >= at + retention_slack(retention) || outcome.deleted == RETENTION_BATCH, "runs are spaced");
+        // Each run leaves only unexpired events, and runs at most `slack` after the oldest
+        // left expires: nothing outlives retention + slack.
+        if let Some(oldest) = log.stats().unwrap().oldest_offset {
+            let stored_at = (oldest - 1) * 10;
+            assert!(stored_at + retention >= at);
+            assert_eq!(next, stored_at + retention + retention_slack(retention));
+        }
+        at = next;
+    }
+    assert_eq!(deleted, 2_000);
+    assert!(runs <= 25, "{runs} runs for 2,000 events");
+    assert_eq!(retention_slack(7 * 24 * 3_600_000), 60_000, "a week's retention: a minute late at most");
 }
