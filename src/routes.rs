@@ -13,6 +13,10 @@ pub enum Route {
     AdminChain {
         chain: String,
     },
+    /// Restarts a chain's object, as a deploy does (operators; proves reattachment).
+    AdminRestart {
+        chain: String,
+    },
     Subscriptions,
     NotFound,
     /// The path exists but not for this method; `allow` is the `Allow` header.
@@ -33,6 +37,9 @@ pub fn route(method: &str, path: &str) -> Route {
         }
         ["admin", "v1", "chains", chain] if !chain.is_empty() => {
             (Route::AdminChain { chain: chain.to_string() }, "GET")
+        }
+        ["admin", "v1", "chains", chain, "restart"] if !chain.is_empty() => {
+            (Route::AdminRestart { chain: chain.to_string() }, "POST")
         }
         ["subscriptions"] => (Route::Subscriptions, "GET"),
         _ => return Route::NotFound,

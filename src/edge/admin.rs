@@ -1,21 +1,31 @@
-//! `GET /admin/v1/chains/{chainCode}`: the chain's numbers, for operators (scope
-//! `urn:pms:admin`, chains of the admin's enterprise and grants).
+//! Operator endpoints (scope `urn:pms:admin`, chains of the admin's enterprise and grants):
+//! `GET /admin/v1/chains/{chainCode}` gives the chain's numbers;
+//! `POST /admin/v1/chains/{chainCode}/restart` restarts the chain's object.
 
 use serde_json::{json, Value};
 use worker::{Env, Request, Response, Result};
 
 use super::settings::Settings;
-use super::{access_error, chain_stub, reply, verified_claims};
-use crate::config::Scope;
+use super::{access_error, audit, chain_stub, reply, verified_claims};
+use crate::config::{Chain, Scope};
+use crate::token::VerifiedToken;
+
+/// The admin's token and the chain it may administer, or the refusal to send.
+fn authorize<'c>(
+    req: &Request,
+    settings: &'c Settings,
+    chain: &str,
+) -> std::result::Result<(VerifiedToken, &'c Chain), Result<Response>> {
+    let token = verified_claims(req, settings).map_err(access_error)?;
+    let chain_config =
+        crate::access::chain_access(&settings.config, &token.claims, Scope::Admin, chain).map_err(access_error)?.0;
+    Ok((token, chain_config))
+}
 
 pub async fn chain(req: Request, env: &Env, settings: &Settings, chain: &str, _request_id: &str) -> Result<Response> {
-    let token = match verified_claims(&req, settings) {
-        Ok(t) => t,
-        Err(e) => return access_error(e),
-    };
-    let chain_config = match crate::access::chain_access(&settings.config, &token.claims, Scope::Admin, chain) {
-        Ok((c, _)) => c,
-        Err(e) => return access_error(e),
+    let chain_config = match authorize(&req, settings, chain) {
+        Ok((_, c)) => c,
+        Err(refusal) => return refusal,
     };
     let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_str("https://chain.internal/stats").await?;
     let stats: Value = resp.json().await?;
@@ -31,4 +41,26 @@ pub async fn chain(req: Request, env: &Env, settings: &Settings, chain: &str, _r
             "lastPublishAt": stats["lastPublishAt"],
         }),
     )
+}
+
+/// Restarts the chain's object the way a deploy or an eviction does: its in-memory state is
+/// dropped and its internal sockets close; stored events and cursors stay, and every
+/// attached subscription reattaches at its next offset. For operators (an object that
+/// misbehaves) and for proving that reattachment end to end.
+pub async fn restart(req: Request, env: &Env, settings: &Settings, chain: &str, request_id: &str) -> Result<Response> {
+    let (token, chain_config) = match authorize(&req, settings, chain) {
+        Ok(ok) => ok,
+        Err(refusal) => return refusal,
+    };
+    // The object answers, then aborts itself.
+    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_str("https://chain.internal/restart").await?;
+    if resp.status_code() != 200 {
+        let why = resp.text().await.unwrap_or_default();
+        return reply::error(503, "unavailable", format!("the chain object could not be restarted: {why}"));
+    }
+    audit(
+        "chain.restarted",
+        json!({"requestId": request_id, "clientId": token.claims.sub, "enterpriseId": token.claims.enterprise_id, "chain": chain_config.code}),
+    );
+    reply::json(202, &json!({ "chainCode": chain_config.code, "restarted": true }))
 }

@@ -560,6 +560,21 @@ impl DurableObject for ChainLog {
         match (req.method(), req.path().as_str()) {
             (worker::Method::Post, "/append") => self.core.append(req).await,
             (worker::Method::Get, "/stats") => self.stats(),
+            (worker::Method::Get, "/restart") => {
+                // `ctx.abort()` resets this object, as a deploy would. It throws, so it runs
+                // from a JS timer after this answer: an exception unwinding through wasm
+                // frames would leave the isolate's future executor stuck mid-poll, and every
+                // request of the isolate would hang.
+                let state = self.state.as_raw();
+                let abort = js_sys::Reflect::get(state, &"abort".into())?;
+                let abort: &js_sys::Function = wasm_bindgen::JsCast::unchecked_ref(&abort);
+                let later = abort.bind1(state, &"restarted by an operator".into());
+                let global = js_sys::global();
+                let set_timeout = js_sys::Reflect::get(&global, &"setTimeout".into())?;
+                let set_timeout: &js_sys::Function = wasm_bindgen::JsCast::unchecked_ref(&set_timeout);
+                set_timeout.call2(&global, &later, &0.into())?;
+                Response::ok("")
+            }
             (worker::Method::Get, "/subscribe") => self.subscribe(&req),
             (worker::Method::Get, "/active") => self.active(&req),
             _ => Response::error("unknown chain log operation", 404),

@@ -106,6 +106,7 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
         Route::Tokens => tokens::handle(req, env, &settings, request_id).await,
         Route::Publish { chain } => publish::handle(req, env, &settings, &chain, request_id).await,
         Route::AdminChain { chain } => admin::chain(req, env, &settings, &chain, request_id).await,
+        Route::AdminRestart { chain } => admin::restart(req, env, &settings, &chain, request_id).await,
         Route::Subscriptions => gateway::upgrade(req, env, settings.clone(), request_id).await,
         Route::NotFound => reply::error(404, "not_found", format!("no route for {}", req.path())),
         Route::MethodNotAllowed { allow } => {
