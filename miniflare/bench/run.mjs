@@ -11,7 +11,8 @@
 //   --scale=F: multiply every count by F    --duration=S: seconds per timed fan-out step
 //   env: BENCH_SCENARIOS="publish,fanout", BENCH_QUICK=1, BENCH_SCALE=F, BENCH_DURATION=S,
 //        BENCH_VERBOSE=1 (also prints the runtime's error lines as they come),
-//        BENCH_FANOUT="sweep,target,sustained" (which fan-out rows to run)
+//        BENCH_FANOUT="sweep,target,sustained" (which fan-out rows to run),
+//        BENCH_DIRECT=1 (bypass miniflare's local request router: a socket straight to the worker)
 //
 // Publish requests use node:http with a keep-alive Agent (Node's fetch drops POSTs under
 // heavy socket load here). Subscribers are raw `ws` sockets speaking graphql-transport-ws,
@@ -32,6 +33,7 @@ const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../.
 // Options
 
 const SCENARIOS = ["publish", "fanout", "replay", "memory"];
+const DIRECT = /^(1|true|yes)$/i.test(process.env.BENCH_DIRECT ?? "");
 
 function parseArgs(argv) {
   const opts = {
@@ -225,7 +227,9 @@ const LIVE = new Set(); // open WebSockets, closed at the end whatever happens
 async function withWorker(label, fn, { expectAudit = [] } = {}) {
   const before = new Set(childPids().map((p) => p.pid));
   const sink = new LogSink(label, expectAudit);
-  const w = await startWorker({ logs: sink });
+  // BENCH_DIRECT=1: requests go straight to the worker, not through the request router
+  // miniflare runs in front of it for local development (not part of a deployment).
+  const w = await startWorker({ logs: sink, direct: DIRECT });
   const kids = childPids().filter((p) => !before.has(p.pid));
   const pid = (kids.find((p) => p.comm.startsWith("workerd")) ?? kids[0])?.pid;
   // At most 8 connections: with dozens of requests queued inside a CPU-saturated local
