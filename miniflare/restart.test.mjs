@@ -68,10 +68,7 @@ test("subscriptions reattach after the chain object restarts, while events are b
     // during (they wait for the new instance), some after.
     let publishing = true;
     const publisher = (async () => {
-      while (publishing) {
-        published.push(...(await pub(3)));
-        await sleep(15);
-      }
+      while (publishing) published.push(...(await pub(3)));
     })();
     await sleep(100);
     const res = await restart(w.base, ops, "TTE");

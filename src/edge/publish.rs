@@ -65,23 +65,14 @@ pub async fn handle(
     };
     // Bytes, not a string: a JS string would be transcoded on the way out and back in.
     let batch = serde_json::to_vec(&events).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(batch.as_slice()).into()));
-    let inner = Request::new_with_init("https://chain.internal/append", &init)?;
-    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_request(inner).await?;
-    if resp.status_code() != 200 {
+    let Some(stored) = append(env, &chain_config.code, &batch).await else {
         return reply::error(
             503,
             "unavailable",
             "the chain log could not store the batch; nothing was acknowledged, retry it",
         );
-    }
-    #[derive(serde::Deserialize)]
-    struct Stored {
-        offsets: Vec<u64>,
-    }
-    let stored: Stored = resp.json().await?;
-    let offsets: Vec<String> = stored.offsets.iter().map(u64::to_string).collect();
+    };
+    let offsets: Vec<String> = stored.iter().map(u64::to_string).collect();
     audit(
         "publish.accepted",
         json!({
@@ -90,4 +81,41 @@ pub async fn handle(
         }),
     );
     reply::json(200, &json!({ "offsets": offsets }))
+}
+
+/// Attempts at storing one batch: the chain's object may be restarting (a deploy, an
+/// eviction, an operator's restart) and answers from a fresh stub a moment later.
+const APPEND_ATTEMPTS: u32 = 3;
+
+/// Stores a validated batch in the chain's log and returns its offsets, or `None` when the
+/// log could not be reached. Retrying is safe: every event already carries its
+/// `uniqueEventId` (generated ids were drawn before the first attempt), so a batch the
+/// object stored before failing to answer gets the same offsets again, not new ones.
+async fn append(env: &Env, chain: &str, batch: &[u8]) -> Option<Vec<u64>> {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        offsets: Vec<u64>,
+    }
+    for attempt in 1..=APPEND_ATTEMPTS {
+        let outcome = async {
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(batch).into()));
+            let inner = Request::new_with_init("https://chain.internal/append", &init)?;
+            let mut resp = chain_stub(env, chain)?.fetch_with_request(inner).await?;
+            if resp.status_code() != 200 {
+                return Err(worker::Error::RustError(format!("the chain log answered {}", resp.status_code())));
+            }
+            resp.json::<Stored>().await
+        }
+        .await;
+        match outcome {
+            Ok(stored) => return Some(stored.offsets),
+            Err(e) if attempt < APPEND_ATTEMPTS => {
+                worker::console_warn!("chain log append, attempt {attempt}: {e}; retrying");
+                worker::Delay::from(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(e) => worker::console_error!("chain log append failed {APPEND_ATTEMPTS} times: {e}"),
+        }
+    }
+    None
 }
