@@ -3,7 +3,7 @@
 //! before (while retained) returns its original offset. The rules live here, over a small
 //! storage trait; the Durable Object implements the trait with its SQLite storage.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,8 @@ impl std::fmt::Display for StoreError {
 /// Durable Object, SQL is synchronous, so a sequence of calls with no `await` between them
 /// runs as one atomic, uninterleaved step.
 pub trait LogStore {
-    /// The highest offset ever assigned (0 for a new log); survives retention.
+    /// The highest offset ever assigned (0 for a new log); survives retention. Never below
+    /// the highest stored offset, even if the `set_head` after an insert failed.
     fn head(&self) -> Result<Offset, StoreError>;
     fn set_head(&self, head: Offset) -> Result<(), StoreError>;
     /// The offsets of those of `unique_event_ids` that are stored.
@@ -101,11 +102,25 @@ pub fn event_id_hash(id: &str) -> u64 {
 
 pub struct ChainLog<S> {
     store: S,
+    /// The head as last read or written by this instance. Only `append` moves the head and
+    /// it runs to completion without yielding, so the copy cannot go stale; it is dropped
+    /// when an append fails (storage then says what was kept) and rebuilt on restart.
+    head: Cell<Option<Offset>>,
 }
 
 impl<S: LogStore> ChainLog<S> {
     pub fn new(store: S) -> Self {
-        ChainLog { store }
+        ChainLog { store, head: Cell::new(None) }
+    }
+
+    /// The highest offset ever assigned (0 for a new log).
+    pub fn head(&self) -> Result<Offset, StoreError> {
+        if let Some(head) = self.head.get() {
+            return Ok(head);
+        }
+        let head = self.store.head()?;
+        self.head.set(Some(head));
+        Ok(head)
     }
 
     pub fn store(&self) -> &S {
@@ -116,7 +131,17 @@ impl<S: LogStore> ChainLog<S> {
     /// whose `uniqueEventId` is already in the log (or earlier in this batch) get the
     /// original offset and are not stored again.
     pub fn append(&self, batch: &[ValidEvent], now_ms: u64) -> Result<Vec<Offset>, StoreError> {
-        let mut head = self.store.head()?;
+        let outcome = self.append_to(self.head()?, batch, now_ms);
+        self.head.set(outcome.as_ref().ok().map(|(head, _)| *head));
+        outcome.map(|(_, offsets)| offsets)
+    }
+
+    fn append_to(
+        &self,
+        mut head: Offset,
+        batch: &[ValidEvent],
+        now_ms: u64,
+    ) -> Result<(Offset, Vec<Offset>), StoreError> {
         let ids: Vec<&str> = batch.iter().map(|e| e.unique_event_id.as_str()).collect();
         // Ids already in the log, found in a few queries rather than one per event.
         let mut known = self.store.offsets_of(&ids)?;
@@ -142,12 +167,12 @@ impl<S: LogStore> ChainLog<S> {
         }
         self.store.insert_all(&new_events)?;
         self.store.set_head(head)?;
-        Ok(offsets)
+        Ok((head, offsets))
     }
 
     pub fn stats(&self) -> Result<ChainStats, StoreError> {
         Ok(ChainStats {
-            head_offset: self.store.head()?,
+            head_offset: self.head()?,
             oldest_offset: self.store.oldest()?.map(|(o, _)| o),
             retained_events: self.store.count()?,
         })
@@ -204,7 +229,8 @@ pub struct MemoryStore {
 
 impl LogStore for MemoryStore {
     fn head(&self) -> Result<Offset, StoreError> {
-        Ok(*self.head.borrow())
+        let stored = self.events.borrow().last_key_value().map(|(o, _)| *o).unwrap_or(0);
+        Ok((*self.head.borrow()).max(stored))
     }
 
     fn set_head(&self, head: Offset) -> Result<(), StoreError> {

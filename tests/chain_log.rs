@@ -127,3 +127,65 @@ fn a_steady_stream_expires_in_a_few_runs_not_one_per_event() {
     assert!(runs <= 25, "{runs} runs for 2,000 events");
     assert_eq!(retention_slack(7 * 24 * 3_600_000), 60_000, "a week's retention: a minute late at most");
 }
+
+/// A store whose head update can be made to fail, after the rows went in.
+struct HeadFails {
+    inner: MemoryStore,
+    fail: std::cell::Cell<bool>,
+}
+
+impl LogStore for HeadFails {
+    fn head(&self) -> Result<u64, pms_events::chain_log::StoreError> {
+        self.inner.head()
+    }
+    fn set_head(&self, head: u64) -> Result<(), pms_events::chain_log::StoreError> {
+        if self.fail.get() {
+            return Err(pms_events::chain_log::StoreError("disk full".into()));
+        }
+        self.inner.set_head(head)
+    }
+    fn offsets_of(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, u64>, pms_events::chain_log::StoreError> {
+        self.inner.offsets_of(ids)
+    }
+    fn insert_all(
+        &self,
+        events: &[pms_events::chain_log::StoredEvent],
+    ) -> Result<(), pms_events::chain_log::StoreError> {
+        self.inner.insert_all(events)
+    }
+    fn oldest(&self) -> Result<Option<(u64, u64)>, pms_events::chain_log::StoreError> {
+        self.inner.oldest()
+    }
+    fn count(&self) -> Result<u64, pms_events::chain_log::StoreError> {
+        self.inner.count()
+    }
+    fn read_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<pms_events::chain_log::StoredEvent>, pms_events::chain_log::StoreError> {
+        self.inner.read_from(from, limit)
+    }
+    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, pms_events::chain_log::StoreError> {
+        self.inner.delete_stored_before(cutoff, limit)
+    }
+}
+
+#[test]
+fn a_failed_append_never_lets_the_next_one_reuse_offsets() {
+    let log = ChainLog::new(HeadFails { inner: MemoryStore::default(), fail: false.into() });
+    assert_eq!(log.append(&[event("a"), event("b")], 1).unwrap(), vec![1, 2]);
+    assert_eq!(log.head().unwrap(), 2, "kept in memory after an append");
+    // The rows of this batch go in, then the head update fails: the publisher gets an
+    // error (nothing acknowledged) and the log must not hand out 3 and 4 again.
+    log.store().fail.set(true);
+    assert!(log.append(&[event("c"), event("d")], 2).is_err());
+    log.store().fail.set(false);
+    assert_eq!(log.head().unwrap(), 4, "re-read from storage, which knows the rows");
+    // A retry of the failed batch finds its events; a new event comes after them.
+    assert_eq!(log.append(&[event("c"), event("d"), event("e")], 3).unwrap(), vec![3, 4, 5]);
+    assert_eq!(log.stats().unwrap().retained_events, 5);
+}

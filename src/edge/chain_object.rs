@@ -413,7 +413,7 @@ impl Core {
         if sockets.is_empty() {
             return;
         }
-        let Ok(head) = self.log.store().head() else { return };
+        let Ok(head) = self.log.head() else { return };
         let mut cache = EventCache::default();
         for ws in sockets {
             if let Err(e) = self.serve(&ws, head, &mut cache, 0) {
@@ -601,7 +601,7 @@ impl DurableObject for ChainLog {
         let Some((count, through)) = parse_ack(&text) else {
             return Ok(());
         };
-        let head = self.log.store().head().map_err(internal)?;
+        let head = self.log.head().map_err(internal)?;
         if through > 0 {
             if let Some(att) = ws.deserialize_attachment::<Attachment>()? {
                 let (spec, _) = self.spec(&att.key)?;
