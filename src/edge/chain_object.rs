@@ -23,7 +23,9 @@ use worker::{
 };
 
 use crate::chain_log::{event_id_hash, ChainLog as Log, LogStore, Offset, StoreError, StoredEvent};
-use crate::fanout::{parse_ack, projection_key, pump, resolve_start, Cursor, EventCache, StartError, SubscriptionSpec};
+use crate::fanout::{
+    fan_out_pace_ms, parse_ack, projection_key, pump, resolve_start, Cursor, EventCache, StartError, SubscriptionSpec,
+};
 use crate::graphql::ProjectionPlan;
 use crate::publish::ValidEvent;
 
@@ -60,6 +62,8 @@ pub struct Core {
     specs: RefCell<HashMap<String, LoadedSpec>>,
     /// A fan-out is scheduled and has not run yet.
     fan_out_pending: Cell<bool>,
+    /// When the last fan-out ran (ms) and to how many sockets: paces the next one.
+    last_fan_out: Cell<(u64, usize)>,
     /// When the alarm this instance set will fire (ms). Spares a storage round trip on
     /// every publish; lost on restart, when the next publish asks storage again.
     alarm_at: Cell<Option<u64>>,
@@ -391,9 +395,10 @@ impl Core {
         ws.serialize_attachment(&att)
     }
 
-    /// Fan-out runs in a turn of its own, right after this one. Under load, several
-    /// publishes land before it runs and their events go out as one batch per subscriber:
-    /// fewer, larger messages exactly when messages are what saturates the object. Frames
+    /// Fan-out runs in a turn of its own, right after this one, or once the pace for this
+    /// many subscriptions allows ([`fan_out_pace_ms`]). Under load, several publishes land
+    /// before it runs and their events go out as one batch per subscriber: fewer, larger
+    /// messages exactly when messages are what saturates the object. Frames
     /// still come from storage at each cursor, so timing cannot change what is delivered,
     /// and the output gate still holds them until the rows are durable.
     fn schedule_fan_out(self: &Rc<Self>) {
@@ -401,8 +406,10 @@ impl Core {
             return;
         }
         let core = self.clone();
+        let (last_at, sockets) = self.last_fan_out.get();
+        let wait = (last_at + fan_out_pace_ms(sockets)).saturating_sub(super::now_ms());
         wasm_bindgen_futures::spawn_local(async move {
-            worker::Delay::from(std::time::Duration::from_millis(0)).await;
+            worker::Delay::from(std::time::Duration::from_millis(wait)).await;
             core.fan_out_pending.set(false);
             core.fan_out();
         });
@@ -410,6 +417,7 @@ impl Core {
 
     fn fan_out(&self) {
         let sockets = self.state.get_websockets();
+        self.last_fan_out.set((super::now_ms(), sockets.len()));
         if sockets.is_empty() {
             return;
         }
@@ -550,6 +558,7 @@ impl DurableObject for ChainLog {
             log: Log::new(store),
             specs: RefCell::new(HashMap::new()),
             fan_out_pending: Cell::new(false),
+            last_fan_out: Cell::new((0, 0)),
             alarm_at: Cell::new(None),
         };
         core.drop_orphans();
