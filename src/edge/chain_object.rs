@@ -4,11 +4,14 @@
 //! Platform invariants this file relies on:
 //! - SQL `exec` is synchronous, and writes made in one turn with no `await` between them
 //!   are committed together. `append` runs head read, inserts and head write in one such
-//!   turn, so a batch is stored whole or not at all and no other request interleaves.
+//!   turn, so no other request interleaves. A statement that throws midway leaves the rows
+//!   before it (nothing was acknowledged; the publisher's retry finds them by id), and the
+//!   head is never read below the highest stored offset, so numbering cannot repeat.
 //! - The output gate holds the response until those writes are durable: a publisher never
 //!   sees an offset that a crash could take back.
 //! - A deploy or eviction restarts the object: nothing here lives only in memory except
-//!   caches (subscription specs) that are reloaded from storage on demand.
+//!   caches (head, subscription specs, the pending alarm, the fan-out pace) that are
+//!   rebuilt from storage on demand.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
