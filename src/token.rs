@@ -240,7 +240,7 @@ impl KeySet {
         Ok(verified)
     }
 
-    /// How many verified tokens are kept (for tests and health numbers).
+    /// How many verified tokens are kept.
     pub fn verified_tokens_kept(&self) -> usize {
         self.verified.borrow().len()
     }
