@@ -4,13 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
-import { startWorker, request, DEMO, tokenFor, publish, event, demoConfig } from "./harness.mjs";
-
-function auditLines(logs) {
-  return logs
-    .map((l) => { try { return JSON.parse(l.slice(l.indexOf("{"))); } catch { return null; } })
-    .filter((o) => o && typeof o.audit === "string");
-}
+import { startWorker, request, DEMO, tokenFor, publish, event, demoConfig, auditLines } from "./harness.mjs";
 
 async function waitFor(pred, ms = 3000) {
   const end = Date.now() + ms;

@@ -166,3 +166,23 @@ export function decodeJwt(token) {
     signature: Buffer.from(s, "base64url"),
   };
 }
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `cond` every 10 ms until it returns a truthy value (returned) or `ms` pass (throws). */
+export async function until(cond, ms, what) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = cond();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** The audit lines (CONTRACT §6) among the runtime's output lines, parsed. */
+export function auditLines(logs) {
+  return logs
+    .map((l) => { try { return JSON.parse(l.slice(l.indexOf("{"))); } catch { return null; } })
+    .filter((o) => o && typeof o.audit === "string");
+}

@@ -6,24 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
-import { startWorker, request, DEMO, tokenFor, publish, event } from "./harness.mjs";
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(pred, ms, what) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (pred()) return;
-    await sleep(20);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
-function auditLines(logs) {
-  return logs
-    .map((l) => { try { return JSON.parse(l.slice(l.indexOf("{"))); } catch { return null; } })
-    .filter((o) => o && typeof o.audit === "string");
-}
+import { startWorker, request, DEMO, tokenFor, publish, event, sleep, until, auditLines } from "./harness.mjs";
 
 const restart = (base, token, chain) =>
   request(base, "POST", `/admin/v1/chains/${chain}/restart`, { headers: { authorization: `Bearer ${token}` } });

@@ -13,26 +13,14 @@ import { createHash, randomBytes } from "node:crypto";
 import WebSocket from "ws";
 import { createClient } from "graphql-ws";
 import { getIntrospectionQuery, buildClientSchema, isNonNullType, isInputObjectType } from "graphql";
-import { startWorker, tokenFor, publish, event, request, readResponse, DEMO, demoConfig } from "./harness.mjs";
+import { startWorker, tokenFor, publish, event, request, readResponse, DEMO, demoConfig, sleep, until } from "./harness.mjs";
 
 const PROTO = "graphql-transport-ws";
 const b64 = (s) => Buffer.from(s).toString("base64");
 const sha256hex = (s) => createHash("sha256").update(s).digest("hex");
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const wsUrl = (base, key) => base.replace(/^http/, "ws") + "/subscriptions" + (key === undefined ? "" : `?key=${encodeURIComponent(key)}`);
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const uid = (tag) => `${tag}-${randomBytes(6).toString("hex")}`;
-
-/** Polls `cond` every 10 ms until it returns a truthy value (returned) or `ms` pass (throws). */
-async function until(cond, ms, what) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = cond();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 // ------------------------------------------------------------------------------------------
 // Workers and tokens

@@ -11,10 +11,9 @@
 // `core:user:` is our worker and its Durable Objects (one isolate); `core:entry` is the
 // request router miniflare puts in front of it locally (not part of a deployment).
 
-import http from "node:http";
 import { writeFileSync } from "node:fs";
 import WebSocket from "ws";
-import { startWorker, tokenFor, event, DEMO } from "../harness.mjs";
+import { startWorker, tokenFor, publish, event, DEMO } from "../harness.mjs";
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => {
   const m = /^--([a-z]+)=(.*)$/.exec(a);
@@ -28,17 +27,7 @@ const top = args.top ?? 35;
 const subscribers = args.subscribers ?? 0;
 const PORT = 9300 + Math.floor(Math.random() * 500);
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-function post(base, token, body) {
-  return new Promise((resolve) => {
-    const req = http.request(`${base}/events/v1/chains/TTE/events`, {
-      method: "POST", agent,
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "content-length": Buffer.byteLength(body) },
-    }, (res) => { res.resume(); res.on("end", () => resolve(res.statusCode)); });
-    req.on("error", () => resolve(0));
-    req.end(body);
-  });
-}
+const post = (base, token, body) => publish(base, token, "TTE", body).then((r) => r.status, () => 0);
 
 /** A minimal Chrome DevTools Protocol session over the inspector's WebSocket. */
 async function cdp(url) {
