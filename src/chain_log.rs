@@ -55,6 +55,14 @@ pub trait LogStore {
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError>;
 }
 
+/// Where a log starts and ends: what a subscription's start is resolved against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBounds {
+    pub head_offset: Offset,
+    /// `None` when nothing is retained.
+    pub oldest_offset: Option<Offset>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainStats {
@@ -170,10 +178,17 @@ impl<S: LogStore> ChainLog<S> {
         Ok((head, offsets))
     }
 
+    /// Head and oldest offset: two index lookups, unlike [`ChainLog::stats`], whose count
+    /// scans the table.
+    pub fn bounds(&self) -> Result<LogBounds, StoreError> {
+        Ok(LogBounds { head_offset: self.head()?, oldest_offset: self.store.oldest()?.map(|(o, _)| o) })
+    }
+
     pub fn stats(&self) -> Result<ChainStats, StoreError> {
+        let bounds = self.bounds()?;
         Ok(ChainStats {
-            head_offset: self.head()?,
-            oldest_offset: self.store.oldest()?.map(|(o, _)| o),
+            head_offset: bounds.head_offset,
+            oldest_offset: bounds.oldest_offset,
             retained_events: self.store.count()?,
         })
     }

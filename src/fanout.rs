@@ -15,12 +15,13 @@
 //! behind is simply served from storage at its cursor when it catches up.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::chain_log::{ChainLog, ChainStats, LogStore, Offset, Page, StoreError, StoredEvent};
+use crate::chain_log::{ChainLog, LogBounds, LogStore, Offset, Page, StoreError, StoredEvent};
 
 /// How long the server remembers the last offset delivered to an app key on a chain.
 pub const SAVED_CURSOR_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -111,11 +112,11 @@ pub enum StartError {
 /// The first offset to deliver, and the gap to report if retention dropped some.
 pub fn resolve_start(
     start: Start,
-    stats: &ChainStats,
+    bounds: &LogBounds,
     saved: Option<(Offset, u64)>,
     now_ms: u64,
 ) -> Result<(Offset, Option<Gap>), StartError> {
-    let head = stats.head_offset;
+    let head = bounds.head_offset;
     let requested = match start {
         Start::At(n) => n,
         Start::Highest => return Ok((head.max(1), None)),
@@ -128,7 +129,7 @@ pub fn resolve_start(
         return Err(StartError::OutOfRange { requested, head });
     }
     let first = requested.max(1);
-    let oldest = stats.oldest_offset.unwrap_or(head + 1);
+    let oldest = bounds.oldest_offset.unwrap_or(head + 1);
     if first < oldest {
         Ok((oldest, Some(Gap { requested, resumed_at: oldest })))
     } else {
@@ -207,6 +208,9 @@ pub fn pump<S: LogStore, P: Projector>(
     let mut batches = Vec::new();
     let mut body = String::new();
     let mut last_in_body = 0;
+    // The part of every `next` frame that is the same for this subscription, built once.
+    let prefix = next_prefix(spec);
+    let mut frame = String::new();
     while cursor.inflight < window && cursor.next <= head {
         let page = cache.page(log, cursor.next)?;
         for e in &page.events {
@@ -217,16 +221,15 @@ pub fn pump<S: LogStore, P: Projector>(
             if !spec.filter.matches(e) {
                 continue;
             }
-            let mut frame = String::new();
+            frame.clear();
             let projection = cache.projection(e, spec, projection_key);
-            render_next(spec, &projection, cursor.gap.take(), &mut frame);
+            render_next(&prefix, &projection, cursor.gap.take(), &mut frame);
             if !body.is_empty() && body.len() + frame.len() > MAX_BATCH_BYTES {
                 batches.push(format!("B {last_in_body}{body}"));
                 body.clear();
             }
-            body.push('\n');
-            body.push_str(&e.offset.to_string());
-            body.push(' ');
+            // Writing to a String cannot fail.
+            let _ = write!(body, "\n{} ", e.offset);
             body.push_str(&frame);
             last_in_body = e.offset;
             cursor.inflight += 1;
@@ -243,14 +246,20 @@ pub fn pump<S: LogStore, P: Projector>(
     Ok(batches)
 }
 
-/// One `next` message of graphql-transport-ws for this subscription, around an event's
-/// projection (its selected fields as JSON).
-pub fn render_next<P>(spec: &SubscriptionSpec<P>, projection: &str, gap: Option<Gap>, out: &mut String) {
-    out.push_str("{\"id\":");
-    out.push_str(&serde_json::to_string(&spec.id).unwrap_or_default());
-    out.push_str(",\"type\":\"next\",\"payload\":{\"data\":{");
-    out.push_str(&serde_json::to_string(&spec.response_key).unwrap_or_default());
-    out.push(':');
+/// The start of every `next` message of graphql-transport-ws for this subscription, up to
+/// where an event's projection goes.
+fn next_prefix<P>(spec: &SubscriptionSpec<P>) -> String {
+    format!(
+        "{{\"id\":{},\"type\":\"next\",\"payload\":{{\"data\":{{{}:",
+        serde_json::to_string(&spec.id).unwrap_or_default(),
+        serde_json::to_string(&spec.response_key).unwrap_or_default()
+    )
+}
+
+/// One `next` message: the subscription's [`next_prefix`], an event's projection (its
+/// selected fields as JSON) and the gap, if this is the first event after one.
+fn render_next(prefix: &str, projection: &str, gap: Option<Gap>, out: &mut String) {
+    out.push_str(prefix);
     out.push_str(projection);
     out.push('}');
     if let Some(g) = gap {

@@ -13,6 +13,16 @@ pub const SUBPROTOCOL: &str = "graphql-transport-ws";
 /// Close codes of CONTRACT §4 and the graphql-ws protocol.
 pub mod close {
     pub const NORMAL: u16 = 1000;
+
+    /// The code to answer a peer's close with, completing the handshake: its own, unless it
+    /// only describes a close (1005 none given, 1006 abnormal) or cannot be sent at all.
+    pub fn echo(code: u16) -> u16 {
+        if (1000..=4999).contains(&code) && code != 1005 && code != 1006 {
+            code
+        } else {
+            NORMAL
+        }
+    }
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 4500;
     pub const BAD_REQUEST: u16 = 4400;
@@ -140,10 +150,6 @@ impl Session {
 
     pub fn is_active(&self, id: &str) -> bool {
         self.active.contains(id)
-    }
-
-    pub fn active_ids(&self) -> impl Iterator<Item = &String> {
-        self.active.iter()
     }
 
     fn close(&mut self, code: u16, reason: impl Into<String>) -> Vec<Action> {

@@ -1,6 +1,6 @@
 //! Start resolution, filters, the window and batch framing of subscription delivery.
 
-use pms_events::chain_log::{ChainLog, ChainStats, MemoryStore};
+use pms_events::chain_log::{ChainLog, LogBounds, MemoryStore};
 use pms_events::fanout::*;
 use pms_events::publish::ValidEvent;
 use serde_json::{json, Value};
@@ -15,8 +15,8 @@ impl Projector for OffsetOnly {
     }
 }
 
-fn stats(head: u64, oldest: Option<u64>) -> ChainStats {
-    ChainStats { head_offset: head, oldest_offset: oldest, retained_events: 0 }
+fn stats(head: u64, oldest: Option<u64>) -> LogBounds {
+    LogBounds { head_offset: head, oldest_offset: oldest }
 }
 
 #[test]

@@ -221,3 +221,14 @@ fn slow_consumer_guard_pings_then_closes_4413_when_the_pong_is_late() {
     assert_eq!(c.code, close::TOO_SLOW);
     assert!(c.reason.contains("resume"));
 }
+
+#[test]
+fn a_peer_close_is_echoed_with_a_code_that_can_be_sent() {
+    use pms_events::protocol::close;
+    assert_eq!(close::echo(1000), 1000);
+    assert_eq!(close::echo(4403), 4403);
+    assert_eq!(close::echo(1005), close::NORMAL);
+    assert_eq!(close::echo(1006), close::NORMAL);
+    assert_eq!(close::echo(0), close::NORMAL);
+    assert_eq!(close::echo(5000), close::NORMAL);
+}

@@ -443,9 +443,9 @@ impl Core {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .ok_or_else(|| worker::Error::RustError("malformed subscription spec".into()))?;
-        let stats = self.log.stats().map_err(internal)?;
+        let bounds = self.log.bounds().map_err(internal)?;
         let saved = self.saved_cursor(&spec.app_key)?;
-        let (start, gap) = match resolve_start(spec.start, &stats, saved, super::now_ms()) {
+        let (start, gap) = match resolve_start(spec.start, &bounds, saved, super::now_ms()) {
             Ok(s) => s,
             Err(StartError::OutOfRange { requested, head }) => {
                 return Response::from_json(&serde_json::json!({
@@ -629,8 +629,7 @@ impl DurableObject for ChainLog {
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> Result<()> {
         self.forget(&ws);
-        // 1005 and 1006 describe a close; they cannot be sent in one.
-        let code = if code == 1005 || code == 1006 { 1000 } else { code as u16 };
+        let code = crate::protocol::close::echo(u16::try_from(code).unwrap_or(0));
         let _ = ws.close(Some(code), Some("closed"));
         Ok(())
     }

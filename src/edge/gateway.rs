@@ -252,8 +252,7 @@ async fn run(conn: Rc<Connection>, protocol_ok: bool) {
                     let actions = conn.session.borrow_mut().on_closed();
                     conn.perform(actions);
                     conn.audit("connection.closed", json!({"code": c.code(), "by": "client", "durationMs": now_ms().saturating_sub(conn.opened_at)}));
-                    // Complete the close handshake; 1005/1006 cannot be sent back.
-                    let code = if (1000..=4999).contains(&c.code()) && c.code() != 1005 && c.code() != 1006 { c.code() } else { 1000 };
+                    let code = crate::protocol::close::echo(c.code());
                     let _ = ws.close(Some(code), Some("closed"));
                 }
                 Some(Err(_)) | None => {
