@@ -529,6 +529,41 @@ test("replay from offset 1 while publishing concurrently: offsets 1..600 exactly
   }
 });
 
+test("generated ids are UUIDv7 stamped at publish time, and deduplicate like a publisher's own (UUIDv7 or not)", async () => {
+  const chain = "TTE";
+  const from = (await head(chain)) + 1;
+  const t0 = Date.now();
+  const generated = await pub(chain, [event("TTE01"), event("TTE02")]);
+  const t1 = Date.now();
+  const client = vendorClient(DEMO.app1, { token: tok.app1 });
+  try {
+    const s = track(client, { query: newEventQuery("metadata { offset uniqueEventId }"), variables: { input: { chainCode: chain, offset: String(from) } } });
+    const got = (await s.take(2, 10000)).map((p) => p.data.newEvent.metadata);
+    assert.deepEqual(got.map((m) => Number(m.offset)), generated);
+    const [a, b] = got.map((m) => m.uniqueEventId);
+    assert.notEqual(a, b);
+    for (const id of [a, b]) {
+      assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, "RFC 9562 UUIDv7");
+      const ms = parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+      assert.ok(ms >= t0 - 1000 && ms <= t1 + 1000, `stamped with the publish time: ${ms} in [${t0}, ${t1}]`);
+    }
+    // A generated id sent back is the same event; so is a publisher's own UUIDv7 (time-keyed)
+    // or any other id (hash-keyed), in any mix within one batch.
+    const own = "0191e7a2-4b1c-7d2e-8f3a-0123456789ab";
+    const first = await pub(chain, [event("TTE01", { uniqueEventId: own }), event("TTE01", { uniqueEventId: "legacy-42" })]);
+    const again = await pub(chain, [
+      event("TTE01", { uniqueEventId: "legacy-42" }),
+      event("TTE02", { uniqueEventId: b }),
+      event("TTE01", { uniqueEventId: own }),
+      event("TTE01", { uniqueEventId: own.toUpperCase() }),
+    ]);
+    assert.deepEqual(again.slice(0, 3), [first[1], generated[1], first[0]]);
+    assert.equal(again[3], first[1] + 1, "ids compare exactly: the upper-case spelling is another id");
+  } finally {
+    await client.dispose();
+  }
+});
+
 test("resume through the server-side cursor: no offset continues right after the last delivered offset", async () => {
   const subscribers = async () => (await stats(w2.base, tok2.ops, "TTE")).subscribers;
   const waitSubscribers = async (n) => {

@@ -97,17 +97,6 @@ pub fn retention_slack(retention_ms: u64) -> u64 {
     (retention_ms / 10).min(60_000)
 }
 
-/// The stored hash of a `uniqueEventId`: FNV-1a (64-bit), cut to 52 bits so it travels
-/// exactly as a JS number. Persisted in every log, so it must never change.
-pub fn event_id_hash(id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h & ((1 << 52) - 1)
-}
-
 pub struct ChainLog<S> {
     store: S,
     /// The head as last read or written by this instance. Only `append` moves the head and

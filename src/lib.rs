@@ -7,6 +7,7 @@ pub mod audit;
 pub mod chain_log;
 pub mod config;
 pub mod connect;
+pub mod event_id;
 pub mod fanout;
 pub mod graphql;
 pub mod oauth;

@@ -326,27 +326,6 @@ pub fn random_id() -> String {
     hex(&bytes)
 }
 
-/// A source of [`random_id`]s that asks the runtime for entropy once per 64 ids rather than
-/// once per id (a publish batch may need a hundred).
-pub fn random_ids() -> impl FnMut() -> String {
-    const ID_BYTES: usize = 16;
-    let mut pool = [0u8; ID_BYTES * 64];
-    let mut used = pool.len();
-    move || {
-        if used == pool.len() {
-            if getrandom::getrandom(&mut pool).is_err() {
-                return String::new();
-            }
-            used = 0;
-        }
-        let id = hex(&pool[used..used + ID_BYTES]);
-        // Spent entropy is wiped so no id can be read back from the pool.
-        pool[used..used + ID_BYTES].fill(0);
-        used += ID_BYTES;
-        id
-    }
-}
-
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

@@ -84,19 +84,6 @@ fn empty_log_after_retention_keeps_numbering() {
 }
 
 #[test]
-fn the_stored_id_hash_is_fnv1a_cut_to_52_bits_and_never_changes() {
-    use pms_events::chain_log::event_id_hash;
-    // FNV-1a 64 reference values, masked to 52 bits: a changed function would break the
-    // deduplication of every event already stored.
-    assert_eq!(event_id_hash(""), 0xcbf2_9ce4_8422_2325 & ((1 << 52) - 1));
-    assert_eq!(event_id_hash("a"), 0xaf63_dc4c_8601_ec8c & ((1 << 52) - 1));
-    assert_eq!(event_id_hash("foobar"), 0x8594_4171_f739_67e8 & ((1 << 52) - 1));
-    for id in ["a", "4f2c9e0d8b7a6e5f4d3c2b1a09f8e7d6", "RES-1|CHECKIN|2026"] {
-        assert!(event_id_hash(id) < 1 << 53, "exact as a JS number");
-    }
-}
-
-#[test]
 fn a_steady_stream_expires_in_a_few_runs_not_one_per_event() {
     let log = ChainLog::new(MemoryStore::default());
     let retention = 10_000;

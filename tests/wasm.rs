@@ -3,6 +3,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use pms_events::config::ServiceConfig;
+use pms_events::event_id;
 use pms_events::token::{random_id, AccessClaims, KeySet};
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -15,6 +16,19 @@ fn random_ids_come_from_the_js_entropy_source() {
     assert_eq!(a.len(), 32);
     assert_ne!(a, b);
     assert_ne!(a, "0".repeat(32));
+}
+
+#[wasm_bindgen_test]
+fn generated_event_ids_are_distinct_uuid_v7s_from_the_js_entropy_source() {
+    let now = js_sys::Date::now() as u64;
+    let mut ids = event_id::generator(now);
+    let all: Vec<String> = (0..130).map(|_| ids()).collect();
+    let distinct: std::collections::HashSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "past the 64-id entropy pool too");
+    for id in &all {
+        assert_eq!((id.len(), &id[14..15]), (36, "7"), "{id}");
+        assert_eq!(u64::from_str_radix(&id[..8], 16).unwrap(), now >> 16, "{id}");
+    }
 }
 
 #[wasm_bindgen_test]

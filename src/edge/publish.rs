@@ -8,7 +8,6 @@ use super::settings::Settings;
 use super::{access_error, audit, chain_stub, reply, verified_claims};
 use crate::config::Scope;
 use crate::publish::validate_batch;
-use crate::token::random_ids;
 
 pub async fn handle(
     mut req: Request,
@@ -44,7 +43,7 @@ pub async fn handle(
             return access_error(e);
         }
     };
-    let mut ids = random_ids();
+    let mut ids = crate::event_id::generator(super::now_ms());
     let no_entropy = std::cell::Cell::new(false);
     let new_id = || {
         let id = ids();
