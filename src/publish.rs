@@ -1,9 +1,11 @@
 //! Publish batches (CONTRACT §5): the whole batch is checked before anything is stored, and
 //! every bad event is reported with its index, so a publisher fixes a batch in one round.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::{Chain, Limits};
 
@@ -74,6 +76,79 @@ const OPTIONAL: [&str; 3] = ["publisherId", "actionInstanceId", "uniqueEventId"]
 const DETAIL_STRINGS: [&str; 7] =
     ["elementName", "elementType", "elementRole", "newValue", "oldValue", "scopeFrom", "scopeTo"];
 
+/// A well-formed event, borrowed from the request body. Most batches are valid, and this
+/// checks their shape and re-serializes them without building a JSON tree per event (the
+/// tree cost ~0.5 ms of a 100-event publish). An event that does not fit is judged again
+/// as a JSON value, field by field, only to say precisely what is wrong with it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EventShape<'a> {
+    #[serde(borrow)]
+    module_name: Cow<'a, str>,
+    #[serde(borrow)]
+    event_name: Cow<'a, str>,
+    #[serde(borrow)]
+    primary_key: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    #[serde(borrow)]
+    hotel_id: Cow<'a, str>,
+    #[serde(borrow)]
+    detail: Vec<DetailShape<'a>>,
+    #[serde(borrow, default)]
+    publisher_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    action_instance_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    unique_event_id: Option<Cow<'a, str>>,
+}
+
+/// An `EventDetail` entry; absent and `null` fields are both left out of the stored body
+/// (delivery projects a missing field as `null`).
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DetailShape<'a> {
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    element_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    element_role: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    element_sequence: Option<i32>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    element_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    new_value: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    old_value: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    scope_from: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    scope_to: Option<Cow<'a, str>>,
+}
+
+/// The stored body: the event as vendors receive it, its id moved into `metadata`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredBody<'e, 'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action_instance_id: Option<&'e str>,
+    detail: &'e [DetailShape<'a>],
+    event_name: &'e str,
+    hotel_id: &'e str,
+    metadata: Metadata<'e>,
+    module_name: &'e str,
+    primary_key: &'e str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publisher_id: Option<&'e str>,
+    timestamp: &'e str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata<'e> {
+    unique_event_id: &'e str,
+}
+
 /// Validates a whole batch. `new_id` supplies a `uniqueEventId` where one is absent.
 pub fn validate_batch(
     body: &[u8],
@@ -88,12 +163,14 @@ pub fn validate_batch(
             limits.max_batch_bytes
         )));
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| BatchError::Malformed(format!("the body is not valid JSON: {e}")))?;
-    let items = match value {
-        Value::Array(items) => items,
-        Value::Object(_) => vec![value],
-        _ => return Err(BatchError::Malformed("the body must be an event object or an array of events".into())),
+    let not_json = |e: serde_json::Error| BatchError::Malformed(format!("the body is not valid JSON: {e}"));
+    let items: Vec<&RawValue> = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(body).map_err(not_json)?,
+        Some(b'{') => vec![serde_json::from_slice(body).map_err(not_json)?],
+        _ => {
+            serde_json::from_slice::<&RawValue>(body).map_err(not_json)?;
+            return Err(BatchError::Malformed("the body must be an event object or an array of events".into()));
+        }
     };
     if items.is_empty() {
         return Err(BatchError::Malformed("the batch holds no event".into()));
@@ -128,74 +205,66 @@ enum EventFault {
 
 fn validate_event(
     index: usize,
-    item: Value,
+    item: &RawValue,
     chain: &Chain,
     limits: &Limits,
     new_id: &mut impl FnMut() -> String,
 ) -> Result<ValidEvent, EventFault> {
     let mut errors = Vec::new();
     let mut fault = |field: &str, message: String| errors.push(EventError { index, field: field.to_string(), message });
-    let Value::Object(mut obj) = item else {
-        fault("", "an event must be a JSON object".into());
-        return Err(EventFault::Invalid(errors));
+    let shape: EventShape = match serde_json::from_str(item.get()) {
+        Ok(shape) => shape,
+        Err(e) => {
+            describe_misfit(item, chain, &mut fault);
+            if errors.is_empty() {
+                // Only a JSON object repeating a field gets here: it fits no shape.
+                errors.push(EventError { index, field: String::new(), message: e.to_string() });
+            }
+            return Err(EventFault::Invalid(errors));
+        }
     };
-    for key in obj.keys() {
-        if !REQUIRED.contains(&key.as_str()) && !OPTIONAL.contains(&key.as_str()) && key != "detail" {
-            fault(key, format!("unknown field {key:?}"));
+    for (name, text) in [
+        ("moduleName", &shape.module_name),
+        ("eventName", &shape.event_name),
+        ("primaryKey", &shape.primary_key),
+        ("timestamp", &shape.timestamp),
+        ("hotelId", &shape.hotel_id),
+    ] {
+        check_required(name, text, &mut fault);
+    }
+    for (name, text) in [
+        ("publisherId", &shape.publisher_id),
+        ("actionInstanceId", &shape.action_instance_id),
+        ("uniqueEventId", &shape.unique_event_id),
+    ] {
+        if let Some(text) = text {
+            check_optional(name, text, &mut fault);
         }
     }
-    for name in REQUIRED {
-        match obj.get(name) {
-            Some(Value::String(s)) if !s.trim().is_empty() => {}
-            Some(Value::String(_)) => fault(name, format!("{name} must not be empty")),
-            Some(_) => fault(name, format!("{name} must be a string")),
-            None => fault(name, format!("{name} is required")),
-        }
-    }
-    for name in OPTIONAL {
-        match obj.get(name) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s.is_empty() => fault(name, format!("{name} must not be empty")),
-            Some(Value::String(s)) if s.len() > MAX_ID_LEN => {
-                fault(name, format!("{name} must be at most {MAX_ID_LEN} characters"))
-            }
-            Some(Value::String(_)) => {}
-            Some(_) => fault(name, format!("{name} must be a string")),
-        }
-    }
-    if let Some(Value::String(ts)) = obj.get("timestamp") {
-        if !ts.trim().is_empty() && chrono::DateTime::parse_from_rfc3339(ts).is_err() {
-            fault("timestamp", format!("timestamp {ts:?} is not an RFC 3339 date-time"));
-        }
-    }
-    if let Some(Value::String(hotel)) = obj.get("hotelId") {
-        if !hotel.trim().is_empty() && !chain.properties.contains(hotel) {
-            fault("hotelId", format!("hotelId {hotel:?} is not a property of chain {:?}", chain.code));
-        }
-    }
-    match obj.get("detail") {
-        None => fault("detail", "detail is required (an array, possibly empty)".into()),
-        Some(Value::Array(entries)) => {
-            for (i, entry) in entries.iter().enumerate() {
-                check_detail(i, entry, &mut fault);
-            }
-        }
-        Some(_) => fault("detail", "detail must be an array".into()),
+    check_timestamp(&shape.timestamp, &mut fault);
+    check_hotel(&shape.hotel_id, chain, &mut fault);
+    for (i, entry) in shape.detail.iter().enumerate() {
+        check_element_name(i, entry.element_name.as_deref(), &mut fault);
     }
     if !errors.is_empty() {
         return Err(EventFault::Invalid(errors));
     }
-    let unique_event_id = match obj.get("uniqueEventId") {
-        Some(Value::String(id)) => id.clone(),
-        _ => new_id(),
+    let unique_event_id = match shape.unique_event_id {
+        Some(id) => id.into_owned(),
+        None => new_id(),
     };
-    obj.remove("uniqueEventId");
-    obj.insert("metadata".into(), serde_json::json!({ "uniqueEventId": unique_event_id }));
-    let text = |obj: &Map<String, Value>, k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    let hotel_id = text(&obj, "hotelId");
-    let module_name = text(&obj, "moduleName");
-    let event_name = text(&obj, "eventName");
-    let body = serde_json::value::to_raw_value(&Value::Object(obj))
+    let body = StoredBody {
+        action_instance_id: shape.action_instance_id.as_deref(),
+        detail: &shape.detail,
+        event_name: &shape.event_name,
+        hotel_id: &shape.hotel_id,
+        metadata: Metadata { unique_event_id: &unique_event_id },
+        module_name: &shape.module_name,
+        primary_key: &shape.primary_key,
+        publisher_id: shape.publisher_id.as_deref(),
+        timestamp: &shape.timestamp,
+    };
+    let body = serde_json::value::to_raw_value(&body)
         .map_err(|e| EventFault::Invalid(vec![EventError { index, field: String::new(), message: e.to_string() }]))?;
     if body.get().len() > limits.max_event_bytes {
         return Err(EventFault::TooLarge(format!(
@@ -204,7 +273,88 @@ fn validate_event(
             limits.max_event_bytes
         )));
     }
-    Ok(ValidEvent { unique_event_id, hotel_id, module_name, event_name, body })
+    Ok(ValidEvent {
+        unique_event_id,
+        hotel_id: shape.hotel_id.into_owned(),
+        module_name: shape.module_name.into_owned(),
+        event_name: shape.event_name.into_owned(),
+        body,
+    })
+}
+
+fn check_required(name: &str, text: &str, fault: &mut impl FnMut(&str, String)) {
+    if text.trim().is_empty() {
+        fault(name, format!("{name} must not be empty"));
+    }
+}
+
+fn check_optional(name: &str, text: &str, fault: &mut impl FnMut(&str, String)) {
+    if text.is_empty() {
+        fault(name, format!("{name} must not be empty"));
+    } else if text.len() > MAX_ID_LEN {
+        fault(name, format!("{name} must be at most {MAX_ID_LEN} characters"));
+    }
+}
+
+fn check_timestamp(ts: &str, fault: &mut impl FnMut(&str, String)) {
+    if !ts.trim().is_empty() && chrono::DateTime::parse_from_rfc3339(ts).is_err() {
+        fault("timestamp", format!("timestamp {ts:?} is not an RFC 3339 date-time"));
+    }
+}
+
+fn check_hotel(hotel: &str, chain: &Chain, fault: &mut impl FnMut(&str, String)) {
+    if !hotel.trim().is_empty() && !chain.properties.contains(hotel) {
+        fault("hotelId", format!("hotelId {hotel:?} is not a property of chain {:?}", chain.code));
+    }
+}
+
+fn check_element_name(i: usize, name: Option<&str>, fault: &mut impl FnMut(&str, String)) {
+    if name.is_none_or(str::is_empty) {
+        fault(&format!("detail[{i}].elementName"), "elementName is required".into());
+    }
+}
+
+/// Says, field by field, why an event does not fit [`EventShape`]: each wrong field once,
+/// with the same rules as the fast path.
+fn describe_misfit(item: &RawValue, chain: &Chain, fault: &mut impl FnMut(&str, String)) {
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(item.get()) else {
+        fault("", "an event must be a JSON object".into());
+        return;
+    };
+    for key in obj.keys() {
+        if !REQUIRED.contains(&key.as_str()) && !OPTIONAL.contains(&key.as_str()) && key != "detail" {
+            fault(key, format!("unknown field {key:?}"));
+        }
+    }
+    for name in REQUIRED {
+        match obj.get(name) {
+            Some(Value::String(s)) => check_required(name, s, fault),
+            Some(_) => fault(name, format!("{name} must be a string")),
+            None => fault(name, format!("{name} is required")),
+        }
+    }
+    for name in OPTIONAL {
+        match obj.get(name) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => check_optional(name, s, fault),
+            Some(_) => fault(name, format!("{name} must be a string")),
+        }
+    }
+    if let Some(Value::String(ts)) = obj.get("timestamp") {
+        check_timestamp(ts, fault);
+    }
+    if let Some(Value::String(hotel)) = obj.get("hotelId") {
+        check_hotel(hotel, chain, fault);
+    }
+    match obj.get("detail") {
+        None => fault("detail", "detail is required (an array, possibly empty)".into()),
+        Some(Value::Array(entries)) => {
+            for (i, entry) in entries.iter().enumerate() {
+                check_detail(i, entry, fault);
+            }
+        }
+        Some(_) => fault("detail", "detail must be an array".into()),
+    }
 }
 
 fn check_detail(i: usize, entry: &Value, fault: &mut impl FnMut(&str, String)) {
@@ -227,7 +377,5 @@ fn check_detail(i: usize, entry: &Value, fault: &mut impl FnMut(&str, String)) {
             fault(&format!("{field}.{key}"), format!("{key} must be {expected}"));
         }
     }
-    if !matches!(d.get("elementName"), Some(Value::String(s)) if !s.is_empty()) {
-        fault(&format!("{field}.elementName"), "elementName is required".into());
-    }
+    check_element_name(i, d.get("elementName").and_then(Value::as_str), fault);
 }

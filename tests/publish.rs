@@ -110,3 +110,49 @@ fn limits_give_413() {
     let huge = vec![b' '; 2001];
     assert_eq!(validate_batch(&huge, chain, &limits, String::new).unwrap_err().status(), 413);
 }
+
+#[test]
+fn the_stored_body_is_the_event_with_its_id_in_metadata_and_no_nulls() {
+    let mut e = good("TTE01");
+    e["publisherId"] = Value::Null;
+    e["detail"][0]["newValue"] = json!("say \"101\" \u{e9}");
+    let stored = run(e).unwrap();
+    assert_eq!(
+        stored[0].body.get(),
+        r#"{"detail":[{"elementName":"RoomNumber","elementSequence":1,"newValue":"say \"101\" é"}],"eventName":"CHECKIN","hotelId":"TTE01","metadata":{"uniqueEventId":"gen-1"},"moduleName":"Reservation","primaryKey":"R1","timestamp":"2026-11-27T10:00:00Z"}"#
+    );
+    assert_eq!((stored[0].module_name.as_str(), stored[0].event_name.as_str()), ("Reservation", "CHECKIN"));
+}
+
+#[test]
+fn an_event_that_does_not_fit_gets_every_fault_listed_and_a_repeated_field_is_refused() {
+    let mut misfit = good("HTB01");
+    misfit["colour"] = json!("red");
+    misfit["moduleName"] = json!(" ");
+    misfit["timestamp"] = json!("soon");
+    misfit["detail"][0]["elementSequence"] = json!(1.5);
+    let mut blank = good("TTE01");
+    blank["eventName"] = json!("");
+    let BatchError::Invalid(errors) = run(json!([misfit, blank])).unwrap_err() else { panic!() };
+    let pairs: Vec<(usize, &str)> = errors.iter().map(|e| (e.index, e.field.as_str())).collect();
+    assert_eq!(
+        pairs,
+        [
+            (0, "colour"),
+            (0, "moduleName"),
+            (0, "timestamp"),
+            (0, "hotelId"),
+            (0, "detail[0].elementSequence"),
+            (1, "eventName")
+        ]
+    );
+    let repeated = br#"{"moduleName":"M","eventName":"E","primaryKey":"P","timestamp":"2026-11-27T10:00:00Z","hotelId":"TTE01","hotelId":"TTE02","detail":[]}"#;
+    let config = demo_config();
+    let BatchError::Invalid(errors) =
+        validate_batch(repeated, config.chain("TTE").unwrap(), &Limits::default(), String::new).unwrap_err()
+    else {
+        panic!()
+    };
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].message.contains("duplicate field `hotelId`"), "{errors:?}");
+}
