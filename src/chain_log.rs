@@ -25,6 +25,29 @@ pub struct StoredEvent {
     pub body: String,
 }
 
+/// An event being appended: its offset and store time, and the batch's event itself, so an
+/// append copies no event data on its way to storage.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    pub offset: Offset,
+    pub stored_at: u64,
+    pub event: &'a ValidEvent,
+}
+
+impl NewEvent<'_> {
+    pub fn to_stored(&self) -> StoredEvent {
+        StoredEvent {
+            offset: self.offset,
+            unique_event_id: self.event.unique_event_id.clone(),
+            hotel_id: self.event.hotel_id.clone(),
+            module_name: self.event.module_name.clone(),
+            event_name: self.event.event_name.clone(),
+            stored_at: self.stored_at,
+            body: self.event.body.get().to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError(pub String);
 
@@ -45,7 +68,7 @@ pub trait LogStore {
     /// The offsets of those of `unique_event_ids` that are stored.
     fn offsets_of(&self, unique_event_ids: &[&str]) -> Result<HashMap<String, Offset>, StoreError>;
     /// Stores events whose ids are known to be new, in one go.
-    fn insert_all(&self, events: &[StoredEvent]) -> Result<(), StoreError>;
+    fn insert_all(&self, events: &[NewEvent<'_>]) -> Result<(), StoreError>;
     /// The oldest retained event's offset and store time.
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError>;
     fn count(&self) -> Result<u64, StoreError>;
@@ -141,26 +164,19 @@ impl<S: LogStore> ChainLog<S> {
     ) -> Result<(Offset, Vec<Offset>), StoreError> {
         let ids: Vec<&str> = batch.iter().map(|e| e.unique_event_id.as_str()).collect();
         // Ids already in the log, found in a few queries rather than one per event.
-        let mut known = self.store.offsets_of(&ids)?;
+        let stored = self.store.offsets_of(&ids)?;
+        let mut known: HashMap<&str, Offset> = stored.iter().map(|(id, &offset)| (id.as_str(), offset)).collect();
         let mut offsets = Vec::with_capacity(batch.len());
         let mut new_events = Vec::with_capacity(batch.len());
         for event in batch {
-            if let Some(&offset) = known.get(&event.unique_event_id) {
+            if let Some(&offset) = known.get(event.unique_event_id.as_str()) {
                 offsets.push(offset);
                 continue;
             }
             head += 1;
-            known.insert(event.unique_event_id.clone(), head);
+            known.insert(&event.unique_event_id, head);
             offsets.push(head);
-            new_events.push(StoredEvent {
-                offset: head,
-                unique_event_id: event.unique_event_id.clone(),
-                hotel_id: event.hotel_id.clone(),
-                module_name: event.module_name.clone(),
-                event_name: event.event_name.clone(),
-                stored_at: now_ms,
-                body: event.body.get().to_owned(),
-            });
+            new_events.push(NewEvent { offset: head, stored_at: now_ms, event });
         }
         self.store.insert_all(&new_events)?;
         self.store.set_head(head)?;
@@ -252,14 +268,18 @@ impl LogStore for MemoryStore {
             .collect())
     }
 
-    fn insert_all(&self, new_events: &[StoredEvent]) -> Result<(), StoreError> {
+    fn insert_all(&self, new_events: &[NewEvent<'_>]) -> Result<(), StoreError> {
         let mut events = self.events.borrow_mut();
         for event in new_events {
-            if events.contains_key(&event.offset) || events.values().any(|e| e.unique_event_id == event.unique_event_id)
+            if events.contains_key(&event.offset)
+                || events.values().any(|e| e.unique_event_id == event.event.unique_event_id)
             {
-                return Err(StoreError(format!("event {} at offset {} clashes", event.unique_event_id, event.offset)));
+                return Err(StoreError(format!(
+                    "event {} at offset {} clashes",
+                    event.event.unique_event_id, event.offset
+                )));
             }
-            events.insert(event.offset, event.clone());
+            events.insert(event.offset, event.to_stored());
         }
         Ok(())
     }

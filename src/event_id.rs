@@ -49,13 +49,16 @@ fn uuid_v7_parts(id: &str) -> Option<(u64, u64)> {
     if version != b'7' || !matches!(variant, b'8' | b'9' | b'a' | b'b') {
         return None;
     }
-    let mut digits = b.iter().filter(|&&c| c != b'-');
-    let mut value: u128 = 0;
-    for _ in 0..32 {
-        let d = char::from(*digits.next()?).to_digit(16)?;
-        value = (value << 4) | u128::from(d);
-    }
-    Some(((value >> 80) as u64, (value & 0xffff) as u64))
+    let hex = |range: std::ops::Range<usize>| -> Option<u64> {
+        b[range].iter().try_fold(0u64, |acc, &c| Some((acc << 4) | u64::from(char::from(c).to_digit(16)?)))
+    };
+    // Every digit is checked, not only the ones the key uses: anything but a well-formed
+    // UUIDv7 is hashed.
+    let millis = (hex(0..8)? << 16) | hex(9..13)?;
+    hex(15..18)?;
+    hex(20..23)?;
+    hex(24..32)?;
+    Some((millis, hex(32..36)?))
 }
 
 /// A source of UUIDv7 ids for one batch, all stamped with `now_ms`. Entropy is asked of

@@ -139,7 +139,7 @@ impl LogStore for HeadFails {
     }
     fn insert_all(
         &self,
-        events: &[pms_events::chain_log::StoredEvent],
+        events: &[pms_events::chain_log::NewEvent<'_>],
     ) -> Result<(), pms_events::chain_log::StoreError> {
         self.inner.insert_all(events)
     }

@@ -25,7 +25,7 @@ use worker::{
     WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
-use crate::chain_log::{ChainLog as Log, LogStore, Offset, StoreError, StoredEvent};
+use crate::chain_log::{ChainLog as Log, LogStore, NewEvent, Offset, StoreError, StoredEvent};
 use crate::event_id::index_key;
 use crate::fanout::{
     fan_out_pace_ms, parse_ack, projection_key, pump, resolve_start, Cursor, EventCache, StartError, SubscriptionSpec,
@@ -215,7 +215,7 @@ impl LogStore for SqlLogStore {
         Ok(found)
     }
 
-    fn insert_all(&self, events: &[StoredEvent]) -> std::result::Result<(), StoreError> {
+    fn insert_all(&self, events: &[NewEvent<'_>]) -> std::result::Result<(), StoreError> {
         // Eight parameters a row, as many rows as the parameter limit allows per statement.
         for chunk in events.chunks(MAX_BOUND_PARAMETERS / 8) {
             let query = format!(
@@ -223,16 +223,16 @@ impl LogStore for SqlLogStore {
                 vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
             );
             let mut bindings = Vec::with_capacity(chunk.len() * 8);
-            for e in chunk {
+            for &NewEvent { offset, stored_at, event: e } in chunk {
                 bindings.extend([
-                    int(e.offset),
+                    int(offset),
                     int(index_key(&e.unique_event_id)),
                     e.unique_event_id.as_str().into(),
                     e.hotel_id.as_str().into(),
                     e.module_name.as_str().into(),
                     e.event_name.as_str().into(),
-                    int(e.stored_at),
-                    e.body.as_str().into(),
+                    int(stored_at),
+                    e.body.get().into(),
                 ]);
             }
             self.sql.exec(&query, bindings).map_err(store_err)?;
@@ -406,9 +406,12 @@ impl Core {
     /// still come from storage at each cursor, so timing cannot change what is delivered,
     /// and the output gate still holds them until the rows are durable.
     fn schedule_fan_out(self: &Rc<Self>) {
-        if self.fan_out_pending.replace(true) {
+        // With no socket attached there is nobody to send to; a subscription attaching later
+        // reads from storage at its cursor, so skipping this misses nothing.
+        if self.fan_out_pending.get() || self.state.get_websockets().is_empty() {
             return;
         }
+        self.fan_out_pending.set(true);
         let core = self.clone();
         let (last_at, sockets) = self.last_fan_out.get();
         let wait = (last_at + fan_out_pace_ms(sockets)).saturating_sub(super::now_ms());
