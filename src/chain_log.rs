@@ -162,9 +162,10 @@ impl<S: LogStore> ChainLog<S> {
         batch: &[ValidEvent],
         now_ms: u64,
     ) -> Result<(Offset, Vec<Offset>), StoreError> {
-        let ids: Vec<&str> = batch.iter().map(|e| e.unique_event_id.as_str()).collect();
-        // Ids already in the log, found in a few queries rather than one per event.
-        let stored = self.store.offsets_of(&ids)?;
+        // Ids already in the log, found in a few queries rather than one per event. An id
+        // minted for this request cannot be among them.
+        let ids: Vec<&str> = batch.iter().filter(|e| !e.minted).map(|e| e.unique_event_id.as_str()).collect();
+        let stored = if ids.is_empty() { HashMap::new() } else { self.store.offsets_of(&ids)? };
         let mut known: HashMap<&str, Offset> = stored.iter().map(|(id, &offset)| (id.as_str(), offset)).collect();
         let mut offsets = Vec::with_capacity(batch.len());
         let mut new_events = Vec::with_capacity(batch.len());

@@ -20,6 +20,11 @@ pub struct ValidEvent {
     /// The event as delivered to vendors (`EventHeader` without `metadata.offset`). Raw
     /// JSON, so it crosses to the chain's object verbatim rather than escaped as a string.
     pub body: Box<RawValue>,
+    /// The id was generated for this request, so it cannot be in the log yet and the log
+    /// skips looking it up. Cleared when the request retries the append: the first attempt
+    /// may have stored it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub minted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -249,6 +254,7 @@ fn validate_event(
     if !errors.is_empty() {
         return Err(EventFault::Invalid(errors));
     }
+    let minted = shape.unique_event_id.is_none();
     let unique_event_id = match shape.unique_event_id {
         Some(id) => id.into_owned(),
         None => new_id(),
@@ -279,6 +285,7 @@ fn validate_event(
         module_name: shape.module_name.into_owned(),
         event_name: shape.event_name.into_owned(),
         body,
+        minted,
     })
 }
 

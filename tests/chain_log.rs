@@ -10,6 +10,7 @@ fn event(id: &str) -> ValidEvent {
         module_name: "Reservation".into(),
         event_name: "CHECKIN".into(),
         body: serde_json::value::RawValue::from_string(format!("{{\"id\":\"{id}\"}}")).unwrap(),
+        minted: false,
     }
 }
 
@@ -115,13 +116,21 @@ fn a_steady_stream_expires_in_a_few_runs_not_one_per_event() {
     assert_eq!(retention_slack(7 * 24 * 3_600_000), 60_000, "a week's retention: a minute late at most");
 }
 
-/// A store whose head update can be made to fail, after the rows went in.
-struct HeadFails {
+/// A store that records the ids it is asked to look up, and whose head update can be made
+/// to fail after the rows went in.
+struct Probe {
     inner: MemoryStore,
     fail: std::cell::Cell<bool>,
+    asked: std::cell::RefCell<Vec<String>>,
 }
 
-impl LogStore for HeadFails {
+impl Probe {
+    fn new() -> Self {
+        Probe { inner: MemoryStore::default(), fail: false.into(), asked: Default::default() }
+    }
+}
+
+impl LogStore for Probe {
     fn head(&self) -> Result<u64, pms_events::chain_log::StoreError> {
         self.inner.head()
     }
@@ -135,6 +144,7 @@ impl LogStore for HeadFails {
         &self,
         ids: &[&str],
     ) -> Result<std::collections::HashMap<String, u64>, pms_events::chain_log::StoreError> {
+        self.asked.borrow_mut().extend(ids.iter().map(|id| id.to_string()));
         self.inner.offsets_of(ids)
     }
     fn insert_all(
@@ -163,7 +173,7 @@ impl LogStore for HeadFails {
 
 #[test]
 fn a_failed_append_never_lets_the_next_one_reuse_offsets() {
-    let log = ChainLog::new(HeadFails { inner: MemoryStore::default(), fail: false.into() });
+    let log = ChainLog::new(Probe::new());
     assert_eq!(log.append(&[event("a"), event("b")], 1).unwrap(), vec![1, 2]);
     assert_eq!(log.head().unwrap(), 2, "kept in memory after an append");
     // The rows of this batch go in, then the head update fails: the publisher gets an
@@ -175,4 +185,17 @@ fn a_failed_append_never_lets_the_next_one_reuse_offsets() {
     // A retry of the failed batch finds its events; a new event comes after them.
     assert_eq!(log.append(&[event("c"), event("d"), event("e")], 3).unwrap(), vec![3, 4, 5]);
     assert_eq!(log.stats().unwrap().retained_events, 5);
+}
+
+#[test]
+fn ids_minted_for_the_request_are_not_looked_up_and_a_retry_looks_them_up() {
+    let log = ChainLog::new(Probe::new());
+    let minted = |id: &str| ValidEvent { minted: true, ..event(id) };
+    assert_eq!(log.append(&[minted("m1"), minted("m2")], 1).unwrap(), vec![1, 2]);
+    assert!(log.store().asked.borrow().is_empty(), "no lookup for a batch of minted ids");
+    assert_eq!(log.append(&[minted("m3"), event("own-1")], 2).unwrap(), vec![3, 4]);
+    assert_eq!(*log.store().asked.borrow(), ["own-1"], "only the publisher's own id");
+    // A retried append carries the same ids, no longer marked minted: found, not stored twice.
+    assert_eq!(log.append(&[event("m2"), event("m3")], 3).unwrap(), vec![2, 3]);
+    assert_eq!(log.stats().unwrap().retained_events, 4);
 }

@@ -68,6 +68,7 @@ fn log_with(hotels: &[&str]) -> ChainLog<MemoryStore> {
                 &json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": h}),
             )
             .unwrap(),
+            minted: false,
         })
         .collect();
     log.append(&batch, 0).unwrap();
@@ -216,6 +217,7 @@ fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_byte
                 &json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": "TTE01", "note": big}),
             )
             .unwrap(),
+            minted: false,
         })
         .collect();
     log.append(&batch, 0).unwrap();

@@ -50,7 +50,7 @@ pub async fn handle(
         no_entropy.set(no_entropy.get() || id.is_empty());
         id
     };
-    let events = match validate_batch(&body, chain_config, &config.limits, new_id) {
+    let mut events = match validate_batch(&body, chain_config, &config.limits, new_id) {
         // Never store events under an empty generated id: they would all dedupe to one.
         Ok(_) if no_entropy.get() => return reply::error(503, "unavailable", "no randomness available; retry"),
         Ok(events) => events,
@@ -62,9 +62,7 @@ pub async fn handle(
             return reply::json(e.status(), &e.body());
         }
     };
-    // Bytes, not a string: a JS string would be transcoded on the way out and back in.
-    let batch = serde_json::to_vec(&events).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let Some(stored) = append(env, &chain_config.code, &batch).await else {
+    let Some(stored) = append(env, &chain_config.code, &mut events).await else {
         return reply::error(
             503,
             "unavailable",
@@ -90,15 +88,22 @@ const APPEND_ATTEMPTS: u32 = 3;
 /// log could not be reached. Retrying is safe: every event already carries its
 /// `uniqueEventId` (generated ids were drawn before the first attempt), so a batch the
 /// object stored before failing to answer gets the same offsets again, not new ones.
-async fn append(env: &Env, chain: &str, batch: &[u8]) -> Option<Vec<u64>> {
+async fn append(env: &Env, chain: &str, events: &mut [crate::publish::ValidEvent]) -> Option<Vec<u64>> {
     #[derive(serde::Deserialize)]
     struct Stored {
         offsets: Vec<u64>,
     }
     for attempt in 1..=APPEND_ATTEMPTS {
+        if attempt == 2 {
+            // The first attempt may have stored the events: their generated ids must now be
+            // looked up like any other.
+            events.iter_mut().for_each(|e| e.minted = false);
+        }
+        // Bytes, not a string: a JS string would be transcoded on the way out and back in.
+        let Ok(batch) = serde_json::to_vec(&*events) else { return None };
         let outcome = async {
             let mut init = RequestInit::new();
-            init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(batch).into()));
+            init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(batch.as_slice()).into()));
             let inner = Request::new_with_init("https://chain.internal/append", &init)?;
             let mut resp = chain_stub(env, chain)?.fetch_with_request(inner).await?;
             if resp.status_code() != 200 {
