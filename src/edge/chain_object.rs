@@ -346,7 +346,11 @@ impl Core {
         self.log.store().set_meta("last_publish_at", now).map_err(internal)?;
         Core::schedule_fan_out(self);
         self.ensure_alarm(now).await?;
-        Response::from_json(&serde_json::json!({ "offsets": offsets }))
+        #[derive(Serialize)]
+        struct Stored {
+            offsets: Vec<Offset>,
+        }
+        Response::from_json(&Stored { offsets })
     }
 
     fn stats(&self) -> Result<Response> {

@@ -77,7 +77,11 @@ pub async fn handle(
             "events": offsets.len(), "firstOffset": offsets.first(), "lastOffset": offsets.last(),
         }),
     );
-    reply::json(200, &json!({ "offsets": offsets }))
+    #[derive(serde::Serialize)]
+    struct Accepted<'a> {
+        offsets: &'a [String],
+    }
+    reply::json(200, &Accepted { offsets: &offsets })
 }
 
 /// Attempts at storing one batch: the chain's object may be restarting (a deploy, an
@@ -109,7 +113,8 @@ async fn append(env: &Env, chain: &str, events: &mut [crate::publish::ValidEvent
             if resp.status_code() != 200 {
                 return Err(worker::Error::RustError(format!("the chain log answered {}", resp.status_code())));
             }
-            resp.json::<Stored>().await
+            // serde_json over the bytes: `Response::json` builds a JS value first.
+            serde_json::from_slice::<Stored>(&resp.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))
         }
         .await;
         match outcome {
