@@ -43,7 +43,7 @@ impl NewEvent<'_> {
             module_name: self.event.module_name.clone(),
             event_name: self.event.event_name.clone(),
             stored_at: self.stored_at,
-            body: self.event.body.get().to_owned(),
+            body: self.event.body.clone(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod routes;
 pub mod secret;
 pub mod subscribe;
 pub mod token;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

@@ -10,20 +10,18 @@ use serde_json::Value;
 use crate::config::{Chain, Limits};
 
 /// An event that passed validation, in the form the chain log stores.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct ValidEvent {
     pub unique_event_id: String,
     pub hotel_id: String,
     pub module_name: String,
     pub event_name: String,
-    /// The event as delivered to vendors (`EventHeader` without `metadata.offset`). Raw
-    /// JSON, so it crosses to the chain's object verbatim rather than escaped as a string.
-    pub body: Box<RawValue>,
+    /// The event as delivered to vendors (`EventHeader` without `metadata.offset`), as JSON
+    /// text.
+    pub body: String,
     /// The id was generated for this request, so it cannot be in the log yet and the log
     /// skips looking it up. Cleared when the request retries the append: the first attempt
     /// may have stored it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub minted: bool,
 }
 
@@ -270,12 +268,12 @@ fn validate_event(
         publisher_id: shape.publisher_id.as_deref(),
         timestamp: &shape.timestamp,
     };
-    let body = serde_json::value::to_raw_value(&body)
+    let body = serde_json::to_string(&body)
         .map_err(|e| EventFault::Invalid(vec![EventError { index, field: String::new(), message: e.to_string() }]))?;
-    if body.get().len() > limits.max_event_bytes {
+    if body.len() > limits.max_event_bytes {
         return Err(EventFault::TooLarge(format!(
             "event {index} is {} bytes; the limit is {} bytes",
-            body.get().len(),
+            body.len(),
             limits.max_event_bytes
         )));
     }

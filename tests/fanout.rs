@@ -64,10 +64,8 @@ fn log_with(hotels: &[&str]) -> ChainLog<MemoryStore> {
             hotel_id: h.to_string(),
             module_name: if i % 2 == 0 { "Reservation".into() } else { "Room".into() },
             event_name: "CHECKIN".into(),
-            body: serde_json::value::to_raw_value(
-                &json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": h}),
-            )
-            .unwrap(),
+            body: serde_json::to_string(&json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": h}))
+                .unwrap(),
             minted: false,
         })
         .collect();
@@ -213,7 +211,7 @@ fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_byte
             hotel_id: "TTE01".into(),
             module_name: "Reservation".into(),
             event_name: "CHECKIN".into(),
-            body: serde_json::value::to_raw_value(
+            body: serde_json::to_string(
                 &json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": "TTE01", "note": big}),
             )
             .unwrap(),

@@ -29,7 +29,7 @@ fn single_event_and_array_are_accepted_with_generated_ids() {
     let one = run(good("TTE01")).unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].unique_event_id, "gen-1");
-    let body: Value = serde_json::from_str(one[0].body.get()).unwrap();
+    let body: Value = serde_json::from_str(&one[0].body).unwrap();
     assert_eq!(body["metadata"]["uniqueEventId"], "gen-1");
     assert_eq!(body["detail"][0]["newValue"], "101");
     let mut with_id = good("TTE02");
@@ -37,21 +37,30 @@ fn single_event_and_array_are_accepted_with_generated_ids() {
     let two = run(json!([good("TTE01"), with_id])).unwrap();
     assert_eq!(two[1].unique_event_id, "u-42");
     assert_eq!(two[1].hotel_id, "TTE02");
-    let body: Value = serde_json::from_str(two[1].body.get()).unwrap();
+    let body: Value = serde_json::from_str(&two[1].body).unwrap();
     assert_eq!(body["metadata"], json!({"uniqueEventId": "u-42"}), "the id moves into metadata");
     assert!(body.get("uniqueEventId").is_none());
 }
 
 #[test]
-fn a_valid_event_crosses_to_the_chain_object_with_its_body_as_raw_json() {
-    let events = run(json!([good("TTE01"), good("TTE02")])).unwrap();
-    let wire = serde_json::to_string(&events).unwrap();
-    // The body is embedded as JSON, not escaped into a string.
-    assert!(wire.contains("\"body\":{\""), "{wire}");
-    let back: Vec<pms_events::publish::ValidEvent> = serde_json::from_str(&wire).unwrap();
+fn a_valid_batch_crosses_to_the_chain_object_byte_for_byte() {
+    use pms_events::wire::{decode_batch, encode_batch};
+    let mut events = run(json!([good("TTE01"), good("TTE02")])).unwrap();
+    events[0].unique_event_id = "own-id, ünïcode".into();
+    events[0].minted = false;
+    let wire = encode_batch(&events);
+    let back = decode_batch(&wire).unwrap();
     assert_eq!(back.len(), 2);
-    assert_eq!(back[1].body.get(), events[1].body.get(), "byte for byte");
-    assert_eq!(back[1].hotel_id, "TTE02");
+    for (b, e) in back.iter().zip(&events) {
+        assert_eq!(
+            (&b.unique_event_id, &b.hotel_id, &b.module_name, &b.event_name, &b.body, b.minted),
+            (&e.unique_event_id, &e.hotel_id, &e.module_name, &e.event_name, &e.body, e.minted)
+        );
+    }
+    assert!(back[1].minted, "a generated id stays marked");
+    assert!(decode_batch(&wire[..wire.len() - 1]).is_err(), "a truncated batch is refused");
+    assert!(decode_batch(&[9]).is_err(), "another format version is refused");
+    assert!(decode_batch(&[]).is_err());
 }
 
 #[test]
@@ -118,7 +127,7 @@ fn the_stored_body_is_the_event_with_its_id_in_metadata_and_no_nulls() {
     e["detail"][0]["newValue"] = json!("say \"101\" \u{e9}");
     let stored = run(e).unwrap();
     assert_eq!(
-        stored[0].body.get(),
+        stored[0].body,
         r#"{"detail":[{"elementName":"RoomNumber","elementSequence":1,"newValue":"say \"101\" é"}],"eventName":"CHECKIN","hotelId":"TTE01","metadata":{"uniqueEventId":"gen-1"},"moduleName":"Reservation","primaryKey":"R1","timestamp":"2026-11-27T10:00:00Z"}"#
     );
     assert_eq!((stored[0].module_name.as_str(), stored[0].event_name.as_str()), ("Reservation", "CHECKIN"));

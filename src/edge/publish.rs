@@ -104,7 +104,7 @@ async fn append(env: &Env, chain: &str, events: &mut [crate::publish::ValidEvent
             events.iter_mut().for_each(|e| e.minted = false);
         }
         // Bytes, not a string: a JS string would be transcoded on the way out and back in.
-        let Ok(batch) = serde_json::to_vec(&*events) else { return None };
+        let batch = crate::wire::encode_batch(events);
         let outcome = async {
             let mut init = RequestInit::new();
             init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(batch.as_slice()).into()));
