@@ -461,10 +461,10 @@ async function scenarioPublish() {
   const plan = [
     { batch: 1, events: n(4000, 200) },
     { batch: 10, events: n(20000, 1000) },
-    { batch: 100, events: n(50000, 2000) },
+    { batch: 100, events: n(100000, 2000) },
     // The same row without miniflare's local request router (a deployment has none); with
     // BENCH_DIRECT=1 every row already goes direct.
-    ...(DIRECT ? [] : [{ batch: 100, events: n(50000, 2000), direct: true }]),
+    ...(DIRECT ? [] : [{ batch: 100, events: n(100000, 2000), direct: true }]),
   ];
   const capMs = secs(20) * 1000;
   // The same load first, so the measured window sees a long-lived isolate's steady state
