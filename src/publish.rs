@@ -297,7 +297,7 @@ fn check_optional(name: &str, text: &str, fault: &mut impl FnMut(&str, String)) 
     if text.is_empty() {
         fault(name, format!("{name} must not be empty"));
     } else if text.len() > MAX_ID_LEN {
-        fault(name, format!("{name} must be at most {MAX_ID_LEN} characters"));
+        fault(name, format!("{name} must be at most {MAX_ID_LEN} bytes (UTF-8)"));
     }
 }
 
