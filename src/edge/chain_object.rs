@@ -407,14 +407,19 @@ impl Core {
     /// still come from storage at each cursor, so timing cannot change what is delivered,
     /// and the output gate still holds them until the rows are durable.
     fn schedule_fan_out(self: &Rc<Self>) {
+        if self.fan_out_pending.get() {
+            return;
+        }
         // With no socket attached there is nobody to send to; a subscription attaching later
-        // reads from storage at its cursor, so skipping this misses nothing.
-        if self.fan_out_pending.get() || self.state.get_websockets().is_empty() {
+        // reads from storage at its cursor, so skipping this misses nothing. The sockets are
+        // listed only when the last fan-out found none: listing them is an array of every
+        // socket, which the fan-out itself builds again.
+        let (last_at, sockets) = self.last_fan_out.get();
+        if sockets == 0 && self.state.get_websockets().is_empty() {
             return;
         }
         self.fan_out_pending.set(true);
         let core = self.clone();
-        let (last_at, sockets) = self.last_fan_out.get();
         let wait = (last_at + fan_out_pace_ms(sockets)).saturating_sub(super::now_ms());
         wasm_bindgen_futures::spawn_local(async move {
             worker::Delay::from(std::time::Duration::from_millis(wait)).await;
