@@ -1,5 +1,6 @@
-// Opt-in slow-consumer detection (limits.slowConsumerSeconds): a client that stops reading
-// is closed with 4413 instead of being buffered without bound; one that keeps up is not.
+// Slow-consumer detection (on by default; limits.slowConsumerSeconds): a client that stops
+// reading is closed with 4413 instead of being buffered without bound, whatever pongs it
+// sends; one that keeps up (and echoes the ping's payload, as graphql-ws clients do) is not.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
@@ -14,7 +15,7 @@ function connect(w, token) {
     state.messages.push(msg);
     if (msg.type === "ping") {
       state.pings += 1;
-      ws.send(JSON.stringify({ type: "pong" }));
+      ws.send(JSON.stringify(msg.payload ? { type: "pong", payload: msg.payload } : { type: "pong" }));
     }
   });
   ws.on("open", () => {
@@ -24,7 +25,7 @@ function connect(w, token) {
   return { ws, state };
 }
 
-test("a client that stops reading is closed 4413; one that answers pings stays", async () => {
+test("a client that stops reading is closed 4413 even while it sends pongs; one that answers pings stays", async () => {
   const config = structuredClone(demoConfig);
   config.limits = { slowConsumerSeconds: 2 };
   const w = await startWorker({ config });
@@ -34,10 +35,16 @@ test("a client that stops reading is closed 4413; one that answers pings stays",
     const stalled = connect(w, vendor);
     await new Promise((r) => setTimeout(r, 500));
     stalled.ws._socket.pause(); // stops reading: nothing it is sent gets consumed
+    // ...and tries to look alive with unsolicited pongs and guessed nonces.
+    const fake = setInterval(() => {
+      stalled.ws.send(JSON.stringify({ type: "pong" }));
+      stalled.ws.send(JSON.stringify({ type: "pong", payload: { slowConsumerCheck: String(Date.now()) } }));
+    }, 100);
     for (let i = 0; i < 10; i++) {
       await publish(w.base, pms, "TTE", Array.from({ length: 20 }, () => event("TTE01")));
       await new Promise((r) => setTimeout(r, 500));
     }
+    clearInterval(fake);
     stalled.ws._socket.resume();
     const closed = await Promise.race([stalled.state.closed, new Promise((r) => setTimeout(() => r({ code: "timeout" }), 5000))]);
     assert.equal(closed.code, 4413);

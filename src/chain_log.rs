@@ -76,6 +76,8 @@ pub trait LogStore {
     fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
     /// Deletes up to `limit` of the oldest events stored before `cutoff` (ms).
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError>;
+    /// Runs `f` as one storage transaction: if it fails, none of its writes remain.
+    fn atomically<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError>;
 }
 
 /// Where a log starts and ends: what a subscription's start is resolved against.
@@ -150,8 +152,13 @@ impl<S: LogStore> ChainLog<S> {
     /// Stores a validated batch and returns one offset per event, in batch order. Events
     /// whose `uniqueEventId` is already in the log (or earlier in this batch) get the
     /// original offset and are not stored again.
+    ///
+    /// All or nothing: the inserts and the head update run in one storage transaction, so a
+    /// failure midway leaves no event of the batch stored (nor delivered: delivery reads the
+    /// store), and the publisher, told nothing was stored, can resend the batch.
     pub fn append(&self, batch: &[ValidEvent], now_ms: u64) -> Result<Vec<Offset>, StoreError> {
-        let outcome = self.append_to(self.head()?, batch, now_ms);
+        let head = self.head()?;
+        let outcome = self.store.atomically(|| self.append_to(head, batch, now_ms));
         self.head.set(outcome.as_ref().ok().map(|(head, _)| *head));
         outcome.map(|(_, offsets)| offsets)
     }
@@ -241,11 +248,22 @@ impl<S: LogStore> ChainLog<S> {
 }
 
 /// An in-memory store with the same semantics as the SQLite one: the reference the
-/// native tests run against.
+/// native tests run against. `fail_insert_after` makes an insert fail once that many rows
+/// were written, to prove that a failed append leaves nothing behind; `reads` counts
+/// `read_from` calls, to prove that delivery work per turn is bounded.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     head: RefCell<Offset>,
     events: RefCell<BTreeMap<Offset, StoredEvent>>,
+    pub fail_insert_after: Cell<Option<usize>>,
+    pub reads: Cell<usize>,
+}
+
+impl MemoryStore {
+    /// Deletes the events in `range` (as retention would, or worse).
+    pub fn delete(&self, range: std::ops::RangeInclusive<Offset>) {
+        self.events.borrow_mut().retain(|o, _| !range.contains(o));
+    }
 }
 
 impl LogStore for MemoryStore {
@@ -271,7 +289,10 @@ impl LogStore for MemoryStore {
 
     fn insert_all(&self, new_events: &[NewEvent<'_>]) -> Result<(), StoreError> {
         let mut events = self.events.borrow_mut();
-        for event in new_events {
+        for (i, event) in new_events.iter().enumerate() {
+            if self.fail_insert_after.get() == Some(i) {
+                return Err(StoreError(format!("injected failure after {i} rows")));
+            }
             if events.contains_key(&event.offset)
                 || events.values().any(|e| e.unique_event_id == event.event.unique_event_id)
             {
@@ -294,6 +315,7 @@ impl LogStore for MemoryStore {
     }
 
     fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.reads.set(self.reads.get() + 1);
         Ok(self.events.borrow().range(from..).take(limit).map(|(_, e)| e.clone()).collect())
     }
 
@@ -305,5 +327,15 @@ impl LogStore for MemoryStore {
             events.remove(offset);
         }
         Ok(doomed.len())
+    }
+
+    fn atomically<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let (head, events) = (*self.head.borrow(), self.events.borrow().clone());
+        let outcome = f();
+        if outcome.is_err() {
+            *self.head.borrow_mut() = head;
+            *self.events.borrow_mut() = events;
+        }
+        outcome
     }
 }

@@ -58,17 +58,36 @@ pub struct Chain {
     pub properties: BTreeSet<String>,
 }
 
-/// Operational limits; every one has a documented default.
+/// Operational limits; every one has a documented default and a documented range, so no
+/// value an operator writes can wrap an arithmetic expression or disable a bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_events_per_batch: usize,
     pub max_event_bytes: usize,
     pub max_batch_bytes: usize,
+    /// Failed logins of one client id from one source address before that pair is locked.
     pub login_failures_before_lockout: u32,
+    /// Failed logins of one client id from all sources together before the id is locked:
+    /// higher, so that one address cannot lock a client out for everyone.
+    pub login_failures_per_client: u32,
     pub login_lockout_seconds: u64,
-    /// Opt-in slow-consumer detection: the gateway pings a streaming connection and closes
-    /// it (4413) when the pong takes longer than this. `None`: the server never pings.
-    pub slow_consumer_seconds: Option<u64>,
+    /// A streaming connection whose answer to a server `ping` takes longer than this is
+    /// closed (4413): it cannot drain what was sent to it.
+    pub slow_consumer_seconds: u64,
+    /// Bytes sent to a connection and not yet confirmed read (by the pong of a later ping)
+    /// beyond which it is closed (4413), however young its oldest ping.
+    pub slow_consumer_bytes: u64,
+    pub connection_init_timeout_seconds: u64,
+    pub max_subscriptions_per_connection: usize,
+    pub max_operation_id_bytes: usize,
+    /// Open vendor connections of one app key in one gateway isolate.
+    pub max_connections_per_app_key: usize,
+    /// WebSocket upgrades of one app key per `upgrade_window_seconds` (all isolates).
+    pub max_upgrades_per_app_key: u32,
+    pub upgrade_window_seconds: u64,
+    /// How many times one source field may appear in a subscription's output per event
+    /// (aliases, repeated through lists and objects): bounds the output of one event.
+    pub max_field_copies: u32,
 }
 
 impl Default for Limits {
@@ -78,11 +97,45 @@ impl Default for Limits {
             max_event_bytes: 64 * 1024,
             max_batch_bytes: 1024 * 1024,
             login_failures_before_lockout: 5,
+            login_failures_per_client: 50,
             login_lockout_seconds: 300,
-            slow_consumer_seconds: None,
+            slow_consumer_seconds: 30,
+            slow_consumer_bytes: 16 * 1024 * 1024,
+            connection_init_timeout_seconds: 5,
+            max_subscriptions_per_connection: 100,
+            max_operation_id_bytes: 128,
+            max_connections_per_app_key: 200,
+            max_upgrades_per_app_key: 150,
+            upgrade_window_seconds: 120,
+            max_field_copies: 8,
         }
     }
 }
+
+/// The range each limit may take, with its name in the document. Upper bounds keep every
+/// derived quantity (milliseconds, window sums, memory held) far inside its integer type
+/// and inside the runtime's own limits (a Worker isolate has 128 MB).
+pub const LIMIT_RANGES: [(&str, u64, u64); 15] = [
+    ("maxEventsPerBatch", 1, 10_000),
+    // An event's frame must fit one WebSocket message (1 MiB) with room for copies.
+    ("maxEventBytes", 1, 512 * 1024),
+    ("maxBatchBytes", 1, 16 * 1024 * 1024),
+    ("loginFailuresBeforeLockout", 1, 1_000),
+    ("loginFailuresPerClient", 1, 100_000),
+    ("loginLockoutSeconds", 1, 86_400),
+    ("slowConsumerSeconds", 1, 600),
+    ("slowConsumerBytes", 64 * 1024, 64 * 1024 * 1024),
+    ("connectionInitTimeoutSeconds", 1, 60),
+    ("maxSubscriptionsPerConnection", 1, 1_000),
+    ("maxOperationIdBytes", 1, 1_024),
+    ("maxConnectionsPerAppKey", 1, 100_000),
+    ("maxUpgradesPerAppKey", 1, 1_000_000),
+    ("upgradeWindowSeconds", 1, 3_600),
+    ("maxFieldCopies", 1, 100),
+];
+
+/// Retention may be at most a year and a day: milliseconds of it stay exact everywhere.
+pub const MAX_RETENTION_SECONDS: u64 = 366 * 24 * 3600;
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -132,12 +185,21 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawLimits {
-    max_events_per_batch: Option<usize>,
-    max_event_bytes: Option<usize>,
-    max_batch_bytes: Option<usize>,
-    login_failures_before_lockout: Option<u32>,
+    max_events_per_batch: Option<u64>,
+    max_event_bytes: Option<u64>,
+    max_batch_bytes: Option<u64>,
+    login_failures_before_lockout: Option<u64>,
+    login_failures_per_client: Option<u64>,
     login_lockout_seconds: Option<u64>,
     slow_consumer_seconds: Option<u64>,
+    slow_consumer_bytes: Option<u64>,
+    connection_init_timeout_seconds: Option<u64>,
+    max_subscriptions_per_connection: Option<u64>,
+    max_operation_id_bytes: Option<u64>,
+    max_connections_per_app_key: Option<u64>,
+    max_upgrades_per_app_key: Option<u64>,
+    upgrade_window_seconds: Option<u64>,
+    max_field_copies: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -197,6 +259,9 @@ impl ServiceConfig {
         let retention_seconds = raw.retention_seconds.unwrap_or(DEFAULT_RETENTION_SECONDS);
         if retention_seconds == 0 {
             return err("retentionSeconds must be greater than 0");
+        }
+        if retention_seconds > MAX_RETENTION_SECONDS {
+            return err(format!("retentionSeconds must be at most {MAX_RETENTION_SECONDS} (366 days)"));
         }
         let limits = Self::limits(raw.limits)?;
 
@@ -269,29 +334,71 @@ impl ServiceConfig {
 
     fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
         let d = Limits::default();
-        let limits = Limits {
-            max_events_per_batch: raw.max_events_per_batch.unwrap_or(d.max_events_per_batch),
-            max_event_bytes: raw.max_event_bytes.unwrap_or(d.max_event_bytes),
-            max_batch_bytes: raw.max_batch_bytes.unwrap_or(d.max_batch_bytes),
-            login_failures_before_lockout: raw.login_failures_before_lockout.unwrap_or(d.login_failures_before_lockout),
-            login_lockout_seconds: raw.login_lockout_seconds.unwrap_or(d.login_lockout_seconds),
-            slow_consumer_seconds: raw.slow_consumer_seconds,
-        };
-        if limits.slow_consumer_seconds == Some(0) {
-            return err("limits.slowConsumerSeconds must be greater than 0 (omit it to disable detection)");
-        }
-        let checks: [(&str, u64); 5] = [
-            ("maxEventsPerBatch", limits.max_events_per_batch as u64),
-            ("maxEventBytes", limits.max_event_bytes as u64),
-            ("maxBatchBytes", limits.max_batch_bytes as u64),
-            ("loginFailuresBeforeLockout", u64::from(limits.login_failures_before_lockout)),
-            ("loginLockoutSeconds", limits.login_lockout_seconds),
+        let given: [Option<u64>; 15] = [
+            raw.max_events_per_batch,
+            raw.max_event_bytes,
+            raw.max_batch_bytes,
+            raw.login_failures_before_lockout,
+            raw.login_failures_per_client,
+            raw.login_lockout_seconds,
+            raw.slow_consumer_seconds,
+            raw.slow_consumer_bytes,
+            raw.connection_init_timeout_seconds,
+            raw.max_subscriptions_per_connection,
+            raw.max_operation_id_bytes,
+            raw.max_connections_per_app_key,
+            raw.max_upgrades_per_app_key,
+            raw.upgrade_window_seconds,
+            raw.max_field_copies,
         ];
-        if let Some((name, _)) = checks.iter().find(|(_, v)| *v == 0) {
-            return err(format!("limits.{name} must be greater than 0"));
+        let defaults: [u64; 15] = [
+            d.max_events_per_batch as u64,
+            d.max_event_bytes as u64,
+            d.max_batch_bytes as u64,
+            u64::from(d.login_failures_before_lockout),
+            u64::from(d.login_failures_per_client),
+            d.login_lockout_seconds,
+            d.slow_consumer_seconds,
+            d.slow_consumer_bytes,
+            d.connection_init_timeout_seconds,
+            d.max_subscriptions_per_connection as u64,
+            d.max_operation_id_bytes as u64,
+            d.max_connections_per_app_key as u64,
+            u64::from(d.max_upgrades_per_app_key),
+            d.upgrade_window_seconds,
+            u64::from(d.max_field_copies),
+        ];
+        let mut v = [0u64; 15];
+        for (i, (name, min, max)) in LIMIT_RANGES.iter().enumerate() {
+            let value = given[i].unwrap_or(defaults[i]);
+            if value < *min || value > *max {
+                return err(format!("limits.{name} must be between {min} and {max} (got {value})"));
+            }
+            v[i] = value;
         }
+        // Every value is within its range, far below u32::MAX where it is narrowed.
+        let limits = Limits {
+            max_events_per_batch: v[0] as usize,
+            max_event_bytes: v[1] as usize,
+            max_batch_bytes: v[2] as usize,
+            login_failures_before_lockout: v[3] as u32,
+            login_failures_per_client: v[4] as u32,
+            login_lockout_seconds: v[5],
+            slow_consumer_seconds: v[6],
+            slow_consumer_bytes: v[7],
+            connection_init_timeout_seconds: v[8],
+            max_subscriptions_per_connection: v[9] as usize,
+            max_operation_id_bytes: v[10] as usize,
+            max_connections_per_app_key: v[11] as usize,
+            max_upgrades_per_app_key: v[12] as u32,
+            upgrade_window_seconds: v[13],
+            max_field_copies: v[14] as u32,
+        };
         if limits.max_event_bytes > limits.max_batch_bytes {
             return err("limits.maxEventBytes must not exceed limits.maxBatchBytes");
+        }
+        if limits.login_failures_per_client < limits.login_failures_before_lockout {
+            return err("limits.loginFailuresPerClient must not be below limits.loginFailuresBeforeLockout");
         }
         Ok(limits)
     }

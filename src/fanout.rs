@@ -6,13 +6,19 @@
 //! The chain object sends a subscription its events in batches over an internal socket:
 //!
 //! ```text
-//! B <through>\n<offset> <next frame>\n<offset> <next frame>...
+//! B <through>[ g<requested>]\n<offset> <next frame>\n<offset> <next frame>...
+//! E <code> <message>
 //! ```
 //!
-//! `through` is the last offset the batch covers (events filtered out included). The
-//! gateway forwards the frames and answers `A <count> <through>`; at most `window` frames
-//! are unacknowledged, so neither side ever buffers without bound: a subscriber that falls
-//! behind is simply served from storage at its cursor when it catches up.
+//! `through` is the last offset the batch covers (events filtered out included); a batch
+//! may carry no frame at all, only progress (a filtered scan that found nothing yet).
+//! `g<requested>` says retention dropped events from `requested` on before this batch's
+//! first frame: the gateway, which owns the pending gap until a frame carried it (also
+//! across reattaches), adds `extensions.gap` to the next frame it forwards. `E` ends the
+//! subscription with a GraphQL error (a frame over the limit). The gateway forwards the
+//! frames and answers `A <count> <through>`; at most `window` frames are unacknowledged,
+//! so neither side ever buffers without bound: a subscriber that falls behind is simply
+//! served from storage at its cursor when it catches up.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -32,6 +38,40 @@ pub const PAGE_BYTES: usize = 1 << 20;
 /// A Workers WebSocket message may not exceed 1 MiB; batches stay well under it (an event
 /// is at most 64 KiB by the publish limits, its frame a little more).
 pub const MAX_BATCH_BYTES: usize = 512 * 1024;
+/// The largest `next` frame sent to a vendor (CONTRACT §8): a frame alone in its batch,
+/// with the batch's header and offset, stays under the runtime's 1 MiB message limit
+/// (<https://developers.cloudflare.com/durable-objects/platform/limits/>).
+pub const MAX_NEXT_FRAME_BYTES: usize = 1_000_000;
+const _: () = assert!(MAX_NEXT_FRAME_BYTES + 64 < 1 << 20 && MAX_BATCH_BYTES < MAX_NEXT_FRAME_BYTES);
+
+/// What one turn of the chain object may read from storage for all the subscriptions it
+/// serves together: pages, and bytes of event bodies. Pages already read in the turn are
+/// shared and cost nothing. A subscription whose scan the budget cut short (a filter that
+/// matches little, over a long log) continues in a later turn, so other subscriptions,
+/// publishes and acknowledgements are served in between, and the memory a turn holds is
+/// bounded by the budget, not by the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnBudget {
+    pub pages: usize,
+    pub bytes: usize,
+}
+
+impl TurnBudget {
+    pub const PER_TURN: TurnBudget = TurnBudget { pages: 8, bytes: 2 << 20 };
+
+    pub fn exhausted(&self) -> bool {
+        self.pages == 0 || self.bytes == 0
+    }
+
+    fn spend(&mut self, page: &Page) {
+        self.pages = self.pages.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(page.events.iter().map(|e| e.body.len()).sum());
+    }
+}
+
+/// A scan that advanced this far without a frame reports its progress anyway (a frame-less
+/// batch), so the gateway's next offset and the saved cursor follow a filtered stream.
+pub const PROGRESS_EVERY: u64 = PAGE as u64;
 
 /// The least time between two fan-outs of a chain (ms), by attached subscriptions. A
 /// fan-out costs one message per subscription whatever it carries, so a chain with many
@@ -145,8 +185,6 @@ pub struct Cursor {
     pub next: Offset,
     /// Frames sent and not yet acknowledged.
     pub inflight: u32,
-    /// Reported on the first frame, then cleared.
-    pub gap: Option<Gap>,
 }
 
 /// Pages read and events parsed in one turn of the object, shared by every subscription
@@ -161,13 +199,23 @@ pub struct EventCache {
 }
 
 impl EventCache {
-    fn page<S: LogStore>(&mut self, log: &ChainLog<S>, from: Offset) -> Result<Rc<Page>, StoreError> {
+    /// The page at `from`: from this turn's pages, or read from storage if the budget allows.
+    fn page<S: LogStore>(
+        &mut self,
+        log: &ChainLog<S>,
+        from: Offset,
+        budget: &mut TurnBudget,
+    ) -> Result<Option<Rc<Page>>, StoreError> {
         if let Some(page) = self.pages.get(&from) {
-            return Ok(page.clone());
+            return Ok(Some(page.clone()));
         }
-        let page = Rc::new(log.read_page(from, PAGE, PAGE_BYTES)?);
+        if budget.exhausted() {
+            return Ok(None);
+        }
+        let page = Rc::new(log.read_page(from, PAGE, PAGE_BYTES.min(budget.bytes))?);
+        budget.spend(&page);
         self.pages.insert(from, page.clone());
-        Ok(page)
+        Ok(Some(page))
     }
 
     fn projection<P: Projector>(&mut self, e: &StoredEvent, spec: &SubscriptionSpec<P>, key: &Rc<str>) -> Rc<str> {
@@ -192,10 +240,22 @@ impl EventCache {
     }
 }
 
-/// Fills the subscription's window from the log, starting at its cursor. Returns the batch
-/// messages to send (none when there is nothing to send), each under [`MAX_BATCH_BYTES`].
-/// Reads and the returned batches belong to one synchronous turn: the caller sends them
+/// What one pump produced: the messages to send on the subscription's internal socket, in
+/// order, and whether the turn's budget stopped it before it caught up.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pumped {
+    pub messages: Vec<String>,
+    pub cut_short: bool,
+    /// The subscription failed (an `E` message is the last one): stop serving it.
+    pub failed: bool,
+}
+
+/// Fills the subscription's window from the log, starting at its cursor, within the turn's
+/// `budget`. Returns the messages to send (none when there is nothing to send): batches,
+/// each under [`MAX_BATCH_BYTES`] unless a single frame is larger, and at most one `E`.
+/// Reads and the returned messages belong to one synchronous turn: the caller sends them
 /// before any `await`.
+#[allow(clippy::too_many_arguments)]
 pub fn pump<S: LogStore, P: Projector>(
     log: &ChainLog<S>,
     spec: &SubscriptionSpec<P>,
@@ -204,34 +264,51 @@ pub fn pump<S: LogStore, P: Projector>(
     head: Offset,
     window: u32,
     cache: &mut EventCache,
-) -> Result<Vec<String>, StoreError> {
-    let mut batches = Vec::new();
-    let mut body = String::new();
-    let mut last_in_body = 0;
+    budget: &mut TurnBudget,
+) -> Result<Pumped, StoreError> {
+    let mut out = Pumped::default();
+    let mut batch = BatchWriter::default();
     // The part of every `next` frame that is the same for this subscription, built once.
     let prefix = next_prefix(spec);
     let mut frame = String::new();
+    let started_at = cursor.next;
     while cursor.inflight < window && cursor.next <= head {
-        let page = cache.page(log, cursor.next)?;
+        let Some(page) = cache.page(log, cursor.next, budget)? else {
+            out.cut_short = true;
+            break;
+        };
+        // Offsets are gapless, and only retention deletes: a page that starts past the
+        // cursor (or an empty one below the head) means retention overtook this cursor.
+        let resumed_at = page.events.first().map_or(head + 1, |e| e.offset);
+        if resumed_at > cursor.next {
+            batch.flush(cursor.next.saturating_sub(1), &mut out.messages);
+            batch.gap = Some(cursor.next);
+            cursor.next = resumed_at;
+        }
         for e in &page.events {
             if cursor.inflight >= window {
                 break;
             }
-            cursor.next = e.offset + 1;
             if !spec.filter.matches(e) {
+                cursor.next = e.offset + 1;
                 continue;
             }
             frame.clear();
             let projection = cache.projection(e, spec, projection_key);
-            render_next(&prefix, &projection, cursor.gap.take(), &mut frame);
-            if !body.is_empty() && body.len() + frame.len() > MAX_BATCH_BYTES {
-                batches.push(format!("B {last_in_body}{body}"));
-                body.clear();
+            render_next(&prefix, &projection, &mut frame);
+            if frame.len() > MAX_NEXT_FRAME_BYTES {
+                batch.flush(cursor.next.saturating_sub(1), &mut out.messages);
+                out.messages.push(format!(
+                    "E {FRAME_TOO_LARGE} the event at offset {} renders to {} bytes, over the {MAX_NEXT_FRAME_BYTES}-byte frame limit: select fewer fields and resubscribe from offset {}",
+                    e.offset,
+                    frame.len(),
+                    e.offset
+                ));
+                out.failed = true;
+                return Ok(out);
             }
-            // Writing to a String cannot fail.
-            let _ = write!(body, "\n{} ", e.offset);
-            body.push_str(&frame);
-            last_in_body = e.offset;
+            cursor.next = e.offset + 1;
+            batch.push(e.offset, &frame, &mut out.messages);
             cursor.inflight += 1;
         }
         if page.at_end && cursor.inflight < window {
@@ -239,11 +316,60 @@ pub fn pump<S: LogStore, P: Projector>(
             cursor.next = head + 1;
         }
     }
-    if !body.is_empty() {
-        // The last batch also covers the filtered-out events after its last frame.
-        batches.push(format!("B {}{body}", cursor.next - 1));
+    let advanced = cursor.next.saturating_sub(started_at);
+    if advanced > 0 && (out.cut_short || advanced >= PROGRESS_EVERY) {
+        batch.progress = true;
     }
-    Ok(batches)
+    // The last batch also covers the filtered-out events after its last frame.
+    batch.flush(cursor.next.saturating_sub(1), &mut out.messages);
+    Ok(out)
+}
+
+/// The `extensions.code` of a subscription ended by a frame over the limit.
+pub const FRAME_TOO_LARGE: &str = crate::subscribe::FRAME_TOO_LARGE;
+
+/// Builds `B` messages: frames are appended until the next would pass [`MAX_BATCH_BYTES`].
+#[derive(Default)]
+struct BatchWriter {
+    body: String,
+    last: Offset,
+    /// Retention dropped events from this offset on, before this batch's first frame.
+    gap: Option<Offset>,
+    /// Send even without frames (progress, or a gap to report).
+    progress: bool,
+}
+
+impl BatchWriter {
+    fn is_empty(&self) -> bool {
+        self.body.is_empty() && self.gap.is_none() && !self.progress
+    }
+
+    fn push(&mut self, offset: Offset, frame: &str, out: &mut Vec<String>) {
+        if !self.body.is_empty() && self.body.len() + frame.len() > MAX_BATCH_BYTES {
+            let last = self.last;
+            self.flush(last, out);
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(self.body, "\n{offset} ");
+        self.body.push_str(frame);
+        self.last = offset;
+    }
+
+    /// Sends what is gathered as one batch covering offsets up to `through`.
+    fn flush(&mut self, through: Offset, out: &mut Vec<String>) {
+        if self.is_empty() {
+            return;
+        }
+        let through = if self.body.is_empty() { through } else { through.max(self.last) };
+        let mut header = format!("B {through}");
+        if let Some(requested) = self.gap.take() {
+            let _ = write!(header, " g{requested}");
+        }
+        header.push_str(&self.body);
+        out.push(header);
+        self.body.clear();
+        self.progress = false;
+    }
 }
 
 /// The start of every `next` message of graphql-transport-ws for this subscription, up to
@@ -256,19 +382,31 @@ fn next_prefix<P>(spec: &SubscriptionSpec<P>) -> String {
     )
 }
 
-/// One `next` message: the subscription's [`next_prefix`], an event's projection (its
-/// selected fields as JSON) and the gap, if this is the first event after one.
-fn render_next(prefix: &str, projection: &str, gap: Option<Gap>, out: &mut String) {
+/// One `next` message: the subscription's [`next_prefix`] and an event's projection (its
+/// selected fields as JSON).
+fn render_next(prefix: &str, projection: &str, out: &mut String) {
     out.push_str(prefix);
     out.push_str(projection);
-    out.push('}');
-    if let Some(g) = gap {
-        out.push_str(&format!(
-            ",\"extensions\":{{\"gap\":{{\"requested\":\"{}\",\"resumedAt\":\"{}\"}}}}",
-            g.requested, g.resumed_at
-        ));
-    }
-    out.push_str("}}");
+    out.push_str("}}}");
+}
+
+/// The frame with `extensions.gap` added to its payload: the first frame a subscription
+/// receives after retention dropped events it asked for. Frames are `next` messages
+/// ending in the payload's and the message's closing braces.
+pub fn with_gap(frame: &str, gap: Gap) -> String {
+    let body = frame.strip_suffix("}}").unwrap_or(frame);
+    format!(
+        "{body},\"extensions\":{{\"gap\":{{\"requested\":\"{}\",\"resumedAt\":\"{}\"}}}}}}}}",
+        gap.requested, gap.resumed_at
+    )
+}
+
+/// The saved cursor a subscription resumes from (when it names no offset) and moves: one
+/// per app key and filter. A narrowly filtered subscription thus never moves the cursor of
+/// an unfiltered one past events that one never got, and a subscription resumes where the
+/// same subscription left off.
+pub fn cursor_key<P>(spec: &SubscriptionSpec<P>) -> String {
+    format!("{}|{}", spec.app_key, serde_json::to_string(&spec.filter).unwrap_or_default())
 }
 
 /// What makes two subscriptions' projections of an event identical: the plan and `delta`.
@@ -280,21 +418,33 @@ pub fn projection_key<P: Serialize>(spec: &SubscriptionSpec<P>) -> Rc<str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch<'a> {
     pub through: Offset,
+    /// Retention dropped events from this offset on, before the first frame.
+    pub gap: Option<Offset>,
     pub frames: Vec<(Offset, &'a str)>,
 }
 
 pub fn parse_batch(text: &str) -> Option<Batch<'_>> {
     let mut lines = text.split('\n');
-    let through = lines.next()?.strip_prefix("B ")?.parse().ok()?;
+    let mut header = lines.next()?.strip_prefix("B ")?.split(' ');
+    let through = header.next()?.parse().ok()?;
+    let gap = match header.next() {
+        None => None,
+        Some(g) => Some(g.strip_prefix('g')?.parse().ok()?),
+    };
     let mut frames = Vec::new();
     for line in lines {
         let (offset, frame) = line.split_once(' ')?;
         frames.push((offset.parse().ok()?, frame));
     }
-    Some(Batch { through, frames })
+    Some(Batch { through, gap, frames })
 }
 
-pub fn ack_message(count: usize, through: Offset) -> String {
+/// An `E <code> <message>` from the chain object: the subscription failed.
+pub fn parse_failure(text: &str) -> Option<(&str, &str)> {
+    text.strip_prefix("E ")?.split_once(' ')
+}
+
+pub fn ack_message(count: u32, through: Offset) -> String {
     format!("A {count} {through}")
 }
 

@@ -336,7 +336,7 @@ impl Api {
             event_names: coerced.event_names,
             module_names: coerced.module_names,
         };
-        Ok(PreparedSubscription { response_key, input, plan: ProjectionPlan { fields: plan } })
+        Ok(PreparedSubscription { response_key, location, input, plan: ProjectionPlan { fields: plan } })
     }
 }
 
@@ -541,6 +541,8 @@ impl ObjectValue for StaticObject {
 pub struct PreparedSubscription {
     /// The response key of the root field (the alias, or "newEvent").
     pub response_key: String,
+    /// Where the root field is in the document (for errors about the selection).
+    pub location: Option<Location>,
     pub input: NewEventInput,
     pub plan: ProjectionPlan,
 }
@@ -640,6 +642,26 @@ impl ProjectionPlan {
     /// The same result written to `out` as JSON text, keys in selection order.
     pub fn project_to_string(&self, event: &Value, delta: bool, out: &mut String) {
         write_object(&self.fields, event, delta, out);
+    }
+
+    /// The most times one field of the event appears in the output of one event, with the
+    /// path of that field: aliases of a field, and of the objects and lists above it, each
+    /// repeat it. The output of an event is at most this many times the event, so bounding
+    /// it bounds what a subscription can make of one event (CONTRACT §8).
+    pub fn max_field_copies(&self) -> (u64, String) {
+        fn walk(fields: &[PlanField], path: &str, counts: &mut BTreeMap<String, u64>) {
+            for field in fields {
+                let k = field.keyed();
+                let here = if path.is_empty() { k.src.clone() } else { format!("{path}.{}", k.src) };
+                match field {
+                    PlanField::Object(_, sub) | PlanField::List(_, sub) => walk(sub, &here, counts),
+                    _ => *counts.entry(here).or_insert(0) += 1,
+                }
+            }
+        }
+        let mut counts = BTreeMap::new();
+        walk(&self.fields, "", &mut counts);
+        counts.into_iter().map(|(path, n)| (n, path)).max_by_key(|(n, _)| *n).unwrap_or_default()
     }
 }
 

@@ -14,6 +14,7 @@ pub mod oauth;
 pub mod protocol;
 pub mod publish;
 pub mod ratelimit;
+pub mod relay;
 pub mod routes;
 pub mod secret;
 pub mod subscribe;

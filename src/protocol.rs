@@ -2,7 +2,7 @@
 //! no I/O: it takes the client's frames and timer events and answers with actions. The
 //! gateway performs the actions; everything the protocol decides is tested natively.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use serde_json::{json, Map, Value};
 
@@ -52,7 +52,7 @@ impl Close {
 pub enum ClientMessage {
     ConnectionInit { payload: Map<String, Value> },
     Ping { payload: Option<Value> },
-    Pong,
+    Pong { payload: Option<Value> },
     Subscribe { id: String, payload: Value },
     Complete { id: String },
 }
@@ -77,7 +77,7 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
             Some(_) => Err("Invalid message received: connection_init payload must be an object".into()),
         },
         "ping" => Ok(ClientMessage::Ping { payload: obj.remove("payload").filter(|p| !p.is_null()) }),
-        "pong" => Ok(ClientMessage::Pong),
+        "pong" => Ok(ClientMessage::Pong { payload: obj.remove("payload").filter(|p| !p.is_null()) }),
         "subscribe" => {
             let id = id(&mut obj)?;
             match obj.remove("payload") {
@@ -110,8 +110,8 @@ pub enum Action {
     Stop {
         id: String,
     },
-    /// The client answered a server `ping`.
-    PongReceived,
+    /// The client sent a `pong` (solicited or not; the slow-consumer guard tells).
+    PongReceived(Option<Value>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,20 +121,31 @@ enum Phase {
     Closed,
 }
 
+/// The bounds of one connection (CONTRACT §8), from the configuration's `limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub max_frame_bytes: usize,
+    pub max_subscriptions: usize,
+    pub max_id_bytes: usize,
+}
+
+/// The `extensions.code` of a `subscribe` over the connection's subscription limit.
+pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
+
 /// One vendor connection.
 #[derive(Debug)]
 pub struct Session {
     phase: Phase,
     active: BTreeSet<String>,
-    max_frame_bytes: usize,
+    limits: SessionLimits,
 }
 
 /// The outcome of checking a `connection_init` payload.
 pub type InitCheck = Result<VerifiedToken, Close>;
 
 impl Session {
-    pub fn new(max_frame_bytes: usize) -> Self {
-        Session { phase: Phase::AwaitingInit, active: BTreeSet::new(), max_frame_bytes }
+    pub fn new(limits: SessionLimits) -> Self {
+        Session { phase: Phase::AwaitingInit, active: BTreeSet::new(), limits }
     }
 
     pub fn principal(&self) -> Option<&VerifiedToken> {
@@ -165,8 +176,8 @@ impl Session {
         if self.is_closed() {
             return Vec::new();
         }
-        if text.len() > self.max_frame_bytes {
-            return self.close(close::TOO_BIG, format!("Message over the {}-byte limit", self.max_frame_bytes));
+        if text.len() > self.limits.max_frame_bytes {
+            return self.close(close::TOO_BIG, format!("Message over the {}-byte limit", self.limits.max_frame_bytes));
         }
         let message = match parse_client_message(text) {
             Ok(m) => m,
@@ -192,13 +203,29 @@ impl Session {
                 }
                 vec![Action::Send(pong.to_string())]
             }
-            ClientMessage::Pong => vec![Action::PongReceived],
+            ClientMessage::Pong { payload } => vec![Action::PongReceived(payload)],
             ClientMessage::Subscribe { id, payload } => {
                 if !matches!(self.phase, Phase::Ready(_)) {
                     return self.close(close::UNAUTHORIZED, "Unauthorized");
                 }
+                if id.len() > self.limits.max_id_bytes {
+                    return self.close(
+                        close::BAD_REQUEST,
+                        format!("Invalid message received: operation id over {} bytes", self.limits.max_id_bytes),
+                    );
+                }
                 if self.active.contains(&id) {
                     return self.close(close::DUPLICATE_ID, format!("Subscriber for {id} already exists"));
+                }
+                if self.active.len() >= self.limits.max_subscriptions {
+                    let error = json!([{
+                        "message": format!(
+                            "this connection already runs {} operations, the most it may; complete one first",
+                            self.limits.max_subscriptions
+                        ),
+                        "extensions": {"code": TOO_MANY_SUBSCRIPTIONS},
+                    }]);
+                    return vec![Action::Send(json!({"id": id, "type": "error", "payload": error}).to_string())];
                 }
                 self.active.insert(id.clone());
                 vec![Action::Start { id, payload }]
@@ -269,13 +296,16 @@ impl Session {
         vec![Action::Send(json!({"id": id, "type": "error", "payload": errors}).to_string())]
     }
 
-    /// A single result (queries): `next`, then `complete`.
-    pub fn single_result(&mut self, id: &str, result: &Value) -> Vec<Action> {
+    /// A single result (queries): `next`, then `complete`. `result_json` is the execution
+    /// result as JSON text, spliced in unchanged so its keys keep the selection order
+    /// (GraphQL §7.1: the response is an ordered map).
+    pub fn single_result(&mut self, id: &str, result_json: &str) -> Vec<Action> {
         if !self.active.remove(id) {
             return Vec::new();
         }
+        let id_json = serde_json::to_string(id).unwrap_or_default();
         vec![
-            Action::Send(json!({"id": id, "type": "next", "payload": result}).to_string()),
+            Action::Send(format!("{{\"id\":{id_json},\"type\":\"next\",\"payload\":{result_json}}}")),
             Action::Send(json!({"id": id, "type": "complete"}).to_string()),
         ]
     }
@@ -296,15 +326,32 @@ pub fn init_credentials(payload: &Map<String, Value>) -> (Option<&str>, Option<&
     (get("authorization"), get("x-app-key"))
 }
 
-/// Opt-in slow-consumer detection. The runtime gives no backpressure signal on a socket,
-/// but a `ping` queues behind every frame already sent, so the time to its `pong` is the
-/// time the client needs to drain its backlog. Too long, and the client is closed (4413)
-/// to resume from its offset instead of being buffered without bound.
+/// Slow-consumer detection (on by default, CONTRACT §8). The runtime gives no backpressure
+/// signal on a socket, but a `ping` queues behind every frame already sent, so its `pong`
+/// proves the client has read everything sent before it. The guard pings every
+/// [`PING_EVERY_BYTES`] sent (and at least every half threshold), each ping with a random
+/// nonce that only its pong echoes: an unsolicited pong, or one sent ahead without reading,
+/// confirms nothing. A client is closed (4413) when its oldest unanswered ping is older
+/// than the threshold, or when more than `max_unread_bytes` were sent since the last ping it
+/// answered: a stalled reader is never buffered beyond that, whatever it sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlowConsumerGuard {
     threshold_ms: u64,
-    ping_sent_at: Option<u64>,
+    max_unread_bytes: u64,
+    sent_bytes: u64,
+    /// Bytes sent before the last answered ping: known to be read.
+    confirmed_bytes: u64,
+    /// Unanswered pings, oldest first: (nonce, sent at ms, bytes sent before it).
+    outstanding: VecDeque<(String, u64, u64)>,
+    last_ping_at: u64,
 }
+
+/// Bytes sent between two pings while frames flow.
+pub const PING_EVERY_BYTES: u64 = 1024 * 1024;
+/// Unanswered pings at most; past it no new ping is sent until one is answered.
+pub const MAX_OUTSTANDING_PINGS: usize = 16;
+/// The key of a server ping's payload that carries its nonce.
+pub const PING_NONCE_KEY: &str = "slowConsumerCheck";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuardTick {
@@ -314,8 +361,15 @@ pub enum GuardTick {
 }
 
 impl SlowConsumerGuard {
-    pub fn new(threshold_seconds: u64) -> Self {
-        SlowConsumerGuard { threshold_ms: threshold_seconds * 1000, ping_sent_at: None }
+    pub fn new(threshold_seconds: u64, max_unread_bytes: u64, now_ms: u64) -> Self {
+        SlowConsumerGuard {
+            threshold_ms: threshold_seconds.saturating_mul(1000),
+            max_unread_bytes,
+            sent_bytes: 0,
+            confirmed_bytes: 0,
+            outstanding: VecDeque::new(),
+            last_ping_at: now_ms,
+        }
     }
 
     /// How often `on_tick` should run.
@@ -323,21 +377,63 @@ impl SlowConsumerGuard {
         (self.threshold_ms / 2).max(500)
     }
 
-    pub fn on_tick(&mut self, now_ms: u64) -> GuardTick {
-        match self.ping_sent_at {
-            Some(sent) if now_ms.saturating_sub(sent) >= self.threshold_ms => GuardTick::TooSlow(Close::new(
-                close::TOO_SLOW,
-                "consumer too slow: reconnect and resume from your last offset",
-            )),
-            Some(_) => GuardTick::Nothing,
-            None => {
-                self.ping_sent_at = Some(now_ms);
-                GuardTick::SendPing(json!({"type": "ping", "payload": {"slowConsumerCheck": now_ms}}).to_string())
+    fn too_slow(why: &str) -> GuardTick {
+        GuardTick::TooSlow(Close::new(
+            close::TOO_SLOW,
+            format!("consumer too slow ({why}): reconnect and resume from your last offset"),
+        ))
+    }
+
+    fn ping(&mut self, now_ms: u64, nonce: String) -> GuardTick {
+        let text = json!({"type": "ping", "payload": {PING_NONCE_KEY: nonce}}).to_string();
+        self.outstanding.push_back((nonce, now_ms, self.sent_bytes));
+        self.last_ping_at = now_ms;
+        GuardTick::SendPing(text)
+    }
+
+    /// `bytes` were just sent to the client. `nonce` makes the next ping, if one is due.
+    pub fn on_sent(&mut self, bytes: usize, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {
+        self.sent_bytes = self.sent_bytes.saturating_add(bytes as u64);
+        if self.sent_bytes - self.confirmed_bytes > self.max_unread_bytes {
+            return Self::too_slow("unread data over the limit");
+        }
+        let since_last = self.sent_bytes - self.outstanding.back().map_or(self.confirmed_bytes, |p| p.2);
+        if since_last >= PING_EVERY_BYTES && self.outstanding.len() < MAX_OUTSTANDING_PINGS {
+            return self.ping(now_ms, nonce());
+        }
+        GuardTick::Nothing
+    }
+
+    pub fn on_tick(&mut self, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {
+        match self.outstanding.front() {
+            Some((_, sent_at, _)) if now_ms.saturating_sub(*sent_at) >= self.threshold_ms => {
+                Self::too_slow("no answer to a ping")
             }
+            Some(_) => GuardTick::Nothing,
+            None if now_ms.saturating_sub(self.last_ping_at) >= self.tick_interval_ms() => self.ping(now_ms, nonce()),
+            None => GuardTick::Nothing,
         }
     }
 
-    pub fn on_pong(&mut self) {
-        self.ping_sent_at = None;
+    /// A `pong` arrived. Only one echoing an outstanding ping's nonce counts; it also
+    /// answers every older ping (pongs come back in order).
+    pub fn on_pong(&mut self, payload: Option<&Value>) {
+        let Some(nonce) = payload.and_then(|p| p.get(PING_NONCE_KEY)).and_then(Value::as_str) else {
+            return;
+        };
+        let Some(position) =
+            self.outstanding.iter().position(|(n, _, _)| crate::constant_time_eq(n.as_bytes(), nonce.as_bytes()))
+        else {
+            return;
+        };
+        let answered = self.outstanding.drain(..=position).next_back();
+        if let Some((_, _, bytes)) = answered {
+            self.confirmed_bytes = self.confirmed_bytes.max(bytes);
+        }
+    }
+
+    /// Bytes sent and not yet known to be read.
+    pub fn unread_bytes(&self) -> u64 {
+        self.sent_bytes - self.confirmed_bytes
     }
 }

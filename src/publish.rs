@@ -40,12 +40,15 @@ pub enum BatchError {
     Malformed(String),
     /// `400`: one entry per bad event; nothing of the batch is stored.
     Invalid(Vec<EventError>),
+    /// `403`: events for properties outside the publisher's grant; nothing is stored.
+    Forbidden(Vec<EventError>),
 }
 
 impl BatchError {
     pub fn status(&self) -> u16 {
         match self {
             BatchError::TooLarge(_) => 413,
+            BatchError::Forbidden(_) => 403,
             _ => 400,
         }
     }
@@ -61,6 +64,14 @@ impl BatchError {
             BatchError::Invalid(errors) => serde_json::json!({
                 "error": "invalid_events",
                 "message": format!("{} event(s) are invalid; nothing was stored", count_events(errors)),
+                "errors": errors,
+            }),
+            BatchError::Forbidden(errors) => serde_json::json!({
+                "error": "forbidden",
+                "message": format!(
+                    "{} event(s) are for properties this publisher is not granted; nothing was stored",
+                    count_events(errors)
+                ),
                 "errors": errors,
             }),
         }
@@ -198,6 +209,33 @@ pub fn validate_batch(
         Ok(events)
     } else {
         Err(BatchError::Invalid(errors))
+    }
+}
+
+/// Refuses a batch holding events for properties outside the publisher's grant (`None`:
+/// every property of the chain). A grant restricted to some properties restricts
+/// publishing as it restricts streaming (CONTRACT §5).
+pub fn check_grant(
+    events: &[ValidEvent],
+    granted: Option<&std::collections::BTreeSet<String>>,
+) -> Result<(), BatchError> {
+    let Some(granted) = granted else {
+        return Ok(());
+    };
+    let errors: Vec<EventError> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !granted.contains(&e.hotel_id))
+        .map(|(index, e)| EventError {
+            index,
+            field: "hotelId".into(),
+            message: format!("hotelId {:?} is not granted to this publisher", e.hotel_id),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(BatchError::Forbidden(errors))
     }
 }
 

@@ -1,10 +1,19 @@
-//! Failed-login throttling for the token endpoint. The state lives in a Durable Object
-//! per client id (so it holds across isolates); these are its rules.
+//! Throttles. The state lives in Durable Objects (so it holds across isolates); these are
+//! their rules, with no I/O.
+//!
+//! - Failed logins of the token endpoint, counted per (client id, source address) and, with
+//!   a higher ceiling, per client id: one address guessing secrets locks only itself out,
+//!   and many addresses together still meet a ceiling. The check runs before the secret's
+//!   hash is computed, so a locked-out caller costs no PBKDF2.
+//! - WebSocket upgrades per app key in a sliding window.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Failures of one key within a window, and the lockout they led to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoginGuard {
+pub struct FailureCount {
     /// Failures since `window_start`.
     failures: u32,
     window_start: u64,
@@ -12,28 +21,165 @@ pub struct LoginGuard {
     locked_until: u64,
 }
 
-impl LoginGuard {
-    /// Seconds to wait before the next attempt, if the client is locked out.
+impl FailureCount {
+    /// Seconds to wait before the next attempt, if locked out.
     pub fn retry_after(&self, now: u64) -> Option<u64> {
         (now < self.locked_until).then(|| self.locked_until - now)
     }
 
-    /// Counts a failure; `max_failures` failures within `lockout_seconds` lock the client
-    /// out for `lockout_seconds`.
+    /// Counts a failure; `max_failures` within `lockout_seconds` lock for `lockout_seconds`.
+    /// Both are bounded by the configuration's ranges, so the sums cannot overflow.
     pub fn record_failure(&mut self, now: u64, max_failures: u32, lockout_seconds: u64) {
-        if now >= self.window_start + lockout_seconds {
+        if now >= self.window_start.saturating_add(lockout_seconds) {
             self.failures = 0;
             self.window_start = now;
         }
-        self.failures += 1;
+        self.failures = self.failures.saturating_add(1);
         if self.failures >= max_failures {
-            self.locked_until = now + lockout_seconds;
+            self.locked_until = now.saturating_add(lockout_seconds);
             self.failures = 0;
             self.window_start = now;
         }
     }
 
-    pub fn record_success(&mut self) {
-        self.failures = 0;
+    /// Nothing to remember any more: no failure in the window and no lockout.
+    fn is_idle(&self, now: u64, lockout_seconds: u64) -> bool {
+        self.retry_after(now).is_none()
+            && (self.failures == 0 || now >= self.window_start.saturating_add(lockout_seconds))
+    }
+}
+
+/// The limits a login guard applies (from `limits` of the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginLimits {
+    pub failures_per_source: u32,
+    pub failures_per_client: u32,
+    pub lockout_seconds: u64,
+}
+
+/// Sources remembered per client id at most; the idle ones go first, then the oldest.
+pub const MAX_SOURCES: usize = 1_024;
+
+/// The login state of one client id: its own count and one per source address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginGuard {
+    client: FailureCount,
+    sources: BTreeMap<String, FailureCount>,
+}
+
+impl LoginGuard {
+    /// Seconds to wait, if this client id (from anywhere) or this source is locked out.
+    pub fn retry_after(&self, source: &str, now: u64) -> Option<u64> {
+        let own = self.sources.get(source).and_then(|s| s.retry_after(now));
+        match (self.client.retry_after(now), own) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn record_failure(&mut self, source: &str, now: u64, limits: LoginLimits) {
+        self.client.record_failure(now, limits.failures_per_client, limits.lockout_seconds);
+        if !self.sources.contains_key(source) && self.sources.len() >= MAX_SOURCES {
+            self.sources.retain(|_, s| !s.is_idle(now, limits.lockout_seconds));
+            if self.sources.len() >= MAX_SOURCES {
+                // Still full of live entries: drop the one whose window is oldest.
+                if let Some(oldest) = self.sources.iter().min_by_key(|(_, s)| s.window_start).map(|(k, _)| k.clone()) {
+                    self.sources.remove(&oldest);
+                }
+            }
+        }
+        self.sources.entry(source.to_string()).or_default().record_failure(
+            now,
+            limits.failures_per_source,
+            limits.lockout_seconds,
+        );
+    }
+
+    /// A successful login clears its source's failures (not the client's ceiling, which
+    /// counts attempts from everywhere).
+    pub fn record_success(&mut self, source: &str) {
+        self.sources.remove(source);
+    }
+
+    /// Whether there is nothing to store (a success with no failures writes nothing).
+    pub fn is_empty(&self) -> bool {
+        self.client == FailureCount::default() && self.sources.is_empty()
+    }
+
+    pub fn sources(&self) -> usize {
+        self.sources.len()
+    }
+}
+
+/// Upgrades of one app key in a sliding window: the start times of those within it, at
+/// most `max` of them, so the state is bounded by the limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeWindow {
+    starts_ms: std::collections::VecDeque<u64>,
+}
+
+impl UpgradeWindow {
+    /// Admits an upgrade at `now_ms`, or says after how many seconds one will be admitted.
+    pub fn admit(&mut self, now_ms: u64, max: u32, window_seconds: u64) -> Result<(), u64> {
+        let window_ms = window_seconds.saturating_mul(1000);
+        while self.starts_ms.front().is_some_and(|&t| now_ms.saturating_sub(t) >= window_ms) {
+            self.starts_ms.pop_front();
+        }
+        if self.starts_ms.len() >= max as usize {
+            let oldest = self.starts_ms.front().copied().unwrap_or(now_ms);
+            let wait_ms = (oldest + window_ms).saturating_sub(now_ms);
+            return Err(wait_ms.div_ceil(1000).max(1));
+        }
+        self.starts_ms.push_back(now_ms);
+        Ok(())
+    }
+}
+
+/// The guard objects' internal requests and answers, shared by both sides.
+pub mod rpc {
+    use super::LoginLimits;
+    use serde::{Deserialize, Serialize};
+
+    pub const LOGIN_CHECK: &str = "/login/check";
+    pub const LOGIN_RECORD: &str = "/login/record";
+    pub const UPGRADE: &str = "/upgrade";
+
+    /// Is this source (or the whole client id) locked out? Read-only: creates no state.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct LoginCheck {
+        pub source: String,
+    }
+
+    /// The outcome of a login attempt of a configured client id.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct LoginRecord {
+        pub source: String,
+        pub ok: bool,
+        pub limits: LoginLimits,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct LoginVerdict {
+        pub retry_after: Option<u64>,
+        /// The guard holds failures of this client id (a success then has something to clear).
+        pub tracked: bool,
+    }
+
+    /// Admit one WebSocket upgrade of the object's app key?
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct UpgradeRequest {
+        pub max: u32,
+        pub window_seconds: u64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct UpgradeVerdict {
+        pub retry_after: Option<u64>,
     }
 }

@@ -12,6 +12,10 @@ use crate::token::AccessClaims;
 pub const FORBIDDEN: &str = "FORBIDDEN";
 pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
 pub const OFFSET_OUT_OF_RANGE: &str = "OFFSET_OUT_OF_RANGE";
+pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+/// A rendered event would exceed the frame limit (CONTRACT §8).
+pub const FRAME_TOO_LARGE: &str = "FRAME_TOO_LARGE";
 
 /// The chain to attach to, and the spec its object serves.
 pub fn plan_subscription(
@@ -21,6 +25,17 @@ pub fn plan_subscription(
     connection_id: &str,
     prepared: PreparedSubscription,
 ) -> Result<(String, SubscriptionSpec<ProjectionPlan>), GraphQLError> {
+    let (copies, path) = prepared.plan.max_field_copies();
+    if copies > u64::from(config.limits.max_field_copies) {
+        return Err(GraphQLError::coded(
+            format!(
+                "the selection outputs `{path}` {copies} times per event (aliases); at most {} copies of a field are allowed",
+                config.limits.max_field_copies
+            ),
+            QUERY_TOO_COMPLEX,
+        )
+        .at(prepared.location));
+    }
     let input = prepared.input;
     let (chain, grant) = chain_access(config, claims, Scope::Events, &input.chain_code).map_err(|e| match e {
         AccessError::Unauthorized(m) | AccessError::Forbidden(m) => GraphQLError::coded(m, FORBIDDEN),

@@ -169,6 +169,30 @@ impl LogStore for Probe {
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, pms_events::chain_log::StoreError> {
         self.inner.delete_stored_before(cutoff, limit)
     }
+    /// No rollback: the second line of defence (the head never below the stored rows) must
+    /// hold on its own.
+    fn atomically<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, pms_events::chain_log::StoreError>,
+    ) -> Result<T, pms_events::chain_log::StoreError> {
+        f()
+    }
+}
+
+#[test]
+fn a_batch_that_fails_midway_leaves_no_event_stored_and_numbering_goes_on() {
+    let log = ChainLog::new(MemoryStore::default());
+    assert_eq!(log.append(&[event("a"), event("b")], 1).unwrap(), vec![1, 2]);
+    // The third row of five fails: the two before it must not stay.
+    log.store().fail_insert_after.set(Some(2));
+    let batch: Vec<ValidEvent> = ["c", "d", "e", "f", "g"].iter().map(|id| event(id)).collect();
+    assert!(log.append(&batch, 2).is_err());
+    log.store().fail_insert_after.set(None);
+    assert_eq!(log.stats().unwrap().retained_events, 2, "nothing of the failed batch is stored");
+    assert_eq!(log.head().unwrap(), 2);
+    assert!(log.read_page(3, 100, 1 << 20).unwrap().events.is_empty(), "nothing to deliver");
+    // The publisher's resend is stored whole, right after the last stored offset.
+    assert_eq!(log.append(&batch, 3).unwrap(), vec![3, 4, 5, 6, 7]);
 }
 
 #[test]

@@ -263,6 +263,47 @@ fn zero_slow_consumer_seconds_is_refused() {
         with(demo_json(), |d| d["limits"] = json!({"slowConsumerSeconds": 0})),
         &["limits.slowConsumerSeconds"],
     );
-    let ok = with(demo_json(), |d| d["limits"] = json!({"slowConsumerSeconds": 30}));
-    assert_eq!(ServiceConfig::parse(&ok.to_string()).unwrap().limits.slow_consumer_seconds, Some(30));
+    let ok = with(demo_json(), |d| d["limits"] = json!({"slowConsumerSeconds": 45}));
+    assert_eq!(ServiceConfig::parse(&ok.to_string()).unwrap().limits.slow_consumer_seconds, 45);
+    assert_eq!(demo_config().limits.slow_consumer_seconds, 30, "on by default");
+}
+
+#[test]
+fn every_limit_has_bounds_and_a_value_past_them_is_refused_by_name() {
+    use pms_events::config::LIMIT_RANGES;
+    for (name, min, max) in LIMIT_RANGES {
+        let over = with(demo_json(), |d| d["limits"] = json!({ name: max + 1 }));
+        assert_names(over, &[&format!("limits.{name}"), &max.to_string()]);
+        if min > 0 {
+            let under = with(demo_json(), |d| d["limits"] = json!({ name: min - 1 }));
+            assert_names(under, &[&format!("limits.{name}")]);
+        }
+        // The bounds themselves are accepted (alone, other limits at their defaults), except
+        // where they contradict a default: a per-event size over the batch size, or a
+        // per-source login limit over the per-client ceiling.
+        for value in [min, max] {
+            let doc = with(demo_json(), |d| d["limits"] = json!({ name: value }));
+            let contradicts = (name == "maxBatchBytes" && value < 64 * 1024)
+                || (name == "maxEventBytes" && value > 1024 * 1024)
+                || (name == "loginFailuresBeforeLockout" && value > 50)
+                || (name == "loginFailuresPerClient" && value < 5);
+            assert_eq!(ServiceConfig::parse(&doc.to_string()).is_ok(), !contradicts, "{name} = {value}");
+        }
+    }
+}
+
+#[test]
+fn huge_values_cannot_wrap_into_tiny_ones() {
+    // u64::MAX seconds of retention would wrap to a small number of milliseconds.
+    assert_names(with(demo_json(), |d| d["retentionSeconds"] = json!(u64::MAX)), &["retentionSeconds", "366 days"]);
+    assert_names(
+        with(demo_json(), |d| d["limits"] = json!({"loginLockoutSeconds": u64::MAX})),
+        &["limits.loginLockoutSeconds"],
+    );
+    assert_names(
+        with(demo_json(), |d| d["limits"] = json!({"slowConsumerSeconds": 18_446_744_073_709_552u64})),
+        &["limits.slowConsumerSeconds"],
+    );
+    let max_retention = with(demo_json(), |d| d["retentionSeconds"] = json!(366 * 24 * 3600));
+    assert_eq!(ServiceConfig::parse(&max_retention.to_string()).unwrap().retention_seconds, 366 * 24 * 3600);
 }

@@ -91,6 +91,20 @@ fn spec_with<P>(filter: EventFilter, plan: P) -> SubscriptionSpec<P> {
     }
 }
 
+/// A pump with no turn budget: what the window alone allows.
+fn pump_unbounded<P: Projector + serde::Serialize>(
+    log: &ChainLog<MemoryStore>,
+    s: &SubscriptionSpec<P>,
+    key: &std::rc::Rc<str>,
+    cursor: &mut Cursor,
+    head: u64,
+    window: u32,
+    cache: &mut EventCache,
+) -> Result<Vec<String>, pms_events::chain_log::StoreError> {
+    let mut budget = TurnBudget { pages: usize::MAX, bytes: usize::MAX };
+    pump(log, s, key, cursor, head, window, cache, &mut budget).map(|p| p.messages)
+}
+
 /// Test convenience: exactly one batch expected.
 trait OneBatch {
     fn only_batch(self) -> String;
@@ -111,25 +125,28 @@ fn delivered(batch: &str) -> Vec<u64> {
 fn pump_respects_the_window_then_continues_after_acks() {
     let log = log_with(&["TTE01"; 10]);
     let s = spec(EventFilter::default());
-    let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
+    let mut cursor = Cursor { next: 1, inflight: 0 };
     let mut cache = EventCache::default();
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
+    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
     assert_eq!(delivered(&b), vec![1, 2, 3, 4]);
     assert_eq!(parse_batch(&b).unwrap().through, 4);
     assert!(
-        pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().is_empty(),
+        pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().is_empty(),
         "window full: nothing more"
     );
     let (count, through) = parse_ack(&ack_message(4, 4)).unwrap();
     assert_eq!((count, through), (4, 4));
     cursor.inflight -= count;
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
+    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
     assert_eq!(delivered(&b), vec![5, 6, 7, 8]);
     cursor.inflight = 0;
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
+    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
     assert_eq!(delivered(&b), vec![9, 10]);
     assert_eq!(cursor.next, 11);
-    assert!(pump(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().is_empty(), "caught up");
+    assert!(
+        pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().is_empty(),
+        "caught up"
+    );
 }
 
 #[test]
@@ -137,14 +154,16 @@ fn filters_skip_events_but_advance_the_cursor() {
     let log = log_with(&["TTE01", "TTE02", "TTE01", "TTE02", "TTE02"]);
     let filter = EventFilter { properties: Some(["TTE01".to_string()].into()), ..Default::default() };
     let s = spec(filter);
-    let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 5, 100, &mut EventCache::default()).unwrap().only_batch();
+    let mut cursor = Cursor { next: 1, inflight: 0 };
+    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 5, 100, &mut EventCache::default())
+        .unwrap()
+        .only_batch();
     assert_eq!(delivered(&b), vec![1, 3]);
     assert_eq!(parse_batch(&b).unwrap().through, 5, "through covers the skipped tail");
     assert_eq!(cursor.next, 6);
     let by_module = EventFilter { module_names: Some(["Room".to_string()].into()), ..Default::default() };
-    let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
-    let b = pump(
+    let mut cursor = Cursor { next: 1, inflight: 0 };
+    let b = pump_unbounded(
         &log,
         &spec(by_module.clone()),
         &projection_key(&spec(by_module)),
@@ -159,28 +178,154 @@ fn filters_skip_events_but_advance_the_cursor() {
 }
 
 #[test]
-fn frames_are_graphql_ws_next_messages_and_the_gap_rides_on_the_first() {
+fn frames_are_graphql_ws_next_messages_and_a_gap_is_added_to_one() {
     let log = log_with(&["TTE01", "TTE02"]);
     let s = spec(EventFilter::default());
-    let mut cursor = Cursor { next: 1, inflight: 0, gap: Some(Gap { requested: 0, resumed_at: 1 }) };
-    let b = pump(&log, &s, &projection_key(&s), &mut cursor, 2, 10, &mut EventCache::default()).unwrap().only_batch();
+    let mut cursor = Cursor { next: 1, inflight: 0 };
+    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 2, 10, &mut EventCache::default())
+        .unwrap()
+        .only_batch();
     let batch = parse_batch(&b).unwrap();
+    assert_eq!(batch.gap, None);
     let first: Value = serde_json::from_str(batch.frames[0].1).unwrap();
     assert_eq!(
         first,
+        json!({"id": "sub-1", "type": "next", "payload": {"data": {"newEvent": {"offset": "1", "hotel": "TTE01"}}}})
+    );
+    let with: Value = serde_json::from_str(&with_gap(batch.frames[0].1, Gap { requested: 0, resumed_at: 1 })).unwrap();
+    assert_eq!(
+        with,
         json!({"id": "sub-1", "type": "next", "payload": {"data": {"newEvent": {"offset": "1", "hotel": "TTE01"}}, "extensions": {"gap": {"requested": "0", "resumedAt": "1"}}}})
     );
-    let second: Value = serde_json::from_str(batch.frames[1].1).unwrap();
-    assert_eq!(second["payload"].get("extensions"), None);
-    assert_eq!(cursor.gap, None);
+}
+
+#[test]
+fn retention_overtaking_a_cursor_between_pumps_is_reported_before_the_next_frame() {
+    let log = log_with(&["TTE01"; 10]);
+    let s = spec(EventFilter::default());
+    let mut cursor = Cursor { next: 1, inflight: 0 };
+    let mut cache = EventCache::default();
+    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 2, &mut cache).unwrap().only_batch();
+    assert_eq!(delivered(&b), vec![1, 2]);
+    // Retention deletes 3..5 before the subscriber acknowledges.
+    log.store().delete(3..=5);
+    cursor.inflight = 0;
+    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 2, &mut EventCache::default())
+        .unwrap()
+        .only_batch();
+    let batch = parse_batch(&b).unwrap();
+    assert_eq!(batch.gap, Some(3), "the hole is reported from the first missing offset");
+    assert_eq!(delivered(&b), vec![6, 7]);
+    // The gateway adds it to the first frame it forwards: offset 6.
+    let mut relay = pms_events::relay::Relay::new();
+    relay.on_attached(1, None, 0);
+    let pms_events::relay::Step::Forward { frames, .. } = relay.on_message(&b) else { panic!() };
+    let first: Value = serde_json::from_str(&frames[0]).unwrap();
+    assert_eq!(first["payload"]["extensions"]["gap"], json!({"requested": "3", "resumedAt": "6"}));
+    let second: Value = serde_json::from_str(&frames[1]).unwrap();
+    assert_eq!(second["payload"].get("extensions"), None, "once only");
+}
+
+#[test]
+fn retention_that_emptied_the_log_under_a_cursor_is_reported_without_a_frame() {
+    let log = log_with(&["TTE01"; 5]);
+    let s = spec(EventFilter::default());
+    let mut cursor = Cursor { next: 2, inflight: 0 };
+    log.store().delete(1..=5);
+    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 5, 10, &mut EventCache::default())
+        .unwrap()
+        .only_batch();
+    let batch = parse_batch(&b).unwrap();
+    assert_eq!((batch.through, batch.gap, batch.frames.len()), (5, Some(2), 0));
+    assert_eq!(cursor.next, 6);
+}
+
+#[test]
+fn a_filter_matching_nothing_reads_at_most_the_budget_per_turn_and_reports_progress() {
+    let log = ChainLog::new(MemoryStore::default());
+    let batch: Vec<ValidEvent> = (0..10_000)
+        .map(|i| ValidEvent {
+            unique_event_id: format!("u{i}"),
+            hotel_id: "TTE01".into(),
+            module_name: "Reservation".into(),
+            event_name: "CHECKIN".into(),
+            body: format!(r#"{{"metadata":{{"uniqueEventId":"u{i}"}},"hotelId":"TTE01"}}"#),
+            minted: false,
+        })
+        .collect();
+    log.append(&batch, 0).unwrap();
+    let none = EventFilter { event_names: Some(["NONE".to_string()].into()), ..Default::default() };
+    let s = spec(none);
+    let key = projection_key(&s);
+    let mut cursor = Cursor { next: 1, inflight: 0 };
+    let mut turns = 0;
+    let mut last_through = 0;
+    while cursor.next <= 10_000 {
+        turns += 1;
+        let before = log.store().reads.get();
+        let mut budget = TurnBudget::PER_TURN;
+        let out = pump(&log, &s, &key, &mut cursor, 10_000, 512, &mut EventCache::default(), &mut budget).unwrap();
+        let reads = log.store().reads.get() - before;
+        assert!(reads <= TurnBudget::PER_TURN.pages, "turn {turns}: {reads} reads");
+        assert!(out.cut_short || cursor.next > 10_000);
+        // Each turn reports how far it got, with no frame, so the gateway's cursor follows.
+        let b = out.messages.into_iter().next().expect("a progress batch");
+        let parsed = parse_batch(&b).unwrap();
+        assert!(parsed.frames.is_empty());
+        assert_eq!(parsed.through, cursor.next - 1);
+        assert!(parsed.through > last_through);
+        last_through = parsed.through;
+        assert!(turns < 100, "the scan must finish");
+    }
+    assert_eq!(turns, 10_000usize.div_ceil(PAGE * TurnBudget::PER_TURN.pages));
+    assert_eq!(last_through, 10_000);
+}
+
+#[test]
+fn pages_already_read_in_the_turn_cost_no_budget() {
+    let log = log_with(&["TTE01"; 50]);
+    let s = spec(EventFilter::default());
+    let key = projection_key(&s);
+    let mut cache = EventCache::default();
+    let mut budget = TurnBudget { pages: 1, bytes: usize::MAX };
+    for _ in 0..20 {
+        let mut cursor = Cursor { next: 1, inflight: 0 };
+        let out = pump(&log, &s, &key, &mut cursor, 50, 512, &mut cache, &mut budget).unwrap();
+        assert_eq!(delivered(&out.messages[0]).len(), 50, "every subscriber of the turn is served");
+    }
+    assert_eq!(log.store().reads.get(), 1, "one read for twenty subscribers");
+}
+
+#[test]
+fn a_frame_over_the_limit_ends_the_subscription_with_an_error_not_a_huge_message() {
+    let log = log_with(&["TTE01", "TTE01"]);
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Huge;
+    impl Projector for Huge {
+        fn project_to_string(&self, event: &Value, _delta: bool, out: &mut String) {
+            let n = if event["metadata"]["offset"] == "2" { MAX_NEXT_FRAME_BYTES } else { 10 };
+            out.push_str(&serde_json::to_string(&"x".repeat(n)).unwrap());
+        }
+    }
+    let s = spec_with(EventFilter::default(), Huge);
+    let mut cursor = Cursor { next: 1, inflight: 0 };
+    let mut budget = TurnBudget::PER_TURN;
+    let out = pump(&log, &s, &projection_key(&s), &mut cursor, 2, 10, &mut EventCache::default(), &mut budget).unwrap();
+    assert!(out.failed);
+    assert_eq!(out.messages.len(), 2, "{:?}", out.messages.iter().map(|m| m.len()).collect::<Vec<_>>());
+    assert_eq!(delivered(&out.messages[0]), vec![1], "what fits is delivered first");
+    let (code, message) = parse_failure(&out.messages[1]).unwrap();
+    assert_eq!(code, "FRAME_TOO_LARGE");
+    assert!(message.contains("offset 2"), "{message}");
+    assert!(out.messages.iter().all(|m| m.len() < 1 << 20));
 }
 
 #[test]
 fn pages_larger_than_one_read_are_followed() {
     let hotels = vec!["TTE01"; PAGE * 2 + 3];
     let log = log_with(&hotels);
-    let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
-    let b = pump(
+    let mut cursor = Cursor { next: 1, inflight: 0 };
+    let b = pump_unbounded(
         &log,
         &spec(EventFilter::default()),
         &projection_key(&spec(EventFilter::default())),
@@ -228,8 +373,9 @@ fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_byte
         }
     }
     let s = spec_with(EventFilter::default(), Everything);
-    let mut cursor = Cursor { next: 1, inflight: 0, gap: None };
-    let batches = pump(&log, &s, &projection_key(&s), &mut cursor, 40, 512, &mut EventCache::default()).unwrap();
+    let mut cursor = Cursor { next: 1, inflight: 0 };
+    let batches =
+        pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 40, 512, &mut EventCache::default()).unwrap();
     assert!(batches.len() >= 4, "{} batches", batches.len());
     let mut all = Vec::new();
     let mut last_through = 0;

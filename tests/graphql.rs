@@ -805,3 +805,15 @@ fn deep_documents_fit_a_small_stack() {
     };
     std::thread::Builder::new().stack_size(512 * 1024).spawn(run).unwrap().join().unwrap();
 }
+
+#[test]
+fn field_copies_count_aliases_through_lists_and_objects() {
+    let api = Api::new();
+    let copies = |q: &str| subscription(&api, &with(q, None, json!({}), json!({}))).plan.max_field_copies();
+    assert_eq!(copies(OHIP).0, 1, "the OHIP selection repeats nothing");
+    let aliases: String = (0..900).map(|i| format!("a{i}: newValue ")).collect();
+    let q = format!(r#"subscription {{ newEvent(input: {{chainCode: "TTE"}}) {{ detail {{ {aliases} }} }} }}"#);
+    assert_eq!(copies(&q), (900, "detail.newValue".to_string()));
+    let q = r#"subscription { newEvent(input: {chainCode: "TTE"}) { a: detail { x: newValue y: newValue } b: detail { newValue } } }"#;
+    assert_eq!(copies(q), (3, "detail.newValue".to_string()));
+}

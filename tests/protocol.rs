@@ -3,7 +3,7 @@
 mod common;
 
 use common::{demo_config, keys, SEED_A};
-use pms_events::protocol::{close, Action, Close, InitCheck, Session};
+use pms_events::protocol::{close, Action, Close, InitCheck, Session, SessionLimits};
 use pms_events::token::{AccessClaims, VerifiedToken};
 use serde_json::{json, Map, Value};
 
@@ -42,8 +42,12 @@ fn sent(actions: &[Action]) -> Vec<Value> {
         .collect()
 }
 
+fn limits(max_frame_bytes: usize) -> SessionLimits {
+    SessionLimits { max_frame_bytes, max_subscriptions: 3, max_id_bytes: 128 }
+}
+
 fn ready() -> Session {
-    let mut s = Session::new(65536);
+    let mut s = Session::new(limits(65536));
     let a = s.on_text(r#"{"type":"connection_init","payload":{}}"#, ok);
     assert_eq!(sent(&a), vec![json!({"type": "connection_ack"})]);
     s
@@ -57,7 +61,7 @@ fn init_is_acknowledged_and_the_principal_kept() {
 
 #[test]
 fn refused_init_closes_with_the_checkers_code() {
-    let mut s = Session::new(65536);
+    let mut s = Session::new(limits(65536));
     let a = s.on_text(r#"{"type":"connection_init","payload":{"Authorization":"Bearer x"}}"#, |_| {
         Err(Close::new(4403, "Forbidden"))
     });
@@ -75,7 +79,7 @@ fn second_init_is_4429() {
 
 #[test]
 fn subscribe_before_ack_is_4401() {
-    let mut s = Session::new(65536);
+    let mut s = Session::new(limits(65536));
     let a = s.on_text(r#"{"type":"subscribe","id":"1","payload":{"query":"{ getHelp { slack } }"}}"#, never);
     assert_eq!(closed_with(&a), Some((4401, "Unauthorized".into())));
 }
@@ -110,14 +114,14 @@ fn completed_id_can_be_reused() {
 
 #[test]
 fn ping_is_answered_with_pong_echoing_the_payload_even_before_init() {
-    let mut s = Session::new(65536);
+    let mut s = Session::new(limits(65536));
     assert_eq!(sent(&s.on_text(r#"{"type":"ping"}"#, never)), vec![json!({"type": "pong"})]);
     let s2 = &mut ready();
     assert_eq!(
         sent(&s2.on_text(r#"{"type":"ping","payload":{"t":1}}"#, never)),
         vec![json!({"type": "pong", "payload": {"t": 1}})]
     );
-    assert_eq!(s2.on_text(r#"{"type":"pong"}"#, never), vec![Action::PongReceived], "a pong sends nothing back");
+    assert_eq!(s2.on_text(r#"{"type":"pong"}"#, never), vec![Action::PongReceived(None)], "a pong sends nothing back");
 }
 
 #[test]
@@ -145,14 +149,14 @@ fn invalid_messages_are_4400() {
 
 #[test]
 fn oversized_frame_is_1009() {
-    let mut s = Session::new(100);
+    let mut s = Session::new(limits(100));
     let text = format!(r#"{{"type":"ping","payload":"{}"}}"#, "x".repeat(200));
     assert_eq!(closed_with(&s.on_text(&text, never)).unwrap().0, 1009);
 }
 
 #[test]
 fn init_timeout_only_before_init() {
-    let mut s = Session::new(65536);
+    let mut s = Session::new(limits(65536));
     assert_eq!(closed_with(&s.on_init_timeout()), Some((4408, "Connection initialisation timeout".into())));
     let mut s = ready();
     assert!(s.on_init_timeout().is_empty());
@@ -171,12 +175,12 @@ fn token_expiry_closes_4401_token_expired() {
 fn results_errors_and_completion_only_for_active_ids() {
     let mut s = ready();
     s.on_text(r#"{"type":"subscribe","id":"q","payload":{"query":"q"}}"#, never);
-    let a = s.single_result("q", &json!({"data": {"x": 1}}));
+    let a = s.single_result("q", r#"{"data":{"x":1}}"#);
     assert_eq!(
         sent(&a),
         vec![json!({"id": "q", "type": "next", "payload": {"data": {"x": 1}}}), json!({"id": "q", "type": "complete"})]
     );
-    assert!(s.single_result("q", &json!({})).is_empty(), "already complete");
+    assert!(s.single_result("q", "{}").is_empty(), "already complete");
     s.on_text(r#"{"type":"subscribe","id":"e","payload":{"query":"q"}}"#, never);
     let a = s.fail("e", &json!([{"message": "no"}]));
     assert_eq!(sent(&a), vec![json!({"id": "e", "type": "error", "payload": [{"message": "no"}]})]);
@@ -202,24 +206,124 @@ fn init_credentials_are_read_case_insensitively() {
 }
 
 #[test]
-fn pong_is_reported_to_the_gateway() {
+fn pong_is_reported_to_the_gateway_with_its_payload() {
     let mut s = ready();
-    assert_eq!(s.on_text(r#"{"type":"pong"}"#, never), vec![Action::PongReceived]);
+    assert_eq!(s.on_text(r#"{"type":"pong"}"#, never), vec![Action::PongReceived(None)]);
+    assert_eq!(
+        s.on_text(r#"{"type":"pong","payload":{"slowConsumerCheck":"n1"}}"#, never),
+        vec![Action::PongReceived(Some(json!({"slowConsumerCheck": "n1"})))]
+    );
+}
+
+#[test]
+fn subscriptions_per_connection_are_bounded_and_the_one_over_gets_an_error() {
+    let mut s = ready();
+    for id in ["a", "b", "c"] {
+        let a = s.on_text(&format!(r#"{{"type":"subscribe","id":"{id}","payload":{{"query":"q"}}}}"#), never);
+        assert!(matches!(a.as_slice(), [Action::Start { .. }]), "{a:?}");
+    }
+    let a = s.on_text(r#"{"type":"subscribe","id":"d","payload":{"query":"q"}}"#, never);
+    let errors = sent(&a);
+    assert_eq!(errors.len(), 1, "{a:?}");
+    assert_eq!(errors[0]["id"], "d");
+    assert_eq!(errors[0]["type"], "error");
+    assert_eq!(errors[0]["payload"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS");
+    assert!(closed_with(&a).is_none(), "the connection stays up");
+    assert!(!s.is_active("d"));
+    // Completing one makes room again.
+    s.on_text(r#"{"type":"complete","id":"a"}"#, never);
+    let a = s.on_text(r#"{"type":"subscribe","id":"d","payload":{"query":"q"}}"#, never);
+    assert!(matches!(a.as_slice(), [Action::Start { .. }]), "{a:?}");
+}
+
+#[test]
+fn operation_ids_over_the_limit_close_4400() {
+    let mut s = ready();
+    let ok_id = "x".repeat(128);
+    let a = s.on_text(&format!(r#"{{"type":"subscribe","id":"{ok_id}","payload":{{"query":"q"}}}}"#), never);
+    assert!(matches!(a.as_slice(), [Action::Start { .. }]));
+    // 127 ASCII bytes and one two-byte character: 129 bytes.
+    let long = format!("{}é", "y".repeat(127));
+    let a = s.on_text(&format!(r#"{{"type":"subscribe","id":"{long}","payload":{{"query":"q"}}}}"#), never);
+    let (code, reason) = closed_with(&a).unwrap();
+    assert_eq!(code, 4400);
+    assert!(reason.contains("128 bytes"), "{reason}");
+}
+
+fn nonce_of(ping: &str) -> Value {
+    serde_json::from_str::<Value>(ping).unwrap()["payload"].clone()
 }
 
 #[test]
 fn slow_consumer_guard_pings_then_closes_4413_when_the_pong_is_late() {
     use pms_events::protocol::{GuardTick, SlowConsumerGuard};
-    let mut g = SlowConsumerGuard::new(10);
+    let mut g = SlowConsumerGuard::new(10, 16 << 20, 0);
     assert_eq!(g.tick_interval_ms(), 5000);
-    let GuardTick::SendPing(ping) = g.on_tick(1000) else { panic!() };
+    assert_eq!(g.on_tick(1000, || unreachable!()), GuardTick::Nothing, "not yet due");
+    let GuardTick::SendPing(ping) = g.on_tick(5000, || "n1".into()) else { panic!() };
     assert_eq!(serde_json::from_str::<Value>(&ping).unwrap()["type"], "ping");
-    assert_eq!(g.on_tick(6000), GuardTick::Nothing, "waiting for the pong");
-    g.on_pong();
-    assert!(matches!(g.on_tick(7000), GuardTick::SendPing(_)), "answered: ping again");
-    let GuardTick::TooSlow(c) = g.on_tick(17000) else { panic!() };
+    assert_eq!(g.on_tick(9000, || unreachable!()), GuardTick::Nothing, "waiting for the pong");
+    g.on_pong(Some(&nonce_of(&ping)));
+    assert!(matches!(g.on_tick(10_000, || "n2".into()), GuardTick::SendPing(_)), "answered: ping again");
+    let GuardTick::TooSlow(c) = g.on_tick(20_000, || unreachable!()) else { panic!() };
     assert_eq!(c.code, close::TOO_SLOW);
     assert!(c.reason.contains("resume"));
+}
+
+#[test]
+fn unsolicited_or_guessed_pongs_do_not_defeat_the_guard() {
+    use pms_events::protocol::{GuardTick, SlowConsumerGuard};
+    let mut g = SlowConsumerGuard::new(10, 16 << 20, 0);
+    let GuardTick::SendPing(_) = g.on_tick(5000, || "secret-nonce".into()) else { panic!() };
+    // A stalled client sending pongs: none, a wrong nonce, a number, another shape.
+    g.on_pong(None);
+    g.on_pong(Some(&json!({"slowConsumerCheck": "guess"})));
+    g.on_pong(Some(&json!({"slowConsumerCheck": 5000})));
+    g.on_pong(Some(&json!("secret-nonce")));
+    assert!(matches!(g.on_tick(15_000, || unreachable!()), GuardTick::TooSlow(_)), "still closed on time");
+}
+
+#[test]
+fn unread_bytes_are_bounded_pings_ride_with_the_data_and_pongs_confirm_in_order() {
+    use pms_events::protocol::{GuardTick, SlowConsumerGuard, PING_EVERY_BYTES};
+    let limit = 4 * PING_EVERY_BYTES;
+    let mut g = SlowConsumerGuard::new(30, limit, 0);
+    let mut pings = Vec::new();
+    let mut n = 0;
+    // A client that reads nothing: pings go out every MiB, then the byte bound closes it.
+    let closed = loop {
+        match g.on_sent(64 * 1024, 100, || {
+            n += 1;
+            format!("n{n}")
+        }) {
+            GuardTick::SendPing(p) => pings.push(p),
+            GuardTick::TooSlow(c) => break c,
+            GuardTick::Nothing => {}
+        }
+        assert!(g.unread_bytes() <= limit + 64 * 1024);
+    };
+    assert_eq!(closed.code, close::TOO_SLOW);
+    assert!(closed.reason.contains("unread"), "{}", closed.reason);
+    assert_eq!(pings.len(), 4, "one ping per MiB sent");
+
+    // A client that reads: answering the third ping confirms everything sent before it.
+    let mut g = SlowConsumerGuard::new(30, limit, 0);
+    let mut pings = Vec::new();
+    for i in 0..48 {
+        if let GuardTick::SendPing(p) = g.on_sent(64 * 1024, 100, || format!("m{i}")) {
+            pings.push(p);
+        }
+    }
+    assert_eq!(pings.len(), 3);
+    g.on_pong(Some(&nonce_of(&pings[2])));
+    assert_eq!(g.unread_bytes(), 0);
+    for i in 0..200 {
+        match g.on_sent(64 * 1024, 200, || format!("k{i}")) {
+            GuardTick::TooSlow(_) => panic!("a reading client is never closed"),
+            GuardTick::SendPing(p) => g.on_pong(Some(&nonce_of(&p))),
+            GuardTick::Nothing => {}
+        }
+    }
 }
 
 #[test]

@@ -177,3 +177,19 @@ fn ids_are_limited_to_128_bytes_of_utf8() {
     assert_eq!(errors[0].field, "uniqueEventId");
     assert_eq!(errors[0].message, "uniqueEventId must be at most 128 bytes (UTF-8)");
 }
+
+#[test]
+fn events_outside_a_property_grant_are_forbidden_by_index() {
+    use pms_events::publish::check_grant;
+    let events = run(json!([good("TTE01"), good("TTE02"), good("TTE01")])).unwrap();
+    assert_eq!(check_grant(&events, None), Ok(()), "an unrestricted grant allows every property");
+    let only_tte01: std::collections::BTreeSet<String> = ["TTE01".to_string()].into();
+    let e = check_grant(&events, Some(&only_tte01)).unwrap_err();
+    assert_eq!(e.status(), 403);
+    let body = e.body();
+    assert_eq!(body["error"], "forbidden");
+    assert_eq!(
+        body["errors"],
+        json!([{"index": 1, "field": "hotelId", "message": "hotelId \"TTE02\" is not granted to this publisher"}])
+    );
+}

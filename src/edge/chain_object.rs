@@ -2,11 +2,11 @@
 //! chain's offset log in its SQLite storage.
 //!
 //! Platform invariants this file relies on:
-//! - SQL `exec` is synchronous, and writes made in one turn with no `await` between them
-//!   are committed together. `append` runs head read, inserts and head write in one such
-//!   turn, so no other request interleaves. A statement that throws midway leaves the rows
-//!   before it (nothing was acknowledged; the publisher's retry finds them by id), and the
-//!   head is never read below the highest stored offset, so numbering cannot repeat.
+//! - SQL `exec` is synchronous. `append` runs head read, inserts and head write inside one
+//!   `transactionSync`, so no other request interleaves and a statement that throws midway
+//!   rolls the whole batch back: nothing of it is stored or delivered, and the publisher,
+//!   told nothing was stored, resends it. (Should a store ever keep some rows anyway, the
+//!   head is never read below the highest stored offset, so numbering cannot repeat.)
 //! - The output gate holds the response until those writes are durable: a publisher never
 //!   sees an offset that a crash could take back.
 //! - A deploy or eviction restarts the object: nothing here lives only in memory except
@@ -25,20 +25,31 @@ use worker::{
     WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
+use wasm_bindgen::prelude::*;
+
 use crate::chain_log::{ChainLog as Log, LogStore, NewEvent, Offset, StoreError, StoredEvent};
 use crate::event_id::index_key;
 use crate::fanout::{
-    fan_out_pace_ms, parse_ack, projection_key, pump, resolve_start, Cursor, EventCache, StartError, SubscriptionSpec,
+    cursor_key, fan_out_pace_ms, parse_ack, projection_key, pump, resolve_start, Cursor, EventCache, StartError,
+    SubscriptionSpec, TurnBudget, SAVED_CURSOR_TTL_MS,
 };
 use crate::graphql::ProjectionPlan;
+use crate::relay::WINDOW;
 use crate::wire::decode_batch;
 
 /// Durable Object SQL binds at most 100 parameters per statement.
 const MAX_BOUND_PARAMETERS: usize = 100;
 
-/// Frames a subscription may have unacknowledged before the object stops sending to it
-/// and, once acknowledged, reads on from storage at its cursor.
-pub const WINDOW: u32 = 512;
+// `storage.transactionSync(fn)` commits what `fn` wrote, or rolls it all back if `fn` throws.
+// The Rust body answers whether to commit; this wrapper throws for it, so no exception ever
+// unwinds through wasm frames.
+#[wasm_bindgen(
+    inline_js = "export function transaction_sync(storage, body) { storage.transactionSync(() => { if (!body()) { throw new Error('rolled back'); } }); }"
+)]
+extern "C" {
+    #[wasm_bindgen(catch)]
+    fn transaction_sync(storage: &JsValue, body: &js_sys::Function) -> std::result::Result<(), JsValue>;
+}
 
 type Spec = SubscriptionSpec<ProjectionPlan>;
 /// A spec and its projection key (subscriptions with equal keys share projections).
@@ -68,6 +79,8 @@ pub struct Core {
     fan_out_pending: Cell<bool>,
     /// When the last fan-out ran (ms) and to how many sockets: paces the next one.
     last_fan_out: Cell<(u64, usize)>,
+    /// Fan-outs so far: where the next one starts among the sockets.
+    fan_out_turn: Cell<usize>,
     /// When the alarm this instance set will fire (ms). Spares a storage round trip on
     /// every publish; lost on restart, when the next publish asks storage again.
     alarm_at: Cell<Option<u64>>,
@@ -83,6 +96,7 @@ impl std::ops::Deref for ChainLog {
 
 pub struct SqlLogStore {
     pub sql: SqlStorage,
+    storage: JsValue,
 }
 
 fn store_err(e: worker::Error) -> StoreError {
@@ -106,7 +120,7 @@ struct Row {
 }
 
 impl SqlLogStore {
-    fn new(sql: SqlStorage) -> Result<Self> {
+    fn new(sql: SqlStorage, storage: JsValue) -> Result<Self> {
         sql.exec(
             "CREATE TABLE IF NOT EXISTS events (
                 seq INTEGER PRIMARY KEY,
@@ -130,14 +144,15 @@ impl SqlLogStore {
             ))
         })?;
         sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)", None)?;
-        // The last offset delivered to each app key (server-side resume, 24 h).
+        // The last offset delivered per app key and filter (server-side resume, 24 h; see
+        // `fanout::cursor_key`). It only moves forward.
         sql.exec(
-            "CREATE TABLE IF NOT EXISTS cursors (app_key TEXT PRIMARY KEY, offset_delivered INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS stream_cursors (cursor_key TEXT PRIMARY KEY, offset_delivered INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
             None,
         )?;
         // Specs of attached subscriptions (too large for a socket attachment).
         sql.exec("CREATE TABLE IF NOT EXISTS subscriptions (key TEXT PRIMARY KEY, spec TEXT NOT NULL)", None)?;
-        Ok(SqlLogStore { sql })
+        Ok(SqlLogStore { sql, storage })
     }
 
     fn meta(&self, key: &str) -> std::result::Result<Option<u64>, StoreError> {
@@ -287,6 +302,37 @@ impl LogStore for SqlLogStore {
             .collect())
     }
 
+    fn atomically<T>(
+        &self,
+        f: impl FnOnce() -> std::result::Result<T, StoreError>,
+    ) -> std::result::Result<T, StoreError> {
+        let mut f = Some(f);
+        let mut outcome: Option<std::result::Result<T, StoreError>> = None;
+        {
+            let mut body = || {
+                let result = f.take().map(|f| f());
+                let commit = matches!(result, Some(Ok(_)));
+                outcome = result;
+                commit
+            };
+            let body: Box<dyn FnMut() -> bool + '_> = Box::new(&mut body);
+            // SAFETY: the closure is called only by `transactionSync`, synchronously, inside
+            // this block, and dropped at its end: it never outlives the borrows it holds.
+            let body: Box<dyn FnMut() -> bool + 'static> = unsafe { std::mem::transmute(body) };
+            let closure = Closure::wrap(body);
+            let thrown = transaction_sync(&self.storage, closure.as_ref().unchecked_ref());
+            drop(closure);
+            if let (Err(e), None | Some(Ok(_))) = (&thrown, &outcome) {
+                // The commit itself failed: nothing was written.
+                return Err(StoreError(format!(
+                    "transaction failed: {}",
+                    e.as_string().unwrap_or_else(|| format!("{e:?}"))
+                )));
+            }
+        }
+        outcome.unwrap_or_else(|| Err(StoreError("the transaction did not run".into())))
+    }
+
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> std::result::Result<usize, StoreError> {
         self.sql
             .exec(
@@ -384,20 +430,37 @@ impl Core {
         Ok(entry)
     }
 
-    /// Sends a subscription what its window allows, from storage at its cursor.
-    fn serve(&self, ws: &WebSocket, head: Offset, cache: &mut EventCache, acked: u32) -> Result<()> {
+    /// Sends a subscription what its window and the turn's budget allow, from storage at
+    /// its cursor. Returns whether the budget cut it short (it needs another turn).
+    fn serve(
+        &self,
+        ws: &WebSocket,
+        head: Offset,
+        cache: &mut EventCache,
+        budget: &mut TurnBudget,
+        acked: u32,
+    ) -> Result<bool> {
         let Some(mut att) = ws.deserialize_attachment::<Attachment>()? else {
-            return Ok(());
+            return Ok(false);
         };
         att.cursor.inflight = att.cursor.inflight.saturating_sub(acked);
         if att.cursor.next > head && acked == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let (spec, projection) = self.spec(&att.key)?;
-        for batch in pump(&self.log, &spec, &projection, &mut att.cursor, head, WINDOW, cache).map_err(internal)? {
-            ws.send_with_str(&batch)?;
+        let pumped =
+            pump(&self.log, &spec, &projection, &mut att.cursor, head, WINDOW, cache, budget).map_err(internal)?;
+        for message in &pumped.messages {
+            ws.send_with_str(message)?;
         }
-        ws.serialize_attachment(&att)
+        if pumped.failed {
+            // The `E` message said why; the gateway ends the operation.
+            self.forget(ws);
+            let _ = ws.close(Some(crate::protocol::close::NORMAL), Some("subscription failed"));
+            return Ok(false);
+        }
+        ws.serialize_attachment(&att)?;
+        Ok(pumped.cut_short)
     }
 
     /// Fan-out runs in a turn of its own, right after this one, or once the pace for this
@@ -424,25 +487,40 @@ impl Core {
         wasm_bindgen_futures::spawn_local(async move {
             worker::Delay::from(std::time::Duration::from_millis(wait)).await;
             core.fan_out_pending.set(false);
-            core.fan_out();
+            if core.fan_out() {
+                // The turn's budget ran out: go on in a later turn, after whatever else
+                // (publishes, acknowledgements) is waiting.
+                Core::schedule_fan_out(&core);
+            }
         });
     }
 
-    fn fan_out(&self) {
+    /// Serves every subscription behind the head within one turn's budget, starting at a
+    /// different socket each time so that none always waits for the others' scans. Returns
+    /// whether some were left unserved.
+    fn fan_out(&self) -> bool {
         let sockets = self.state.get_websockets();
         self.last_fan_out.set((super::now_ms(), sockets.len()));
         if sockets.is_empty() {
-            return;
+            return false;
         }
-        let Ok(head) = self.log.head() else { return };
+        let Ok(head) = self.log.head() else { return false };
         let mut cache = EventCache::default();
-        for ws in sockets {
-            if let Err(e) = self.serve(&ws, head, &mut cache, 0) {
-                // One broken subscription must not stop delivery to the others.
-                worker::console_error!("chain log fan-out: {e}");
-                let _ = ws.close(Some(1011), Some("subscription state lost; resubscribe"));
+        let mut budget = TurnBudget::PER_TURN;
+        let first = self.fan_out_turn.get() % sockets.len();
+        self.fan_out_turn.set(self.fan_out_turn.get().wrapping_add(1));
+        let mut behind = false;
+        for ws in sockets[first..].iter().chain(&sockets[..first]) {
+            match self.serve(ws, head, &mut cache, &mut budget, 0) {
+                Ok(cut_short) => behind |= cut_short,
+                Err(e) => {
+                    // One broken subscription must not stop delivery to the others.
+                    worker::console_error!("chain log fan-out: {e}");
+                    let _ = ws.close(Some(1011), Some("subscription state lost; resubscribe"));
+                }
             }
         }
+        behind
     }
 
     /// Attaches a gateway's internal socket for one subscription.
@@ -453,8 +531,20 @@ impl Core {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .ok_or_else(|| worker::Error::RustError("malformed subscription spec".into()))?;
+        // Checked again on every attach, against the configuration this object runs with: a
+        // deploy (which is how a configuration changes) restarts every object, so every
+        // subscription reattaches here and a revoked grant ends it.
+        let chain = req.headers().get("x-chain-code")?.unwrap_or_default();
+        if let Err(why) = self.still_granted(&chain, &spec) {
+            super::audit(
+                "subscription.revoked",
+                serde_json::json!({"clientId": spec.client_id, "connectionId": spec.connection_id, "operationId": spec.id, "reason": why}),
+            );
+            return Response::from_json(&serde_json::json!({"code": crate::subscribe::FORBIDDEN, "message": why}))
+                .map(|r| r.with_status(403));
+        }
         let bounds = self.log.bounds().map_err(internal)?;
-        let saved = self.saved_cursor(&spec.app_key)?;
+        let saved = self.saved_cursor(&cursor_key(&spec))?;
         let (start, gap) = match resolve_start(spec.start, &bounds, saved, super::now_ms()) {
             Ok(s) => s,
             Err(StartError::OutOfRange { requested, head }) => {
@@ -477,15 +567,37 @@ impl Core {
         let conn_tag = format!("conn:{}", spec.connection_id);
         self.state.accept_websocket_with_tags(&pair.server, &[key.as_str(), spec.app_key.as_str(), conn_tag.as_str()]);
         pair.server
-            .serialize_attachment(&Attachment { key: key.clone(), cursor: Cursor { next: start, inflight: 0, gap } })?;
+            .serialize_attachment(&Attachment { key: key.clone(), cursor: Cursor { next: start, inflight: 0 } })?;
         let projection = projection_key(&spec);
         self.specs.borrow_mut().insert(key, (Rc::new(spec), projection));
         let headers = Headers::new();
         headers.set("x-start-offset", &start.to_string())?;
+        // The gateway keeps the gap until a frame it forwards carries it.
+        if let Some(gap) = gap {
+            headers.set("x-gap-requested", &gap.requested.to_string())?;
+        }
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
     }
 
-    fn saved_cursor(&self, app_key: &str) -> Result<Option<(Offset, u64)>> {
+    /// Whether the subscription's client still holds what it streams: the client, its app
+    /// key and scope, the chain's grant, and every property its filter delivers.
+    fn still_granted(&self, chain: &str, spec: &Spec) -> std::result::Result<(), String> {
+        let settings = super::settings::load(&self.env)?;
+        let config = &settings.config;
+        let client = config
+            .client(&spec.client_id)
+            .filter(|c| c.app_key == spec.app_key && c.scopes.contains(&crate::config::Scope::Events))
+            .ok_or("the client is no longer configured for streaming")?;
+        let grant =
+            client.grants.iter().find(|g| g.chain == chain).ok_or("the chain is no longer granted to this client")?;
+        match (&grant.properties, &spec.filter.properties) {
+            (None, _) => Ok(()),
+            (Some(granted), Some(wanted)) if wanted.is_subset(granted) => Ok(()),
+            _ => Err("a property of this subscription is no longer granted to this client".into()),
+        }
+    }
+
+    fn saved_cursor(&self, key: &str) -> Result<Option<(Offset, u64)>> {
         #[derive(Deserialize)]
         struct Row {
             offset_delivered: u64,
@@ -495,16 +607,18 @@ impl Core {
             .log
             .store()
             .sql
-            .exec("SELECT offset_delivered, updated_at FROM cursors WHERE app_key = ?", vec![app_key.into()])?
+            .exec("SELECT offset_delivered, updated_at FROM stream_cursors WHERE cursor_key = ?", vec![key.into()])?
             .to_array()?;
         Ok(rows.first().map(|r| (r.offset_delivered, r.updated_at)))
     }
 
-    fn save_cursor(&self, app_key: &str, through: Offset) -> Result<()> {
+    /// Moves the saved cursor forward (never back: a replay of old events that ends early
+    /// must not make the next resume repeat what was delivered since).
+    fn save_cursor(&self, key: &str, through: Offset) -> Result<()> {
         self.log.store().sql.exec(
-            "INSERT INTO cursors (app_key, offset_delivered, updated_at) VALUES (?, ?, ?)
-             ON CONFLICT(app_key) DO UPDATE SET offset_delivered = excluded.offset_delivered, updated_at = excluded.updated_at",
-            vec![app_key.into(), int(through), int(super::now_ms())],
+            "INSERT INTO stream_cursors (cursor_key, offset_delivered, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT(cursor_key) DO UPDATE SET offset_delivered = MAX(offset_delivered, excluded.offset_delivered), updated_at = excluded.updated_at",
+            vec![key.into(), int(through), int(super::now_ms())],
         )?;
         Ok(())
     }
@@ -556,13 +670,15 @@ impl Core {
 
 impl DurableObject for ChainLog {
     fn new(state: State, env: Env) -> Self {
-        let store = match SqlLogStore::new(state.storage().sql()) {
+        let storage = state.storage();
+        let raw_storage: JsValue = AsRef::<JsValue>::as_ref(storage.as_raw()).clone();
+        let store = match SqlLogStore::new(state.storage().sql(), raw_storage.clone()) {
             Ok(s) => s,
             // Schema creation only fails if storage itself is broken; every request will
             // then fail with a 500 from the store, which is the honest answer.
             Err(e) => {
                 worker::console_error!("chain log schema: {e}");
-                SqlLogStore { sql: state.storage().sql() }
+                SqlLogStore { sql: state.storage().sql(), storage: raw_storage }
             }
         };
         let core = Core {
@@ -572,6 +688,7 @@ impl DurableObject for ChainLog {
             specs: RefCell::new(HashMap::new()),
             fan_out_pending: Cell::new(false),
             last_fan_out: Cell::new((0, 0)),
+            fan_out_turn: Cell::new(0),
             alarm_at: Cell::new(None),
         };
         core.drop_orphans();
@@ -609,6 +726,9 @@ impl DurableObject for ChainLog {
         if outcome.deleted > 0 {
             super::audit("retention.applied", serde_json::json!({"deleted": outcome.deleted}));
         }
+        // Saved cursors are only read within a day of their last move.
+        let stale = super::now_ms().saturating_sub(SAVED_CURSOR_TTL_MS);
+        self.log.store().sql.exec("DELETE FROM stream_cursors WHERE updated_at < ?", vec![int(stale)])?;
         if let Some(at) = outcome.next_alarm {
             self.state.storage().set_alarm(scheduled_at(at)).await?;
             self.alarm_at.set(Some(at));
@@ -627,12 +747,17 @@ impl DurableObject for ChainLog {
         if through > 0 {
             if let Some(att) = ws.deserialize_attachment::<Attachment>()? {
                 let (spec, _) = self.spec(&att.key)?;
-                self.save_cursor(&spec.app_key, through)?;
+                self.save_cursor(&cursor_key(&spec), through)?;
             }
         }
-        if let Err(e) = self.serve(&ws, head, &mut EventCache::default(), count) {
-            worker::console_error!("chain log serve: {e}");
-            let _ = ws.close(Some(1011), Some("subscription state lost; resubscribe"));
+        let mut budget = TurnBudget::PER_TURN;
+        match self.serve(&ws, head, &mut EventCache::default(), &mut budget, count) {
+            Ok(true) => Core::schedule_fan_out(&self.core),
+            Ok(false) => {}
+            Err(e) => {
+                worker::console_error!("chain log serve: {e}");
+                let _ = ws.close(Some(1011), Some("subscription state lost; resubscribe"));
+            }
         }
         Ok(())
     }

@@ -25,22 +25,74 @@ use worker::{
 use super::settings::Settings;
 use super::{audit, chain_stub, now_ms, reply};
 use crate::connect::{check_init, resolve_url_key};
-use crate::fanout::{ack_message, parse_batch, Start, SubscriptionSpec};
+use crate::fanout::SubscriptionSpec;
 use crate::graphql::{Api, GraphQLError, Operation, QueryContext, SubscribePayload};
-use crate::protocol::{close, Action, GuardTick, Session, SlowConsumerGuard, SUBPROTOCOL};
-use crate::subscribe::plan_subscription;
+use crate::protocol::{close, Action, GuardTick, Session, SessionLimits, SlowConsumerGuard, SUBPROTOCOL};
+use crate::ratelimit::rpc::{self as guard_rpc, UpgradeRequest, UpgradeVerdict};
+use crate::relay::{Relay, Retry, Step};
+use crate::subscribe::{plan_subscription, INTERNAL_SERVER_ERROR};
 
 /// Frames larger than this close the connection with 1009.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
-/// `connection_init` must arrive within this time (CONTRACT §4).
-pub const INIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Forwarded frames per acknowledgement (a quarter of the chain object's window).
-const ACK_EVERY: u32 = 128;
-/// Reattach attempts after the chain object went away, before the operation fails.
-const MAX_REATTACH: u32 = 5;
+/// The `Retry-After` of an upgrade refused because the app key holds its most connections.
+const CONNECTIONS_RETRY_AFTER_SECONDS: u64 = 10;
 
 thread_local! {
     static API: RefCell<Option<Rc<Api>>> = const { RefCell::new(None) };
+    /// Open vendor connections per app key in this isolate.
+    static OPEN: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
+}
+
+/// One open connection of an app key, counted while it lives.
+struct OpenSlot(String);
+
+impl OpenSlot {
+    fn take(app_key: &str, max: usize) -> Option<OpenSlot> {
+        OPEN.with(|open| {
+            let mut open = open.borrow_mut();
+            let n = open.entry(app_key.to_string()).or_insert(0);
+            if *n >= max {
+                return None;
+            }
+            *n += 1;
+            Some(OpenSlot(app_key.to_string()))
+        })
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        OPEN.with(|open| {
+            let mut open = open.borrow_mut();
+            if let Some(n) = open.get_mut(&self.0) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&self.0);
+                }
+            }
+        });
+    }
+}
+
+fn too_many(request_id: &str, app_key: &str, retry_after: u64, why: String) -> Result<Response> {
+    audit("connection.refused", json!({"requestId": request_id, "appKey": app_key, "status": 429, "reason": why}));
+    let resp = reply::error(429, "too_many_connections", why)?;
+    reply::with_header(resp, "Retry-After", &retry_after.to_string())
+}
+
+/// Asks the app key's guard object whether one more upgrade fits its window.
+async fn admit_upgrade(env: &Env, app_key: &str, settings: &Settings) -> Result<Option<u64>> {
+    let limits = &settings.config.limits;
+    let stub = env.durable_object("LOGIN_GUARD")?.id_from_name(&format!("upgrade:{app_key}"))?.get_stub()?;
+    let ask = UpgradeRequest { max: limits.max_upgrades_per_app_key, window_seconds: limits.upgrade_window_seconds };
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(serde_json::to_string(&ask).map_err(|e| worker::Error::RustError(e.to_string()))?.into()));
+    let req = Request::new_with_init(&format!("https://guard.internal{}", guard_rpc::UPGRADE), &init)?;
+    let mut resp = stub.fetch_with_request(req).await?;
+    let verdict: UpgradeVerdict =
+        serde_json::from_slice(&resp.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    Ok(verdict.retry_after)
 }
 
 /// The GraphQL schema of this isolate, built on first use (never at module start: the
@@ -68,9 +120,37 @@ pub async fn upgrade(req: Request, env: &Env, settings: Rc<Settings>, request_id
         )?;
         return reply::with_header(resp, "Upgrade", "websocket");
     }
+    let limits = settings.config.limits.clone();
+    let Some(slot) = OpenSlot::take(&client.app_key, limits.max_connections_per_app_key) else {
+        return too_many(
+            request_id,
+            &client.app_key,
+            CONNECTIONS_RETRY_AFTER_SECONDS,
+            format!(
+                "this app key already holds {} open connections, the most it may",
+                limits.max_connections_per_app_key
+            ),
+        );
+    };
+    if let Some(retry_after) = admit_upgrade(env, &client.app_key, &settings).await? {
+        return too_many(
+            request_id,
+            &client.app_key,
+            retry_after,
+            format!(
+                "more than {} connections of this app key in {} s; retry after {retry_after} s",
+                limits.max_upgrades_per_app_key, limits.upgrade_window_seconds
+            ),
+        );
+    }
     let offered = req.headers().get("Sec-WebSocket-Protocol").ok().flatten().unwrap_or_default();
     let protocol_ok = offered.split(',').any(|p| p.trim() == SUBPROTOCOL);
     let pair = WebSocketPair::new()?;
+    let session_limits = SessionLimits {
+        max_frame_bytes: MAX_FRAME_BYTES,
+        max_subscriptions: limits.max_subscriptions_per_connection,
+        max_id_bytes: limits.max_operation_id_bytes,
+    };
     let conn = Rc::new(Connection {
         ws: pair.server,
         env: env.clone(),
@@ -78,10 +158,11 @@ pub async fn upgrade(req: Request, env: &Env, settings: Rc<Settings>, request_id
         id: crate::token::random_id(),
         request_id: request_id.to_string(),
         url_app_key: client.app_key.clone(),
-        session: RefCell::new(Session::new(MAX_FRAME_BYTES)),
+        session: RefCell::new(Session::new(session_limits)),
         operations: RefCell::new(HashMap::new()),
         opened_at: now_ms(),
         slow_guard: RefCell::new(None),
+        _slot: slot,
     });
     audit(
         "connection.opened",
@@ -109,19 +190,18 @@ struct Connection {
     /// the `stopped` flag does.
     operations: RefCell<HashMap<String, Rc<RunningOperation>>>,
     opened_at: u64,
-    /// Present when `limits.slowConsumerSeconds` is configured.
+    /// Created once the connection is authenticated.
     slow_guard: RefCell<Option<SlowConsumerGuard>>,
+    /// This connection's place in its app key's count; given back when it is dropped.
+    _slot: OpenSlot,
 }
 
 /// One running operation (a subscription's pipeline).
 struct RunningOperation {
     stopped: Cell<bool>,
     internal: RefCell<Option<WebSocket>>,
-    /// Frames forwarded and not yet acknowledged to the chain object, and the offset they
-    /// reach: acknowledged every `ACK_EVERY` frames and once more when the operation stops,
-    /// so the object's saved cursor is exact without a storage write per frame.
-    unacked: Cell<u32>,
-    through: Cell<u64>,
+    /// The subscription's relay decisions (forwarding, acknowledgement, reattach).
+    relay: RefCell<Relay>,
 }
 
 impl RunningOperation {
@@ -129,8 +209,8 @@ impl RunningOperation {
         self.stopped.set(true);
         if let Some(ws) = self.internal.borrow_mut().take() {
             // Sent before the close, so it arrives first: the last delivered offset.
-            let _ = ws.send_with_str(ack_message(self.unacked.replace(0) as usize, self.through.get()));
-            let _ = ws.close(Some(1000), Some("subscription complete"));
+            let _ = ws.send_with_str(self.relay.borrow_mut().final_ack());
+            let _ = ws.close(Some(close::NORMAL), Some("subscription complete"));
         }
     }
 }
@@ -152,13 +232,39 @@ impl Connection {
         audit(event, fields);
     }
 
+    /// Sends a frame to the vendor and tells the slow-consumer guard, which may answer with
+    /// a ping to send or a verdict to close.
+    fn send(self: &Rc<Self>, text: &str) {
+        let _ = self.ws.send_with_str(text);
+        let tick =
+            self.slow_guard.borrow_mut().as_mut().map(|g| g.on_sent(text.len(), now_ms(), crate::token::random_id));
+        self.on_guard(tick);
+    }
+
+    fn on_guard(self: &Rc<Self>, tick: Option<GuardTick>) {
+        match tick {
+            Some(GuardTick::SendPing(ping)) => {
+                let _ = self.ws.send_with_str(&ping);
+            }
+            Some(GuardTick::TooSlow(c)) => {
+                let actions = self.session.borrow_mut().on_slow_consumer(c);
+                self.perform(actions);
+            }
+            Some(GuardTick::Nothing) | None => {}
+        }
+    }
+
+    /// Whether `op` is still the running operation `id` (not stopped, not replaced by a
+    /// new operation reusing the id while this one awaited).
+    fn owns(&self, id: &str, op: &Rc<RunningOperation>) -> bool {
+        !op.stopped.get() && self.operations.borrow().get(id).is_some_and(|current| Rc::ptr_eq(current, op))
+    }
+
     /// Carries out the session's actions in order.
     fn perform(self: &Rc<Self>, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Send(text) => {
-                    let _ = self.ws.send_with_str(&text);
-                }
+                Action::Send(text) => self.send(&text),
                 Action::Close(c) => {
                     self.audit("connection.closed", json!({"code": c.code, "reason": c.reason, "durationMs": now_ms().saturating_sub(self.opened_at)}));
                     let _ = self.ws.close(Some(c.code), Some(&c.reason));
@@ -167,15 +273,14 @@ impl Connection {
                     let op = Rc::new(RunningOperation {
                         stopped: Cell::new(false),
                         internal: RefCell::new(None),
-                        unacked: Cell::new(0),
-                        through: Cell::new(0),
+                        relay: RefCell::new(Relay::new()),
                     });
                     self.operations.borrow_mut().insert(id.clone(), op.clone());
                     spawn_local(start_operation(self.clone(), id, payload, op));
                 }
-                Action::PongReceived => {
+                Action::PongReceived(payload) => {
                     if let Some(guard) = self.slow_guard.borrow_mut().as_mut() {
-                        guard.on_pong();
+                        guard.on_pong(payload.as_ref());
                     }
                 }
                 Action::Stop { id } => {
@@ -187,7 +292,12 @@ impl Connection {
         }
     }
 
-    fn fail(self: &Rc<Self>, id: &str, errors: &[GraphQLError]) {
+    /// Operation `op` (as `id`) failed: an `error` for it, unless it was stopped or its id
+    /// now belongs to another operation.
+    fn fail(self: &Rc<Self>, id: &str, op: &Rc<RunningOperation>, errors: &[GraphQLError]) {
+        if !self.owns(id, op) {
+            return;
+        }
         let payload = serde_json::to_value(errors).unwrap_or_else(|_| json!([{"message": "internal error"}]));
         let codes: Vec<&str> = errors.iter().filter_map(|e| e.code()).collect();
         self.audit(
@@ -214,7 +324,8 @@ async fn run(conn: Rc<Connection>, protocol_ok: bool) {
         let _ = ws.close(Some(close::BAD_SUBPROTOCOL), Some("Subprotocol not acceptable"));
         return;
     }
-    let mut init_timer = Delay::from(INIT_TIMEOUT).fuse();
+    let init_timeout = Duration::from_secs(conn.settings.config.limits.connection_init_timeout_seconds);
+    let mut init_timer = Delay::from(init_timeout).fuse();
     let mut expiry_timer = futures::future::Fuse::terminated();
     let mut guard_timer = futures::future::Fuse::terminated();
     loop {
@@ -240,11 +351,10 @@ async fn run(conn: Rc<Connection>, protocol_ok: bool) {
                         conn.audit("connection.authenticated", json!({"appKey": conn.url_app_key, "tokenExpiresAt": expires_at}));
                         let remaining_ms = (expires_at * 1000).saturating_sub(now_ms());
                         expiry_timer = Delay::from(Duration::from_millis(remaining_ms)).fuse();
-                        if let Some(seconds) = conn.settings.config.limits.slow_consumer_seconds {
-                            let guard = SlowConsumerGuard::new(seconds);
-                            guard_timer = Delay::from(Duration::from_millis(guard.tick_interval_ms())).fuse();
-                            *conn.slow_guard.borrow_mut() = Some(guard);
-                        }
+                        let limits = &conn.settings.config.limits;
+                        let guard = SlowConsumerGuard::new(limits.slow_consumer_seconds, limits.slow_consumer_bytes, now_ms());
+                        guard_timer = Delay::from(Duration::from_millis(guard.tick_interval_ms())).fuse();
+                        *conn.slow_guard.borrow_mut() = Some(guard);
                     }
                     conn.perform(actions);
                 }
@@ -265,18 +375,13 @@ async fn run(conn: Rc<Connection>, protocol_ok: bool) {
                 conn.perform(actions);
             },
             _ = guard_timer => {
-                let tick = conn.slow_guard.borrow_mut().as_mut().map(|g| (g.on_tick(now_ms()), g.tick_interval_ms()));
+                let tick = conn
+                    .slow_guard
+                    .borrow_mut()
+                    .as_mut()
+                    .map(|g| (g.on_tick(now_ms(), crate::token::random_id), g.tick_interval_ms()));
                 if let Some((tick, interval)) = tick {
-                    match tick {
-                        GuardTick::SendPing(ping) => {
-                            let _ = ws.send_with_str(&ping);
-                        }
-                        GuardTick::TooSlow(c) => {
-                            let actions = conn.session.borrow_mut().on_slow_consumer(c);
-                            conn.perform(actions);
-                        }
-                        GuardTick::Nothing => {}
-                    }
+                    conn.on_guard(Some(tick));
                     guard_timer = Delay::from(Duration::from_millis(interval)).fuse();
                 }
             },
@@ -298,12 +403,16 @@ async fn start_operation(conn: Rc<Connection>, id: String, payload: Value, op: R
     let payload: SubscribePayload = match serde_json::from_value(payload) {
         Ok(p) => p,
         Err(e) => {
-            return conn.fail(&id, &[GraphQLError::coded(format!("invalid subscribe payload: {e}"), "BAD_REQUEST")])
+            return conn.fail(
+                &id,
+                &op,
+                &[GraphQLError::coded(format!("invalid subscribe payload: {e}"), "BAD_REQUEST")],
+            )
         }
     };
     let prepared = match api().prepare(&payload) {
         Ok(p) => p,
-        Err(errors) => return conn.fail(&id, &errors),
+        Err(errors) => return conn.fail(&id, &op, &errors),
     };
     let Some(token) = conn.session.borrow().principal().cloned() else {
         return;
@@ -312,12 +421,17 @@ async fn start_operation(conn: Rc<Connection>, id: String, payload: Value, op: R
         Operation::Query(query) => {
             let active =
                 if query.selects_connection() { app_key_active_elsewhere(&conn, &token.claims).await } else { false };
+            // The id may have been completed, or reused by a new operation, meanwhile.
+            if !conn.owns(&id, &op) {
+                return;
+            }
             let ctx = QueryContext {
                 connection_id: conn.id.clone(),
                 connection_active: active,
                 help_base_url: conn.settings.config.issuer.clone(),
             };
-            let result = query.execute(&ctx);
+            // JSON text, keys in selection order (GraphQL §7.1).
+            let result = query.execute_json(&ctx);
             conn.operations.borrow_mut().remove(&id);
             let actions = conn.session.borrow_mut().single_result(&id, &result);
             conn.perform(actions);
@@ -325,7 +439,7 @@ async fn start_operation(conn: Rc<Connection>, id: String, payload: Value, op: R
         Operation::Subscription(sub) => {
             match plan_subscription(&conn.settings.config, &token.claims, &id, &conn.id, sub) {
                 Ok((chain, spec)) => stream(conn, id, chain, spec, op).await,
-                Err(e) => conn.fail(&id, &[e]),
+                Err(e) => conn.fail(&id, &op, &[e]),
             }
         }
     }
@@ -347,7 +461,8 @@ async fn app_key_active_elsewhere(conn: &Rc<Connection>, claims: &crate::token::
     false
 }
 
-/// Attaches the subscription to its chain and forwards batches until it ends.
+/// Attaches the subscription to its chain and forwards batches until it ends. The decisions
+/// (what to forward, when to acknowledge, where and when to reattach) are the relay's.
 async fn stream(
     conn: Rc<Connection>,
     id: String,
@@ -355,118 +470,151 @@ async fn stream(
     mut spec: SubscriptionSpec<crate::graphql::ProjectionPlan>,
     op: Rc<RunningOperation>,
 ) {
-    let mut next_offset: Option<u64> = None;
-    let mut forwarded: u64 = 0;
-    let mut first_offset: Option<u64> = None;
-    let mut last_offset: Option<u64> = None;
-    let mut failures = 0;
     let started_at = now_ms();
+    let requested = spec.start;
     conn.audit(
         "subscription.started",
         json!({"operationId": id, "chain": chain, "start": spec.start, "filter": spec.filter}),
     );
-    loop {
-        if op.stopped.get() {
-            break;
-        }
-        if let Some(next) = next_offset {
-            spec.start = Start::At(next);
-        }
-        let internal = match attach(&conn.env, &chain, &spec).await {
-            Ok(Attached::Socket { ws, start }) => {
-                failures = 0;
-                next_offset.get_or_insert(start);
-                ws
+    let mut attached_before = false;
+    while conn.owns(&id, &op) {
+        spec.start = op.relay.borrow().start(requested);
+        let retry = match attach(&conn.env, &chain, &spec).await {
+            Ok(Attached::Socket { ws, start, gap }) => {
+                if attached_before {
+                    conn.audit(
+                        "subscription.reattached",
+                        json!({"operationId": id, "chain": chain, "nextOffset": start}),
+                    );
+                }
+                attached_before = true;
+                forward(&conn, &id, &op, ws, start, gap).await
             }
-            Ok(Attached::Refused(error)) => return conn.fail(&id, &[error]),
+            Ok(Attached::Refused(error)) => return conn.fail(&id, &op, &[error]),
             Err(e) => {
-                failures += 1;
-                if failures > MAX_REATTACH {
+                let retry = op.relay.borrow_mut().on_attach_failed();
+                if retry == Retry::GiveUp {
                     conn.audit(
                         "subscription.failed",
                         json!({"operationId": id, "chain": chain, "error": e.to_string()}),
                     );
-                    return conn.fail(
-                        &id,
-                        &[GraphQLError::coded(
-                            "the chain's event log is unavailable; resubscribe to resume",
-                            "INTERNAL_SERVER_ERROR",
-                        )],
-                    );
                 }
-                Delay::from(Duration::from_millis(100 * u64::from(failures))).await;
-                continue;
+                retry
             }
         };
-        let mut events = match internal.events() {
-            Ok(e) => e,
-            Err(_) => continue,
-        };
-        if internal.accept().is_err() {
-            continue;
-        }
-        *op.internal.borrow_mut() = Some(internal.clone());
-        op.unacked.set(0);
-        if op.stopped.get() {
-            op.stop();
+        if !conn.owns(&id, &op) {
             break;
         }
-        // The first acknowledgement opens the window.
-        let _ = internal.send_with_str(ack_message(0, 0));
-        while let Some(event) = events.next().await {
-            let WebsocketEvent::Message(msg) = (match event {
-                Ok(e) => e,
-                Err(_) => break,
-            }) else {
-                break;
-            };
-            let Some(text) = msg.text() else { continue };
-            let Some(batch) = parse_batch(&text) else { continue };
-            if op.stopped.get() || !conn.session.borrow().is_active(&id) {
-                break;
-            }
-            let expected = next_offset.unwrap_or(0);
-            let mut count = 0;
-            for (offset, frame) in &batch.frames {
-                count += 1;
-                // A batch resent after a reattach may overlap what was forwarded.
-                if *offset < expected {
-                    continue;
-                }
-                let _ = conn.ws.send_with_str(frame);
-                forwarded += 1;
-                first_offset.get_or_insert(*offset);
-                last_offset = Some(*offset);
-            }
-            next_offset = Some(expected.max(batch.through + 1));
-            op.through.set(batch.through);
-            let unacked = op.unacked.get() + count as u32;
-            if unacked >= ACK_EVERY {
-                let _ = internal.send_with_str(ack_message(unacked as usize, batch.through));
-                op.unacked.set(0);
-            } else {
-                op.unacked.set(unacked);
+        match retry {
+            Retry::After(0) => {}
+            Retry::After(ms) => Delay::from(Duration::from_millis(ms)).await,
+            Retry::GiveUp => {
+                return conn.fail(
+                    &id,
+                    &op,
+                    &[GraphQLError::coded(
+                        "the chain's event log is unavailable; resubscribe to resume",
+                        INTERNAL_SERVER_ERROR,
+                    )],
+                );
             }
         }
-        op.internal.borrow_mut().take();
-        if op.stopped.get() || !conn.session.borrow().is_active(&id) {
-            break;
-        }
-        // The object went away (deploy, eviction): reattach at the next offset.
-        conn.audit("subscription.reattached", json!({"operationId": id, "chain": chain, "nextOffset": next_offset}));
     }
+    let relay = op.relay.borrow();
     conn.audit(
         "subscription.completed",
         json!({
-            "operationId": id, "chain": chain, "delivered": forwarded,
-            "firstOffset": first_offset.map(|o| o.to_string()), "lastOffset": last_offset.map(|o| o.to_string()),
+            "operationId": id, "chain": chain, "delivered": relay.forwarded,
+            "firstOffset": relay.first_offset.map(|o| o.to_string()),
+            "lastOffset": relay.last_offset.map(|o| o.to_string()),
             "durationMs": now_ms().saturating_sub(started_at),
         }),
     );
 }
 
+/// Forwards what the chain object sends on one attached socket until it ends, and says
+/// what to do next. A failure the object reports ends the operation (`GiveUp` is not
+/// returned then: the operation is no longer owned).
+async fn forward(
+    conn: &Rc<Connection>,
+    id: &str,
+    op: &Rc<RunningOperation>,
+    internal: WebSocket,
+    start: u64,
+    gap: Option<u64>,
+) -> Retry {
+    let mut events = match internal.events() {
+        Ok(e) => e,
+        Err(_) => return op.relay.borrow_mut().on_detached(now_ms()),
+    };
+    if internal.accept().is_err() {
+        return op.relay.borrow_mut().on_detached(now_ms());
+    }
+    *op.internal.borrow_mut() = Some(internal.clone());
+    if !conn.owns(id, op) {
+        op.stop();
+        return Retry::After(0);
+    }
+    let open = op.relay.borrow_mut().on_attached(start, gap, now_ms());
+    let _ = internal.send_with_str(open);
+    while let Some(Ok(WebsocketEvent::Message(msg))) = events.next().await {
+        let Some(text) = msg.text() else { continue };
+        if !conn.owns(id, op) || !conn.session.borrow().is_active(id) {
+            break;
+        }
+        let step = op.relay.borrow_mut().on_message(&text).into_owned();
+        match step {
+            OwnedStep::Forward { frames, ack } => {
+                for frame in &frames {
+                    conn.send(frame);
+                }
+                if let Some(ack) = ack {
+                    let _ = internal.send_with_str(ack);
+                }
+            }
+            OwnedStep::Fail { code, message } => {
+                op.internal.borrow_mut().take();
+                let _ = internal.close(Some(close::NORMAL), Some("subscription failed"));
+                conn.fail(id, op, &[GraphQLError::coded(message, &code)]);
+                return Retry::After(0);
+            }
+            OwnedStep::Ignore => {}
+        }
+    }
+    op.internal.borrow_mut().take();
+    op.relay.borrow_mut().on_detached(now_ms())
+}
+
+/// A relay step that outlives the message it was read from.
+enum OwnedStep {
+    Forward { frames: Vec<String>, ack: Option<String> },
+    Fail { code: String, message: String },
+    Ignore,
+}
+
+trait IntoOwned {
+    fn into_owned(self) -> OwnedStep;
+}
+
+impl IntoOwned for Step<'_> {
+    fn into_owned(self) -> OwnedStep {
+        match self {
+            Step::Forward { frames, ack } => {
+                OwnedStep::Forward { frames: frames.into_iter().map(|f| f.into_owned()).collect(), ack }
+            }
+            Step::Fail { code, message } => OwnedStep::Fail { code: code.into(), message: message.into() },
+            Step::Ignore => OwnedStep::Ignore,
+        }
+    }
+}
+
 enum Attached {
-    Socket { ws: WebSocket, start: u64 },
+    /// Attached at `start`; retention had dropped events from `gap` on.
+    Socket {
+        ws: WebSocket,
+        start: u64,
+        gap: Option<u64>,
+    },
     Refused(GraphQLError),
 }
 
@@ -476,14 +624,16 @@ async fn attach(env: &Env, chain: &str, spec: &SubscriptionSpec<crate::graphql::
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
     headers.set("x-subscription", &encoded)?;
+    headers.set("x-chain-code", chain)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let req = Request::new_with_init("https://chain.internal/subscribe", &init)?;
     let mut resp = chain_stub(env, chain)?.fetch_with_request(req).await?;
     if resp.status_code() == 101 {
-        let start = resp.headers().get("x-start-offset").ok().flatten().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let header = |name: &str| resp.headers().get(name).ok().flatten().and_then(|s| s.parse().ok());
+        let (start, gap) = (header("x-start-offset").unwrap_or(0), header("x-gap-requested"));
         return match resp.websocket() {
-            Some(ws) => Ok(Attached::Socket { ws, start }),
+            Some(ws) => Ok(Attached::Socket { ws, start, gap }),
             None => Err(worker::Error::RustError("the chain object answered 101 without a socket".into())),
         };
     }

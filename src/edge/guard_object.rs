@@ -1,46 +1,71 @@
-//! `LoginGuard`: one object per client id, so failed logins are counted across every
-//! isolate of the Worker. The state is one small record in the object's storage.
+//! `LoginGuardObject`: one object per client id (failed logins, counted across every
+//! isolate of the Worker) and one per app key (`upgrade:<app key>`: WebSocket upgrades per
+//! window). The rules are `ratelimit`'s; this file stores and answers.
+
+use std::cell::RefCell;
 
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use crate::ratelimit::LoginGuard;
+use crate::ratelimit::rpc::{self, LoginCheck, LoginRecord, LoginVerdict, UpgradeRequest, UpgradeVerdict};
+use crate::ratelimit::{LoginGuard, UpgradeWindow};
 
 #[durable_object]
 pub struct LoginGuardObject {
     state: State,
+    /// Upgrades in the window, in memory: a rate limit may forget when the object is
+    /// evicted, which happens only once nobody has connected for a while.
+    upgrades: RefCell<UpgradeWindow>,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Attempt {
-    ok: bool,
-    max_failures: u32,
-    lockout_seconds: u64,
+const KEY: &str = "guard";
+
+impl LoginGuardObject {
+    async fn guard(&self) -> Result<LoginGuard> {
+        Ok(self.state.storage().get(KEY).await?.unwrap_or_default())
+    }
 }
 
 impl DurableObject for LoginGuardObject {
     fn new(state: State, _env: Env) -> Self {
-        LoginGuardObject { state }
+        LoginGuardObject { state, upgrades: RefCell::new(UpgradeWindow::default()) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let attempt: Attempt = req.json().await?;
-        let storage = self.state.storage();
-        let mut guard: LoginGuard = storage.get("guard").await?.unwrap_or_default();
         let now = super::now_ms() / 1000;
-        // While locked out, an attempt is refused and not counted: the lockout ends on time.
-        let retry_after = match guard.retry_after(now) {
-            Some(secs) => Some(secs),
-            None => {
-                if attempt.ok {
-                    guard.record_success();
-                } else {
-                    guard.record_failure(now, attempt.max_failures, attempt.lockout_seconds);
-                }
-                storage.put("guard", &guard).await?;
-                None
+        match req.path().as_str() {
+            rpc::LOGIN_CHECK => {
+                let check: LoginCheck = req.json().await?;
+                let guard = self.guard().await?;
+                Response::from_json(&LoginVerdict {
+                    retry_after: guard.retry_after(&check.source, now),
+                    tracked: !guard.is_empty(),
+                })
             }
-        };
-        Response::from_json(&serde_json::json!({ "retryAfter": retry_after }))
+            rpc::LOGIN_RECORD => {
+                let record: LoginRecord = req.json().await?;
+                let mut guard = self.guard().await?;
+                if record.ok {
+                    guard.record_success(&record.source);
+                } else {
+                    guard.record_failure(&record.source, now, record.limits);
+                }
+                let storage = self.state.storage();
+                if guard.is_empty() {
+                    storage.delete(KEY).await?;
+                } else {
+                    storage.put(KEY, &guard).await?;
+                }
+                Response::from_json(&LoginVerdict {
+                    retry_after: guard.retry_after(&record.source, now),
+                    tracked: !guard.is_empty(),
+                })
+            }
+            rpc::UPGRADE => {
+                let ask: UpgradeRequest = req.json().await?;
+                let verdict = self.upgrades.borrow_mut().admit(super::now_ms(), ask.max, ask.window_seconds);
+                Response::from_json(&UpgradeVerdict { retry_after: verdict.err() })
+            }
+            _ => Response::error("unknown guard operation", 404),
+        }
     }
 }

@@ -59,15 +59,70 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     reply::with_header(resp, "X-Request-Id", &request_id)
 }
 
-/// Reads and drops a request body we answer without using, so that workerd keeps the
-/// client's keep-alive connection open (it drops it when a body is left unread).
-async fn drain(req: &mut Request) {
+/// Request headers larger than this in total are refused with 431 (the size OHIP allows).
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// A body we answer without using (unknown routes, wrong methods, refused requests) is read
+/// and dropped up to this size, so that workerd keeps an ordinary client's keep-alive
+/// connection open (it closes one whose body was left unread). Anything larger is left
+/// unread: the connection closes after the answer, and no byte of it enters wasm memory.
+pub const DRAIN_BYTES: usize = 64 * 1024;
+
+/// A body read with a bound.
+pub enum Body {
+    Read(Vec<u8>),
+    /// Over the limit: reading stopped there (or never started, for a declared length).
+    TooLarge,
+}
+
+fn declared_length(req: &Request) -> Option<usize> {
+    req.headers().get("Content-Length").ok().flatten().and_then(|v| v.trim().parse::<usize>().ok())
+}
+
+/// Reads the body, at most `limit` bytes: a declared length over it is refused unread, and
+/// a chunked body is refused as soon as it passes it, so memory held is bounded by the
+/// route's limit, not by the client.
+pub async fn read_body(req: &mut Request, limit: usize) -> Result<Body> {
+    use futures::StreamExt;
+    if req.inner().body().is_none() {
+        return Ok(Body::Read(Vec::new()));
+    }
+    if declared_length(req).is_some_and(|n| n > limit) {
+        return Ok(Body::TooLarge);
+    }
+    let mut stream = req.stream()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            return Ok(Body::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Body::Read(body))
+}
+
+/// Drops a body we answer without using: read (and discarded) when small, so that the
+/// client's keep-alive connection stays usable; left unread when larger (see [`DRAIN_BYTES`]).
+pub async fn drain(req: &mut Request) {
     if req.inner().body().is_some() {
-        let _ = req.bytes().await;
+        let _ = read_body(req, DRAIN_BYTES).await;
     }
 }
 
+/// The size of the request's headers, as names and values.
+fn header_bytes(req: &Request) -> usize {
+    req.headers().entries().map(|(name, value)| name.len() + value.len() + 4).sum()
+}
+
 async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Response> {
+    if header_bytes(&req) > MAX_HEADER_BYTES {
+        drain(&mut req).await;
+        return reply::error(
+            431,
+            "request_header_fields_too_large",
+            format!("the request headers are over {MAX_HEADER_BYTES} bytes in total"),
+        );
+    }
     let route = routes::route(req.method().as_ref(), &req.path());
     if matches!(route, Route::NotFound | Route::MethodNotAllowed { .. } | Route::Healthz | Route::Jwks | Route::Docs) {
         drain(&mut req).await;
@@ -118,6 +173,16 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
             reply::with_header(resp, "Allow", allow)
         }
     }
+}
+
+/// The address the request came from, as the edge reports it (`CF-Connecting-IP`).
+pub fn source_address(req: &Request) -> String {
+    req.headers()
+        .get("CF-Connecting-IP")
+        .ok()
+        .flatten()
+        .filter(|ip| !ip.is_empty() && ip.len() <= 64)
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The stub of a chain's log object: one per chain code.

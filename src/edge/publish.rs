@@ -5,9 +5,9 @@ use serde_json::json;
 use worker::{Env, Method, Request, RequestInit, Response, Result};
 
 use super::settings::Settings;
-use super::{access_error, audit, chain_stub, reply, verified_claims};
+use super::{access_error, audit, chain_stub, drain, read_body, reply, verified_claims, Body};
 use crate::config::Scope;
-use crate::publish::validate_batch;
+use crate::publish::{check_grant, validate_batch};
 
 pub async fn handle(
     mut req: Request,
@@ -18,29 +18,37 @@ pub async fn handle(
 ) -> Result<Response> {
     let config = &settings.config;
     let limit = config.limits.max_batch_bytes;
-    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return reply::error(413, "payload_too_large", format!("the batch is over the {limit}-byte limit"));
-    }
-    // The body is read before any early answer: workerd drops a keep-alive connection whose
-    // request body was left unread, and the publisher's next request would fail.
-    let body = req.bytes().await?;
+    // Authorized before a byte of the body is read: a caller without a valid token costs
+    // no memory (a small body is drained so an honest client's connection stays usable).
     let token = match verified_claims(&req, settings) {
         Ok(t) => t,
         Err(e) => {
+            drain(&mut req).await;
             audit("publish.refused", json!({"requestId": request_id, "chain": chain, "status": 401}));
             return access_error(e);
         }
     };
     let claims = &token.claims;
-    let chain_config = match crate::access::chain_access(config, claims, Scope::Publish, chain) {
-        Ok((c, _grant)) => c,
+    let (chain_config, grant) = match crate::access::chain_access(config, claims, Scope::Publish, chain) {
+        Ok(ok) => ok,
         Err(e) => {
+            drain(&mut req).await;
             audit(
                 "publish.refused",
                 json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain, "status": 403}),
             );
             return access_error(e);
+        }
+    };
+    // Bounded while reading: a chunked body is refused as soon as it passes the limit.
+    let body = match read_body(&mut req, limit).await? {
+        Body::Read(body) => body,
+        Body::TooLarge => {
+            audit(
+                "publish.refused",
+                json!({"requestId": request_id, "clientId": claims.sub, "chain": chain, "status": 413}),
+            );
+            return reply::error(413, "payload_too_large", format!("the batch is over the {limit}-byte limit"));
         }
     };
     let mut ids = crate::event_id::generator(super::now_ms());
@@ -50,7 +58,9 @@ pub async fn handle(
         no_entropy.set(no_entropy.get() || id.is_empty());
         id
     };
-    let mut events = match validate_batch(&body, chain_config, &config.limits, new_id) {
+    let validated = validate_batch(&body, chain_config, &config.limits, new_id)
+        .and_then(|events| check_grant(&events, grant.properties.as_ref()).map(|()| events));
+    let mut events = match validated {
         // Never store events under an empty generated id: they would all dedupe to one.
         Ok(_) if no_entropy.get() => return reply::error(503, "unavailable", "no randomness available; retry"),
         Ok(events) => events,

@@ -1,12 +1,19 @@
-//! `POST /oauth/v1/tokens` on the runtime: parse, authenticate, consult the login guard
-//! of the client id, sign.
+//! `POST /oauth/v1/tokens` on the runtime: read a bounded form, ask the login guard of the
+//! client id whether this source (or the id) is locked out — before any secret is hashed —
+//! then authenticate, record the outcome, sign.
 
 use serde_json::json;
 use worker::{Env, Method, Request, RequestInit, Response, Result};
 
 use super::settings::Settings;
-use super::{audit, now_ms, reply};
+use super::{audit, now_ms, read_body, reply, source_address, Body};
 use crate::oauth::{self, OAuthError, TokenHttpRequest};
+use crate::ratelimit::rpc::{self, LoginCheck, LoginRecord, LoginVerdict};
+use crate::ratelimit::LoginLimits;
+
+/// The largest form the token endpoint reads: a client-credentials request is a few
+/// hundred bytes.
+pub const MAX_TOKEN_BODY_BYTES: usize = 4 * 1024;
 use crate::token::{random_id, AccessClaims};
 
 fn oauth_error(e: &OAuthError, retry_after: Option<u64>) -> Result<Response> {
@@ -24,7 +31,18 @@ pub async fn handle(mut req: Request, env: &Env, settings: &Settings, request_id
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let (content_type, authorization, app_key, enterprise) =
         (header("Content-Type"), header("Authorization"), header("x-app-key"), header("enterpriseId"));
-    let body = req.text().await.unwrap_or_default();
+    let body = match read_body(&mut req, MAX_TOKEN_BODY_BYTES).await? {
+        Body::Read(bytes) => String::from_utf8(bytes).unwrap_or_default(),
+        Body::TooLarge => {
+            audit("token.refused", json!({"requestId": request_id, "reason": "body_too_large", "status": 413}));
+            let e = OAuthError {
+                status: 413,
+                error: "invalid_request",
+                description: format!("the request body is over {MAX_TOKEN_BODY_BYTES} bytes"),
+            };
+            return oauth_error(&e, None);
+        }
+    };
     let http = TokenHttpRequest {
         content_type: content_type.as_deref(),
         authorization: authorization.as_deref(),
@@ -40,14 +58,28 @@ pub async fn handle(mut req: Request, env: &Env, settings: &Settings, request_id
         }
     };
     let config = &settings.config;
-    let authenticated = oauth::authenticate(config, &parsed);
-    let verdict = guard(env, &parsed.client_id, authenticated.is_ok(), config).await?;
-    if let Some(retry_after) = verdict {
+    let source = source_address(&req);
+    // Locked out? Asked before the secret is hashed, so a locked-out caller costs no PBKDF2.
+    // The check writes nothing: an unknown client id leaves no state behind.
+    let verdict: LoginVerdict =
+        guard(env, &parsed.client_id, rpc::LOGIN_CHECK, &LoginCheck { source: source.clone() }).await?;
+    if let Some(retry_after) = verdict.retry_after {
         audit(
             "token.refused",
             json!({"requestId": request_id, "clientId": parsed.client_id, "reason": "locked_out", "status": 429}),
         );
         return oauth_error(&OAuthError::locked_out(retry_after), Some(retry_after));
+    }
+    let authenticated = oauth::authenticate(config, &parsed);
+    let known = config.client(&parsed.client_id).is_some();
+    if known && (authenticated.is_err() || verdict.tracked) {
+        let limits = LoginLimits {
+            failures_per_source: config.limits.login_failures_before_lockout,
+            failures_per_client: config.limits.login_failures_per_client,
+            lockout_seconds: config.limits.login_lockout_seconds,
+        };
+        let record = LoginRecord { source, ok: authenticated.is_ok(), limits };
+        let _: LoginVerdict = guard(env, &parsed.client_id, rpc::LOGIN_RECORD, &record).await?;
     }
     let client = match authenticated {
         Ok(c) => c,
@@ -85,19 +117,18 @@ pub async fn handle(mut req: Request, env: &Env, settings: &Settings, request_id
     reply::json(200, &oauth::success_body(&token, &scopes))
 }
 
-/// Tells the client's login guard the outcome of this attempt; returns `Some(retry_after)`
-/// while the client id is locked out.
-async fn guard(env: &Env, client_id: &str, ok: bool, config: &crate::config::ServiceConfig) -> Result<Option<u64>> {
+/// One request to the login guard of `client_id`.
+async fn guard<B: serde::Serialize, A: serde::de::DeserializeOwned>(
+    env: &Env,
+    client_id: &str,
+    path: &str,
+    body: &B,
+) -> Result<A> {
     let stub = env.durable_object("LOGIN_GUARD")?.id_from_name(client_id)?.get_stub()?;
-    let body = json!({
-        "ok": ok,
-        "maxFailures": config.limits.login_failures_before_lockout,
-        "lockoutSeconds": config.limits.login_lockout_seconds,
-    });
+    let body = serde_json::to_string(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.to_string().into()));
-    let req = Request::new_with_init("https://guard.internal/attempt", &init)?;
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let req = Request::new_with_init(&format!("https://guard.internal{path}"), &init)?;
     let mut resp = stub.fetch_with_request(req).await?;
-    let verdict: serde_json::Value = resp.json().await?;
-    Ok(verdict["retryAfter"].as_u64())
+    serde_json::from_slice(&resp.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))
 }

@@ -1,0 +1,188 @@
+//! The gateway's side of one subscription, without I/O: what to forward of each batch the
+//! chain object sends, when to acknowledge, where to reattach after the object went away
+//! (a deploy, an eviction, an operator's restart), how long to wait before trying again,
+//! and when to give up. The gateway performs these decisions; this is where the "no gap,
+//! no repeat" promise is kept, and it is tested natively.
+//!
+//! - **No repeat**: the relay knows the next offset it owes the vendor; frames below it (a
+//!   batch resent after a reattach) are dropped, and every reattach starts there.
+//! - **Gaps are signalled once**: a retention gap (reported at attach or in a batch) stays
+//!   pending until a forwarded frame carried it, across any number of reattaches.
+//! - **Bounded retries**: an attach that fails, or that ends before it forwarded anything
+//!   within [`STABLE_ATTACH_MS`], counts as a failure; failures back off exponentially,
+//!   and after [`MAX_ATTACH_FAILURES`] in a row the operation ends with an error.
+
+use std::borrow::Cow;
+
+use crate::chain_log::Offset;
+use crate::fanout::{ack_message, parse_batch, parse_failure, with_gap, Gap, Start};
+
+/// Forwarded frames per acknowledgement: a quarter of the chain object's window, so the
+/// object always has room to send while the acknowledgement travels.
+pub const ACK_EVERY: u32 = 128;
+/// Frames the chain object sends a subscription before it waits for an acknowledgement.
+pub const WINDOW: u32 = 512;
+const _: () = assert!(ACK_EVERY * 4 == WINDOW);
+
+/// Consecutive failed attaches before the operation ends with `INTERNAL_SERVER_ERROR`.
+pub const MAX_ATTACH_FAILURES: u32 = 8;
+/// An attach that lasted this long, or forwarded a frame, was a working one.
+pub const STABLE_ATTACH_MS: u64 = 10_000;
+/// Waits between attempts: none after the first failure (a restart closes every socket
+/// and the object is back at once), then doubling from this, up to the cap.
+pub const FIRST_BACKOFF_MS: u64 = 50;
+pub const MAX_BACKOFF_MS: u64 = 5_000;
+
+/// What to do after an attach failed or an attached socket ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Attach again after this many milliseconds.
+    After(u64),
+    /// Stop: the chain's log stayed unreachable.
+    GiveUp,
+}
+
+/// What the gateway does with one message from the chain object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// Send these frames to the vendor, then `ack` (if any) to the object.
+    Forward { frames: Vec<Cow<'a, str>>, ack: Option<String> },
+    /// The subscription failed with this GraphQL error code and message.
+    Fail { code: &'a str, message: &'a str },
+    /// Not a message of the internal protocol: ignore it.
+    Ignore,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    /// The first offset not yet forwarded; known from the first attach on.
+    next_offset: Option<Offset>,
+    /// Retention dropped events from this offset on; not yet told to the vendor.
+    pending_gap: Option<Offset>,
+    /// Frames forwarded since the last acknowledgement, and the offset they reach.
+    unacked: u32,
+    through: Offset,
+    failures: u32,
+    attached_at: u64,
+    forwarded_since_attach: bool,
+    /// For the audit line at the end.
+    pub forwarded: u64,
+    pub first_offset: Option<Offset>,
+    pub last_offset: Option<Offset>,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Relay::new()
+    }
+}
+
+impl Relay {
+    pub fn new() -> Self {
+        Relay {
+            next_offset: None,
+            pending_gap: None,
+            unacked: 0,
+            through: 0,
+            failures: 0,
+            attached_at: 0,
+            forwarded_since_attach: false,
+            forwarded: 0,
+            first_offset: None,
+            last_offset: None,
+        }
+    }
+
+    /// Where the next attach starts: the subscription's own start the first time, then the
+    /// next offset owed.
+    pub fn start(&self, requested: Start) -> Start {
+        self.next_offset.map_or(requested, Start::At)
+    }
+
+    pub fn next_offset(&self) -> Option<Offset> {
+        self.next_offset
+    }
+
+    /// The object accepted the subscription at `start`, with a retention gap from `gap` on.
+    /// Returns the acknowledgement that opens the window.
+    pub fn on_attached(&mut self, start: Offset, gap: Option<Offset>, now_ms: u64) -> String {
+        self.next_offset.get_or_insert(start);
+        self.note_gap(gap);
+        self.unacked = 0;
+        self.attached_at = now_ms;
+        self.forwarded_since_attach = false;
+        ack_message(0, 0)
+    }
+
+    fn note_gap(&mut self, gap: Option<Offset>) {
+        if let Some(requested) = gap {
+            // The earliest request is the one the vendor made.
+            self.pending_gap = Some(self.pending_gap.map_or(requested, |p| p.min(requested)));
+        }
+    }
+
+    /// One message from the chain object.
+    pub fn on_message<'a>(&mut self, text: &'a str) -> Step<'a> {
+        if let Some((code, message)) = parse_failure(text) {
+            return Step::Fail { code, message };
+        }
+        let Some(batch) = parse_batch(text) else {
+            return Step::Ignore;
+        };
+        self.note_gap(batch.gap);
+        let expected = self.next_offset.unwrap_or(0);
+        let count = batch.frames.len() as u32;
+        let mut frames = Vec::with_capacity(batch.frames.len());
+        for (offset, frame) in batch.frames {
+            // A batch resent after a reattach may overlap what was forwarded.
+            if offset < expected {
+                continue;
+            }
+            let frame = match self.pending_gap.take() {
+                Some(requested) => Cow::Owned(with_gap(frame, Gap { requested, resumed_at: offset })),
+                None => Cow::Borrowed(frame),
+            };
+            frames.push(frame);
+            self.forwarded += 1;
+            self.first_offset.get_or_insert(offset);
+            self.last_offset = Some(offset);
+        }
+        if !frames.is_empty() {
+            self.forwarded_since_attach = true;
+        }
+        self.next_offset = Some(expected.max(batch.through + 1));
+        self.through = self.through.max(batch.through);
+        self.unacked += count;
+        let ack = (self.unacked >= ACK_EVERY).then(|| ack_message(std::mem::take(&mut self.unacked), self.through));
+        Step::Forward { frames, ack }
+    }
+
+    /// The acknowledgement to send when the subscription stops: the object then saves the
+    /// exact cursor.
+    pub fn final_ack(&mut self) -> String {
+        ack_message(std::mem::take(&mut self.unacked), self.through)
+    }
+
+    /// An attach attempt failed.
+    pub fn on_attach_failed(&mut self) -> Retry {
+        self.failures += 1;
+        self.retry()
+    }
+
+    /// The attached socket ended (the object went away).
+    pub fn on_detached(&mut self, now_ms: u64) -> Retry {
+        if self.forwarded_since_attach || now_ms.saturating_sub(self.attached_at) >= STABLE_ATTACH_MS {
+            self.failures = 0;
+        }
+        self.failures += 1;
+        self.retry()
+    }
+
+    fn retry(&self) -> Retry {
+        match self.failures {
+            n if n > MAX_ATTACH_FAILURES => Retry::GiveUp,
+            0 | 1 => Retry::After(0),
+            n => Retry::After((FIRST_BACKOFF_MS << (n - 2).min(16)).min(MAX_BACKOFF_MS)),
+        }
+    }
+}

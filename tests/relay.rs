@@ -1,0 +1,154 @@
+//! The gateway's side of a subscription: forwarding, acknowledgement, reattach and gaps.
+
+use pms_events::fanout::Start;
+use pms_events::relay::{Relay, Retry, Step, ACK_EVERY, MAX_ATTACH_FAILURES, MAX_BACKOFF_MS, STABLE_ATTACH_MS};
+use serde_json::Value;
+
+fn frame(offset: u64) -> String {
+    format!(r#"{{"id":"s","type":"next","payload":{{"data":{{"newEvent":{{"o":"{offset}"}}}}}}}}"#)
+}
+
+fn batch(through: u64, offsets: &[u64], gap: Option<u64>) -> String {
+    let mut text = format!("B {through}");
+    if let Some(g) = gap {
+        text.push_str(&format!(" g{g}"));
+    }
+    for o in offsets {
+        text.push_str(&format!("\n{o} {}", frame(*o)));
+    }
+    text
+}
+
+fn forwarded(relay: &mut Relay, text: &str) -> (Vec<Value>, Option<String>) {
+    match relay.on_message(text) {
+        Step::Forward { frames, ack } => (frames.iter().map(|f| serde_json::from_str(f).unwrap()).collect(), ack),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn offsets(frames: &[Value]) -> Vec<u64> {
+    frames.iter().map(|f| f["payload"]["data"]["newEvent"]["o"].as_str().unwrap().parse().unwrap()).collect()
+}
+
+#[test]
+fn the_first_attach_uses_the_subscriptions_start_and_reattaches_start_at_the_next_offset() {
+    let mut r = Relay::new();
+    assert_eq!(r.start(Start::Resume), Start::Resume);
+    assert_eq!(r.on_attached(7, None, 0), "A 0 0", "the first acknowledgement opens the window");
+    assert_eq!(r.start(Start::Resume), Start::At(7), "nothing forwarded yet: start where it attached");
+    forwarded(&mut r, &batch(9, &[7, 8, 9], None));
+    assert_eq!(r.start(Start::Resume), Start::At(10));
+    // A frame-less batch (a filtered scan) moves the next offset too.
+    forwarded(&mut r, &batch(400, &[], None));
+    assert_eq!(r.start(Start::Resume), Start::At(401));
+}
+
+#[test]
+fn frames_resent_after_a_reattach_are_not_forwarded_twice() {
+    let mut r = Relay::new();
+    r.on_attached(1, None, 0);
+    let (f, _) = forwarded(&mut r, &batch(5, &[1, 2, 3, 4, 5], None));
+    assert_eq!(offsets(&f), [1, 2, 3, 4, 5]);
+    // The object restarted mid-batch; the new one sends an overlapping batch.
+    assert_eq!(r.on_detached(10), Retry::After(0));
+    r.on_attached(4, None, 20);
+    let (f, _) = forwarded(&mut r, &batch(8, &[4, 5, 6, 7, 8], None));
+    assert_eq!(offsets(&f), [6, 7, 8], "no repeat");
+    assert_eq!((r.forwarded, r.first_offset, r.last_offset), (8, Some(1), Some(8)));
+}
+
+#[test]
+fn acknowledgements_come_every_quarter_window_and_once_more_at_stop() {
+    let mut r = Relay::new();
+    r.on_attached(1, None, 0);
+    let mut acks = Vec::new();
+    let mut next = 1;
+    for _ in 0..10 {
+        let offsets: Vec<u64> = (next..next + 50).collect();
+        next += 50;
+        let (_, ack) = forwarded(&mut r, &batch(next - 1, &offsets, None));
+        acks.extend(ack);
+    }
+    assert_eq!(acks, ["A 150 150", "A 150 300", "A 150 450"], "every {ACK_EVERY} frames or more");
+    assert_eq!(r.final_ack(), "A 50 500", "the rest at stop, so the saved cursor is exact");
+    assert_eq!(r.final_ack(), "A 0 500");
+}
+
+#[test]
+fn a_gap_stays_pending_across_reattaches_until_a_frame_carried_it() {
+    let mut r = Relay::new();
+    // Retention dropped 3..9 when the subscription asked for 3.
+    r.on_attached(10, Some(3), 0);
+    // The object restarts before it sent anything.
+    assert_eq!(r.on_detached(5), Retry::After(0));
+    assert_eq!(r.start(Start::At(3)), Start::At(10));
+    // Meanwhile retention went further: the new attach reports a gap from 10.
+    r.on_attached(12, Some(10), 10);
+    let (f, _) = forwarded(&mut r, &batch(13, &[12, 13], None));
+    assert_eq!(f[0]["payload"]["extensions"]["gap"], serde_json::json!({"requested": "3", "resumedAt": "12"}));
+    assert_eq!(f[1]["payload"].get("extensions"), None);
+    // A frame-less batch reporting a hole keeps it for the next frame.
+    forwarded(&mut r, &batch(20, &[], Some(14)));
+    let (f, _) = forwarded(&mut r, &batch(21, &[21], None));
+    assert_eq!(f[0]["payload"]["extensions"]["gap"], serde_json::json!({"requested": "14", "resumedAt": "21"}));
+}
+
+#[test]
+fn attaches_that_end_at_once_back_off_then_give_up() {
+    let mut r = Relay::new();
+    let mut waits = Vec::new();
+    let mut now = 0;
+    loop {
+        r.on_attached(1, None, now);
+        now += 5; // closed at once, nothing forwarded
+        match r.on_detached(now) {
+            Retry::After(ms) => {
+                waits.push(ms);
+                now += ms;
+            }
+            Retry::GiveUp => break,
+        }
+        assert!(waits.len() <= MAX_ATTACH_FAILURES as usize, "must give up");
+    }
+    assert_eq!(waits.len(), MAX_ATTACH_FAILURES as usize);
+    assert_eq!(waits[0], 0, "a restart is retried at once");
+    assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
+    assert!(waits.iter().all(|&w| w <= MAX_BACKOFF_MS));
+    assert!(waits[waits.len() - 1] > waits[1], "{waits:?}");
+}
+
+#[test]
+fn a_working_attach_resets_the_failures_and_failed_attaches_count_too() {
+    let mut r = Relay::new();
+    for _ in 0..3 {
+        r.on_attached(1, None, 0);
+        r.on_detached(1);
+    }
+    // This one forwards a frame: it worked, the next detach is a fresh start.
+    r.on_attached(1, None, 100);
+    forwarded(&mut r, &batch(1, &[1], None));
+    assert_eq!(r.on_detached(101), Retry::After(0));
+    // So is one that lasted long without traffic.
+    r.on_attached(2, None, 200);
+    assert_eq!(r.on_detached(200 + STABLE_ATTACH_MS), Retry::After(0));
+    // Attach errors (the object unreachable) count the same way.
+    let mut gave_up = false;
+    for _ in 0..=MAX_ATTACH_FAILURES {
+        if r.on_attach_failed() == Retry::GiveUp {
+            gave_up = true;
+        }
+    }
+    assert!(gave_up);
+}
+
+#[test]
+fn an_e_message_fails_the_subscription_and_garbage_is_ignored() {
+    let mut r = Relay::new();
+    r.on_attached(1, None, 0);
+    assert_eq!(
+        r.on_message("E FRAME_TOO_LARGE the event at offset 9 is too big"),
+        Step::Fail { code: "FRAME_TOO_LARGE", message: "the event at offset 9 is too big" }
+    );
+    assert_eq!(r.on_message("hello"), Step::Ignore);
+    assert_eq!(r.on_message("B x"), Step::Ignore);
+}
