@@ -6,7 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import WebSocket from "ws";
-import { startWorker, tokenFor, publish, event, request, readResponse, DEMO, demoConfig, sleep, until } from "./harness.mjs";
+import { startWorker, tokenFor, publish, event, request, readResponse, vendorSocket, DEMO, demoConfig, sleep, until } from "./harness.mjs";
 
 const PROTO = "graphql-transport-ws";
 const MiB = 1 << 20;
@@ -24,26 +24,8 @@ async function heap() {
   return res.json.wasmMemoryBytes;
 }
 
-/** A raw graphql-transport-ws client: every message kept, the close awaited. */
-function raw(token, { appKey = "APPKEY001", key = KEY1, onMessage } = {}) {
-  const ws = new WebSocket(`${w.base.replace("http", "ws")}/subscriptions?key=${key}`, PROTO);
-  const state = { ws, messages: [] };
-  state.closed = new Promise((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
-  state.acked = new Promise((resolve, reject) => {
-    ws.on("message", (data) => {
-      const m = JSON.parse(data.toString());
-      state.messages.push(m);
-      if (m.type === "ping") ws.send(JSON.stringify(m.payload ? { type: "pong", payload: m.payload } : { type: "pong" }));
-      if (m.type === "connection_ack") resolve();
-      onMessage?.(m);
-    });
-    ws.on("error", reject);
-    ws.on("unexpected-response", (_req, res) => readResponse(res).then((r) => reject(Object.assign(new Error(`upgrade ${r.status}`), { response: r }))));
-  });
-  ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token}`, "x-app-key": appKey } })));
-  state.send = (m) => ws.send(JSON.stringify(m));
-  return state;
-}
+/** A vendor's raw socket to the shared worker. */
+const raw = (token, opts) => vendorSocket(w.base, token, opts);
 
 const subscribeMsg = (id, input, selection = "metadata { offset }") => ({
   id, type: "subscribe", payload: { query: `subscription { newEvent(input: ${input}) { ${selection} } }` },

@@ -2,6 +2,7 @@
 // Miniflare, the demo configuration, a fresh signing key, and small HTTP helpers.
 import { Miniflare } from "miniflare";
 import http from "node:http";
+import WebSocket from "ws";
 import { randomBytes, generateKeyPairSync } from "node:crypto";
 import { readFileSync, mkdtempSync, appendFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -185,4 +186,34 @@ export function auditLines(logs) {
   return logs
     .map((l) => { try { return JSON.parse(l.slice(l.indexOf("{"))); } catch { return null; } })
     .filter((o) => o && typeof o.audit === "string");
+}
+
+/**
+ * A raw graphql-transport-ws connection as a vendor opens it: every message kept, pings
+ * answered with their payload (as graphql-ws clients do), `acked` once the init is accepted
+ * and `closed` with the close code and reason.
+ */
+export function vendorSocket(base, token, { appKey = "APPKEY001", onMessage } = {}) {
+  const key = Buffer.from(appKey).toString("base64");
+  const ws = new WebSocket(`${base.replace("http", "ws")}/subscriptions?key=${key}`, "graphql-transport-ws");
+  const state = { ws, messages: [] };
+  state.closed = new Promise((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  state.acked = new Promise((resolve, reject) => {
+    ws.on("message", (data) => {
+      const m = JSON.parse(data.toString());
+      state.messages.push(m);
+      if (m.type === "ping") ws.send(JSON.stringify(m.payload ? { type: "pong", payload: m.payload } : { type: "pong" }));
+      if (m.type === "connection_ack") resolve();
+      onMessage?.(m);
+    });
+    ws.on("error", reject);
+    ws.on("unexpected-response", (_req, res) => readResponse(res).then((r) => reject(Object.assign(new Error(`upgrade ${r.status}`), { response: r }))));
+  });
+  ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token}`, "x-app-key": appKey } })));
+  state.send = (m) => ws.send(JSON.stringify(m));
+  state.subscribe = (id, input, selection = "metadata { offset }") =>
+    state.send({ id, type: "subscribe", payload: { query: `subscription { newEvent(input: ${input}) { ${selection} } }` } });
+  /** The offsets of the `next` frames of `id` so far. */
+  state.offsets = (id) => state.messages.filter((m) => m.id === id && m.type === "next").map((m) => Number(m.payload.data.newEvent.metadata.offset));
+  return state;
 }

@@ -1,0 +1,133 @@
+// Promises kept in corners (#11): query answers in selection order, a publisher's property
+// grant, the retention gap across an object restart, and the server-side resume cursor.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { startWorker, tokenFor, publish, event, request, vendorSocket, DEMO, demoConfig, sleep, until } from "./harness.mjs";
+
+const adminStats = async (base, ops, chain) =>
+  (await request(base, "GET", `/admin/v1/chains/${chain}`, { headers: { authorization: `Bearer ${ops}` } })).json;
+
+test("query answers keep the selection order, with aliases, fragments and introspection", async () => {
+  const w = await startWorker();
+  try {
+    const c = vendorSocket(w.base, await tokenFor(w.base, DEMO.app1));
+    await c.acked;
+    const keysOf = async (id, query) => {
+      c.send({ id, type: "subscribe", payload: { query } });
+      const m = await until(() => c.messages.find((x) => x.id === id && x.type === "next"), 5000, id);
+      return m.payload;
+    };
+    const a = await keysOf("a", "{ getHelp { slack overview email } connection { status id } }");
+    assert.deepEqual(Object.keys(a.data), ["getHelp", "connection"]);
+    assert.deepEqual(Object.keys(a.data.getHelp), ["slack", "overview", "email"]);
+    assert.deepEqual(Object.keys(a.data.connection), ["status", "id"]);
+    const b = await keysOf("b", "query { z: connection { ...C } help: getHelp { email a: slack } } fragment C on ConnectionStatus { status id __typename }");
+    assert.deepEqual(Object.keys(b.data), ["z", "help"]);
+    assert.deepEqual(Object.keys(b.data.z), ["status", "id", "__typename"]);
+    assert.deepEqual(Object.keys(b.data.help), ["email", "a"]);
+    const i = await keysOf("i", "{ __schema { types { name kind } queryType { name } } }");
+    assert.deepEqual(Object.keys(i.data.__schema), ["types", "queryType"]);
+    assert.deepEqual(Object.keys(i.data.__schema.types[0]), ["name", "kind"]);
+    c.ws.close();
+  } finally {
+    await w.dispose();
+  }
+});
+
+test("a publisher granted some properties cannot publish for others (403 naming each event)", async () => {
+  const config = structuredClone(demoConfig);
+  config.clients.find((c) => c.id === "pms-core-001").grants = [{ chain: "TTE", properties: ["TTE01"] }, { chain: "HTBTTE" }];
+  const w = await startWorker({ config });
+  try {
+    const pms = await tokenFor(w.base, DEMO.pms1);
+    const refused = await publish(w.base, pms, "TTE", [event("TTE01"), event("TTE02")]);
+    assert.equal(refused.status, 403, refused.text);
+    assert.equal(refused.json.error, "forbidden");
+    assert.deepEqual(refused.json.errors, [{ index: 1, field: "hotelId", message: 'hotelId "TTE02" is not granted to this publisher' }]);
+    const ops = await tokenFor(w.base, DEMO.ops);
+    assert.equal((await adminStats(w.base, ops, "TTE")).headOffset, "0", "nothing of the batch was stored");
+    const ok = await publish(w.base, pms, "TTE", [event("TTE01")]);
+    assert.equal(ok.status, 200, ok.text);
+  } finally {
+    await w.dispose();
+  }
+});
+
+test("a retention gap reported at attach survives an object restart before any frame carried it", async () => {
+  const config = structuredClone(demoConfig);
+  config.retentionSeconds = 2;
+  const w = await startWorker({ config });
+  try {
+    const [pms, ops, app1] = await Promise.all([DEMO.pms1, DEMO.ops, DEMO.app1].map((c) => tokenFor(w.base, c)));
+    assert.equal((await publish(w.base, pms, "TTE", [event("TTE01"), event("TTE01"), event("TTE01")])).status, 200);
+    for (let i = 0; i < 100 && (await adminStats(w.base, ops, "TTE")).retainedEvents !== 0; i++) await sleep(100);
+    assert.equal((await adminStats(w.base, ops, "TTE")).retainedEvents, 0, "retention emptied the chain");
+    // Asks for offset 1: retention dropped 1..3, so the stream resumes at 4 with a gap —
+    // and the only event it will match is published after a restart of the chain's object.
+    const c = vendorSocket(w.base, app1);
+    await c.acked;
+    c.subscribe("s", '{chainCode: "TTE", offset: "1", eventNames: ["CHECKOUT"]}');
+    await sleep(500);
+    const restart = await request(w.base, "POST", "/admin/v1/chains/TTE/restart", { headers: { authorization: `Bearer ${ops}` } });
+    assert.equal(restart.status, 202);
+    await sleep(1000);
+    const res = await publish(w.base, pms, "TTE", [event("TTE01"), event("TTE01", { eventName: "CHECKOUT" })]);
+    const checkout = res.json.offsets[1];
+    const first = await until(() => c.messages.find((m) => m.id === "s" && m.type === "next"), 5000, "the first frame");
+    assert.equal(first.payload.data.newEvent.metadata.offset, checkout);
+    assert.deepEqual(first.payload.extensions?.gap, { requested: "1", resumedAt: checkout }, JSON.stringify(first));
+    c.ws.close();
+  } finally {
+    await w.dispose();
+  }
+});
+
+test("the server-side cursor only moves forward, and a filtered subscription keeps its own", async () => {
+  const w = await startWorker();
+  try {
+    const [pms, app1] = await Promise.all([DEMO.pms1, DEMO.app1].map((c) => tokenFor(w.base, c)));
+    // 2,000 events; an unfiltered subscription streams them all, then stops: cursor 2,000.
+    for (let i = 0; i < 4; i++) assert.equal((await publish(w.base, pms, "TTE", Array.from({ length: 500 }, () => event("TTE01")))).status, 200);
+    const a = vendorSocket(w.base, app1);
+    await a.acked;
+    a.subscribe("all", '{chainCode: "TTE", offset: "1"}');
+    await until(() => a.offsets("all").length === 2000, 20000, "2,000 events");
+    a.send({ id: "all", type: "complete" });
+    await sleep(300);
+    // A replay of the same app key that ends early (after its first frame) must not move the
+    // cursor back.
+    const b = vendorSocket(w.base, app1);
+    await b.acked;
+    b.subscribe("early", '{chainCode: "TTE", offset: "1"}');
+    await until(() => b.offsets("early").length > 0, 5000, "a frame");
+    b.ws.close();
+    await b.closed;
+    // A filtered stream of the same app key moves only its own cursor.
+    const f = vendorSocket(w.base, app1);
+    await f.acked;
+    f.subscribe("checkouts", '{chainCode: "TTE", eventNames: ["CHECKOUT"]}');
+    await sleep(300);
+    const pub = await publish(w.base, pms, "TTE", [event("TTE01"), event("TTE01", { eventName: "CHECKOUT" })]);
+    const [plain, checkout] = pub.json.offsets.map(Number);
+    await until(() => f.offsets("checkouts").includes(checkout), 5000, "the checkout");
+    f.send({ id: "checkouts", type: "complete" });
+    await sleep(300);
+    // Resuming without an offset: the unfiltered stream continues right after 2,000 (not
+    // after the early replay's few, not after the filtered stream's checkout).
+    const r = vendorSocket(w.base, app1);
+    await r.acked;
+    r.subscribe("resume", '{chainCode: "TTE"}');
+    await until(() => r.offsets("resume").length >= 2, 5000, "the resumed events");
+    assert.deepEqual(r.offsets("resume"), [plain, checkout]);
+    assert.equal(plain, 2001);
+    // The filtered one resumes after its own last delivery: nothing new yet, then the next.
+    r.subscribe("resume-checkouts", '{chainCode: "TTE", eventNames: ["CHECKOUT"]}');
+    await sleep(300);
+    const next = await publish(w.base, pms, "TTE", [event("TTE01", { eventName: "CHECKOUT" })]);
+    await until(() => r.offsets("resume-checkouts").length >= 1, 5000, "the next checkout");
+    assert.deepEqual(r.offsets("resume-checkouts"), [Number(next.json.offsets[0])]);
+    for (const s of [a, f, r]) s.ws.close();
+  } finally {
+    await w.dispose();
+  }
+});
