@@ -131,3 +131,69 @@ test("the server-side cursor only moves forward, and a filtered subscription kee
     await w.dispose();
   }
 });
+
+// A configuration changes with a deploy, and a deploy restarts every chain object, so every
+// subscription reattaches to an object that runs the new configuration. Here the gateway
+// runs the old configuration (app1 may read TTE) and the chain objects the new one (the
+// grant removed): the object refuses the attach, and the vendor gets FORBIDDEN on its open
+// connection, with an audit line, while its other subscriptions stay up.
+test("a grant removed from the configuration ends the subscription when it (re)attaches", async () => {
+  const { Miniflare } = await import("miniflare");
+  const path = await import("node:path");
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+  const revoked = structuredClone(demoConfig);
+  revoked.clients.find((c) => c.id === "client-app-001").grants = [{ chain: "HTBTTE" }];
+  const signingKeys = JSON.stringify([{ kid: "k", seed: Buffer.alloc(32, 7).toString("base64url") }]);
+  const logs = [];
+  const script = {
+    modules: true,
+    scriptPath: path.join(root, "build/worker/shim.mjs"),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2026-04-01",
+  };
+  const mf = new Miniflare({
+    host: "127.0.0.1",
+    port: 0,
+    handleRuntimeStdio(stdout) { stdout.on("data", (d) => logs.push(...d.toString().split("\n"))); },
+    workers: [
+      {
+        ...script,
+        name: "gateway",
+        bindings: { PMS_CONFIG: JSON.stringify(demoConfig), SIGNING_KEYS: signingKeys },
+        durableObjects: {
+          CHAIN_LOG: { className: "ChainLog", scriptName: "objects", useSQLite: true },
+          LOGIN_GUARD: { className: "LoginGuardObject", scriptName: "objects", useSQLite: true },
+        },
+      },
+      {
+        ...script,
+        name: "objects",
+        bindings: { PMS_CONFIG: JSON.stringify(revoked), SIGNING_KEYS: signingKeys },
+        durableObjects: {
+          CHAIN_LOG: { className: "ChainLog", useSQLite: true },
+          LOGIN_GUARD: { className: "LoginGuardObject", useSQLite: true },
+        },
+      },
+    ],
+  });
+  try {
+    const base = (await mf.ready).href.replace(/\/$/, "");
+    const c = vendorSocket(base, await tokenFor(base, DEMO.app1));
+    await c.acked;
+    c.subscribe("htb", '{chainCode: "HTBTTE", offsetType: "highest"}');
+    c.subscribe("tte", '{chainCode: "TTE", offsetType: "highest"}');
+    const refused = await until(() => c.messages.find((m) => m.id === "tte" && m.type === "error"), 5000, "the refusal");
+    assert.equal(refused.payload[0].extensions.code, "FORBIDDEN");
+    assert.match(refused.payload[0].message, /no longer granted/);
+    await until(() => logs.some((l) => l.includes('"subscription.revoked"') && l.includes("client-app-001")), 5000, "the audit line");
+    const pms = await tokenFor(base, DEMO.pms1);
+    const res = await publish(base, pms, "HTBTTE", [event("HTB01")]);
+    await until(() => c.offsets("htb").includes(Number(res.json.offsets[0])), 5000, "the other subscription's event");
+    c.ws.close();
+  } finally {
+    await Promise.race([mf.dispose(), sleep(5000)]);
+  }
+});
