@@ -2,7 +2,8 @@
 // grant, the retention gap across an object restart, and the server-side resume cursor.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, tokenFor, publish, event, request, vendorSocket, DEMO, demoConfig, sleep, until } from "./harness.mjs";
+import { Miniflare } from "miniflare";
+import { startWorker, tokenFor, publish, event, request, vendorSocket, workerScript, newSigningKeys, DEMO, demoConfig, sleep, until } from "./harness.mjs";
 
 const adminStats = async (base, ops, chain) =>
   (await request(base, "GET", `/admin/v1/chains/${chain}`, { headers: { authorization: `Bearer ${ops}` } })).json;
@@ -138,22 +139,11 @@ test("the server-side cursor only moves forward, and a filtered subscription kee
 // grant removed): the object refuses the attach, and the vendor gets FORBIDDEN on its open
 // connection, with an audit line, while its other subscriptions stay up.
 test("a grant removed from the configuration ends the subscription when it (re)attaches", async () => {
-  const { Miniflare } = await import("miniflare");
-  const path = await import("node:path");
-  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
   const revoked = structuredClone(demoConfig);
   revoked.clients.find((c) => c.id === "client-app-001").grants = [{ chain: "HTBTTE" }];
-  const signingKeys = JSON.stringify([{ kid: "k", seed: Buffer.alloc(32, 7).toString("base64url") }]);
+  const signingKeys = JSON.stringify(newSigningKeys());
   const logs = [];
-  const script = {
-    modules: true,
-    scriptPath: path.join(root, "build/worker/shim.mjs"),
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    compatibilityDate: "2026-04-01",
-  };
+  const script = workerScript;
   const mf = new Miniflare({
     host: "127.0.0.1",
     port: 0,

@@ -20,6 +20,17 @@ export const DEMO = {
   ops: { id: "ops-admin", secret: "ops-secret", appKey: "OPSKEY001", enterprise: "BROWNS" },
 };
 
+/** The built worker as Miniflare loads it (for tests that assemble several workers). */
+export const workerScript = {
+  modules: true,
+  scriptPath: path.join(root, "build/worker/shim.mjs"),
+  modulesRules: [
+    { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+    { type: "CompiledWasm", include: ["**/*.wasm"] },
+  ],
+  compatibilityDate: "2026-04-01",
+};
+
 export function newSigningKeys(kid = "test-key-1") {
   return [{ kid, seed: randomBytes(32).toString("base64url") }];
 }
@@ -33,13 +44,7 @@ export async function startWorker(opts = {}) {
     appendFileSync(process.env.E2E_LOG_FILE + ".keys", signingKeys.map((k) => k.seed).join("\n") + "\n");
   }
   const mf = new Miniflare({
-    modules: true,
-    scriptPath: path.join(root, "build/worker/shim.mjs"),
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    compatibilityDate: "2026-04-01",
+    ...workerScript,
     durableObjects: {
       CHAIN_LOG: { className: "ChainLog", useSQLite: true },
       LOGIN_GUARD: { className: "LoginGuardObject", useSQLite: true },

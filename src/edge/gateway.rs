@@ -562,9 +562,10 @@ async fn forward(
         if !conn.owns(id, op) || !conn.session.borrow().is_active(id) {
             break;
         }
-        let step = op.relay.borrow_mut().on_message(&text).into_owned();
+        // The step borrows the message only; the relay's borrow ends with this statement.
+        let step = op.relay.borrow_mut().on_message(&text);
         match step {
-            OwnedStep::Forward { frames, ack } => {
+            Step::Forward { frames, ack } => {
                 for frame in &frames {
                     conn.send(frame);
                 }
@@ -572,40 +573,17 @@ async fn forward(
                     let _ = internal.send_with_str(ack);
                 }
             }
-            OwnedStep::Fail { code, message } => {
+            Step::Fail { code, message } => {
                 op.internal.borrow_mut().take();
                 let _ = internal.close(Some(close::NORMAL), Some("subscription failed"));
-                conn.fail(id, op, &[GraphQLError::coded(message, &code)]);
+                conn.fail(id, op, &[GraphQLError::coded(message, code)]);
                 return Retry::After(0);
             }
-            OwnedStep::Ignore => {}
+            Step::Ignore => {}
         }
     }
     op.internal.borrow_mut().take();
     op.relay.borrow_mut().on_detached(now_ms())
-}
-
-/// A relay step that outlives the message it was read from.
-enum OwnedStep {
-    Forward { frames: Vec<String>, ack: Option<String> },
-    Fail { code: String, message: String },
-    Ignore,
-}
-
-trait IntoOwned {
-    fn into_owned(self) -> OwnedStep;
-}
-
-impl IntoOwned for Step<'_> {
-    fn into_owned(self) -> OwnedStep {
-        match self {
-            Step::Forward { frames, ack } => {
-                OwnedStep::Forward { frames: frames.into_iter().map(|f| f.into_owned()).collect(), ack }
-            }
-            Step::Fail { code, message } => OwnedStep::Fail { code: code.into(), message: message.into() },
-            Step::Ignore => OwnedStep::Ignore,
-        }
-    }
 }
 
 enum Attached {
