@@ -20,7 +20,7 @@
 //! so neither side ever buffers without bound: a subscriber that falls behind is simply
 //! served from storage at its cursor when it catches up.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -57,7 +57,7 @@ pub struct TurnBudget {
 }
 
 impl TurnBudget {
-    pub const PER_TURN: TurnBudget = TurnBudget { pages: 8, bytes: 2 << 20 };
+    pub const PER_TURN: TurnBudget = TurnBudget { pages: 32, bytes: 2 << 20 };
 
     pub fn exhausted(&self) -> bool {
         self.pages == 0 || self.bytes == 0
@@ -193,21 +193,30 @@ pub struct Cursor {
 #[derive(Default)]
 pub struct EventCache {
     parsed: HashMap<Offset, Value>,
-    pages: HashMap<Offset, Rc<Page>>,
+    /// By the offset they were read from. A page holds every stored event from there on,
+    /// in order, up to its last (or to the head, when `at_end`), so it also serves any
+    /// cursor inside that range: subscribers a few events apart share one read.
+    pages: BTreeMap<Offset, Rc<Page>>,
     /// Projections by (offset, projection key): subscribers with the same selection share one.
     projected: HashMap<(Offset, Rc<str>), Rc<str>>,
 }
 
 impl EventCache {
-    /// The page at `from`: from this turn's pages, or read from storage if the budget allows.
+    /// The stored events from `from` on, as a page read in this turn and the index of the
+    /// first event at or after `from` in it; read from storage if no page of the turn
+    /// covers `from` and the budget allows.
     fn page<S: LogStore>(
         &mut self,
         log: &ChainLog<S>,
         from: Offset,
         budget: &mut TurnBudget,
-    ) -> Result<Option<Rc<Page>>, StoreError> {
-        if let Some(page) = self.pages.get(&from) {
-            return Ok(Some(page.clone()));
+    ) -> Result<Option<(Rc<Page>, usize)>, StoreError> {
+        if let Some((_, page)) = self.pages.range(..=from).next_back() {
+            let covers = page.at_end || page.events.last().is_some_and(|e| e.offset >= from);
+            if covers {
+                let start = page.events.partition_point(|e| e.offset < from);
+                return Ok(Some((page.clone(), start)));
+            }
         }
         if budget.exhausted() {
             return Ok(None);
@@ -215,7 +224,7 @@ impl EventCache {
         let page = Rc::new(log.read_page(from, PAGE, PAGE_BYTES.min(budget.bytes))?);
         budget.spend(&page);
         self.pages.insert(from, page.clone());
-        Ok(Some(page))
+        Ok(Some((page, 0)))
     }
 
     fn projection<P: Projector>(&mut self, e: &StoredEvent, spec: &SubscriptionSpec<P>, key: &Rc<str>) -> Rc<str> {
@@ -273,19 +282,20 @@ pub fn pump<S: LogStore, P: Projector>(
     let mut frame = String::new();
     let started_at = cursor.next;
     while cursor.inflight < window && cursor.next <= head {
-        let Some(page) = cache.page(log, cursor.next, budget)? else {
+        let Some((page, start)) = cache.page(log, cursor.next, budget)? else {
             out.cut_short = true;
             break;
         };
+        let events = &page.events[start..];
         // Offsets are gapless, and only retention deletes: a page that starts past the
         // cursor (or an empty one below the head) means retention overtook this cursor.
-        let resumed_at = page.events.first().map_or(head + 1, |e| e.offset);
+        let resumed_at = events.first().map_or(head + 1, |e| e.offset);
         if resumed_at > cursor.next {
             batch.flush(cursor.next.saturating_sub(1), &mut out.messages);
             batch.gap = Some(cursor.next);
             cursor.next = resumed_at;
         }
-        for e in &page.events {
+        for e in events {
             if cursor.inflight >= window {
                 break;
             }

@@ -470,6 +470,12 @@ impl Core {
     /// still come from storage at each cursor, so timing cannot change what is delivered,
     /// and the output gate still holds them until the rows are durable.
     fn schedule_fan_out(self: &Rc<Self>) {
+        Core::schedule(self, false);
+    }
+
+    /// `resume`: the last fan-out ran out of budget; the next runs in the next turn, unpaced
+    /// (a timer of 0 still lets everything already waiting run first).
+    fn schedule(self: &Rc<Self>, resume: bool) {
         if self.fan_out_pending.get() {
             return;
         }
@@ -483,14 +489,14 @@ impl Core {
         }
         self.fan_out_pending.set(true);
         let core = self.clone();
-        let wait = (last_at + fan_out_pace_ms(sockets)).saturating_sub(super::now_ms());
+        let wait = if resume { 0 } else { (last_at + fan_out_pace_ms(sockets)).saturating_sub(super::now_ms()) };
         wasm_bindgen_futures::spawn_local(async move {
             worker::Delay::from(std::time::Duration::from_millis(wait)).await;
             core.fan_out_pending.set(false);
             if core.fan_out() {
                 // The turn's budget ran out: go on in a later turn, after whatever else
                 // (publishes, acknowledgements) is waiting.
-                Core::schedule_fan_out(&core);
+                Core::schedule(&core, true);
             }
         });
     }
@@ -757,7 +763,7 @@ impl DurableObject for ChainLog {
         }
         let mut budget = TurnBudget::PER_TURN;
         match self.serve(&ws, head, &mut EventCache::default(), &mut budget, count) {
-            Ok(true) => Core::schedule_fan_out(&self.core),
+            Ok(true) => Core::schedule(&self.core, true),
             Ok(false) => {}
             Err(e) => {
                 worker::console_error!("chain log serve: {e}");
