@@ -16,6 +16,7 @@ pub mod publish;
 pub mod ratelimit;
 pub mod relay;
 pub mod routes;
+pub mod rpc;
 pub mod secret;
 pub mod subscribe;
 pub mod token;

@@ -2,12 +2,13 @@
 //! `GET /admin/v1/chains/{chainCode}` gives the chain's numbers;
 //! `POST /admin/v1/chains/{chainCode}/restart` restarts the chain's object.
 
-use serde_json::{json, Value};
-use worker::{Env, Request, Response, Result};
+use serde_json::json;
+use worker::{Env, Method, Request, RequestInit, Response, Result};
 
 use super::settings::Settings;
 use super::{access_error, audit, chain_stub, reply, verified_claims};
 use crate::config::{Chain, Scope};
+use crate::rpc;
 use crate::token::VerifiedToken;
 
 /// The admin's token and the chain it may administer, or the refusal to send.
@@ -27,18 +28,20 @@ pub async fn chain(req: Request, env: &Env, settings: &Settings, chain: &str, _r
         Ok((_, c)) => c,
         Err(refusal) => return refusal,
     };
-    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_str("https://chain.internal/stats").await?;
-    let stats: Value = resp.json().await?;
-    let text = |v: &Value| v.as_u64().map(|n| n.to_string());
+    let url = format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::STATS);
+    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_str(&url).await?;
+    let n: rpc::ChainNumbers =
+        serde_json::from_slice(&resp.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    // Offsets travel as strings to vendors and operators alike (exact in JavaScript).
     reply::json(
         200,
         &json!({
             "chainCode": chain_config.code,
-            "headOffset": text(&stats["headOffset"]).unwrap_or_else(|| "0".into()),
-            "oldestOffset": text(&stats["oldestOffset"]),
-            "retainedEvents": stats["retainedEvents"],
-            "subscribers": stats["subscribers"],
-            "lastPublishAt": stats["lastPublishAt"],
+            "headOffset": n.head_offset.to_string(),
+            "oldestOffset": n.oldest_offset.map(|o| o.to_string()),
+            "retainedEvents": n.retained_events,
+            "subscribers": n.subscribers,
+            "lastPublishAt": n.last_publish_at,
         }),
     )
 }
@@ -53,7 +56,10 @@ pub async fn restart(req: Request, env: &Env, settings: &Settings, chain: &str, 
         Err(refusal) => return refusal,
     };
     // The object answers, then aborts itself.
-    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_str("https://chain.internal/restart").await?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post);
+    let inner = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::RESTART), &init)?;
+    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_request(inner).await?;
     if resp.status_code() != 200 {
         let why = resp.text().await.unwrap_or_default();
         return reply::error(503, "unavailable", format!("the chain object could not be restarted: {why}"));

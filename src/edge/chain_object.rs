@@ -35,6 +35,7 @@ use crate::fanout::{
 };
 use crate::graphql::ProjectionPlan;
 use crate::relay::WINDOW;
+use crate::rpc;
 use crate::wire::decode_batch;
 
 /// Durable Object SQL binds at most 100 parameters per statement.
@@ -389,23 +390,18 @@ impl Core {
         self.log.store().set_meta("last_publish_at", now).map_err(internal)?;
         Core::schedule_fan_out(self);
         self.ensure_alarm(now).await?;
-        #[derive(Serialize)]
-        struct Stored {
-            offsets: Vec<Offset>,
-        }
-        Response::from_json(&Stored { offsets })
+        Response::from_json(&rpc::Stored { offsets })
     }
 
     fn stats(&self) -> Result<Response> {
         let stats = self.log.stats().map_err(internal)?;
-        let last = self.log.store().meta("last_publish_at").map_err(internal)?;
-        Response::from_json(&serde_json::json!({
-            "headOffset": stats.head_offset,
-            "oldestOffset": stats.oldest_offset,
-            "retainedEvents": stats.retained_events,
-            "subscribers": self.state.get_websockets().len(),
-            "lastPublishAt": last,
-        }))
+        Response::from_json(&rpc::ChainNumbers {
+            head_offset: stats.head_offset,
+            oldest_offset: stats.oldest_offset,
+            retained_events: stats.retained_events,
+            subscribers: self.state.get_websockets().len(),
+            last_publish_at: self.log.store().meta("last_publish_at").map_err(internal)?,
+        })
     }
 }
 
@@ -531,7 +527,7 @@ impl Core {
 
     /// Attaches a gateway's internal socket for one subscription.
     fn subscribe(&self, req: &Request) -> Result<Response> {
-        let header = req.headers().get("x-subscription")?.unwrap_or_default();
+        let header = req.headers().get(rpc::SUBSCRIPTION_HEADER)?.unwrap_or_default();
         let spec: Spec = URL_SAFE_NO_PAD
             .decode(header)
             .ok()
@@ -540,13 +536,13 @@ impl Core {
         // Checked again on every attach, against the configuration this object runs with: a
         // deploy (which is how a configuration changes) restarts every object, so every
         // subscription reattaches here and a revoked grant ends it.
-        let chain = req.headers().get("x-chain-code")?;
+        let chain = req.headers().get(rpc::CHAIN_HEADER)?;
         if let Err(why) = self.still_granted(chain.as_deref(), &spec) {
             super::audit(
                 "subscription.revoked",
                 serde_json::json!({"clientId": spec.client_id, "connectionId": spec.connection_id, "operationId": spec.id, "reason": why}),
             );
-            return Response::from_json(&serde_json::json!({"code": crate::subscribe::FORBIDDEN, "message": why}))
+            return Response::from_json(&rpc::Refusal { code: crate::subscribe::FORBIDDEN.into(), message: why })
                 .map(|r| r.with_status(403));
         }
         let bounds = self.log.bounds().map_err(internal)?;
@@ -554,10 +550,13 @@ impl Core {
         let (start, gap) = match resolve_start(spec.start, &bounds, saved, super::now_ms()) {
             Ok(s) => s,
             Err(StartError::OutOfRange { requested, head }) => {
-                return Response::from_json(&serde_json::json!({
-                    "code": crate::subscribe::OFFSET_OUT_OF_RANGE,
-                    "message": format!("offset {requested} is beyond the chain's head {head}: the next event will be {}", head + 1),
-                }))
+                return Response::from_json(&rpc::Refusal {
+                    code: crate::subscribe::OFFSET_OUT_OF_RANGE.into(),
+                    message: format!(
+                        "offset {requested} is beyond the chain's head {head}: the next event will be {}",
+                        head + 1
+                    ),
+                })
                 .map(|r| r.with_status(409));
             }
         };
@@ -570,17 +569,17 @@ impl Core {
             ],
         )?;
         let pair = WebSocketPair::new()?;
-        let conn_tag = format!("conn:{}", spec.connection_id);
+        let conn_tag = rpc::connection_tag(&spec.connection_id);
         self.state.accept_websocket_with_tags(&pair.server, &[key.as_str(), spec.app_key.as_str(), conn_tag.as_str()]);
         pair.server
             .serialize_attachment(&Attachment { key: key.clone(), cursor: Cursor { next: start, inflight: 0 } })?;
         let projection = projection_key(&spec);
         self.specs.borrow_mut().insert(key, (Rc::new(spec), projection));
         let headers = Headers::new();
-        headers.set("x-start-offset", &start.to_string())?;
+        headers.set(rpc::START_HEADER, &start.to_string())?;
         // The gateway keeps the gap until a frame it forwards carries it.
         if let Some(gap) = gap {
-            headers.set("x-gap-requested", &gap.requested.to_string())?;
+            headers.set(rpc::GAP_HEADER, &gap.requested.to_string())?;
         }
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
     }
@@ -635,17 +634,11 @@ impl Core {
     }
 
     fn active(&self, req: &Request) -> Result<Response> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Q {
-            app_key: String,
-            connection: String,
-        }
-        let q: Q = req.query()?;
-        let own = format!("conn:{}", q.connection);
+        let q: rpc::ActiveQuery = req.query()?;
+        let own = rpc::connection_tag(&q.connection);
         let active =
             self.state.get_websockets_with_tag(&q.app_key).iter().any(|ws| !self.state.get_tags(ws).contains(&own));
-        Response::from_json(&serde_json::json!({ "active": active }))
+        Response::from_json(&rpc::Active { active })
     }
 
     fn forget(&self, ws: &WebSocket) {
@@ -708,9 +701,9 @@ impl DurableObject for ChainLog {
 
     async fn fetch(&self, req: Request) -> Result<Response> {
         match (req.method(), req.path().as_str()) {
-            (worker::Method::Post, "/append") => self.core.append(req).await,
-            (worker::Method::Get, "/stats") => self.stats(),
-            (worker::Method::Get, "/restart") => {
+            (worker::Method::Post, rpc::chain::APPEND) => self.core.append(req).await,
+            (worker::Method::Get, rpc::chain::STATS) => self.stats(),
+            (worker::Method::Post, rpc::chain::RESTART) => {
                 // `ctx.abort()` resets this object, as a deploy would. It throws, so it runs
                 // from a JS timer after this answer: an exception unwinding through wasm
                 // frames would leave the isolate's future executor stuck mid-poll, and every
@@ -725,8 +718,8 @@ impl DurableObject for ChainLog {
                 set_timeout.call2(&global, &later, &0.into())?;
                 Response::ok("")
             }
-            (worker::Method::Get, "/subscribe") => self.subscribe(&req),
-            (worker::Method::Get, "/active") => self.active(&req),
+            (worker::Method::Get, rpc::chain::SUBSCRIBE) => self.subscribe(&req),
+            (worker::Method::Get, rpc::chain::ACTIVE) => self.active(&req),
             _ => Response::error("unknown chain log operation", 404),
         }
     }

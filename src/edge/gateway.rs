@@ -28,8 +28,9 @@ use crate::connect::{check_init, resolve_url_key};
 use crate::fanout::SubscriptionSpec;
 use crate::graphql::{Api, GraphQLError, Operation, QueryContext, SubscribePayload};
 use crate::protocol::{close, Action, GuardTick, Session, SessionLimits, SlowConsumerGuard, SUBPROTOCOL};
-use crate::ratelimit::rpc::{self as guard_rpc, UpgradeRequest, UpgradeVerdict};
+use crate::ratelimit::rpc::{UpgradeRequest, UpgradeVerdict};
 use crate::relay::{Relay, Retry, Step};
+use crate::rpc;
 use crate::subscribe::{plan_subscription, INTERNAL_SERVER_ERROR};
 
 /// Frames larger than this close the connection with 1009.
@@ -88,7 +89,7 @@ async fn admit_upgrade(env: &Env, app_key: &str, settings: &Settings) -> Result<
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_body(Some(serde_json::to_string(&ask).map_err(|e| worker::Error::RustError(e.to_string()))?.into()));
-    let req = Request::new_with_init(&format!("https://guard.internal{}", guard_rpc::UPGRADE), &init)?;
+    let req = Request::new_with_init(&format!("{}{}", rpc::GUARD_ORIGIN, rpc::guard::UPGRADE), &init)?;
     let mut resp = stub.fetch_with_request(req).await?;
     let verdict: UpgradeVerdict =
         serde_json::from_slice(&resp.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))?;
@@ -449,13 +450,16 @@ async fn start_operation(conn: Rc<Connection>, id: String, payload: Value, op: R
 async fn app_key_active_elsewhere(conn: &Rc<Connection>, claims: &crate::token::AccessClaims) -> bool {
     for grant in &claims.chains {
         let Ok(stub) = chain_stub(&conn.env, &grant.chain) else { continue };
-        let url = format!("https://chain.internal/active?appKey={}&connection={}", claims.app_key, conn.id);
-        if let Ok(mut resp) = stub.fetch_with_str(&url).await {
-            if let Ok(v) = resp.json::<Value>().await {
-                if v["active"].as_bool() == Some(true) {
-                    return true;
-                }
-            }
+        let query = rpc::ActiveQuery { app_key: claims.app_key.clone(), connection: conn.id.clone() };
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("appKey", &query.app_key)
+            .append_pair("connection", &query.connection)
+            .finish();
+        let url = format!("{}{}?{query}", rpc::CHAIN_ORIGIN, rpc::chain::ACTIVE);
+        let Ok(mut resp) = stub.fetch_with_str(&url).await else { continue };
+        let Ok(bytes) = resp.bytes().await else { continue };
+        if serde_json::from_slice::<rpc::Active>(&bytes).is_ok_and(|a| a.active) {
+            return true;
         }
     }
     false
@@ -601,25 +605,23 @@ async fn attach(env: &Env, chain: &str, spec: &SubscriptionSpec<crate::graphql::
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(spec).map_err(|e| worker::Error::RustError(e.to_string()))?);
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
-    headers.set("x-subscription", &encoded)?;
-    headers.set("x-chain-code", chain)?;
+    headers.set(rpc::SUBSCRIPTION_HEADER, &encoded)?;
+    headers.set(rpc::CHAIN_HEADER, chain)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let req = Request::new_with_init("https://chain.internal/subscribe", &init)?;
+    let req = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::SUBSCRIBE), &init)?;
     let mut resp = chain_stub(env, chain)?.fetch_with_request(req).await?;
     if resp.status_code() == 101 {
         let header = |name: &str| resp.headers().get(name).ok().flatten().and_then(|s| s.parse().ok());
-        let (start, gap) = (header("x-start-offset").unwrap_or(0), header("x-gap-requested"));
+        let (start, gap) = (header(rpc::START_HEADER).unwrap_or(0), header(rpc::GAP_HEADER));
         return match resp.websocket() {
             Some(ws) => Ok(Attached::Socket { ws, start, gap }),
             None => Err(worker::Error::RustError("the chain object answered 101 without a socket".into())),
         };
     }
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    match body["code"].as_str() {
-        Some(code) => {
-            Ok(Attached::Refused(GraphQLError::coded(body["message"].as_str().unwrap_or(code).to_string(), code)))
-        }
-        None => Err(worker::Error::RustError(format!("the chain object answered {}", resp.status_code()))),
+    let status = resp.status_code();
+    match serde_json::from_slice::<rpc::Refusal>(&resp.bytes().await.unwrap_or_default()) {
+        Ok(refusal) => Ok(Attached::Refused(GraphQLError::coded(refusal.message, &refusal.code))),
+        Err(_) => Err(worker::Error::RustError(format!("the chain object answered {status}"))),
     }
 }

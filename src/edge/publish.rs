@@ -8,6 +8,7 @@ use super::settings::Settings;
 use super::{access_error, audit, chain_stub, drain, read_body, reply, verified_claims, Body};
 use crate::config::Scope;
 use crate::publish::{check_grant, validate_batch};
+use crate::rpc;
 
 pub async fn handle(
     mut req: Request,
@@ -103,10 +104,6 @@ const APPEND_ATTEMPTS: u32 = 3;
 /// `uniqueEventId` (generated ids were drawn before the first attempt), so a batch the
 /// object stored before failing to answer gets the same offsets again, not new ones.
 async fn append(env: &Env, chain: &str, events: &mut [crate::publish::ValidEvent]) -> Option<Vec<u64>> {
-    #[derive(serde::Deserialize)]
-    struct Stored {
-        offsets: Vec<u64>,
-    }
     for attempt in 1..=APPEND_ATTEMPTS {
         if attempt == 2 {
             // The first attempt may have stored the events: their generated ids must now be
@@ -118,13 +115,14 @@ async fn append(env: &Env, chain: &str, events: &mut [crate::publish::ValidEvent
         let outcome = async {
             let mut init = RequestInit::new();
             init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(batch.as_slice()).into()));
-            let inner = Request::new_with_init("https://chain.internal/append", &init)?;
+            let inner = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::APPEND), &init)?;
             let mut resp = chain_stub(env, chain)?.fetch_with_request(inner).await?;
             if resp.status_code() != 200 {
                 return Err(worker::Error::RustError(format!("the chain log answered {}", resp.status_code())));
             }
             // serde_json over the bytes: `Response::json` builds a JS value first.
-            serde_json::from_slice::<Stored>(&resp.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))
+            serde_json::from_slice::<rpc::Stored>(&resp.bytes().await?)
+                .map_err(|e| worker::Error::RustError(e.to_string()))
         }
         .await;
         match outcome {

@@ -128,7 +128,7 @@ async fn guard<B: serde::Serialize, A: serde::de::DeserializeOwned>(
     let body = serde_json::to_string(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(body.into()));
-    let req = Request::new_with_init(&format!("https://guard.internal{path}"), &init)?;
+    let req = Request::new_with_init(&format!("{}{path}", crate::rpc::GUARD_ORIGIN), &init)?;
     let mut resp = stub.fetch_with_request(req).await?;
     serde_json::from_slice(&resp.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))
 }

@@ -1,0 +1,81 @@
+//! The internal wire between the Worker and its Durable Objects: every path is a constant
+//! here and every body a type both sides use, so the two cannot drift. (The batch formats
+//! have their own codecs next to their types: `wire` for publish, `fanout` for delivery.)
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain_log::Offset;
+
+/// Internal requests need an absolute URL; the host is never resolved.
+pub const CHAIN_ORIGIN: &str = "https://chain.internal";
+pub const GUARD_ORIGIN: &str = "https://guard.internal";
+
+/// Chain object paths.
+pub mod chain {
+    /// `POST`, body `wire::encode_batch`; answer [`super::Stored`].
+    pub const APPEND: &str = "/append";
+    /// `GET`; answer [`super::ChainNumbers`].
+    pub const STATS: &str = "/stats";
+    /// `POST`; the object answers, then resets itself.
+    pub const RESTART: &str = "/restart";
+    /// `GET` with `Upgrade: websocket`, headers [`super::SUBSCRIPTION_HEADER`] and
+    /// [`super::CHAIN_HEADER`]; `101` with [`super::START_HEADER`] (and [`super::GAP_HEADER`]),
+    /// or a [`super::Refusal`].
+    pub const SUBSCRIBE: &str = "/subscribe";
+    /// `GET ?appKey=&connection=`; answer [`super::Active`].
+    pub const ACTIVE: &str = "/active";
+}
+
+/// Login guard paths (bodies in `ratelimit::rpc`).
+pub use crate::ratelimit::rpc as guard;
+
+/// The subscription spec, base64url JSON.
+pub const SUBSCRIPTION_HEADER: &str = "x-subscription";
+/// The chain code the gateway attaches to (grants are re-checked against it).
+pub const CHAIN_HEADER: &str = "x-chain-code";
+/// The first offset the object will consider.
+pub const START_HEADER: &str = "x-start-offset";
+/// Retention dropped events from this offset on (the gap to report).
+pub const GAP_HEADER: &str = "x-gap-requested";
+
+/// The offsets of an appended batch, one per event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    pub offsets: Vec<Offset>,
+}
+
+/// A chain's numbers, as its object knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainNumbers {
+    pub head_offset: Offset,
+    pub oldest_offset: Option<Offset>,
+    pub retained_events: u64,
+    pub subscribers: usize,
+    pub last_publish_at: Option<u64>,
+}
+
+/// Whether an app key streams on a connection other than `connection`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveQuery {
+    pub app_key: String,
+    pub connection: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Active {
+    pub active: bool,
+}
+
+/// A subscription the object refuses: the GraphQL error code and message for the vendor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
+}
+
+/// The hibernation tag of every internal socket of one vendor connection.
+pub fn connection_tag(connection_id: &str) -> String {
+    format!("conn:{connection_id}")
+}
