@@ -13,6 +13,7 @@ pub mod graphql;
 pub mod oauth;
 pub mod protocol;
 pub mod publish;
+pub mod pull;
 pub mod ratelimit;
 pub mod relay;
 pub mod routes;

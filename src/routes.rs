@@ -10,6 +10,10 @@ pub enum Route {
     Publish {
         chain: String,
     },
+    /// The pull API: the chain's events from an offset (CONTRACT §9).
+    Pull {
+        chain: String,
+    },
     AdminChain {
         chain: String,
     },
@@ -33,7 +37,12 @@ pub fn route(method: &str, path: &str) -> Route {
         [".well-known", "jwks.json"] => (Route::Jwks, "GET"),
         ["oauth", "v1", "tokens"] => (Route::Tokens, "POST"),
         ["events", "v1", "chains", chain, "events"] if !chain.is_empty() => {
-            (Route::Publish { chain: chain.to_string() }, "POST")
+            let chain = chain.to_string();
+            return match method {
+                "POST" => Route::Publish { chain },
+                "GET" | "HEAD" => Route::Pull { chain },
+                _ => Route::MethodNotAllowed { allow: "GET, POST" },
+            };
         }
         ["admin", "v1", "chains", chain] if !chain.is_empty() => {
             (Route::AdminChain { chain: chain.to_string() }, "GET")

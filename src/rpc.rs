@@ -24,6 +24,8 @@ pub mod chain {
     pub const SUBSCRIBE: &str = "/subscribe";
     /// `GET ?appKey=&connection=`; answer [`super::Active`].
     pub const ACTIVE: &str = "/active";
+    /// `POST` a `pull::ReadRequest`; answer the pull API's body, or a [`super::Refusal`] (409).
+    pub const READ: &str = "/read";
 }
 
 /// Login guard paths (bodies in `ratelimit::rpc`).

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::access::{chain_access, AccessError};
-use crate::config::{Scope, ServiceConfig};
+use crate::config::{Chain, Grant, Scope, ServiceConfig};
 use crate::fanout::{EventFilter, Start, SubscriptionSpec};
 use crate::graphql::{GraphQLError, PreparedSubscription, ProjectionPlan};
 use crate::token::AccessClaims;
@@ -40,7 +40,43 @@ pub fn plan_subscription(
     let (chain, grant) = chain_access(config, claims, Scope::Events, &input.chain_code).map_err(|e| match e {
         AccessError::Unauthorized(m) | AccessError::Forbidden(m) => GraphQLError::coded(m, FORBIDDEN),
     })?;
-    let properties = match input.hotel_code.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let filter = event_filter(chain, &grant, input.hotel_code.as_deref(), input.event_names, input.module_names)?;
+    let start = match (input.offset_type.as_deref(), input.offset.as_deref()) {
+        (Some(t), _) if t.eq_ignore_ascii_case("highest") => Start::Highest,
+        (Some(t), _) => {
+            return Err(GraphQLError::coded(
+                format!("offsetType {t:?} is not supported (use \"highest\")"),
+                BAD_USER_INPUT,
+            ));
+        }
+        (None, Some(o)) => Start::At(parse_offset(o)?),
+        (None, None) => Start::Resume,
+    };
+    let spec = SubscriptionSpec {
+        id: operation_id.to_string(),
+        app_key: claims.app_key.clone(),
+        client_id: claims.sub.clone(),
+        connection_id: connection_id.to_string(),
+        response_key: prepared.response_key,
+        delta: input.delta,
+        filter,
+        start,
+        plan: prepared.plan,
+    };
+    Ok((chain.code.clone(), spec))
+}
+
+/// The events of `chain` a reader receives: the grant's properties, narrowed by a
+/// comma-separated `hotelCode` (each must be granted), and the name filters (empty lists are
+/// refused: omitting one means every name). Subscriptions and the pull API share it.
+pub fn event_filter(
+    chain: &Chain,
+    grant: &Grant,
+    hotel_code: Option<&str>,
+    event_names: Option<Vec<String>>,
+    module_names: Option<Vec<String>>,
+) -> Result<EventFilter, GraphQLError> {
+    let properties = match hotel_code.map(str::trim).filter(|s| !s.is_empty()) {
         None => grant.properties.clone(),
         Some(list) => {
             let mut wanted = BTreeSet::new();
@@ -68,34 +104,11 @@ pub fn plan_subscription(
             Some(l) => Ok(Some(l.into_iter().collect())),
         }
     };
-    let filter = EventFilter {
+    Ok(EventFilter {
         properties,
-        event_names: names(input.event_names, "eventNames")?,
-        module_names: names(input.module_names, "moduleNames")?,
-    };
-    let start = match (input.offset_type.as_deref(), input.offset.as_deref()) {
-        (Some(t), _) if t.eq_ignore_ascii_case("highest") => Start::Highest,
-        (Some(t), _) => {
-            return Err(GraphQLError::coded(
-                format!("offsetType {t:?} is not supported (use \"highest\")"),
-                BAD_USER_INPUT,
-            ));
-        }
-        (None, Some(o)) => Start::At(parse_offset(o)?),
-        (None, None) => Start::Resume,
-    };
-    let spec = SubscriptionSpec {
-        id: operation_id.to_string(),
-        app_key: claims.app_key.clone(),
-        client_id: claims.sub.clone(),
-        connection_id: connection_id.to_string(),
-        response_key: prepared.response_key,
-        delta: input.delta,
-        filter,
-        start,
-        plan: prepared.plan,
-    };
-    Ok((chain.code.clone(), spec))
+        event_names: names(event_names, "eventNames")?,
+        module_names: names(module_names, "moduleNames")?,
+    })
 }
 
 /// Offsets travel as decimal strings.

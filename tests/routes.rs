@@ -9,7 +9,8 @@ fn route_table() {
     assert_eq!(route("POST", "/oauth/v1/tokens"), Route::Tokens);
     assert_eq!(route("GET", "/oauth/v1/tokens"), Route::MethodNotAllowed { allow: "POST" });
     assert_eq!(route("POST", "/events/v1/chains/TTE/events"), Route::Publish { chain: "TTE".into() });
-    assert_eq!(route("DELETE", "/events/v1/chains/TTE/events"), Route::MethodNotAllowed { allow: "POST" });
+    assert_eq!(route("GET", "/events/v1/chains/TTE/events"), Route::Pull { chain: "TTE".into() });
+    assert_eq!(route("DELETE", "/events/v1/chains/TTE/events"), Route::MethodNotAllowed { allow: "GET, POST" });
     assert_eq!(route("GET", "/admin/v1/chains/TTE"), Route::AdminChain { chain: "TTE".into() });
     assert_eq!(route("POST", "/admin/v1/chains/TTE/restart"), Route::AdminRestart { chain: "TTE".into() });
     assert_eq!(route("GET", "/admin/v1/chains/TTE/restart"), Route::MethodNotAllowed { allow: "POST" });

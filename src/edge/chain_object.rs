@@ -633,6 +633,28 @@ impl Core {
         Ok(())
     }
 
+    /// One answer of the pull API, read in this turn within its budget.
+    async fn read(&self, mut req: Request) -> Result<Response> {
+        let request: crate::pull::ReadRequest =
+            serde_json::from_slice(&req.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        match crate::pull::read(&self.log, &request) {
+            Ok(body) => {
+                let mut resp = Response::ok(body)?;
+                resp.headers_mut().set("Content-Type", "application/json")?;
+                Ok(resp)
+            }
+            Err(crate::pull::ReadError::OutOfRange { requested, head }) => Response::from_json(&rpc::Refusal {
+                code: crate::subscribe::OFFSET_OUT_OF_RANGE.into(),
+                message: format!(
+                    "from {requested} is beyond the chain's head {head}: the next event will be {}",
+                    head + 1
+                ),
+            })
+            .map(|r| r.with_status(409)),
+            Err(crate::pull::ReadError::Store(e)) => Err(internal(e)),
+        }
+    }
+
     fn active(&self, req: &Request) -> Result<Response> {
         let q: rpc::ActiveQuery = req.query()?;
         let own = rpc::connection_tag(&q.connection);
@@ -720,6 +742,7 @@ impl DurableObject for ChainLog {
             }
             (worker::Method::Get, rpc::chain::SUBSCRIBE) => self.subscribe(&req),
             (worker::Method::Get, rpc::chain::ACTIVE) => self.active(&req),
+            (worker::Method::Post, rpc::chain::READ) => self.read(req).await,
             _ => Response::error("unknown chain log operation", 404),
         }
     }

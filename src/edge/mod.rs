@@ -7,6 +7,7 @@ mod chain_object;
 mod gateway;
 mod guard_object;
 mod publish;
+mod pull;
 mod reply;
 mod settings;
 mod tokens;
@@ -124,7 +125,15 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
         );
     }
     let route = routes::route(req.method().as_ref(), &req.path());
-    if matches!(route, Route::NotFound | Route::MethodNotAllowed { .. } | Route::Healthz | Route::Jwks | Route::Docs) {
+    if matches!(
+        route,
+        Route::NotFound
+            | Route::MethodNotAllowed { .. }
+            | Route::Healthz
+            | Route::Jwks
+            | Route::Docs
+            | Route::Pull { .. }
+    ) {
         drain(&mut req).await;
     }
     let settings = match settings::load(env) {
@@ -160,6 +169,7 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
         }
         Route::Tokens => tokens::handle(req, env, &settings, request_id).await,
         Route::Publish { chain } => publish::handle(req, env, &settings, &chain, request_id).await,
+        Route::Pull { chain } => pull::handle(req, env, &settings, &chain, request_id).await,
         Route::AdminChain { chain } => admin::chain(req, env, &settings, &chain, request_id).await,
         Route::AdminRestart { chain } => admin::restart(req, env, &settings, &chain, request_id).await,
         Route::Subscriptions => gateway::upgrade(req, env, settings.clone(), request_id).await,

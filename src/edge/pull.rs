@@ -1,0 +1,76 @@
+//! `GET /events/v1/chains/{chainCode}/events`: authorize (scope `urn:pms:events`, the chain's
+//! grant, `hotelCode` within it), then one bounded read of the chain's object.
+
+use serde_json::json;
+use worker::{Env, Method, Request, RequestInit, Response, Result};
+
+use super::settings::Settings;
+use super::{access_error, audit, chain_stub, reply, verified_claims};
+use crate::config::Scope;
+use crate::pull::{parse_params, ReadRequest};
+use crate::rpc;
+use crate::subscribe::event_filter;
+
+pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, request_id: &str) -> Result<Response> {
+    let token = match verified_claims(&req, settings) {
+        Ok(t) => t,
+        Err(e) => return access_error(e),
+    };
+    let claims = &token.claims;
+    let refused = |status: u16| {
+        audit(
+            "pull.refused",
+            json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain, "status": status}),
+        );
+    };
+    let (chain_config, grant) = match crate::access::chain_access(&settings.config, claims, Scope::Events, chain) {
+        Ok(ok) => ok,
+        Err(e) => {
+            refused(403);
+            return access_error(e);
+        }
+    };
+    let params = match parse_params(req.url()?.query().unwrap_or_default()) {
+        Ok(p) => p,
+        Err(why) => {
+            refused(400);
+            return reply::error(400, "invalid_request", why);
+        }
+    };
+    let filter =
+        match event_filter(chain_config, &grant, params.hotel_code.as_deref(), params.event_names, params.module_names)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                let status = if e.code() == Some(crate::subscribe::FORBIDDEN) { 403 } else { 400 };
+                refused(status);
+                let code = if status == 403 { "forbidden" } else { "invalid_request" };
+                return reply::error(status, code, &e.message);
+            }
+        };
+    let read = ReadRequest { from: params.from, limit: params.limit, filter };
+    let body = serde_json::to_string(&read).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let inner = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::READ), &init)?;
+    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_request(inner).await?;
+    let status = resp.status_code();
+    let bytes = resp.bytes().await?;
+    if status == 409 {
+        let refusal: rpc::Refusal =
+            serde_json::from_slice(&bytes).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        refused(400);
+        return reply::error(400, &refusal.code, refusal.message);
+    }
+    if status != 200 {
+        return reply::error(503, "unavailable", "the chain's log could not be read; retry");
+    }
+    audit(
+        "pull.served",
+        json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain_config.code, "from": read.from.map(|o| o.to_string()), "bytes": bytes.len()}),
+    );
+    let mut resp = Response::from_bytes(bytes)?.with_status(200);
+    resp.headers_mut().set("Content-Type", "application/json")?;
+    resp.headers_mut().set("Cache-Control", "no-store")?;
+    Ok(resp)
+}

@@ -1,0 +1,150 @@
+//! The pull API (CONTRACT §9): `GET /events/v1/chains/{chainCode}/events?from=N&limit=M`,
+//! for systems that cannot hold a socket and for re-reading history. The same grants,
+//! property restriction and filters as a subscription, full `EventHeader`s, and the same
+//! retention-gap signal; one chain-object turn per request, bounded like any other.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain_log::{ChainLog, LogStore, Offset, StoreError};
+use crate::fanout::{resolve_start, EventFilter, Gap, Start, StartError, TurnBudget, PAGE, PAGE_BYTES};
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1_000;
+/// Bodies one answer carries at most (at least one event, whatever its size): an answer
+/// stays a few MiB however large `limit` and the events are.
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// The query parameters, as a vendor writes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullParams {
+    pub from: Option<Offset>,
+    pub limit: usize,
+    pub hotel_code: Option<String>,
+    pub event_names: Option<Vec<String>>,
+    pub module_names: Option<Vec<String>>,
+}
+
+/// Parses the query string; the error is the `400` message.
+pub fn parse_params(query: &str) -> Result<PullParams, String> {
+    let mut params = PullParams { limit: DEFAULT_LIMIT, ..Default::default() };
+    let mut seen = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if seen.contains(&key) {
+            return Err(format!("the parameter {key:?} is given twice"));
+        }
+        seen.push(key.clone());
+        let list = || value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
+        match key.as_ref() {
+            "from" => {
+                let offset = crate::subscribe::parse_offset(&value).map_err(|e| format!("from: {}", e.message))?;
+                params.from = Some(offset);
+            }
+            "limit" => {
+                params.limit = value
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {value:?}"))?;
+            }
+            "hotelCode" => params.hotel_code = Some(value.into_owned()),
+            "eventNames" => params.event_names = Some(list()),
+            "moduleNames" => params.module_names = Some(list()),
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?} (known: from, limit, hotelCode, eventNames, moduleNames)"
+                ))
+            }
+        }
+    }
+    Ok(params)
+}
+
+/// What the chain object is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadRequest {
+    /// `None`: from the oldest retained event.
+    pub from: Option<Offset>,
+    pub limit: usize,
+    pub filter: EventFilter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    OutOfRange { requested: Offset, head: Offset },
+    Store(StoreError),
+}
+
+impl From<StoreError> for ReadError {
+    fn from(e: StoreError) -> Self {
+        ReadError::Store(e)
+    }
+}
+
+/// Reads one answer of the pull API: the answer's JSON text,
+/// `{"events":[EventHeader…],"next":"<offset>","head":"<offset>"[,"gap":{…}]}`. `next` is
+/// where the following request starts; it can move past events without returning any (a
+/// filter that matched none within the turn's budget), so a client pages on until `next`
+/// is past `head`.
+pub fn read<S: LogStore>(log: &ChainLog<S>, request: &ReadRequest) -> Result<String, ReadError> {
+    let bounds = log.bounds()?;
+    let head = bounds.head_offset;
+    let start = Start::At(request.from.unwrap_or_else(|| bounds.oldest_offset.unwrap_or(head + 1)));
+    let (mut next, mut gap) = match resolve_start(start, &bounds, None, 0) {
+        Ok(resolved) => resolved,
+        Err(StartError::OutOfRange { requested, head }) => return Err(ReadError::OutOfRange { requested, head }),
+    };
+    let limit = request.limit.clamp(1, MAX_LIMIT);
+    let mut budget = TurnBudget::PER_TURN;
+    let mut events = String::from("[");
+    let mut count = 0;
+    let mut bytes = 0;
+    'scan: while next <= head && count < limit && !budget.exhausted() {
+        let page = log.read_page(next, PAGE, PAGE_BYTES.min(budget.bytes))?;
+        budget.pages -= 1;
+        budget.bytes = budget.bytes.saturating_sub(page.events.iter().map(|e| e.body.len()).sum());
+        // A page past `next` (or none below the head): retention overtook this read.
+        let first = page.events.first().map_or(head + 1, |e| e.offset);
+        if first > next && gap.is_none() {
+            gap = Some(Gap { requested: next, resumed_at: first });
+        }
+        next = next.max(first);
+        for e in &page.events {
+            if count >= limit || (count > 0 && bytes + e.body.len() > MAX_ANSWER_BYTES) {
+                break 'scan;
+            }
+            next = e.offset + 1;
+            if !request.filter.matches(e) {
+                continue;
+            }
+            if count > 0 {
+                events.push(',');
+            }
+            write_event(&e.body, e.offset, &mut events);
+            count += 1;
+            bytes += e.body.len();
+        }
+        if page.at_end {
+            next = head + 1;
+        }
+    }
+    events.push(']');
+    let mut out = format!("{{\"events\":{events},\"next\":\"{next}\",\"head\":\"{head}\"");
+    if let Some(g) = gap {
+        let _ = write!(out, ",\"gap\":{{\"requested\":\"{}\",\"resumedAt\":\"{}\"}}", g.requested, g.resumed_at);
+    }
+    out.push('}');
+    Ok(out)
+}
+
+/// The stored body with its offset put into `metadata`: the full `EventHeader`.
+fn write_event(body: &str, offset: Offset, out: &mut String) {
+    let mut value: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    if let Some(meta) = value.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
+        meta.insert("offset".into(), serde_json::Value::String(offset.to_string()));
+    }
+    out.push_str(&value.to_string());
+}
