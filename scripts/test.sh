@@ -25,6 +25,8 @@ export E2E_LOG_FILE
 npm run --silent test:e2e
 step "log hygiene over the whole end-to-end run"
 node --test miniflare/log-hygiene.check.mjs
-step "deploy dry run"
-npx wrangler deploy --dry-run --outdir build/dry-run 2>&1 | grep -E "Total Upload|dry-run"
+step "deploy dry run (staging and production environments)"
+for env in staging production; do
+  npx wrangler deploy --dry-run --env "$env" --outdir "build/dry-run-$env" 2>&1 | grep -E "Total Upload|dry-run"
+done
 echo "all checks passed"
