@@ -67,8 +67,9 @@ after(async () => {
   await sleep(1500);
   try {
     // The well-behaved vendor got every event published meanwhile, in order, within 1 s.
-    const first = good.published[0];
-    const last = good.published[good.published.length - 1];
+    // Publishes overlap when the server is slow, so their answers arrive in any order.
+    const first = Math.min(...good.published);
+    const last = Math.max(...good.published);
     const got = good.offsets.filter((o) => o >= first && o <= last);
     const published = new Set(good.published);
     const missed = [...published].filter((o) => !got.includes(o));
