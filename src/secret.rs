@@ -1,6 +1,6 @@
 //! Client secrets are stored only as PBKDF2-HMAC-SHA256 hashes and compared in constant
 //! time. Format: `pbkdf2-sha256$<iterations>$<salt, base64>$<hash, base64>` (standard
-//! alphabet, padding optional); `node scripts/hash-secret.mjs <secret>` produces one.
+//! alphabet, padding optional); `node bin/pms-events.mjs config hash-secret` produces one (secret on stdin).
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
