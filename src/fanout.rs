@@ -63,7 +63,8 @@ impl TurnBudget {
         self.pages == 0 || self.bytes == 0
     }
 
-    fn spend(&mut self, page: &Page) {
+    /// Counts a page read from storage against the budget.
+    pub fn spend(&mut self, page: &Page) {
         self.pages = self.pages.saturating_sub(1);
         self.bytes = self.bytes.saturating_sub(page.events.iter().map(|e| e.body.len()).sum());
     }

@@ -104,8 +104,7 @@ pub fn read<S: LogStore>(log: &ChainLog<S>, request: &ReadRequest) -> Result<Str
     let mut bytes = 0;
     'scan: while next <= head && count < limit && !budget.exhausted() {
         let page = log.read_page(next, PAGE, PAGE_BYTES.min(budget.bytes))?;
-        budget.pages -= 1;
-        budget.bytes = budget.bytes.saturating_sub(page.events.iter().map(|e| e.body.len()).sum());
+        budget.spend(&page);
         // A page past `next` (or none below the head): retention overtook this read.
         let first = page.events.first().map_or(head + 1, |e| e.offset);
         if first > next && gap.is_none() {

@@ -87,8 +87,12 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Body> {
     if req.inner().body().is_none() {
         return Ok(Body::Read(Vec::new()));
     }
-    if declared_length(req).is_some_and(|n| n > limit) {
-        return Ok(Body::TooLarge);
+    match declared_length(req) {
+        Some(n) if n > limit => return Ok(Body::TooLarge),
+        // A declared length is the body's length (the runtime holds the client to it), so
+        // it is read in one call: the publish path's common case pays for no stream.
+        Some(_) => return Ok(Body::Read(req.bytes().await?)),
+        None => {}
     }
     let mut stream = req.stream()?;
     let mut body = Vec::new();
