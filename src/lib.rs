@@ -19,6 +19,7 @@ pub mod relay;
 pub mod routes;
 pub mod rpc;
 pub mod secret;
+pub mod specs;
 pub mod subscribe;
 pub mod token;
 pub mod wire;

@@ -5,6 +5,10 @@ pub enum Route {
     Healthz,
     /// This service's documentation, which the `getHelp` query links into.
     Docs,
+    /// The OpenAPI 3.1 description of the HTTP routes (`schema/openapi.yaml`).
+    OpenApi,
+    /// The AsyncAPI 3.0 description of the stream (`schema/asyncapi.yaml`).
+    AsyncApi,
     Jwks,
     Tokens,
     Publish {
@@ -34,6 +38,8 @@ pub fn route(method: &str, path: &str) -> Route {
     let (target, allow) = match segments.as_slice() {
         ["healthz"] => (Route::Healthz, "GET"),
         ["README.md"] => (Route::Docs, "GET"),
+        ["openapi.json"] => (Route::OpenApi, "GET"),
+        ["asyncapi.json"] => (Route::AsyncApi, "GET"),
         [".well-known", "jwks.json"] => (Route::Jwks, "GET"),
         ["oauth", "v1", "tokens"] => (Route::Tokens, "POST"),
         ["events", "v1", "chains", chain, "events"] if !chain.is_empty() => {

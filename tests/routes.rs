@@ -6,6 +6,8 @@ fn route_table() {
     assert_eq!(route("HEAD", "/healthz"), Route::Healthz);
     assert_eq!(route("GET", "/.well-known/jwks.json"), Route::Jwks);
     assert_eq!(route("GET", "/README.md"), Route::Docs);
+    assert_eq!(route("GET", "/openapi.json"), Route::OpenApi);
+    assert_eq!(route("GET", "/asyncapi.json"), Route::AsyncApi);
     assert_eq!(route("POST", "/oauth/v1/tokens"), Route::Tokens);
     assert_eq!(route("GET", "/oauth/v1/tokens"), Route::MethodNotAllowed { allow: "POST" });
     assert_eq!(route("POST", "/events/v1/chains/TTE/events"), Route::Publish { chain: "TTE".into() });

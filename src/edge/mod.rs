@@ -136,9 +136,15 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
             | Route::Healthz
             | Route::Jwks
             | Route::Docs
+            | Route::OpenApi
+            | Route::AsyncApi
             | Route::Pull { .. }
     ) {
         drain(&mut req).await;
+    }
+    // The API descriptions are static: served even when the configuration is broken.
+    if let Some(spec) = crate::specs::served_at(&route) {
+        return reply::spec(spec);
     }
     let settings = match settings::load(env) {
         Ok(s) => s,
@@ -167,6 +173,7 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
             let resp = reply::with_header(resp, "Content-Type", "text/markdown; charset=utf-8")?;
             reply::with_header(resp, "Cache-Control", "public, max-age=300")
         }
+        Route::OpenApi | Route::AsyncApi => reply::spec(crate::specs::served_at(&route).unwrap_or_default()),
         Route::Jwks => {
             let resp = reply::json(200, &settings.keys.jwks())?;
             reply::with_header(resp, "Cache-Control", "public, max-age=300")

@@ -18,3 +18,14 @@ pub fn with_header(mut resp: Response, name: &str, value: &str) -> Result<Respon
     resp.headers_mut().set(name, value)?;
     Ok(resp)
 }
+
+/// A published API description: static JSON, cacheable, readable from browser tools on
+/// other origins (a spec holds nothing that is not public).
+pub fn spec(json: &'static str) -> Result<Response> {
+    let mut resp = Response::ok(json)?;
+    let headers = resp.headers_mut();
+    headers.set("Content-Type", "application/json")?;
+    headers.set("Cache-Control", "public, max-age=300")?;
+    headers.set("Access-Control-Allow-Origin", "*")?;
+    Ok(resp)
+}
