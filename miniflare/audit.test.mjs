@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "graphql-ws";
-import WebSocket from "ws";
+import { CheckedWebSocket as WebSocket } from "./harness.mjs";
 import { startWorker, request, DEMO, tokenFor, publish, event, demoConfig, auditLines } from "./harness.mjs";
 
 async function waitFor(pred, ms = 3000) {

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createPrivateKey, sign, randomBytes } from "node:crypto";
-import WebSocket from "ws";
+import { CheckedWebSocket as WebSocket } from "./harness.mjs";
 import { startWorker, demoConfig } from "./harness.mjs";
 
 function signToken(key, claims) {

@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import WebSocket from "ws";
+import { CheckedWebSocket as WebSocket } from "./harness.mjs";
 import { startWorker, tokenFor, publish, event, request, readResponse, vendorSocket, DEMO, demoConfig, sleep, until } from "./harness.mjs";
 
 const PROTO = "graphql-transport-ws";

@@ -3,6 +3,7 @@
 import { Miniflare } from "miniflare";
 import http from "node:http";
 import WebSocket from "ws";
+import { assertHttpConforms, messageProblems, closeProblems } from "./spec-check.mjs";
 import { randomBytes, generateKeyPairSync } from "node:crypto";
 import { readFileSync, mkdtempSync, appendFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -112,12 +113,19 @@ export function readResponse(res) {
   });
 }
 
-/** A plain HTTP request with node:http (Node's fetch drops POSTs under heavy socket load). */
-export function request(base, method, pathname, { headers = {}, body } = {}) {
+/**
+ * A plain HTTP request with node:http (Node's fetch drops POSTs under heavy socket load).
+ * Every answer is checked against schema/openapi.yaml: an undocumented status, header or
+ * body shape rejects the request (`unchecked: true` for a test that breaks the protocol).
+ */
+export function request(base, method, pathname, { headers = {}, body, unchecked = false } = {}) {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body);
     const req = http.request(base + pathname, { method, headers: { ...(payload !== undefined ? { "content-length": Buffer.byteLength(payload) } : {}), ...headers }, agent }, (res) => {
-      readResponse(res).then(resolve, reject);
+      readResponse(res).then((r) => {
+        if (!unchecked) assertHttpConforms(method, pathname, r);
+        return r;
+      }).then(resolve, reject);
     });
     req.on("error", reject);
     if (payload !== undefined) req.write(payload);
@@ -194,13 +202,39 @@ export function auditLines(logs) {
 }
 
 /**
+ * A `ws` WebSocket whose every received message and close code is checked against
+ * schema/asyncapi.yaml (a drift throws, failing the test that saw it). The suites use it in
+ * place of `ws`, also as graphql-ws's `webSocketImpl`.
+ */
+export class CheckedWebSocket extends WebSocket {
+  constructor(...args) {
+    super(...args);
+    this.on("message", (data, isBinary) => {
+      let message;
+      try { message = JSON.parse(data.toString()); } catch { message = undefined; }
+      const problems = isBinary || message === undefined ? ["the server sent a frame that is not a JSON text"] : messageProblems(message);
+      if (problems.length) throw new Error("stream message does not match schema/asyncapi.yaml:\n  " + problems.join("\n  "));
+    });
+    this.on("close", (code) => {
+      const problems = closeProblems(code, { clientCode: this.clientCloseCode });
+      if (problems.length) throw new Error(problems.join("; "));
+    });
+  }
+
+  close(code, reason) {
+    this.clientCloseCode = code ?? 1005;
+    return super.close(code, reason);
+  }
+}
+
+/**
  * A raw graphql-transport-ws connection as a vendor opens it: every message kept, pings
  * answered with their payload (as graphql-ws clients do), `acked` once the init is accepted
  * and `closed` with the close code and reason.
  */
 export function vendorSocket(base, token, { appKey = "APPKEY001", onMessage } = {}) {
   const key = Buffer.from(appKey).toString("base64");
-  const ws = new WebSocket(`${base.replace("http", "ws")}/subscriptions?key=${key}`, "graphql-transport-ws");
+  const ws = new CheckedWebSocket(`${base.replace("http", "ws")}/subscriptions?key=${key}`, "graphql-transport-ws");
   const state = { ws, messages: [] };
   state.closed = new Promise((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
   state.acked = new Promise((resolve, reject) => {

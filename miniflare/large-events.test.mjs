@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "graphql-ws";
-import WebSocket from "ws";
+import { CheckedWebSocket as WebSocket } from "./harness.mjs";
 import { startWorker, DEMO, tokenFor, publish, event } from "./harness.mjs";
 
 test("a replay of 60 KiB events arrives whole and in order", async () => {

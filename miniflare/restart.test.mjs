@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "graphql-ws";
-import WebSocket from "ws";
+import { CheckedWebSocket as WebSocket } from "./harness.mjs";
 import { startWorker, request, DEMO, tokenFor, publish, event, sleep, until, auditLines } from "./harness.mjs";
 
 const restart = (base, token, chain) =>

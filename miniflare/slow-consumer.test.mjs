@@ -3,7 +3,7 @@
 // sends; one that keeps up (and echoes the ping's payload, as graphql-ws clients do) is not.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import WebSocket from "ws";
+import { CheckedWebSocket as WebSocket } from "./harness.mjs";
 import { startWorker, tokenFor, publish, event, DEMO, demoConfig } from "./harness.mjs";
 
 function connect(w, token) {

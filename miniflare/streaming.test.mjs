@@ -10,7 +10,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { createHash, randomBytes } from "node:crypto";
-import WebSocket from "ws";
+import { CheckedWebSocket as WebSocket } from "./harness.mjs";
 import { createClient } from "graphql-ws";
 import { getIntrospectionQuery, buildClientSchema, isNonNullType, isInputObjectType } from "graphql";
 import { startWorker, tokenFor, publish, event, request, readResponse, DEMO, demoConfig, sleep, until } from "./harness.mjs";

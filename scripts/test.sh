@@ -21,8 +21,11 @@ step "build"
 bash scripts/build.sh
 step "end-to-end tests on workerd"
 E2E_LOG_FILE="$(mktemp -d)/runtime.log"
-export E2E_LOG_FILE
+# Every response is checked against schema/openapi.yaml; this file records which were seen.
+E2E_SPEC_COVERAGE="$(dirname "$E2E_LOG_FILE")/spec-coverage.txt"
+export E2E_LOG_FILE E2E_SPEC_COVERAGE
 npm run --silent test:e2e
+node miniflare/spec-coverage.mjs "$E2E_SPEC_COVERAGE"
 step "log hygiene over the whole end-to-end run"
 node --test miniflare/log-hygiene.check.mjs
 step "deploy dry run (staging and production environments)"
