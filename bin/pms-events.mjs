@@ -1,28 +1,47 @@
 #!/usr/bin/env node
-// The operator's and vendor's command line for PMS Events.
+// The operator's and vendor's command line for PMS Events: one file per command in
+// bin/commands/, what they share in bin/lib/service.mjs.
 //
-//   node bin/pms-events.mjs config check FILE            validate a service configuration
-//   node bin/pms-events.mjs config hash-secret [ITER]    hash a client secret read from stdin
-//
-// `config` runs the Worker's own Rust configuration code natively (src/bin/pms-config.rs,
-// built by cargo on first use), so it accepts and refuses exactly what the deployed Worker
-// does, with the same messages.
-import { spawnSync } from "node:child_process";
-import path from "node:path";
+//   pms-events tail --chain TTE [--from N | --resume FILE]   stream a chain's events as JSON lines
+//   pms-events simulate --chain TTE --rate 50 [--duration 60]  publish a simulated hotel day
+//   pms-events config check FILE | config hash-secret        the Worker's own configuration checks
+import { UsageError, Fatal } from "./lib/service.mjs";
 
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
-const [group, command, ...rest] = process.argv.slice(2);
+const COMMANDS = {
+  tail: () => import("./commands/tail.mjs"),
+  simulate: () => import("./commands/simulate.mjs"),
+  config: () => import("./commands/config.mjs"),
+};
 
-function usage(code) {
-  console.error("usage: pms-events config check FILE | pms-events config hash-secret [ITERATIONS] < secret");
-  process.exit(code);
+async function main([name, ...argv]) {
+  if (!name || name === "--help" || name === "help") {
+    const usages = await Promise.all(Object.values(COMMANDS).map(async (load) => (await load()).usage));
+    console.error(`usage:\n\n${usages.join("\n\n")}`);
+    return name ? 0 : 2;
+  }
+  const load = COMMANDS[name];
+  if (!load) throw new UsageError(`unknown command ${name}`);
+  const command = await load();
+  if (argv.includes("--help")) {
+    console.error(command.usage);
+    return 0;
+  }
+  try {
+    return await command.run(argv);
+  } catch (e) {
+    if (e instanceof UsageError) e.message += `\n\n${command.usage}`;
+    throw e;
+  }
 }
 
-if (group !== "config" || !["check", "hash-secret"].includes(command)) usage(group ? 2 : 0);
-const args = command === "check" && rest[0] ? [command, path.resolve(rest[0]), ...rest.slice(1)] : [command, ...rest];
-const run = spawnSync("cargo", ["run", "--quiet", "--bin", "pms-config", "--", ...args], {
-  cwd: root,
-  stdio: "inherit",
-  env: { ...process.env, PATH: `${process.env.HOME}/.cargo/bin:${process.env.PATH}` },
-});
-process.exit(run.status ?? 1);
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e) => {
+    if (e instanceof UsageError) {
+      console.error(`pms-events: ${e.message}`);
+      process.exit(2);
+    }
+    console.error(`pms-events: ${e instanceof Fatal ? e.message : e.stack ?? e}`);
+    process.exit(1);
+  },
+);

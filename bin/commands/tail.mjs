@@ -1,0 +1,216 @@
+// `pms-events tail`: the reference vendor client. Streams a chain's events as JSON lines,
+// saves the last offset it wrote, and after any close reconnects with backoff and resumes at
+// the next offset, so its output has no gap and no repeat across restarts of either side.
+import { writeFileSync, readFileSync, renameSync, existsSync } from "node:fs";
+import { createClient } from "graphql-ws";
+import WebSocket from "ws";
+import { parseFlags, credentials, Tokens, DEMO_CLIENTS, LOCAL_URL, Fatal, UsageError, backoff, sleep, callJson } from "../lib/service.mjs";
+
+export const usage = `pms-events tail --chain CODE [options]
+  --url URL            the service (default ${LOCAL_URL})
+  --from N             start at offset N (inclusive)
+  --highest            start at the newest event
+  --resume FILE        continue after the offset saved in FILE; save to it on every batch and on exit
+  --fields SELECTION   the GraphQL selection of newEvent (default: every field)
+  --hotel CODES        comma-separated property filter
+  --events NAMES       comma-separated event names
+  --modules NAMES      comma-separated module names
+  --delta              only detail entries whose value changed
+  --max-events N       stop after N events
+  --client-id ID --app-key KEY --enterprise ID   (or PMS_EVENTS_CLIENT_ID, PMS_EVENTS_APP_KEY,
+                       PMS_EVENTS_ENTERPRISE; the secret only from PMS_EVENTS_CLIENT_SECRET;
+                       against a local server the demo vendor client-app-001)
+Without --from, --highest or a resume file, the service resumes after the last offset it
+delivered to this app key on the chain with the same filter (within 24 h), else starts live.`;
+
+const FLAGS = {
+  url: "string", chain: "string", from: "string", highest: "boolean", resume: "string", fields: "string",
+  hotel: "string", events: "string", modules: "string", delta: "boolean", "max-events": "number",
+  "client-id": "string", "app-key": "string", enterprise: "string",
+};
+
+const ALL_FIELDS = `metadata { offset uniqueEventId } moduleName eventName primaryKey timestamp hotelId
+  publisherId actionInstanceId detail { elementName elementType elementSequence elementRole newValue oldValue scopeFrom scopeTo }`;
+
+/** Errors of a subscription that a retry cannot fix: the command stops with them. */
+const FINAL_CODES = new Set([
+  "FORBIDDEN", "BAD_USER_INPUT", "OFFSET_OUT_OF_RANGE", "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED",
+  "QUERY_TOO_COMPLEX", "FRAME_TOO_LARGE", "OPERATION_RESOLUTION_FAILURE",
+]);
+/** Close codes a retry cannot fix (4401 gets a fresh token first; everything else is retried). */
+const FINAL_CLOSES = new Map([[4400, "the service refused a message"], [4403, "the token lacks urn:pms:events or names another app key"], [4406, "subprotocol refused"]]);
+
+const increment = (offset) => (BigInt(offset) + 1n).toString();
+
+export async function run(argv) {
+  const flags = parseFlags(argv, FLAGS);
+  flags.url = (flags.url ?? LOCAL_URL).replace(/\/$/, "");
+  if (!flags.chain) throw new UsageError("--chain is required");
+  if (flags.from !== undefined && !/^[0-9]+$/.test(flags.from)) throw new UsageError("--from must be decimal digits");
+  const creds = credentials(flags, DEMO_CLIENTS.vendor);
+  const tokens = new Tokens(flags.url, creds, "urn:pms:events");
+
+  let lastOffset;
+  if (flags.resume && existsSync(flags.resume)) {
+    const saved = JSON.parse(readFileSync(flags.resume, "utf8"));
+    if (saved.chainCode !== flags.chain) throw new UsageError(`${flags.resume} holds the position of chain ${saved.chainCode}, not ${flags.chain}`);
+    lastOffset = saved.lastOffset;
+  }
+  const save = () => {
+    if (!flags.resume || lastOffset === undefined) return;
+    const tmp = `${flags.resume}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ chainCode: flags.chain, lastOffset, savedAt: new Date().toISOString() }) + "\n");
+    renameSync(tmp, flags.resume);
+  };
+  let saveQueued = false;
+  const saveSoon = () => {
+    if (saveQueued) return;
+    saveQueued = true;
+    setImmediate(() => { saveQueued = false; save(); });
+  };
+
+  const progress = new Progress(flags, tokens);
+  let written = 0;
+  let stop;
+  const stopped = new Promise((resolve) => { stop = resolve; });
+  for (const signal of ["SIGINT", "SIGTERM"]) process.once(signal, () => stop({ signal }));
+  process.stdout.on("error", (e) => stop(e.code === "EPIPE" ? { signal: "EPIPE" } : { error: e }));
+
+  let attempt = 0;
+  let freshToken = false;
+  let outcome;
+  try {
+    for (;;) {
+      const start = lastOffset !== undefined ? { offset: increment(lastOffset) } : startOf(flags);
+      const token = await tokens.get({ fresh: freshToken }).catch((e) => (e instanceof Fatal ? Promise.reject(e) : { retry: e }));
+      freshToken = false;
+      let session;
+      if (token.retry) session = Promise.resolve({ closed: { code: 0, reason: token.retry.message } });
+      else {
+        session = stream(flags, creds, token, start, (event) => {
+          if (lastOffset !== undefined && BigInt(event.metadata.offset) <= BigInt(lastOffset)) return; // a repeat: never written twice
+          process.stdout.write(JSON.stringify(event) + "\n");
+          lastOffset = event.metadata.offset;
+          written++;
+          attempt = 0;
+          progress.saw(lastOffset);
+          saveSoon();
+          if (flags["max-events"] && written >= flags["max-events"]) stop({ done: true });
+        });
+      }
+      outcome = await Promise.race([session, stopped]);
+      if (outcome.signal || outcome.done || outcome.error) break;
+      if (outcome.errors) {
+        const code = outcome.errors[0]?.extensions?.code;
+        if (FINAL_CODES.has(code)) throw new Fatal(`${code}: ${outcome.errors.map((e) => e.message).join("; ")}`);
+      }
+      if (outcome.closed) {
+        const { code, reason } = outcome.closed;
+        if (FINAL_CLOSES.has(code)) throw new Fatal(`closed ${code} ${reason || FINAL_CLOSES.get(code)}`);
+        if (code === 4401) freshToken = true;
+      }
+      const wait = backoff(attempt++);
+      const why = outcome.closed ? `closed ${outcome.closed.code}${outcome.closed.reason ? ` (${outcome.closed.reason})` : ""}` : outcome.errors ? outcome.errors[0]?.message : "completed";
+      progress.note(`${why}; reconnecting in ${wait} ms at offset ${lastOffset !== undefined ? increment(lastOffset) : "(service cursor)"}`);
+      const interrupted = await Promise.race([sleep(wait).then(() => undefined), stopped]);
+      if (interrupted) { outcome = interrupted; break; }
+    }
+  } finally {
+    save();
+    progress.end();
+  }
+  if (outcome?.error) throw outcome.error;
+  return 0;
+}
+
+function startOf(flags) {
+  if (flags.highest) return { offsetType: "highest" };
+  if (flags.from !== undefined) return { offset: flags.from };
+  return {};
+}
+
+/** One connection: resolves with how it ended ({closed}, {errors} or {complete}). */
+function stream(flags, creds, token, start, onEvent) {
+  const input = { chainCode: flags.chain, ...start };
+  if (flags.hotel) input.hotelCode = flags.hotel;
+  if (flags.events) input.eventNames = flags.events.split(",");
+  if (flags.modules) input.moduleNames = flags.modules.split(",");
+  if (flags.delta) input.delta = true;
+  const key = Buffer.from(creds.appKey).toString("base64");
+  return new Promise((resolve) => {
+    let closed;
+    const client = createClient({
+      url: `${flags.url.replace(/^http/, "ws")}/subscriptions?key=${encodeURIComponent(key)}`,
+      webSocketImpl: WebSocket,
+      lazy: false,
+      retryAttempts: 0,
+      connectionParams: { Authorization: `Bearer ${token}`, "x-app-key": creds.appKey },
+      on: { closed: (event) => { closed = { code: event?.code ?? 0, reason: event?.reason ?? String(event?.message ?? "") }; } },
+      onNonLazyError: () => {},
+    });
+    const finish = (outcome) => { client.dispose(); resolve(outcome); };
+    client.subscribe(
+      { query: `subscription Tail($input: NewEventInput!) { newEvent(input: $input) { ${flags.fields ?? ALL_FIELDS} } }`, variables: { input } },
+      {
+        next: (result) => {
+          if (result.errors?.length) return finish({ errors: result.errors });
+          const gap = result.extensions?.gap;
+          if (gap) process.stderr.write(`pms-events tail: retention dropped offsets ${gap.requested} to ${BigInt(gap.resumedAt) - 1n}; resumed at ${gap.resumedAt}\n`);
+          const event = result.data?.newEvent;
+          if (event) onEvent(event);
+        },
+        error: (e) => finish(Array.isArray(e) ? { errors: e } : { closed: closed ?? { code: e?.code ?? 0, reason: e?.reason ?? String(e?.message ?? e) } }),
+        complete: () => finish(closed ? { closed } : { complete: true }),
+      },
+    );
+  });
+}
+
+/** A progress bar on stderr while replaying (only when stderr is a terminal); notes otherwise. */
+class Progress {
+  constructor(flags, tokens) {
+    Object.assign(this, { flags, tokens, tty: process.stderr.isTTY, head: undefined, count: 0, since: Date.now(), last: undefined, rate: 0 });
+    if (this.tty) {
+      this.timer = setInterval(() => this.tick(), 1000);
+      this.timer.unref();
+      this.tick();
+    }
+  }
+
+  saw(offset) {
+    this.last = offset;
+    this.count++;
+  }
+
+  async tick() {
+    const now = Date.now();
+    this.rate = (this.count * 1000) / Math.max(1, now - this.since);
+    this.count = 0;
+    this.since = now;
+    try {
+      const token = await this.tokens.get();
+      const res = await callJson(this.flags.url, token, "GET", `/events/v1/chains/${encodeURIComponent(this.flags.chain)}/events?limit=1`);
+      if (res.status === 200) this.head = res.body.head;
+    } catch { /* the bar waits for the next tick */ }
+    this.draw();
+  }
+
+  draw() {
+    if (!this.tty || this.head === undefined || this.last === undefined) return;
+    const head = Number(this.head);
+    const at = Number(this.last);
+    if (at >= head) { process.stderr.write("\r\x1b[K"); return; } // live: nothing to show
+    const width = 30;
+    const filled = Math.round((width * at) / Math.max(1, head));
+    process.stderr.write(`\r\x1b[K[${"#".repeat(filled)}${".".repeat(width - filled)}] offset ${at} of head ${head}, ${Math.round(this.rate)} events/s`);
+  }
+
+  note(text) {
+    process.stderr.write(`${this.tty ? "\r\x1b[K" : ""}pms-events tail: ${text}\n`);
+  }
+
+  end() {
+    clearInterval(this.timer);
+    if (this.tty) process.stderr.write("\r\x1b[K");
+  }
+}
