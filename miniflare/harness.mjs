@@ -21,6 +21,11 @@ export const DEMO = {
   ops: { id: "ops-admin", secret: "ops-secret", appKey: "OPSKEY001", enterprise: "BROWNS" },
 };
 
+// The runtime settings of wrangler.toml's top level (the deployed ones), read rather than
+// repeated, so the suite runs what is deployed.
+const wranglerToml = readFileSync(path.join(root, "wrangler.toml"), "utf8").split(/^\[/m)[0];
+const tomlValue = (key) => JSON.parse(new RegExp(`^${key}\\s*=\\s*(.+)$`, "m").exec(wranglerToml)[1]);
+
 /** The built worker as Miniflare loads it (for tests that assemble several workers). */
 export const workerScript = {
   modules: true,
@@ -29,7 +34,8 @@ export const workerScript = {
     { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
     { type: "CompiledWasm", include: ["**/*.wasm"] },
   ],
-  compatibilityDate: "2026-04-01",
+  compatibilityDate: tomlValue("compatibility_date"),
+  compatibilityFlags: tomlValue("compatibility_flags"),
 };
 
 export function newSigningKeys(kid = "test-key-1") {

@@ -10,7 +10,9 @@ import { startWorker, request, tokenFor, publish, event, vendorSocket, DEMO, dem
 import { openapi, asyncapi, httpProblems, messageProblems, closeProblems } from "./spec-check.mjs";
 
 let w;
-before(async () => { w = await startWorker(); });
+// A direct socket: miniflare's local request router (absent in a deployment) would negotiate
+// WebSocket compression with the client itself.
+before(async () => { w = await startWorker({ direct: true }); });
 after(async () => { await w?.dispose(); });
 
 test("openapi.yaml is a valid OpenAPI 3.1 document (swagger-parser)", async () => {
@@ -111,6 +113,8 @@ test("a stream session's messages and close match asyncapi.yaml (the harness's s
   const vendor = await tokenFor(w.base, DEMO.app1);
   const s = vendorSocket(w.base, vendor);
   await s.acked;
+  // ws offers permessage-deflate; the service declines it (wrangler.toml).
+  assert.equal(s.ws.extensions, "", "frames are not compressed");
   s.subscribe("q", '{chainCode: "TTE", offset: "1"}', "metadata { offset uniqueEventId } eventName detail { elementName newValue }");
   s.subscribe("bad", '{chainCode: "OTH"}');
   s.send({ id: "help", type: "subscribe", payload: { query: "{ getHelp { overview } }" } });
