@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { startWorker, tokenFor, publish, event, request, tempDir, until, newSigningKeys, DEMO } from "./harness.mjs";
+import { startWorker, tokenFor, publish, event, request, tempDir, until, sleep, newSigningKeys, DEMO, demoConfig } from "./harness.mjs";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 
@@ -81,6 +81,40 @@ test("tail resumes across a chain restart, a runtime restart and its own restart
     assert.deepEqual(await again.exited, { code: 0, signal: null }, again.stderr);
     assert.deepEqual(offsetsOf(again), range(31, 35));
     assert.equal(JSON.parse(readFileSync(resume, "utf8")).lastOffset, "35");
+  } finally {
+    await w.dispose();
+  }
+});
+
+test("tail stops reading while its stdout is full; closed as slow, it resumes with no gap or repeat", { timeout: 120_000 }, async () => {
+  const config = structuredClone(demoConfig);
+  config.limits = { ...config.limits, slowConsumerSeconds: 2 };
+  const w = await startWorker({ config });
+  try {
+    const token = await tokenFor(w.base, DEMO.pms1);
+    const detail = Array.from({ length: 8 }, (_, i) => ({ elementName: `Field${i}`, newValue: "x".repeat(60), oldValue: "y".repeat(60) }));
+    const batch = () => publish(w.base, token, "TTE", Array.from({ length: 250 }, () => event("TTE01", { detail })));
+    assert.equal((await batch()).status, 200);
+    const tail = cli(["tail", "--url", w.base, "--chain", "TTE", "--from", "1"]);
+    await until(() => tail.lines.length >= 250, 20_000, `the first batch (${tail.stderr})`);
+    // A reader that stops reading while events keep coming: the pipe fills and tail's writes
+    // back up, so it stops reading its socket; its pings go unanswered and the service closes
+    // it as slow. (tail reads that close once it reads its socket again.)
+    tail.child.stdout.pause();
+    let published = 250;
+    const until8s = Date.now() + 8000;
+    while (Date.now() < until8s) {
+      assert.equal((await batch()).status, 200);
+      published += 250;
+      await sleep(100);
+    }
+    tail.child.stdout.resume();
+    await until(() => tail.lines.length >= published, 60_000, `${published} lines (${tail.lines.length}; ${tail.stderr})`);
+    tail.child.kill("SIGTERM");
+    await tail.exited;
+    assert.deepEqual(offsetsOf(tail), range(1, published));
+    assert.match(tail.stderr, /closed 4413/, "closed as a slow consumer while its stdout was full");
+    assert.match(tail.stderr, /reconnecting in \d+ ms at offset \d+/);
   } finally {
     await w.dispose();
   }

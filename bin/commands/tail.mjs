@@ -87,9 +87,14 @@ export async function run(argv) {
       let session;
       if (token.retry) session = Promise.resolve({ closed: { code: 0, reason: token.retry.message } });
       else {
-        session = stream(flags, creds, token, start, (event) => {
+        session = stream(flags, creds, token, start, (event, socket) => {
           if (lastOffset !== undefined && BigInt(event.metadata.offset) <= BigInt(lastOffset)) return; // a repeat: never written twice
-          process.stdout.write(JSON.stringify(event) + "\n");
+          // stdout full (a slow reader): stop reading the socket until it drains, so memory
+          // stays bounded; if that lasts, the service closes us as slow (4413) and we resume.
+          if (!process.stdout.write(JSON.stringify(event) + "\n") && socket && !socket.isPaused) {
+            socket.pause();
+            process.stdout.once("drain", () => socket.resume());
+          }
           lastOffset = event.metadata.offset;
           written++;
           attempt = 0;
@@ -139,13 +144,17 @@ function stream(flags, creds, token, start, onEvent) {
   const key = Buffer.from(creds.appKey).toString("base64");
   return new Promise((resolve) => {
     let closed;
+    let socket;
     const client = createClient({
       url: `${flags.url.replace(/^http/, "ws")}/subscriptions?key=${encodeURIComponent(key)}`,
       webSocketImpl: WebSocket,
       lazy: false,
       retryAttempts: 0,
       connectionParams: { Authorization: `Bearer ${token}`, "x-app-key": creds.appKey },
-      on: { closed: (event) => { closed = { code: event?.code ?? 0, reason: event?.reason ?? String(event?.message ?? "") }; } },
+      on: {
+        connected: (ws) => { socket = ws; },
+        closed: (event) => { closed = { code: event?.code ?? 0, reason: event?.reason ?? String(event?.message ?? "") }; },
+      },
       onNonLazyError: () => {},
     });
     const finish = (outcome) => { client.dispose(); resolve(outcome); };
@@ -157,7 +166,7 @@ function stream(flags, creds, token, start, onEvent) {
           const gap = result.extensions?.gap;
           if (gap) process.stderr.write(`pms-events tail: retention dropped offsets ${gap.requested} to ${BigInt(gap.resumedAt) - 1n}; resumed at ${gap.resumedAt}\n`);
           const event = result.data?.newEvent;
-          if (event) onEvent(event);
+          if (event) onEvent(event, socket);
         },
         error: (e) => finish(Array.isArray(e) ? { errors: e } : { closed: closed ?? { code: e?.code ?? 0, reason: e?.reason ?? String(e?.message ?? e) } }),
         complete: () => finish(closed ? { closed } : { complete: true }),
