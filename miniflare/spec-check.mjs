@@ -62,7 +62,9 @@ export function httpProblems(method, pathname, res) {
   const template = pathTemplate(pathname);
   const problems = [];
   const item = template && openapi.paths[template];
-  const op = item && (item[method.toLowerCase()] ?? (method === "HEAD" ? item.get : undefined));
+  // HEAD is answered as GET without a body.
+  const opKey = method === "HEAD" ? "get" : method.toLowerCase();
+  const op = item?.[opKey];
   // A configuration that cannot load breaks every route, known or not (the document says so).
   if (!op && res.status === 500 && res.json?.error === "configuration_error") return problems;
   if (!template) {
@@ -78,8 +80,8 @@ export function httpProblems(method, pathname, res) {
     }
     return problems;
   }
-  const opPath = ["paths", template, method === "HEAD" ? "get" : method.toLowerCase(), "responses", String(res.status)];
-  const response = deref(op.responses[String(res.status)]);
+  const declared = op.responses[String(res.status)];
+  const response = deref(declared);
   if (!response) {
     problems.push(`${method} ${template}: status ${res.status} is not documented (${res.text.slice(0, 200)})`);
     return problems;
@@ -102,9 +104,9 @@ export function httpProblems(method, pathname, res) {
     problems.push(`${method} ${template} ${res.status}: the body is not JSON`);
     return problems;
   }
-  // The schema under the operation's own pointer, so errors name where in the spec it is.
-  const responsePath = op.responses[String(res.status)].$ref ? op.responses[String(res.status)].$ref.slice(2).split("/") : opPath;
-  const validate = validator(ajvHttp, "openapi" + pointer([...responsePath, "content", contentType, "schema"]));
+  // The schema where the spec declares it (the shared response, or the operation's own).
+  const responsePointer = declared.$ref ?? pointer(["paths", template, opKey, "responses", String(res.status)]);
+  const validate = validator(ajvHttp, `openapi${responsePointer}${pointer(["content", contentType, "schema"]).slice(1)}`);
   if (!validate(res.json)) {
     problems.push(`${method} ${template} ${res.status}: ${ajvHttp.errorsText(validate.errors)} in ${res.text.slice(0, 300)}`);
   }

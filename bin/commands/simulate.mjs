@@ -3,7 +3,7 @@
 // housekeeping turning rooms around and folio postings, each with the old and new values a
 // PMS reports. Every event has a stable `uniqueEventId`, so a batch resent after an outage is
 // never stored twice.
-import { parseFlags, credentials, Tokens, DEMO_CLIENTS, LOCAL_URL, UsageError, Fatal, backoff, sleep, callJson, demoProperties } from "../lib/service.mjs";
+import { parseFlags, credentials, Tokens, DEMO_CLIENTS, LOCAL_URL, UsageError, Fatal, backoff, sleep, callJson, demoProperties, isLoopback } from "../lib/service.mjs";
 
 export const usage = `pms-events simulate --chain CODE [options]
   --url URL          the service (default ${LOCAL_URL})
@@ -93,7 +93,7 @@ async function properties(flags, tokens) {
   const grant = (claims.chains ?? []).find((c) => c.chain === flags.chain);
   if (!grant) throw new Fatal(`the publisher's token does not grant chain ${flags.chain}`);
   if (grant.properties?.length) return grant.properties;
-  const demo = new URL(flags.url).hostname === "127.0.0.1" || new URL(flags.url).hostname === "localhost" ? demoProperties(flags.chain) : undefined;
+  const demo = isLoopback(flags.url) ? demoProperties(flags.chain) : undefined;
   if (demo?.length) return demo;
   throw new UsageError(`the grant of chain ${flags.chain} covers every property: name them with --hotels`);
 }

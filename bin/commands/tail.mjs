@@ -77,32 +77,36 @@ export async function run(argv) {
   process.stdout.on("error", (e) => stop(e.code === "EPIPE" ? { signal: "EPIPE" } : { error: e }));
 
   let attempt = 0;
+  /** Writes one event of the stream, once: a frame at or below the last written is a repeat. */
+  const write = (event, socket) => {
+    if (lastOffset !== undefined && BigInt(event.metadata.offset) <= BigInt(lastOffset)) return;
+    // stdout full (a slow reader): stop reading the socket until it drains, so memory
+    // stays bounded; if that lasts, the service closes us as slow (4413) and we resume.
+    if (!process.stdout.write(JSON.stringify(event) + "\n") && socket && !socket.isPaused) {
+      socket.pause();
+      process.stdout.once("drain", () => socket.resume());
+    }
+    lastOffset = event.metadata.offset;
+    written++;
+    attempt = 0;
+    progress.saw(lastOffset);
+    saveSoon();
+    if (flags["max-events"] && written >= flags["max-events"]) stop({ done: true });
+  };
   let freshToken = false;
   let outcome;
   try {
     for (;;) {
       const start = lastOffset !== undefined ? { offset: increment(lastOffset) } : startOf(flags);
-      const token = await tokens.get({ fresh: freshToken }).catch((e) => (e instanceof Fatal ? Promise.reject(e) : { retry: e }));
+      // A token endpoint that fails for a while (not a refused login) is one more retry.
+      const session = tokens.get({ fresh: freshToken }).then(
+        (token) => stream(flags, creds, token, start, write),
+        (e) => {
+          if (e instanceof Fatal) throw e;
+          return { closed: { code: 0, reason: e.message } };
+        },
+      );
       freshToken = false;
-      let session;
-      if (token.retry) session = Promise.resolve({ closed: { code: 0, reason: token.retry.message } });
-      else {
-        session = stream(flags, creds, token, start, (event, socket) => {
-          if (lastOffset !== undefined && BigInt(event.metadata.offset) <= BigInt(lastOffset)) return; // a repeat: never written twice
-          // stdout full (a slow reader): stop reading the socket until it drains, so memory
-          // stays bounded; if that lasts, the service closes us as slow (4413) and we resume.
-          if (!process.stdout.write(JSON.stringify(event) + "\n") && socket && !socket.isPaused) {
-            socket.pause();
-            process.stdout.once("drain", () => socket.resume());
-          }
-          lastOffset = event.metadata.offset;
-          written++;
-          attempt = 0;
-          progress.saw(lastOffset);
-          saveSoon();
-          if (flags["max-events"] && written >= flags["max-events"]) stop({ done: true });
-        });
-      }
       outcome = await Promise.race([session, stopped]);
       if (outcome.signal || outcome.done || outcome.error) break;
       if (outcome.errors) {

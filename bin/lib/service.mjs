@@ -34,7 +34,8 @@ export class UsageError extends Error {}
 /** A failure the command reports on one line and exits 1 for (no stack trace). */
 export class Fatal extends Error {}
 
-const isLoopback = (url) => ["127.0.0.1", "localhost", "[::1]"].includes(new URL(url).hostname);
+/** Whether a service URL is this machine (where the demo clients are the defaults). */
+export const isLoopback = (url) => ["127.0.0.1", "localhost", "[::1]"].includes(new URL(url).hostname);
 
 /** The demo configuration's credentials (CONTRACT §7), the defaults against a local server only. */
 export const DEMO_CLIENTS = {

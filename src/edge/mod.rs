@@ -173,6 +173,7 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
             let resp = reply::with_header(resp, "Content-Type", "text/markdown; charset=utf-8")?;
             reply::with_header(resp, "Cache-Control", "public, max-age=300")
         }
+        // Answered above, before the configuration is loaded; the arm keeps the match whole.
         Route::OpenApi | Route::AsyncApi => reply::spec(crate::specs::served_at(&route).unwrap_or_default()),
         Route::Jwks => {
             let resp = reply::json(200, &settings.keys.jwks())?;
