@@ -7,7 +7,9 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::fanout::EventFilter;
 use crate::secret::SecretHash;
+use crate::webhook::{Webhook, WebhookSecret, WebhookUrl};
 
 /// A scope a client may hold (CONTRACT §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,6 +51,8 @@ pub struct Client {
     pub enterprise: String,
     pub scopes: BTreeSet<Scope>,
     pub grants: Vec<Grant>,
+    /// Push subscriptions, each within `grants` (CONTRACT §10).
+    pub webhooks: Vec<Webhook>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +92,15 @@ pub struct Limits {
     /// How many times one source field may appear in a subscription's output per event
     /// (aliases, repeated through lists and objects): bounds the output of one event.
     pub max_field_copies: u32,
+    /// A webhook request without an answer after this long has failed.
+    pub webhook_timeout_seconds: u64,
+    /// The wait before the first retry of a failed webhook request; it doubles per failure
+    /// up to `webhook_max_retry_seconds`.
+    pub webhook_first_retry_seconds: u64,
+    pub webhook_max_retry_seconds: u64,
+    /// A webhook failing for this long without a success is paused until an operator
+    /// resumes it.
+    pub webhook_pause_after_seconds: u64,
 }
 
 impl Default for Limits {
@@ -108,6 +121,10 @@ impl Default for Limits {
             max_upgrades_per_app_key: 150,
             upgrade_window_seconds: 120,
             max_field_copies: 8,
+            webhook_timeout_seconds: 10,
+            webhook_first_retry_seconds: 5,
+            webhook_max_retry_seconds: 600,
+            webhook_pause_after_seconds: 24 * 3600,
         }
     }
 }
@@ -115,7 +132,7 @@ impl Default for Limits {
 /// The range each limit may take, with its name in the document. Upper bounds keep every
 /// derived quantity (milliseconds, window sums, memory held) far inside its integer type
 /// and inside the runtime's own limits (a Worker isolate has 128 MB).
-pub const LIMIT_RANGES: [(&str, u64, u64); 15] = [
+pub const LIMIT_RANGES: [(&str, u64, u64); 19] = [
     ("maxEventsPerBatch", 1, 10_000),
     // An event's frame must fit one WebSocket message (1 MiB) with room for copies.
     ("maxEventBytes", 1, 512 * 1024),
@@ -132,6 +149,11 @@ pub const LIMIT_RANGES: [(&str, u64, u64); 15] = [
     ("maxUpgradesPerAppKey", 1, 1_000_000),
     ("upgradeWindowSeconds", 1, 3_600),
     ("maxFieldCopies", 1, 100),
+    // Under the runtime's own bound on waiting for a response's headers.
+    ("webhookTimeoutSeconds", 1, 60),
+    ("webhookFirstRetrySeconds", 1, 3_600),
+    ("webhookMaxRetrySeconds", 1, 86_400),
+    ("webhookPauseAfterSeconds", 1, 30 * 86_400),
 ];
 
 /// Retention may be at most a year and a day: milliseconds of it stay exact everywhere.
@@ -200,6 +222,10 @@ struct RawLimits {
     max_upgrades_per_app_key: Option<u64>,
     upgrade_window_seconds: Option<u64>,
     max_field_copies: Option<u64>,
+    webhook_timeout_seconds: Option<u64>,
+    webhook_first_retry_seconds: Option<u64>,
+    webhook_max_retry_seconds: Option<u64>,
+    webhook_pause_after_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -224,6 +250,25 @@ struct RawClient {
     scopes: Vec<String>,
     #[serde(default)]
     grants: Vec<RawGrant>,
+    #[serde(default)]
+    webhooks: Vec<RawWebhook>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawWebhook {
+    id: String,
+    chain: String,
+    url: String,
+    secret: String,
+    #[serde(default)]
+    hotel_codes: Option<Vec<String>>,
+    #[serde(default)]
+    event_names: Option<Vec<String>>,
+    #[serde(default)]
+    module_names: Option<Vec<String>>,
+    #[serde(default)]
+    max_batch: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -320,6 +365,25 @@ impl ServiceConfig {
             app_keys.insert(client.app_key.clone(), client.id.clone());
             clients.insert(client.id.clone(), client);
         }
+        let mut webhook_ids = BTreeSet::new();
+        let mut per_chain: BTreeMap<&str, usize> = BTreeMap::new();
+        for w in clients.values().flat_map(|c| &c.webhooks) {
+            if !webhook_ids.insert(w.id.as_str()) {
+                return err(format!(
+                    "webhook id {:?} is used twice: webhook ids are unique in the configuration",
+                    w.id
+                ));
+            }
+            let n = per_chain.entry(w.chain.as_str()).or_default();
+            *n += 1;
+            if *n > crate::webhook::MAX_WEBHOOKS_PER_CHAIN {
+                return err(format!(
+                    "chain {:?} has over {} webhooks",
+                    w.chain,
+                    crate::webhook::MAX_WEBHOOKS_PER_CHAIN
+                ));
+            }
+        }
 
         Ok(ServiceConfig {
             issuer: raw.issuer,
@@ -334,7 +398,7 @@ impl ServiceConfig {
 
     fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
         let d = Limits::default();
-        let given: [Option<u64>; 15] = [
+        let given: [Option<u64>; 19] = [
             raw.max_events_per_batch,
             raw.max_event_bytes,
             raw.max_batch_bytes,
@@ -350,8 +414,12 @@ impl ServiceConfig {
             raw.max_upgrades_per_app_key,
             raw.upgrade_window_seconds,
             raw.max_field_copies,
+            raw.webhook_timeout_seconds,
+            raw.webhook_first_retry_seconds,
+            raw.webhook_max_retry_seconds,
+            raw.webhook_pause_after_seconds,
         ];
-        let defaults: [u64; 15] = [
+        let defaults: [u64; 19] = [
             d.max_events_per_batch as u64,
             d.max_event_bytes as u64,
             d.max_batch_bytes as u64,
@@ -367,8 +435,12 @@ impl ServiceConfig {
             u64::from(d.max_upgrades_per_app_key),
             d.upgrade_window_seconds,
             u64::from(d.max_field_copies),
+            d.webhook_timeout_seconds,
+            d.webhook_first_retry_seconds,
+            d.webhook_max_retry_seconds,
+            d.webhook_pause_after_seconds,
         ];
-        let mut v = [0u64; 15];
+        let mut v = [0u64; 19];
         for (i, (name, min, max)) in LIMIT_RANGES.iter().enumerate() {
             let value = given[i].unwrap_or(defaults[i]);
             if value < *min || value > *max {
@@ -393,12 +465,19 @@ impl ServiceConfig {
             max_upgrades_per_app_key: v[12] as u32,
             upgrade_window_seconds: v[13],
             max_field_copies: v[14] as u32,
+            webhook_timeout_seconds: v[15],
+            webhook_first_retry_seconds: v[16],
+            webhook_max_retry_seconds: v[17],
+            webhook_pause_after_seconds: v[18],
         };
         if limits.max_event_bytes > limits.max_batch_bytes {
             return err("limits.maxEventBytes must not exceed limits.maxBatchBytes");
         }
         if limits.login_failures_per_client < limits.login_failures_before_lockout {
             return err("limits.loginFailuresPerClient must not be below limits.loginFailuresBeforeLockout");
+        }
+        if limits.webhook_max_retry_seconds < limits.webhook_first_retry_seconds {
+            return err("limits.webhookMaxRetrySeconds must not be below limits.webhookFirstRetrySeconds");
         }
         Ok(limits)
     }
@@ -478,7 +557,74 @@ impl ServiceConfig {
             };
             grants.push(Grant { chain: g.chain, properties });
         }
-        Ok(Client { id, secret, app_key: c.app_key, enterprise: c.enterprise, scopes, grants })
+        let mut webhooks = Vec::new();
+        for w in c.webhooks {
+            webhooks.push(Self::parse_webhook(&id, &scopes, &grants, chains, w)?);
+        }
+        Ok(Client { id, secret, app_key: c.app_key, enterprise: c.enterprise, scopes, grants, webhooks })
+    }
+
+    /// A webhook of client `client`, within its grants. Messages name the webhook and never
+    /// repeat its secret.
+    fn parse_webhook(
+        client: &str,
+        scopes: &BTreeSet<Scope>,
+        grants: &[Grant],
+        chains: &BTreeMap<String, Chain>,
+        w: RawWebhook,
+    ) -> Result<Webhook, ConfigError> {
+        let id = w.id;
+        if !is_code(&id) {
+            return err(format!("client {client:?}: webhook id {id:?} is not a valid code (letters, digits, - _ .)"));
+        }
+        let at = |why: String| ConfigError(format!("client {client:?}: webhook {id:?} {why}"));
+        if !scopes.contains(&Scope::Events) {
+            return Err(at("needs the client to hold the urn:pms:events scope".into()));
+        }
+        let Some(grant) = grants.iter().find(|g| g.chain == w.chain) else {
+            return Err(at(format!("is for chain {:?}, which is not granted to this client", w.chain)));
+        };
+        let chain = &chains[&grant.chain];
+        let url = WebhookUrl::parse(&w.url).map_err(|why| at(format!("url {why}")))?;
+        let secret = WebhookSecret::parse(&w.secret).map_err(|why| at(format!("secret {why}")))?;
+        let list = |name: &str, list: Option<Vec<String>>| -> Result<Option<BTreeSet<String>>, ConfigError> {
+            match list {
+                None => Ok(None),
+                Some(l) if l.is_empty() => Err(at(format!("has an empty {name} list (omit it to receive all)"))),
+                Some(l) => Ok(Some(l.into_iter().collect())),
+            }
+        };
+        let hotel_codes = list("hotelCodes", w.hotel_codes)?;
+        for code in hotel_codes.iter().flatten() {
+            if !chain.properties.contains(code) {
+                return Err(at(format!("names hotel {code:?}, which is not a property of chain {:?}", chain.code)));
+            }
+            if grant.properties.as_ref().is_some_and(|granted| !granted.contains(code)) {
+                return Err(at(format!("names hotel {code:?}, which is not granted to this client")));
+            }
+        }
+        // What it may receive: its own hotels, or else every granted property.
+        let properties = hotel_codes.or_else(|| grant.properties.clone());
+        let max_batch = match w.max_batch {
+            None => crate::webhook::DEFAULT_MAX_BATCH,
+            Some(n) if (1..=crate::webhook::MAX_MAX_BATCH as u64).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(at(format!("maxBatch must be between 1 and {} (got {n})", crate::webhook::MAX_MAX_BATCH)))
+            }
+        };
+        Ok(Webhook {
+            id: id.clone(),
+            client_id: client.to_string(),
+            chain: chain.code.clone(),
+            url,
+            secret,
+            filter: EventFilter {
+                properties,
+                event_names: list("eventNames", w.event_names)?,
+                module_names: list("moduleNames", w.module_names)?,
+            },
+            max_batch,
+        })
     }
 
     pub fn client(&self, id: &str) -> Option<&Client> {
@@ -499,5 +645,11 @@ impl ServiceConfig {
 
     pub fn chains(&self) -> impl Iterator<Item = &Chain> {
         self.chains.values()
+    }
+
+    /// The webhooks of one chain, of every client, in configuration order per client.
+    pub fn webhooks_of(&self, chain: &str) -> impl Iterator<Item = &Webhook> + '_ {
+        let chain = chain.to_string();
+        self.clients.values().flat_map(|c| &c.webhooks).filter(move |w| w.chain == chain)
     }
 }

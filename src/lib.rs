@@ -22,6 +22,7 @@ pub mod secret;
 pub mod specs;
 pub mod subscribe;
 pub mod token;
+pub mod webhook;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]

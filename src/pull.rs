@@ -140,7 +140,7 @@ pub fn read<S: LogStore>(log: &ChainLog<S>, request: &ReadRequest) -> Result<Str
 }
 
 /// The stored body with its offset put into `metadata`: the full `EventHeader`.
-fn write_event(body: &str, offset: Offset, out: &mut String) {
+pub fn write_event(body: &str, offset: Offset, out: &mut String) {
     let mut value: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
     if let Some(meta) = value.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
         meta.insert("offset".into(), serde_json::Value::String(offset.to_string()));

@@ -279,17 +279,27 @@ fn every_limit_has_bounds_and_a_value_past_them_is_refused_by_name() {
             assert_names(under, &[&format!("limits.{name}")]);
         }
         // The bounds themselves are accepted (alone, other limits at their defaults), except
-        // where they contradict a default: a per-event size over the batch size, or a
-        // per-source login limit over the per-client ceiling.
+        // where they contradict a default: a per-event size over the batch size, a
+        // per-source login limit over the per-client ceiling, or a first webhook retry
+        // later than the longest.
         for value in [min, max] {
             let doc = with(demo_json(), |d| d["limits"] = json!({ name: value }));
             let contradicts = (name == "maxBatchBytes" && value < 64 * 1024)
                 || (name == "maxEventBytes" && value > 1024 * 1024)
                 || (name == "loginFailuresBeforeLockout" && value > 50)
-                || (name == "loginFailuresPerClient" && value < 5);
+                || (name == "loginFailuresPerClient" && value < 5)
+                || (name == "webhookFirstRetrySeconds" && value > 600)
+                || (name == "webhookMaxRetrySeconds" && value < 5);
             assert_eq!(ServiceConfig::parse(&doc.to_string()).is_ok(), !contradicts, "{name} = {value}");
         }
     }
+}
+
+#[test]
+fn a_first_webhook_retry_later_than_the_longest_is_refused() {
+    let doc =
+        with(demo_json(), |d| d["limits"] = json!({"webhookFirstRetrySeconds": 60, "webhookMaxRetrySeconds": 30}));
+    assert_names(doc, &["limits.webhookMaxRetrySeconds", "webhookFirstRetrySeconds"]);
 }
 
 #[test]

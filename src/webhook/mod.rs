@@ -1,0 +1,42 @@
+//! Push delivery to vendor webhooks (CONTRACT §10): the chain's object posts its events, in
+//! offset order and signed the Standard Webhooks way, to each configured endpoint, and
+//! retries the same batch until a 2xx accepts it. The same log, filters and gap signal as
+//! the stream and the pull API.
+//!
+//! - [`endpoint`]: a webhook as configured (URL, secret, filters), only built valid.
+//! - [`signature`]: the Standard Webhooks headers of one attempt.
+//! - [`delivery`]: where a webhook stands, which batch it posts next, and what an answer,
+//!   a failure or an operator's resume does to it.
+//!
+//! The chain object (`edge::webhooks`) only performs what these decide: it reads and writes
+//! the state, sends the request with its timeout, and keeps the object's outgoing
+//! connections under the runtime's limit.
+
+pub mod delivery;
+pub mod endpoint;
+pub mod signature;
+
+pub use delivery::{AfterFailure, Batch, BatchRange, Failure, Plan, RetryPolicy, Status, WebhookState};
+pub use endpoint::{Webhook, WebhookSecret, WebhookUrl};
+
+/// Simultaneous webhook requests of one chain object. The runtime allows an invocation six
+/// open outgoing connections
+/// (<https://developers.cloudflare.com/workers/platform/limits/#simultaneous-open-connections>);
+/// two stay free, and requests beyond these wait for one of them instead of stalling the
+/// object's other work.
+pub const MAX_PARALLEL_DELIVERIES: usize = 4;
+
+/// A webhook request body stays under this (at least one event, whatever its size: an
+/// event is at most `maxEventBytes`, 512 KiB at most).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Webhooks one chain may have (all clients together): each is a cursor the object serves
+/// after every publish.
+pub const MAX_WEBHOOKS_PER_CHAIN: usize = 20;
+
+/// `maxBatch` when the configuration names none, and its largest value.
+pub const DEFAULT_MAX_BATCH: usize = 100;
+pub const MAX_MAX_BATCH: usize = 1_000;
+
+/// An error body of a receiver kept in the state and shown to operators, at most this long.
+pub const MAX_ERROR_CHARS: usize = 200;
