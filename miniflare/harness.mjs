@@ -38,6 +38,16 @@ export const workerScript = {
   compatibilityFlags: tomlValue("compatibility_flags"),
 };
 
+/**
+ * A fresh Standard Webhooks secret (`whsec_…`). Like signing keys, recorded for the
+ * log-hygiene check, which proves that no log line carries it.
+ */
+export function newWebhookSecret() {
+  const key = randomBytes(32).toString("base64");
+  if (process.env.E2E_LOG_FILE) appendFileSync(process.env.E2E_LOG_FILE + ".keys", key + "\n");
+  return "whsec_" + key;
+}
+
 export function newSigningKeys(kid = "test-key-1") {
   return [{ kid, seed: randomBytes(32).toString("base64url") }];
 }

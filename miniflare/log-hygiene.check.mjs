@@ -1,5 +1,5 @@
 // Runs after every end-to-end suite (scripts/test.sh): no secret, secret hash, signing
-// key or token may appear anywhere in the runtime output the whole suite produced.
+// key, webhook secret or token may appear anywhere in the runtime output the whole suite produced.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, existsSync } from "node:fs";
@@ -20,6 +20,7 @@ test("the suite's logs hold no secret, hash, signing key or token", () => {
   assert.ok(!logs.includes("pbkdf2-sha256$"), "a secret hash leaked");
   const seeds = readFileSync(file + ".keys", "utf8").split("\n").filter(Boolean);
   assert.ok(seeds.length > 0);
-  for (const seed of seeds) assert.ok(!logs.includes(seed), "a signing key leaked");
+  for (const seed of seeds) assert.ok(!logs.includes(seed), "a signing key or webhook secret leaked");
+  assert.ok(!logs.includes("whsec_"), "a webhook secret leaked");
   assert.doesNotMatch(logs, /eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}/, "a token leaked");
 });

@@ -150,3 +150,21 @@ export function closeProblems(code, { clientCode } = {}) {
   if (code === 1005 || code === 1006 || code === clientCode) return [];
   return documentedCloseCodes.has(code) ? [] : [`close code ${code} is not listed in asyncapi.yaml's x-close-codes`];
 }
+
+/**
+ * The problems of one webhook request the worker posted (openapi.yaml `webhooks`): the three
+ * Standard Webhooks headers and the body's schema. `headers` as node:http gives them.
+ */
+export function webhookProblems(headers, body) {
+  const op = openapi.webhooks.chainEvents.post;
+  const problems = [];
+  for (const p of op.parameters) {
+    const value = headers[p.name];
+    if (value === undefined) problems.push(`webhook request lacks header ${p.name}`);
+    else if (p.schema.pattern && !new RegExp(p.schema.pattern).test(value)) problems.push(`webhook header ${p.name} = ${value} does not match ${p.schema.pattern}`);
+  }
+  if (!/^application\/json/.test(headers["content-type"] ?? "")) problems.push(`webhook content-type is ${headers["content-type"]}`);
+  const validate = validator(ajvHttp, "openapi#/components/schemas/WebhookBatch");
+  if (!validate(body)) problems.push(`webhook body: ${ajvHttp.errorsText(validate.errors)}`);
+  return problems;
+}

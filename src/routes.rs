@@ -25,6 +25,15 @@ pub enum Route {
     AdminRestart {
         chain: String,
     },
+    /// A chain's webhooks and where each stands (CONTRACT §10).
+    AdminWebhooks {
+        chain: String,
+    },
+    /// Resumes a webhook (paused or not), optionally from an offset.
+    AdminWebhookResume {
+        chain: String,
+        webhook: String,
+    },
     Subscriptions,
     NotFound,
     /// The path exists but not for this method; `allow` is the `Allow` header.
@@ -55,6 +64,12 @@ pub fn route(method: &str, path: &str) -> Route {
         }
         ["admin", "v1", "chains", chain, "restart"] if !chain.is_empty() => {
             (Route::AdminRestart { chain: chain.to_string() }, "POST")
+        }
+        ["admin", "v1", "chains", chain, "webhooks"] if !chain.is_empty() => {
+            (Route::AdminWebhooks { chain: chain.to_string() }, "GET")
+        }
+        ["admin", "v1", "chains", chain, "webhooks", webhook, "resume"] if !chain.is_empty() && !webhook.is_empty() => {
+            (Route::AdminWebhookResume { chain: chain.to_string(), webhook: webhook.to_string() }, "POST")
         }
         ["subscriptions"] => (Route::Subscriptions, "GET"),
         _ => return Route::NotFound,

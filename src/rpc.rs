@@ -26,6 +26,12 @@ pub mod chain {
     pub const ACTIVE: &str = "/active";
     /// `POST` a `pull::ReadRequest`; answer the pull API's body, or a [`super::Refusal`] (409).
     pub const READ: &str = "/read";
+    /// `GET` with [`super::CHAIN_HEADER`]; answer [`super::Webhooks`].
+    pub const WEBHOOKS: &str = "/webhooks";
+    /// `POST` a [`super::ResumeWebhook`] with [`super::CHAIN_HEADER`]; answer
+    /// [`super::WebhookResumed`], or a [`super::Refusal`] (404 unknown webhook, 409 `from`
+    /// past the head).
+    pub const RESUME_WEBHOOK: &str = "/webhooks/resume";
 }
 
 /// Login guard paths (bodies in `ratelimit::rpc`).
@@ -75,6 +81,28 @@ pub struct Active {
 pub struct Refusal {
     pub code: String,
     pub message: String,
+}
+
+/// A chain's webhooks as its object knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhooks {
+    pub head_offset: Offset,
+    pub webhooks: Vec<crate::webhook::Status>,
+}
+
+/// An operator's resume of one webhook: from `from` when given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeWebhook {
+    pub id: String,
+    pub from: Option<Offset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookResumed {
+    pub was_paused: bool,
+    pub webhook: crate::webhook::Status,
 }
 
 /// The hibernation tag of every internal socket of one vendor connection.

@@ -353,3 +353,22 @@ fn failures_are_described_in_one_bounded_line() {
     assert_eq!(Failure::from_status(204, ""), None);
     assert_eq!(Failure::from_status(302, "").unwrap().status(), Some(302));
 }
+
+#[test]
+fn a_resume_body_is_nothing_an_empty_object_or_a_from_offset() {
+    use pms_events::webhook::parse_resume_body as parse;
+    assert_eq!(parse(b""), Ok(None));
+    assert_eq!(parse(b" {} "), Ok(None));
+    assert_eq!(parse(br#"{"from": "12"}"#), Ok(Some(12)));
+    assert_eq!(parse(br#"{"from": 12}"#), Ok(Some(12)));
+    for bad in [
+        &b"[1]"[..],
+        b"{\"from\": \"x\"}",
+        b"{\"from\": true}",
+        b"{\"form\": \"1\"}",
+        b"nope",
+        b"{\"from\": \"9007199254740993\"}",
+    ] {
+        assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+    }
+}

@@ -1,6 +1,7 @@
 //! Operator endpoints (scope `urn:pms:admin`, chains of the admin's enterprise and grants):
 //! `GET /admin/v1/chains/{chainCode}` gives the chain's numbers;
-//! `POST /admin/v1/chains/{chainCode}/restart` restarts the chain's object.
+//! `POST /admin/v1/chains/{chainCode}/restart` restarts the chain's object;
+//! `GET …/webhooks` lists its webhooks and `POST …/webhooks/{id}/resume` resumes one.
 
 use serde_json::json;
 use worker::{Env, Method, Request, RequestInit, Response, Result};
@@ -69,4 +70,101 @@ pub async fn restart(req: Request, env: &Env, settings: &Settings, chain: &str, 
         json!({"requestId": request_id, "clientId": token.claims.sub, "enterpriseId": token.claims.enterprise_id, "chain": chain_config.code}),
     );
     reply::json(202, &json!({ "chainCode": chain_config.code, "restarted": true }))
+}
+
+/// A request to the chain's object for the admin API, naming the chain to it.
+async fn ask_chain(env: &Env, chain: &str, method: Method, path: &str, body: Option<String>) -> Result<Response> {
+    let headers = worker::Headers::new();
+    headers.set(rpc::CHAIN_HEADER, chain)?;
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
+    let inner = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, path), &init)?;
+    chain_stub(env, chain)?.fetch_with_request(inner).await
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| worker::Error::RustError(e.to_string()))
+}
+
+/// `GET /admin/v1/chains/{chainCode}/webhooks`: every webhook configured for the chain,
+/// with its cursor, lag, last answer and next attempt.
+pub async fn webhooks(
+    req: Request,
+    env: &Env,
+    settings: &Settings,
+    chain: &str,
+    _request_id: &str,
+) -> Result<Response> {
+    let chain_config = match authorize(&req, settings, chain) {
+        Ok((_, c)) => c,
+        Err(refusal) => return refusal,
+    };
+    let mut resp = ask_chain(env, &chain_config.code, Method::Get, rpc::chain::WEBHOOKS, None).await?;
+    if resp.status_code() != 200 {
+        return reply::error(503, "unavailable", "the chain object did not answer; retry");
+    }
+    let list: rpc::Webhooks = decode(&resp.bytes().await?)?;
+    reply::json(
+        200,
+        &json!({"chainCode": chain_config.code, "headOffset": list.head_offset.to_string(), "webhooks": list.webhooks}),
+    )
+}
+
+/// `POST /admin/v1/chains/{chainCode}/webhooks/{id}/resume`: forgets the webhook's failures,
+/// unpauses it and attempts at once, from `from` when given.
+pub async fn resume_webhook(
+    mut req: Request,
+    env: &Env,
+    settings: &Settings,
+    chain: &str,
+    webhook: &str,
+    request_id: &str,
+) -> Result<Response> {
+    let (token, chain_config) = match authorize(&req, settings, chain) {
+        Ok(ok) => ok,
+        Err(refusal) => {
+            super::drain(&mut req).await;
+            return refusal;
+        }
+    };
+    let body = match super::read_body(&mut req, crate::webhook::MAX_RESUME_BODY_BYTES).await? {
+        super::Body::Read(body) => body,
+        super::Body::TooLarge => {
+            return reply::error(
+                413,
+                "payload_too_large",
+                format!("the body is over {} bytes", crate::webhook::MAX_RESUME_BODY_BYTES),
+            )
+        }
+    };
+    let from = match crate::webhook::parse_resume_body(&body) {
+        Ok(from) => from,
+        Err(why) => return reply::error(400, "invalid_request", why),
+    };
+    let ask = serde_json::to_string(&rpc::ResumeWebhook { id: webhook.to_string(), from })
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let mut resp = ask_chain(env, &chain_config.code, Method::Post, rpc::chain::RESUME_WEBHOOK, Some(ask)).await?;
+    let status = resp.status_code();
+    let bytes = resp.bytes().await?;
+    match status {
+        200 => {}
+        404 | 409 => {
+            let refusal: rpc::Refusal = decode(&bytes)?;
+            let status = if status == 404 { 404 } else { 400 };
+            return reply::error(status, &refusal.code, refusal.message);
+        }
+        _ => return reply::error(503, "unavailable", "the chain object did not answer; retry"),
+    }
+    let resumed: rpc::WebhookResumed = decode(&bytes)?;
+    audit(
+        "webhook.resumed",
+        json!({
+            "requestId": request_id, "clientId": token.claims.sub, "chain": chain_config.code, "webhookId": webhook,
+            "from": from.map(|o| o.to_string()), "wasPaused": resumed.was_paused, "cursor": resumed.webhook.cursor,
+        }),
+    );
+    reply::json(
+        200,
+        &json!({"chainCode": chain_config.code, "wasPaused": resumed.was_paused, "webhook": resumed.webhook}),
+    )
 }

@@ -38,6 +38,8 @@ use crate::relay::WINDOW;
 use crate::rpc;
 use crate::wire::decode_batch;
 
+mod webhooks;
+
 /// Durable Object SQL binds at most 100 parameters per statement.
 const MAX_BOUND_PARAMETERS: usize = 100;
 
@@ -85,6 +87,13 @@ pub struct Core {
     /// When the alarm this instance set will fire (ms). Spares a storage round trip on
     /// every publish; lost on restart, when the next publish asks storage again.
     alarm_at: Cell<Option<u64>>,
+    /// The chain this object holds (from the gateway's requests, kept in `names`): the
+    /// alarm, which comes with no request, needs it to find the chain's webhooks.
+    chain_code: RefCell<Option<String>>,
+    /// Webhooks with an attempt in flight in this instance.
+    webhooks_in_flight: RefCell<HashSet<String>>,
+    /// Every configured webhook has a state row (see `register_webhooks`).
+    webhooks_registered: Cell<bool>,
 }
 
 impl std::ops::Deref for ChainLog {
@@ -153,6 +162,9 @@ impl SqlLogStore {
         )?;
         // Specs of attached subscriptions (too large for a socket attachment).
         sql.exec("CREATE TABLE IF NOT EXISTS subscriptions (key TEXT PRIMARY KEY, spec TEXT NOT NULL)", None)?;
+        sql.exec("CREATE TABLE IF NOT EXISTS names (key TEXT PRIMARY KEY, value TEXT NOT NULL)", None)?;
+        // One row per webhook: its delivery state (`webhook::WebhookState`, JSON).
+        sql.exec(webhooks::SCHEMA, None)?;
         Ok(SqlLogStore { sql, storage })
     }
 
@@ -381,7 +393,62 @@ impl Core {
         Ok(())
     }
 
+    /// An alarm at or before `at` (ms) is pending: the one already set, or this one.
+    async fn wake_by(&self, at: u64) -> Result<()> {
+        let now = super::now_ms();
+        if self.alarm_at.get().is_some_and(|set| set > now && set <= at) {
+            return Ok(());
+        }
+        let storage = self.state.storage();
+        match storage.get_alarm().await?.filter(|set| *set > now as i64) {
+            Some(set) if set as u64 <= at => self.alarm_at.set(Some(set as u64)),
+            _ => {
+                let at = at.max(now + 1);
+                storage.set_alarm(scheduled_at(at)).await?;
+                self.alarm_at.set(Some(at));
+            }
+        }
+        Ok(())
+    }
+
+    /// The chain code, from memory or storage.
+    fn chain_code(&self) -> Option<String> {
+        if let Some(code) = self.chain_code.borrow().as_ref() {
+            return Some(code.clone());
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            value: String,
+        }
+        let rows: Vec<Row> = self
+            .log
+            .store()
+            .sql
+            .exec("SELECT value FROM names WHERE key = 'chain'", None)
+            .and_then(|c| c.to_array())
+            .ok()?;
+        let code = rows.into_iter().next()?.value;
+        *self.chain_code.borrow_mut() = Some(code.clone());
+        Some(code)
+    }
+
+    /// Keeps the chain code a gateway request names (the object's name: it never changes).
+    fn remember_chain(&self, req: &Request) -> Result<()> {
+        if self.chain_code.borrow().is_some() {
+            return Ok(());
+        }
+        let Some(code) = req.headers().get(rpc::CHAIN_HEADER)? else { return Ok(()) };
+        self.log.store().sql.exec(
+            "INSERT INTO names (key, value) VALUES ('chain', ?) ON CONFLICT(key) DO NOTHING",
+            vec![code.as_str().into()],
+        )?;
+        *self.chain_code.borrow_mut() = Some(code);
+        Ok(())
+    }
+
     async fn append(self: &Rc<Self>, mut req: Request) -> Result<Response> {
+        self.remember_chain(&req)?;
+        self.register_webhooks()?;
         // The Worker validated and encoded the batch (`wire`): here it is only sliced.
         let batch = decode_batch(&req.bytes().await?).map_err(worker::Error::RustError)?;
         let now = super::now_ms();
@@ -390,6 +457,11 @@ impl Core {
         self.log.store().set_meta("last_publish_at", now).map_err(internal)?;
         Core::schedule_fan_out(self);
         self.ensure_alarm(now).await?;
+        // Before the answer: once a batch is acknowledged, its webhook deliveries are begun
+        // or scheduled in storage (a restart right after still makes them).
+        if let Err(e) = self.wake_webhooks().await {
+            worker::console_error!("webhooks after a publish: {e}");
+        }
         Response::from_json(&rpc::Stored { offsets })
     }
 
@@ -536,6 +608,7 @@ impl Core {
         // Checked again on every attach, against the configuration this object runs with: a
         // deploy (which is how a configuration changes) restarts every object, so every
         // subscription reattaches here and a revoked grant ends it.
+        self.remember_chain(req)?;
         let chain = req.headers().get(rpc::CHAIN_HEADER)?;
         if let Err(why) = self.still_granted(chain.as_deref(), &spec) {
             super::audit(
@@ -716,6 +789,9 @@ impl DurableObject for ChainLog {
             last_fan_out: Cell::new((0, 0)),
             fan_out_turn: Cell::new(0),
             alarm_at: Cell::new(None),
+            chain_code: RefCell::new(None),
+            webhooks_in_flight: RefCell::new(HashSet::new()),
+            webhooks_registered: Cell::new(false),
         };
         core.drop_orphans();
         ChainLog { core: Rc::new(core) }
@@ -743,6 +819,14 @@ impl DurableObject for ChainLog {
             (worker::Method::Get, rpc::chain::SUBSCRIBE) => self.subscribe(&req),
             (worker::Method::Get, rpc::chain::ACTIVE) => self.active(&req),
             (worker::Method::Post, rpc::chain::READ) => self.read(req).await,
+            (worker::Method::Get, rpc::chain::WEBHOOKS) => {
+                self.remember_chain(&req)?;
+                self.webhooks()
+            }
+            (worker::Method::Post, rpc::chain::RESUME_WEBHOOK) => {
+                self.remember_chain(&req)?;
+                self.core.resume_webhook(req).await
+            }
             _ => Response::error("unknown chain log operation", 404),
         }
     }
@@ -757,9 +841,10 @@ impl DurableObject for ChainLog {
         let stale = super::now_ms().saturating_sub(SAVED_CURSOR_TTL_MS);
         self.log.store().sql.exec("DELETE FROM stream_cursors WHERE updated_at < ?", vec![int(stale)])?;
         if let Some(at) = outcome.next_alarm {
-            self.state.storage().set_alarm(scheduled_at(at)).await?;
-            self.alarm_at.set(Some(at));
+            self.wake_by(at).await?;
         }
+        // Retries and leases that are due; it sets the alarm again for the next ones.
+        self.core.wake_webhooks().await?;
         Response::ok("")
     }
 

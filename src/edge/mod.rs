@@ -184,6 +184,10 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
         Route::Pull { chain } => pull::handle(req, env, &settings, &chain, request_id).await,
         Route::AdminChain { chain } => admin::chain(req, env, &settings, &chain, request_id).await,
         Route::AdminRestart { chain } => admin::restart(req, env, &settings, &chain, request_id).await,
+        Route::AdminWebhooks { chain } => admin::webhooks(req, env, &settings, &chain, request_id).await,
+        Route::AdminWebhookResume { chain, webhook } => {
+            admin::resume_webhook(req, env, &settings, &chain, &webhook, request_id).await
+        }
         Route::Subscriptions => gateway::upgrade(req, env, settings.clone(), request_id).await,
         Route::NotFound => reply::error(404, "not_found", format!("no route for {}", req.path())),
         Route::MethodNotAllowed { allow } => {

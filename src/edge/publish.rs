@@ -114,7 +114,12 @@ async fn append(env: &Env, chain: &str, events: &mut [crate::publish::ValidEvent
         let batch = crate::wire::encode_batch(events);
         let outcome = async {
             let mut init = RequestInit::new();
-            init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(batch.as_slice()).into()));
+            // The chain code names the object to itself (its webhooks are found by it).
+            let headers = worker::Headers::new();
+            headers.set(rpc::CHAIN_HEADER, chain)?;
+            init.with_method(Method::Post)
+                .with_headers(headers)
+                .with_body(Some(js_sys::Uint8Array::from(batch.as_slice()).into()));
             let inner = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::APPEND), &init)?;
             let mut resp = chain_stub(env, chain)?.fetch_with_request(inner).await?;
             if resp.status_code() != 200 {

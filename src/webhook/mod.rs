@@ -40,3 +40,34 @@ pub const MAX_MAX_BATCH: usize = 1_000;
 
 /// An error body of a receiver kept in the state and shown to operators, at most this long.
 pub const MAX_ERROR_CHARS: usize = 200;
+
+/// The body of an operator's resume request is at most this long.
+pub const MAX_RESUME_BODY_BYTES: usize = 4 * 1024;
+
+/// Reads an operator's resume request body: empty, `{}`, or `{"from": "<offset>"}` (a
+/// number is taken too). The error is the `400` message.
+pub fn parse_resume_body(body: &[u8]) -> Result<Option<crate::chain_log::Offset>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let shape = "the body must be {} or {\"from\": \"<offset>\"}";
+    // An object only: serde would also read a struct from an array (`[1]`).
+    let serde_json::Value::Object(mut fields) = serde_json::from_slice(body).map_err(|e| format!("{shape}: {e}"))?
+    else {
+        return Err(format!("{shape}: not an object"));
+    };
+    let from = fields.remove("from");
+    if let Some(other) = fields.keys().next() {
+        return Err(format!("{shape}: unknown field {other:?}"));
+    }
+    match from {
+        None => Ok(None),
+        Some(serde_json::Value::String(s)) => {
+            crate::subscribe::parse_offset(&s).map(Some).map_err(|e| format!("from: {}", e.message))
+        }
+        Some(serde_json::Value::Number(n)) => {
+            crate::subscribe::parse_offset(&n.to_string()).map(Some).map_err(|e| format!("from: {}", e.message))
+        }
+        Some(other) => Err(format!("from must be an offset (a string of digits), got {other}")),
+    }
+}

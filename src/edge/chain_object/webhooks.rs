@@ -1,0 +1,313 @@
+//! The chain object's webhook deliveries: it performs what `crate::webhook` decides. Each
+//! webhook's state is one row of `webhooks`; a delivery runs as a task of its own, so the
+//! object keeps publishing and streaming while a receiver is slow (an outgoing request
+//! does not hold the object's input gate), and at most
+//! [`MAX_PARALLEL_DELIVERIES`] run at once. The output gate holds every request until the
+//! events it carries are durable.
+//!
+//! Wake-ups: a publish, a finished attempt (for the next batch), an operator's resume, and
+//! the object's alarm, set no later than the earliest retry or attempt lease. A restart loses
+//! only the in-flight set; the lease in storage makes the alarm attempt the batch again.
+
+use std::rc::Rc;
+
+use serde::Deserialize;
+use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Result};
+
+use super::{internal, Core};
+use crate::chain_log::Offset;
+use crate::rpc;
+use crate::webhook::delivery::{AfterFailure, ResumeError};
+use crate::webhook::signature::{self, message_id};
+use crate::webhook::{Batch, Failure, Plan, RetryPolicy, Webhook, WebhookState, MAX_PARALLEL_DELIVERIES};
+
+/// Plans that only move a filtered cursor, per webhook per wake-up: the rest of a long
+/// filtered scan continues in a later turn.
+const SKIPS_PER_WAKE: usize = 4;
+/// The part of a receiver's answer kept to explain a failure.
+const ANSWER_EXCERPT_BYTES: usize = 512;
+
+pub(super) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, state TEXT NOT NULL)";
+
+impl Core {
+    fn webhook_state(&self, id: &str) -> Result<Option<WebhookState>> {
+        #[derive(Deserialize)]
+        struct Row {
+            state: String,
+        }
+        let rows: Vec<Row> =
+            self.log.store().sql.exec("SELECT state FROM webhooks WHERE id = ?", vec![id.into()])?.to_array()?;
+        rows.first()
+            .map(|r| serde_json::from_str(&r.state).map_err(|e| worker::Error::RustError(e.to_string())))
+            .transpose()
+    }
+
+    fn save_webhook_state(&self, id: &str, state: &WebhookState) -> Result<()> {
+        let json = serde_json::to_string(state).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        self.log.store().sql.exec(
+            "INSERT INTO webhooks (id, state) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state",
+            vec![id.into(), json.into()],
+        )?;
+        Ok(())
+    }
+
+    /// The state of a configured webhook; one seen for the first time starts at the head.
+    fn webhook_state_or_new(&self, id: &str, head: Offset) -> Result<WebhookState> {
+        if let Some(state) = self.webhook_state(id)? {
+            return Ok(state);
+        }
+        let state = WebhookState::new(head);
+        self.save_webhook_state(id, &state)?;
+        Ok(state)
+    }
+
+    /// This chain's webhooks and their timing, from the configuration this object runs with.
+    fn configured_webhooks(&self) -> Option<(Vec<Webhook>, RetryPolicy)> {
+        let chain = self.chain_code()?;
+        let settings = super::super::settings::load(&self.env).ok()?;
+        let hooks: Vec<Webhook> = settings.config.webhooks_of(&chain).cloned().collect();
+        (!hooks.is_empty()).then(|| (hooks, RetryPolicy::from_limits(&settings.config.limits)))
+    }
+
+    /// Gives every webhook configured for this chain a state before a publish, so that one
+    /// configured since the last publish starts with the events about to be stored. Once per
+    /// instance: the configuration changes only with a deploy, which restarts the object.
+    pub(super) fn register_webhooks(&self) -> Result<()> {
+        if self.webhooks_registered.get() {
+            return Ok(());
+        }
+        if let Some((hooks, _)) = self.configured_webhooks() {
+            let head = self.log.head().map_err(internal)?;
+            for webhook in &hooks {
+                self.webhook_state_or_new(&webhook.id, head)?;
+            }
+        }
+        self.webhooks_registered.set(self.chain_code().is_some());
+        Ok(())
+    }
+
+    /// Starts every delivery that is due and has a free connection, and makes sure the alarm
+    /// comes back for the rest.
+    pub(super) async fn wake_webhooks(self: &Rc<Self>) -> Result<()> {
+        let Some((hooks, policy)) = self.configured_webhooks() else {
+            return Ok(());
+        };
+        let now = super::super::now_ms();
+        let head = self.log.head().map_err(internal)?;
+        let mut wake_at: Option<u64> = None;
+        let mut more_to_scan = false;
+        for webhook in &hooks {
+            if self.webhooks_in_flight.borrow().contains(&webhook.id) {
+                continue;
+            }
+            let mut state = self.webhook_state_or_new(&webhook.id, head)?;
+            for skip in 0..=SKIPS_PER_WAKE {
+                if self.webhooks_in_flight.borrow().len() >= MAX_PARALLEL_DELIVERIES {
+                    break;
+                }
+                match state.plan(&self.log, webhook, now).map_err(internal)? {
+                    Plan::Idle | Plan::WaitUntil(_) => break,
+                    Plan::Skip { through } => {
+                        state.skipped(through);
+                        self.save_webhook_state(&webhook.id, &state)?;
+                        more_to_scan |= skip == SKIPS_PER_WAKE;
+                    }
+                    Plan::Post(batch) => {
+                        state.begin(batch.range, now, &policy);
+                        self.save_webhook_state(&webhook.id, &state)?;
+                        self.webhooks_in_flight.borrow_mut().insert(webhook.id.clone());
+                        let core = self.clone();
+                        let webhook = webhook.clone();
+                        wasm_bindgen_futures::spawn_local(async move {
+                            if let Err(e) = core.deliver(&webhook, batch, policy).await {
+                                worker::console_error!("webhook {}: {e}", webhook.id);
+                            }
+                            core.webhooks_in_flight.borrow_mut().remove(&webhook.id);
+                            if let Err(e) = core.wake_webhooks().await {
+                                worker::console_error!("webhooks: {e}");
+                            }
+                        });
+                        break;
+                    }
+                }
+            }
+            if let Some(at) = state.wake_at(head, now) {
+                wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+            }
+        }
+        if more_to_scan {
+            // A filtered scan goes on after whatever else waits (a timer of 0 is a new turn).
+            let core = self.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                worker::Delay::from(std::time::Duration::from_millis(0)).await;
+                let _ = core.wake_webhooks().await;
+            });
+        } else if let Some(at) = wake_at.filter(|at| *at > now) {
+            self.wake_by(at).await?;
+        }
+        Ok(())
+    }
+
+    /// One attempt: the signed request, its answer within the timeout, and the state moved.
+    async fn deliver(&self, webhook: &Webhook, batch: Batch, policy: RetryPolicy) -> Result<()> {
+        let chain = &webhook.chain;
+        let id = message_id(chain, batch.range);
+        let started = super::super::now_ms();
+        let outcome = post(webhook, &id, &batch.body, started / 1000, policy.timeout_ms).await;
+        let now = super::super::now_ms();
+        let Some(mut state) = self.webhook_state(&webhook.id)? else { return Ok(()) };
+        let (from, through) = (batch.range.from.to_string(), batch.range.through.to_string());
+        match outcome {
+            Ok(status) => {
+                if state.accepted(batch.range, status, now) {
+                    self.save_webhook_state(&webhook.id, &state)?;
+                    super::super::audit(
+                        "webhook.delivered",
+                        serde_json::json!({
+                            "chain": chain, "webhookId": webhook.id, "clientId": webhook.client_id, "messageId": id,
+                            "fromOffset": from, "throughOffset": through, "events": batch.events, "status": status,
+                            "durationMs": now - started, "gap": batch.gap.map(|g| g.requested.to_string()),
+                        }),
+                    );
+                }
+            }
+            Err(failure) => {
+                let jitter = js_sys::Math::random();
+                let Some(after) = state.failed(batch.range, &failure, now, jitter, &policy) else { return Ok(()) };
+                self.save_webhook_state(&webhook.id, &state)?;
+                let retry_at = match after {
+                    AfterFailure::RetryAt(at) => Some(at),
+                    AfterFailure::Paused => None,
+                };
+                super::super::audit(
+                    "webhook.failed",
+                    serde_json::json!({
+                        "chain": chain, "webhookId": webhook.id, "clientId": webhook.client_id, "messageId": id,
+                        "fromOffset": from, "throughOffset": through, "status": failure.status(),
+                        "error": failure.describe(), "attempt": state.attempts, "durationMs": now - started,
+                        "nextAttemptAt": retry_at,
+                    }),
+                );
+                if after == AfterFailure::Paused {
+                    super::super::audit(
+                        "webhook.paused",
+                        serde_json::json!({
+                            "chain": chain, "webhookId": webhook.id, "clientId": webhook.client_id,
+                            "cursor": state.cursor.to_string(), "failingSince": state.failing_since,
+                            "attempts": state.attempts,
+                        }),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET` [`rpc::chain::WEBHOOKS`]: every configured webhook of the chain as it stands.
+    pub(super) fn webhooks(&self) -> Result<Response> {
+        let head = self.log.head().map_err(internal)?;
+        let now = super::super::now_ms();
+        let mut list = Vec::new();
+        for webhook in self.configured_webhooks().map(|(hooks, _)| hooks).unwrap_or_default() {
+            let state = self.webhook_state_or_new(&webhook.id, head)?;
+            list.push(state.status(&webhook, head, now));
+        }
+        Response::from_json(&rpc::Webhooks { head_offset: head, webhooks: list })
+    }
+
+    /// `POST` [`rpc::chain::RESUME_WEBHOOK`].
+    pub(super) async fn resume_webhook(self: &Rc<Self>, mut req: Request) -> Result<Response> {
+        let ask: rpc::ResumeWebhook =
+            serde_json::from_slice(&req.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let Some(webhook) =
+            self.configured_webhooks().and_then(|(hooks, _)| hooks.into_iter().find(|w| w.id == ask.id))
+        else {
+            return Response::from_json(&rpc::Refusal {
+                code: "not_found".into(),
+                message: format!("chain has no webhook {:?}", ask.id),
+            })
+            .map(|r| r.with_status(404));
+        };
+        let bounds = self.log.bounds().map_err(internal)?;
+        let mut state = self.webhook_state_or_new(&webhook.id, bounds.head_offset)?;
+        let was_paused = state.paused();
+        if let Err(ResumeError::OutOfRange { requested, head }) = state.resume(ask.from, &bounds) {
+            return Response::from_json(&rpc::Refusal {
+                code: crate::subscribe::OFFSET_OUT_OF_RANGE.into(),
+                message: format!(
+                    "from {requested} is beyond the chain's head {head}: the next event will be {}",
+                    head + 1
+                ),
+            })
+            .map(|r| r.with_status(409));
+        }
+        self.save_webhook_state(&webhook.id, &state)?;
+        self.wake_webhooks().await?;
+        let now = super::super::now_ms();
+        let state = self.webhook_state(&webhook.id)?.unwrap_or(state);
+        Response::from_json(&rpc::WebhookResumed {
+            was_paused,
+            webhook: state.status(&webhook, bounds.head_offset, now),
+        })
+    }
+}
+
+/// Sends one signed request and reads a little of the answer, all within `timeout_ms`.
+/// `Ok` is the 2xx status; a redirect is answered, never followed.
+async fn post(
+    webhook: &Webhook,
+    id: &str,
+    body: &str,
+    timestamp: u64,
+    timeout_ms: u64,
+) -> std::result::Result<u16, Failure> {
+    use futures::future::{select, Either};
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let attempt = async {
+        let headers = Headers::new();
+        let net = |e: worker::Error| Failure::Network(e.to_string());
+        headers.set("content-type", "application/json").map_err(net)?;
+        headers.set("user-agent", concat!("pms-events-webhooks/", env!("CARGO_PKG_VERSION"))).map_err(net)?;
+        for (name, value) in signature::headers(&webhook.secret, id, timestamp, body) {
+            headers.set(name, &value).map_err(net)?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual)
+            .with_body(Some(body.into()));
+        let request = Request::new_with_init(webhook.url.as_str(), &init).map_err(net)?;
+        let mut resp = Fetch::Request(request).send_with_signal(&signal).await.map_err(net)?;
+        let status = resp.status_code();
+        match Failure::from_status(status, "") {
+            None => Ok(status),
+            Some(_) => Err(Failure::from_status(status, &excerpt(&mut resp).await)
+                .unwrap_or(Failure::Status { status, body: String::new() })),
+        }
+    };
+    let timeout = worker::Delay::from(std::time::Duration::from_millis(timeout_ms));
+    futures::pin_mut!(attempt);
+    match select(attempt, timeout).await {
+        Either::Left((outcome, _)) => outcome,
+        Either::Right(((), _)) => {
+            controller.abort();
+            Err(Failure::Timeout { after_ms: timeout_ms })
+        }
+    }
+}
+
+/// The first bytes of an answer's body, as text (the rest is never read).
+async fn excerpt(resp: &mut Response) -> String {
+    use futures::StreamExt;
+    let Ok(mut stream) = resp.stream() else { return String::new() };
+    let mut bytes = Vec::new();
+    while bytes.len() < ANSWER_EXCERPT_BYTES {
+        match stream.next().await {
+            Some(Ok(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(ANSWER_EXCERPT_BYTES);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
