@@ -130,11 +130,13 @@ pub async fn resume_webhook(
     let body = match super::read_body(&mut req, crate::webhook::MAX_RESUME_BODY_BYTES).await? {
         super::Body::Read(body) => body,
         super::Body::TooLarge => {
+            // A small excess is read and dropped, so the client's connection stays usable.
+            super::drain(&mut req).await;
             return reply::error(
                 413,
                 "payload_too_large",
                 format!("the body is over {} bytes", crate::webhook::MAX_RESUME_BODY_BYTES),
-            )
+            );
         }
     };
     let from = match crate::webhook::parse_resume_body(&body) {
