@@ -21,7 +21,7 @@ function fileWith(text) {
 test("config check accepts the demo configuration", () => {
   const run = cli(["config", "check", path.join(root, "config/demo.json")]);
   assert.equal(run.status, 0, run.stderr);
-  assert.match(run.stdout, /^ok: 2 enterprise\(s\), 3 chain\(s\), 6 client\(s\); retention 604800 s/);
+  assert.match(run.stdout, /^ok: 2 enterprise\(s\), 3 chain\(s\), 6 client\(s\), 0 webhook\(s\); retention 604800 s/);
 });
 
 test("config check refuses what the Worker refuses, with the Worker's message", async () => {
@@ -32,6 +32,7 @@ test("config check refuses what the Worker refuses, with the Worker's message", 
     "unknown chain grant": bad((c) => { c.clients[0].grants = [{ chain: "NOPE" }]; }),
     "limit out of range": bad((c) => { c.limits = { slowConsumerSeconds: 100000 }; }),
     "retention wraps": bad((c) => { c.retentionSeconds = 18446744073709552000; }),
+    "webhook outside the grants": bad((c) => { c.clients[0].webhooks = [{ id: "wh-x", chain: "OTH", url: "https://v.example/h", secret: "whsec_" + "A".repeat(44) }]; }),
   };
   for (const [what, text] of Object.entries(docs)) {
     const run = cli(["config", "check", fileWith(text)]);

@@ -142,7 +142,8 @@ fn the_signature_matches_the_standard_webhooks_reference_vector() {
     let secret = WebhookSecret::parse(SECRET).unwrap();
     let signature = sign(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, r#"{"test": 2432232314}"#);
     assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-    assert_eq!(message_id("TTE", BatchRange { from: 3, through: 9 }), "msg_TTE_3_9");
+    assert_eq!(message_id("TTE", "wh-1", 0, BatchRange { from: 3, through: 9 }), "msg_TTE_wh-1_3_9");
+    assert_eq!(message_id("TTE", "wh-1", 2, BatchRange { from: 3, through: 9 }), "msg_TTE_wh-1_r2_3_9");
 }
 
 // ---- delivery ----------------------------------------------------------------------------
@@ -240,7 +241,8 @@ fn a_failed_batch_is_retried_unchanged_with_growing_backoff_and_nothing_after_it
     // More is published meanwhile: the retry is still exactly the first batch.
     log.append(&[event(4, "TTE01", "CHECKIN")], 2).unwrap();
     let again = posted(state.plan(&log, &w, at).unwrap());
-    assert_eq!(again, first, "same range, same body");
+    assert_eq!(again, first, "same range, same body, same id");
+    assert_eq!(again.id, "msg_TTE_wh-1_1_3");
     assert_eq!(state.last_status, Some(503));
     assert_eq!(state.last_error.as_deref(), Some("answered 503: busy"));
     state.begin(again.range, at, &p);
@@ -296,7 +298,10 @@ fn an_answer_to_a_batch_an_operator_replaced_changes_nothing() {
     assert!(!state.accepted(batch.range, 200, 5), "the late 2xx is of a batch no longer pending");
     assert_eq!(state.cursor, 0);
     assert_eq!(state.failed(batch.range, &Failure::Network("reset".into()), 5, 0.5, &policy()), None);
-    assert_eq!(offsets(&posted(state.plan(&log, &w, 6).unwrap()).body), vec![1, 2, 3, 4]);
+    let again = posted(state.plan(&log, &w, 6).unwrap());
+    assert_eq!(offsets(&again.body), vec![1, 2, 3, 4]);
+    assert_eq!(again.id, "msg_TTE_wh-1_r1_1_4", "redelivered after a resume under a new id");
+    assert_ne!(again.id, batch.id);
 }
 
 #[test]

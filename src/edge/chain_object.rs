@@ -381,33 +381,38 @@ impl Core {
         if self.alarm_at.get().is_some_and(|at| at > now) {
             return Ok(());
         }
-        let storage = self.state.storage();
-        let pending = storage.get_alarm().await?.filter(|at| *at > now as i64);
-        if let Some(at) = pending {
-            self.alarm_at.set(Some(at as u64));
-        } else if let Some(at) = self.log.next_expiry(self.retention_ms()).map_err(internal)? {
-            let at = at.max(now + 1);
-            storage.set_alarm(scheduled_at(at)).await?;
-            self.alarm_at.set(Some(at));
+        if let Some(at) = self.log.next_expiry(self.retention_ms()).map_err(internal)? {
+            self.wake_by(at).await?;
         }
         Ok(())
     }
 
-    /// An alarm at or before `at` (ms) is pending: the one already set, or this one.
+    /// An alarm at or before `at` (ms) is pending: the one already set, or this one. Safe
+    /// against callers interleaving at its awaits: the time is recorded before the write is
+    /// issued, and storage applies alarm writes in the order they were issued, so the
+    /// earliest request wins.
     async fn wake_by(&self, at: u64) -> Result<()> {
         let now = super::now_ms();
-        if self.alarm_at.get().is_some_and(|set| set > now && set <= at) {
+        let covered = |set: Option<u64>| set.is_some_and(|set| set > now && set <= at);
+        if covered(self.alarm_at.get()) {
             return Ok(());
         }
         let storage = self.state.storage();
-        match storage.get_alarm().await?.filter(|set| *set > now as i64) {
-            Some(set) if set as u64 <= at => self.alarm_at.set(Some(set as u64)),
-            _ => {
-                let at = at.max(now + 1);
-                storage.set_alarm(scheduled_at(at)).await?;
-                self.alarm_at.set(Some(at));
+        if self.alarm_at.get().is_none() {
+            // Not known in this instance (it restarted): storage may hold an earlier one.
+            if let Some(set) = storage.get_alarm().await?.filter(|set| *set > now as i64) {
+                let set = set as u64;
+                if self.alarm_at.get().is_none_or(|known| set < known) {
+                    self.alarm_at.set(Some(set));
+                }
+            }
+            if covered(self.alarm_at.get()) {
+                return Ok(());
             }
         }
+        let at = at.max(now + 1);
+        self.alarm_at.set(Some(at));
+        storage.set_alarm(scheduled_at(at)).await?;
         Ok(())
     }
 
@@ -459,7 +464,7 @@ impl Core {
         self.ensure_alarm(now).await?;
         // Before the answer: once a batch is acknowledged, its webhook deliveries are begun
         // or scheduled in storage (a restart right after still makes them).
-        if let Err(e) = self.wake_webhooks().await {
+        if let Err(e) = self.wake_webhooks(1).await {
             worker::console_error!("webhooks after a publish: {e}");
         }
         Response::from_json(&rpc::Stored { offsets })
@@ -833,6 +838,10 @@ impl DurableObject for ChainLog {
 
     async fn alarm(&self) -> Result<Response> {
         self.alarm_at.set(None);
+        // Webhooks first: a retention error below must not hold up their retries.
+        if let Err(e) = self.core.wake_webhooks(webhooks::SKIPS_PER_WAKE).await {
+            worker::console_error!("webhooks from the alarm: {e}");
+        }
         let outcome = self.log.apply_retention(super::now_ms(), self.retention_ms()).map_err(internal)?;
         if outcome.deleted > 0 {
             super::audit("retention.applied", serde_json::json!({"deleted": outcome.deleted}));
@@ -843,8 +852,6 @@ impl DurableObject for ChainLog {
         if let Some(at) = outcome.next_alarm {
             self.wake_by(at).await?;
         }
-        // Retries and leases that are due; it sets the alarm again for the next ones.
-        self.core.wake_webhooks().await?;
         Response::ok("")
     }
 

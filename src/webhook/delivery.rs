@@ -23,6 +23,9 @@ pub struct BatchRange {
     pub through: Offset,
 }
 
+/// Should retention delete events of a batch still being retried (a webhook failing for
+/// longer than the retention), the retry posts what is left, with the gap, under the same id.
+///
 /// The storage one planning read may use: a batch is at most 1 MiB, and a filter that
 /// matches little is scanned on in a later turn rather than all at once.
 pub const PLAN_BUDGET: TurnBudget = TurnBudget { pages: 8, bytes: 2 << 20 };
@@ -47,6 +50,9 @@ pub struct WebhookState {
     pub last_error: Option<String>,
     pub last_attempt_at: Option<u64>,
     pub last_delivered_at: Option<u64>,
+    /// Operator resumes so far: part of the message ids (see `signature::message_id`).
+    #[serde(default)]
+    pub resumes: u32,
 }
 
 /// How attempts are timed (from the configuration's limits).
@@ -104,6 +110,8 @@ pub enum Plan {
 /// One request's worth of events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
+    /// The `webhook-id` of every attempt of this batch.
+    pub id: String,
     pub range: BatchRange,
     /// `{"chainCode","events":[EventHeader…][,"gap":{…}]}`
     pub body: String,
@@ -187,6 +195,7 @@ impl WebhookState {
             last_error: None,
             last_attempt_at: None,
             last_delivered_at: None,
+            resumes: 0,
         }
     }
 
@@ -224,7 +233,8 @@ impl WebhookState {
             return Ok(Plan::Skip { through: scan.through });
         }
         let range = BatchRange { from, through: scan.through };
-        Ok(Plan::Post(Batch { range, body: body(&webhook.chain, &scan.events, gap), events: scan.count, gap }))
+        let id = super::signature::message_id(&webhook.chain, &webhook.id, self.resumes, range);
+        Ok(Plan::Post(Batch { id, range, body: body(&webhook.chain, &scan.events, gap), events: scan.count, gap }))
     }
 
     /// An attempt of `range` starts: it is the batch until accepted, and the lease keeps any
@@ -301,6 +311,7 @@ impl WebhookState {
         self.failing_since = None;
         self.next_attempt_at = 0;
         self.paused_at = None;
+        self.resumes = self.resumes.saturating_add(1);
         Ok(())
     }
 

@@ -15,11 +15,18 @@ pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 pub const SIGNATURE_HEADER: &str = "webhook-signature";
 
-/// The message id of a batch: derived from the chain and the batch's offsets only, so every
-/// retry of a batch (also after the object restarted) carries the same id and a receiver
-/// can tell a retry from a new message.
-pub fn message_id(chain: &str, range: BatchRange) -> String {
-    format!("msg_{chain}_{}_{}", range.from, range.through)
+/// The message id of a batch: derived from the chain, the webhook and the batch's offsets,
+/// so every retry of a batch (also after the object restarted) carries the same id and a
+/// receiver can tell a retry from a new message. Two webhooks of one receiver never share an
+/// id, and after an operator's `resume` (`resumes` counts them) events delivered again come
+/// under new ids, so a receiver that deduplicates by id does not drop the redelivery.
+pub fn message_id(chain: &str, webhook: &str, resumes: u32, range: BatchRange) -> String {
+    let (from, through) = (range.from, range.through);
+    if resumes == 0 {
+        format!("msg_{chain}_{webhook}_{from}_{through}")
+    } else {
+        format!("msg_{chain}_{webhook}_r{resumes}_{from}_{through}")
+    }
 }
 
 /// The `webhook-signature` value for one attempt.

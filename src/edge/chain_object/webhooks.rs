@@ -18,14 +18,23 @@ use super::{internal, Core};
 use crate::chain_log::Offset;
 use crate::rpc;
 use crate::webhook::delivery::{AfterFailure, ResumeError};
-use crate::webhook::signature::{self, message_id};
+use crate::webhook::signature;
 use crate::webhook::{Batch, Failure, Plan, RetryPolicy, Webhook, WebhookState, MAX_PARALLEL_DELIVERIES};
 
 /// Plans that only move a filtered cursor, per webhook per wake-up: the rest of a long
 /// filtered scan continues in a later turn.
-const SKIPS_PER_WAKE: usize = 4;
+pub(super) const SKIPS_PER_WAKE: usize = 4;
+/// When a wake-up could not finish (a storage error, a scan to continue), the alarm comes back
+/// this soon (ms) in case nothing else does.
+const ERROR_RETRY_MS: u64 = 5_000;
 /// The part of a receiver's answer kept to explain a failure.
 const ANSWER_EXCERPT_BYTES: usize = 512;
+
+/// What one webhook's wake-up left to do.
+struct Woken {
+    at: Option<u64>,
+    scan_on: bool,
+}
 
 pub(super) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, state TEXT NOT NULL)";
 
@@ -87,52 +96,29 @@ impl Core {
     }
 
     /// Starts every delivery that is due and has a free connection, and makes sure the alarm
-    /// comes back for the rest.
-    pub(super) async fn wake_webhooks(self: &Rc<Self>) -> Result<()> {
+    /// comes back no later than the next retry or attempt lease. `skips`: how many plans that
+    /// only move a filtered cursor one webhook may make here (a publish allows one, so its
+    /// answer waits for no long scan); the rest of such a scan goes on in a turn of its own.
+    pub(super) async fn wake_webhooks(self: &Rc<Self>, skips: usize) -> Result<()> {
         let Some((hooks, policy)) = self.configured_webhooks() else {
             return Ok(());
         };
         let now = super::super::now_ms();
         let head = self.log.head().map_err(internal)?;
         let mut wake_at: Option<u64> = None;
+        let mut earliest = |at: u64| wake_at = Some(wake_at.map_or(at, |w: u64| w.min(at)));
         let mut more_to_scan = false;
         for webhook in &hooks {
-            if self.webhooks_in_flight.borrow().contains(&webhook.id) {
-                continue;
-            }
-            let mut state = self.webhook_state_or_new(&webhook.id, head)?;
-            for skip in 0..=SKIPS_PER_WAKE {
-                if self.webhooks_in_flight.borrow().len() >= MAX_PARALLEL_DELIVERIES {
-                    break;
+            match self.wake_webhook(webhook, head, now, skips, &policy) {
+                Ok(Woken { at, scan_on }) => {
+                    at.into_iter().for_each(&mut earliest);
+                    more_to_scan |= scan_on;
                 }
-                match state.plan(&self.log, webhook, now).map_err(internal)? {
-                    Plan::Idle | Plan::WaitUntil(_) => break,
-                    Plan::Skip { through } => {
-                        state.skipped(through);
-                        self.save_webhook_state(&webhook.id, &state)?;
-                        more_to_scan |= skip == SKIPS_PER_WAKE;
-                    }
-                    Plan::Post(batch) => {
-                        state.begin(batch.range, now, &policy);
-                        self.save_webhook_state(&webhook.id, &state)?;
-                        self.webhooks_in_flight.borrow_mut().insert(webhook.id.clone());
-                        let core = self.clone();
-                        let webhook = webhook.clone();
-                        wasm_bindgen_futures::spawn_local(async move {
-                            if let Err(e) = core.deliver(&webhook, batch, policy).await {
-                                worker::console_error!("webhook {}: {e}", webhook.id);
-                            }
-                            core.webhooks_in_flight.borrow_mut().remove(&webhook.id);
-                            if let Err(e) = core.wake_webhooks().await {
-                                worker::console_error!("webhooks: {e}");
-                            }
-                        });
-                        break;
-                    }
+                Err(e) => {
+                    // One webhook's broken state must not stop the others; its turn comes again.
+                    worker::console_error!("webhook {}: {e}", webhook.id);
+                    earliest(now + ERROR_RETRY_MS);
                 }
-            }
-            if let Some(at) = state.wake_at(head, now) {
-                wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
             }
         }
         if more_to_scan {
@@ -140,18 +126,70 @@ impl Core {
             let core = self.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 worker::Delay::from(std::time::Duration::from_millis(0)).await;
-                let _ = core.wake_webhooks().await;
+                if let Err(e) = core.wake_webhooks(SKIPS_PER_WAKE).await {
+                    worker::console_error!("webhooks: {e}");
+                }
             });
-        } else if let Some(at) = wake_at.filter(|at| *at > now) {
-            self.wake_by(at).await?;
+        }
+        if let Some(at) = wake_at {
+            self.wake_by(at.max(now + 1)).await?;
         }
         Ok(())
+    }
+
+    /// One webhook's wake-up: starts its next attempt if one is due and a connection is free.
+    /// Returns when the alarm must come back for it, if ever: its lease or retry, never now
+    /// (a webhook held back by the connection limit is woken by the attempt that ends first).
+    fn wake_webhook(
+        self: &Rc<Self>,
+        webhook: &Webhook,
+        head: Offset,
+        now: u64,
+        skips: usize,
+        policy: &RetryPolicy,
+    ) -> Result<Woken> {
+        let mut state = self.webhook_state_or_new(&webhook.id, head)?;
+        let held = |state: &WebhookState| Woken { at: state.wake_at(head, now).filter(|at| *at > now), scan_on: false };
+        if self.webhooks_in_flight.borrow().contains(&webhook.id) {
+            return Ok(held(&state));
+        }
+        for _ in 0..=skips {
+            if self.webhooks_in_flight.borrow().len() >= MAX_PARALLEL_DELIVERIES {
+                return Ok(held(&state));
+            }
+            match state.plan(&self.log, webhook, now).map_err(internal)? {
+                Plan::Idle | Plan::WaitUntil(_) => return Ok(held(&state)),
+                Plan::Skip { through } => {
+                    state.skipped(through);
+                    self.save_webhook_state(&webhook.id, &state)?;
+                }
+                Plan::Post(batch) => {
+                    state.begin(batch.range, now, policy);
+                    self.save_webhook_state(&webhook.id, &state)?;
+                    self.webhooks_in_flight.borrow_mut().insert(webhook.id.clone());
+                    let core = self.clone();
+                    let (webhook, policy) = (webhook.clone(), *policy);
+                    wasm_bindgen_futures::spawn_local(async move {
+                        if let Err(e) = core.deliver(&webhook, batch, policy).await {
+                            worker::console_error!("webhook {}: {e}", webhook.id);
+                        }
+                        core.webhooks_in_flight.borrow_mut().remove(&webhook.id);
+                        if let Err(e) = core.wake_webhooks(SKIPS_PER_WAKE).await {
+                            worker::console_error!("webhooks: {e}");
+                        }
+                    });
+                    return Ok(held(&state));
+                }
+            }
+        }
+        // Still skipping: the scan continues in a later turn.
+        Ok(Woken { at: Some(now + ERROR_RETRY_MS), scan_on: true })
     }
 
     /// One attempt: the signed request, its answer within the timeout, and the state moved.
     async fn deliver(&self, webhook: &Webhook, batch: Batch, policy: RetryPolicy) -> Result<()> {
         let chain = &webhook.chain;
-        let id = message_id(chain, batch.range);
+        let id = batch.id.clone();
         let started = super::super::now_ms();
         let outcome = post(webhook, &id, &batch.body, started / 1000, policy.timeout_ms).await;
         let now = super::super::now_ms();
@@ -242,7 +280,7 @@ impl Core {
             .map(|r| r.with_status(409));
         }
         self.save_webhook_state(&webhook.id, &state)?;
-        self.wake_webhooks().await?;
+        self.wake_webhooks(SKIPS_PER_WAKE).await?;
         let now = super::super::now_ms();
         let state = self.webhook_state(&webhook.id)?.unwrap_or(state);
         Response::from_json(&rpc::WebhookResumed {
@@ -266,7 +304,9 @@ async fn post(
     let signal = controller.signal();
     let attempt = async {
         let headers = Headers::new();
-        let net = |e: worker::Error| Failure::Network(e.to_string());
+        // The runtime's message may quote the URL, whose query can hold the receiver's token.
+        let net =
+            |e: worker::Error| Failure::Network(e.to_string().replace(webhook.url.as_str(), &webhook.url.shown()));
         headers.set("content-type", "application/json").map_err(net)?;
         headers.set("user-agent", concat!("pms-events-webhooks/", env!("CARGO_PKG_VERSION"))).map_err(net)?;
         for (name, value) in signature::headers(&webhook.secret, id, timestamp, body) {
@@ -281,7 +321,13 @@ async fn post(
         let mut resp = Fetch::Request(request).send_with_signal(&signal).await.map_err(net)?;
         let status = resp.status_code();
         match Failure::from_status(status, "") {
-            None => Ok(status),
+            None => {
+                // The answer's body is not needed: cancelled, so its connection is free at once.
+                if let worker::ResponseBody::Stream(body) = resp.body() {
+                    let _ = body.cancel();
+                }
+                Ok(status)
+            }
             Some(_) => Err(Failure::from_status(status, &excerpt(&mut resp).await)
                 .unwrap_or(Failure::Status { status, body: String::new() })),
         }
