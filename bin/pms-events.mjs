@@ -4,12 +4,14 @@
 //
 //   pms-events tail --chain TTE [--from N | --resume FILE]   stream a chain's events as JSON lines
 //   pms-events simulate --chain TTE --rate 50 [--duration 60]  publish a simulated hotel day
+//   pms-events receive [--port 8789]                          a verifying webhook receiver
 //   pms-events config check FILE | config hash-secret        the Worker's own configuration checks
 import { UsageError, Fatal } from "./lib/service.mjs";
 
 const COMMANDS = {
   tail: () => import("./commands/tail.mjs"),
   simulate: () => import("./commands/simulate.mjs"),
+  receive: () => import("./commands/receive.mjs"),
   config: () => import("./commands/config.mjs"),
 };
 

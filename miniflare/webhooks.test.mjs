@@ -286,6 +286,9 @@ test("a webhook failing past the window is paused, and an operator resumes it fr
     assert.equal((await resume({}, "wh-nope")).status, 404);
     const vendor = await tokenFor(w.base, DEMO.app1);
     assert.equal((await request(w.base, "POST", "/admin/v1/chains/TTE/webhooks/wh-pause/resume", { headers: { authorization: `Bearer ${vendor}` } })).status, 403);
+    assert.equal((await request(w.base, "POST", "/admin/v1/chains/TTE/webhooks/wh-pause/resume")).status, 401);
+    assert.equal((await request(w.base, "GET", "/admin/v1/chains/TTE/webhooks")).status, 401);
+    assert.equal((await request(w.base, "GET", "/admin/v1/chains/TTE/webhooks", { headers: { authorization: `Bearer ${vendor}` } })).status, 403);
     assert.equal((await adminWebhooks(w.base, ops)).webhooks[0].paused, true, "refused resumes changed nothing");
 
     healthy = true;
