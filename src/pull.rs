@@ -140,7 +140,23 @@ pub fn read<S: LogStore>(log: &ChainLog<S>, request: &ReadRequest) -> Result<Str
 }
 
 /// The stored body with its offset put into `metadata`: the full `EventHeader`.
+///
+/// Bodies stored by `publish` are written by one serializer, with `"metadata":{` once and
+/// only as the top-level key (every string before it is escaped JSON, so its quotes cannot
+/// form that text): the offset is spliced in there, without parsing the event. A body of
+/// any other shape is parsed and rewritten.
 pub fn write_event(body: &str, offset: Offset, out: &mut String) {
+    const METADATA: &str = "\"metadata\":{";
+    if let Some(i) = body.find(METADATA) {
+        let at = i + METADATA.len();
+        out.push_str(&body[..at]);
+        let _ = write!(out, "\"offset\":\"{offset}\"");
+        if !body[at..].starts_with('}') {
+            out.push(',');
+        }
+        out.push_str(&body[at..]);
+        return;
+    }
     let mut value: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
     if let Some(meta) = value.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
         meta.insert("offset".into(), serde_json::Value::String(offset.to_string()));

@@ -107,3 +107,33 @@ fn a_filter_matching_nothing_reads_at_most_one_turns_budget() {
     let next: usize = v["next"].as_str().unwrap().parse().unwrap();
     assert_eq!(next, PAGE * TurnBudget::PER_TURN.pages + 1, "the next request goes on from there");
 }
+
+#[test]
+fn the_offset_is_spliced_into_a_stored_body_as_parsing_would_put_it() {
+    use pms_events::pull::write_event;
+    let config: pms_events::config::ServiceConfig =
+        pms_events::config::ServiceConfig::parse(include_str!("../config/demo.json")).unwrap();
+    // A real stored body, with text that looks like the key inside a value.
+    let batch = br#"[{"moduleName":"Reservation","eventName":"CHECKIN","primaryKey":"R-1","timestamp":"2026-12-02T10:00:00Z",
+        "hotelId":"TTE01","actionInstanceId":"\"metadata\":{","detail":[{"elementName":"\"metadata\":{x","newValue":"1","oldValue":null}]}]"#;
+    let events = pms_events::publish::validate_batch(batch, config.chain("TTE").unwrap(), &config.limits, || {
+        "0190c6f8-0000-7000-8000-000000000001".into()
+    })
+    .unwrap();
+    let mut spliced = String::new();
+    write_event(&events[0].body, 42, &mut spliced);
+    let value: Value = serde_json::from_str(&spliced).expect("still JSON");
+    assert_eq!(value["metadata"]["offset"], "42");
+    assert_eq!(value["metadata"]["uniqueEventId"], "0190c6f8-0000-7000-8000-000000000001");
+    assert_eq!(value["actionInstanceId"], "\"metadata\":{", "values are untouched");
+    let mut expected: Value = serde_json::from_str(&events[0].body).unwrap();
+    expected["metadata"]["offset"] = "42".into();
+    assert_eq!(value, expected);
+    // An empty metadata object, and a body without one.
+    let mut out = String::new();
+    write_event(r#"{"a":1,"metadata":{}}"#, 7, &mut out);
+    assert_eq!(out, r#"{"a":1,"metadata":{"offset":"7"}}"#);
+    out.clear();
+    write_event(r#"{"a":1}"#, 7, &mut out);
+    assert_eq!(out, r#"{"a":1}"#);
+}
