@@ -83,6 +83,20 @@ pub struct Refusal {
     pub message: String,
 }
 
+impl Refusal {
+    /// `param` (an offset a request named: `offset`, `from`) is past the next offset the
+    /// chain will assign.
+    pub fn offset_out_of_range(param: &str, requested: Offset, head: Offset) -> Refusal {
+        Refusal {
+            code: crate::subscribe::OFFSET_OUT_OF_RANGE.into(),
+            message: format!(
+                "{param} {requested} is beyond the chain's head {head}: the next event will be {}",
+                head + 1
+            ),
+        }
+    }
+}
+
 /// A chain's webhooks as its object knows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -29,8 +29,7 @@ pub async fn chain(req: Request, env: &Env, settings: &Settings, chain: &str, _r
         Ok((_, c)) => c,
         Err(refusal) => return refusal,
     };
-    let url = format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::STATS);
-    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_str(&url).await?;
+    let mut resp = ask_chain(env, &chain_config.code, Method::Get, rpc::chain::STATS, None).await?;
     let n: rpc::ChainNumbers =
         serde_json::from_slice(&resp.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))?;
     // Offsets travel as strings to vendors and operators alike (exact in JavaScript).
@@ -57,10 +56,7 @@ pub async fn restart(req: Request, env: &Env, settings: &Settings, chain: &str, 
         Err(refusal) => return refusal,
     };
     // The object answers, then aborts itself.
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post);
-    let inner = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::RESTART), &init)?;
-    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_request(inner).await?;
+    let mut resp = ask_chain(env, &chain_config.code, Method::Post, rpc::chain::RESTART, None).await?;
     if resp.status_code() != 200 {
         let why = resp.text().await.unwrap_or_default();
         return reply::error(503, "unavailable", format!("the chain object could not be restarted: {why}"));

@@ -366,6 +366,11 @@ fn internal(e: StoreError) -> worker::Error {
     worker::Error::RustError(e.0)
 }
 
+/// A refusal the gateway turns into the vendor's or operator's error.
+fn refuse(status: u16, refusal: &rpc::Refusal) -> Result<Response> {
+    Response::from_json(refusal).map(|r| r.with_status(status))
+}
+
 impl Core {
     fn retention_ms(&self) -> u64 {
         super::settings::load(&self.env)
@@ -620,22 +625,14 @@ impl Core {
                 "subscription.revoked",
                 serde_json::json!({"clientId": spec.client_id, "connectionId": spec.connection_id, "operationId": spec.id, "reason": why}),
             );
-            return Response::from_json(&rpc::Refusal { code: crate::subscribe::FORBIDDEN.into(), message: why })
-                .map(|r| r.with_status(403));
+            return refuse(403, &rpc::Refusal { code: crate::subscribe::FORBIDDEN.into(), message: why });
         }
         let bounds = self.log.bounds().map_err(internal)?;
         let saved = self.saved_cursor(&cursor_key(&spec))?;
         let (start, gap) = match resolve_start(spec.start, &bounds, saved, super::now_ms()) {
             Ok(s) => s,
             Err(StartError::OutOfRange { requested, head }) => {
-                return Response::from_json(&rpc::Refusal {
-                    code: crate::subscribe::OFFSET_OUT_OF_RANGE.into(),
-                    message: format!(
-                        "offset {requested} is beyond the chain's head {head}: the next event will be {}",
-                        head + 1
-                    ),
-                })
-                .map(|r| r.with_status(409));
+                return refuse(409, &rpc::Refusal::offset_out_of_range("offset", requested, head));
             }
         };
         let key = crate::token::random_id();
@@ -721,14 +718,9 @@ impl Core {
                 resp.headers_mut().set("Content-Type", "application/json")?;
                 Ok(resp)
             }
-            Err(crate::pull::ReadError::OutOfRange { requested, head }) => Response::from_json(&rpc::Refusal {
-                code: crate::subscribe::OFFSET_OUT_OF_RANGE.into(),
-                message: format!(
-                    "from {requested} is beyond the chain's head {head}: the next event will be {}",
-                    head + 1
-                ),
-            })
-            .map(|r| r.with_status(409)),
+            Err(crate::pull::ReadError::OutOfRange { requested, head }) => {
+                refuse(409, &rpc::Refusal::offset_out_of_range("from", requested, head))
+            }
             Err(crate::pull::ReadError::Store(e)) => Err(internal(e)),
         }
     }

@@ -11,10 +11,11 @@
 
 use std::rc::Rc;
 
+use super::super::settings::Settings;
 use serde::Deserialize;
 use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Result};
 
-use super::{internal, Core};
+use super::{internal, refuse, Core};
 use crate::chain_log::Offset;
 use crate::rpc;
 use crate::webhook::delivery::{AfterFailure, ResumeError};
@@ -29,6 +30,22 @@ pub(super) const SKIPS_PER_WAKE: usize = 4;
 const ERROR_RETRY_MS: u64 = 5_000;
 /// The part of a receiver's answer kept to explain a failure.
 const ANSWER_EXCERPT_BYTES: usize = 512;
+
+/// A chain's configured webhooks, borrowed from the isolate's settings (no copy per wake-up).
+struct ChainWebhooks {
+    settings: Rc<Settings>,
+    chain: String,
+}
+
+impl ChainWebhooks {
+    fn iter(&self) -> impl Iterator<Item = &Webhook> + '_ {
+        self.settings.config.webhooks_of(&self.chain)
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy::from_limits(&self.settings.config.limits)
+    }
+}
 
 /// What one webhook's wake-up left to do.
 struct Woken {
@@ -70,12 +87,13 @@ impl Core {
         Ok(state)
     }
 
-    /// This chain's webhooks and their timing, from the configuration this object runs with.
-    fn configured_webhooks(&self) -> Option<(Vec<Webhook>, RetryPolicy)> {
+    /// This chain's webhooks, from the configuration this object runs with; `None` when it
+    /// has none (or does not know its chain yet).
+    fn configured_webhooks(&self) -> Option<ChainWebhooks> {
         let chain = self.chain_code()?;
         let settings = super::super::settings::load(&self.env).ok()?;
-        let hooks: Vec<Webhook> = settings.config.webhooks_of(&chain).cloned().collect();
-        (!hooks.is_empty()).then(|| (hooks, RetryPolicy::from_limits(&settings.config.limits)))
+        settings.config.webhooks_of(&chain).next()?;
+        Some(ChainWebhooks { settings, chain })
     }
 
     /// Gives every webhook configured for this chain a state before a publish, so that one
@@ -85,9 +103,9 @@ impl Core {
         if self.webhooks_registered.get() {
             return Ok(());
         }
-        if let Some((hooks, _)) = self.configured_webhooks() {
+        if let Some(hooks) = self.configured_webhooks() {
             let head = self.log.head().map_err(internal)?;
-            for webhook in &hooks {
+            for webhook in hooks.iter() {
                 self.webhook_state_or_new(&webhook.id, head)?;
             }
         }
@@ -100,15 +118,16 @@ impl Core {
     /// only move a filtered cursor one webhook may make here (a publish allows one, so its
     /// answer waits for no long scan); the rest of such a scan goes on in a turn of its own.
     pub(super) async fn wake_webhooks(self: &Rc<Self>, skips: usize) -> Result<()> {
-        let Some((hooks, policy)) = self.configured_webhooks() else {
+        let Some(hooks) = self.configured_webhooks() else {
             return Ok(());
         };
+        let policy = hooks.policy();
         let now = super::super::now_ms();
         let head = self.log.head().map_err(internal)?;
         let mut wake_at: Option<u64> = None;
         let mut earliest = |at: u64| wake_at = Some(wake_at.map_or(at, |w: u64| w.min(at)));
         let mut more_to_scan = false;
-        for webhook in &hooks {
+        for webhook in hooks.iter() {
             match self.wake_webhook(webhook, head, now, skips, &policy) {
                 Ok(Woken { at, scan_on }) => {
                     at.into_iter().for_each(&mut earliest);
@@ -246,9 +265,11 @@ impl Core {
         let head = self.log.head().map_err(internal)?;
         let now = super::super::now_ms();
         let mut list = Vec::new();
-        for webhook in self.configured_webhooks().map(|(hooks, _)| hooks).unwrap_or_default() {
-            let state = self.webhook_state_or_new(&webhook.id, head)?;
-            list.push(state.status(&webhook, head, now));
+        if let Some(hooks) = self.configured_webhooks() {
+            for webhook in hooks.iter() {
+                let state = self.webhook_state_or_new(&webhook.id, head)?;
+                list.push(state.status(webhook, head, now));
+            }
         }
         Response::from_json(&rpc::Webhooks { head_offset: head, webhooks: list })
     }
@@ -257,27 +278,18 @@ impl Core {
     pub(super) async fn resume_webhook(self: &Rc<Self>, mut req: Request) -> Result<Response> {
         let ask: rpc::ResumeWebhook =
             serde_json::from_slice(&req.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let Some(webhook) =
-            self.configured_webhooks().and_then(|(hooks, _)| hooks.into_iter().find(|w| w.id == ask.id))
-        else {
-            return Response::from_json(&rpc::Refusal {
-                code: "not_found".into(),
-                message: format!("chain has no webhook {:?}", ask.id),
-            })
-            .map(|r| r.with_status(404));
+        let hooks = self.configured_webhooks();
+        let Some(webhook) = hooks.as_ref().and_then(|hooks| hooks.iter().find(|w| w.id == ask.id)).cloned() else {
+            return refuse(
+                404,
+                &rpc::Refusal { code: "not_found".into(), message: format!("chain has no webhook {:?}", ask.id) },
+            );
         };
         let bounds = self.log.bounds().map_err(internal)?;
         let mut state = self.webhook_state_or_new(&webhook.id, bounds.head_offset)?;
         let was_paused = state.paused();
         if let Err(ResumeError::OutOfRange { requested, head }) = state.resume(ask.from, &bounds) {
-            return Response::from_json(&rpc::Refusal {
-                code: crate::subscribe::OFFSET_OUT_OF_RANGE.into(),
-                message: format!(
-                    "from {requested} is beyond the chain's head {head}: the next event will be {}",
-                    head + 1
-                ),
-            })
-            .map(|r| r.with_status(409));
+            return refuse(409, &rpc::Refusal::offset_out_of_range("from", requested, head));
         }
         self.save_webhook_state(&webhook.id, &state)?;
         self.wake_webhooks(SKIPS_PER_WAKE).await?;
