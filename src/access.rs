@@ -51,3 +51,22 @@ pub fn chain_access<'c>(
     };
     Ok((chain, Grant { chain: chain.code.clone(), properties }))
 }
+
+/// Every chain the token holder may use with `scope`, in the token's order: the chains it
+/// names that the configuration in force still grants (a chain withdrawn since the token
+/// was issued is left out, as [`chain_access`] would refuse it).
+pub fn granted_chains<'c>(
+    config: &'c ServiceConfig,
+    claims: &AccessClaims,
+    scope: Scope,
+) -> Result<Vec<(&'c Chain, Grant)>, AccessError> {
+    let mut chains = Vec::new();
+    for granted in &claims.chains {
+        match chain_access(config, claims, scope, &granted.chain) {
+            Ok(access) => chains.push(access),
+            Err(AccessError::Forbidden(_)) if claims.has_scope(scope) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(chains)
+}

@@ -255,6 +255,8 @@ impl EventCache {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pumped {
     pub messages: Vec<String>,
+    /// `next` frames among the messages (the object's delivery count).
+    pub frames: u32,
     pub cut_short: bool,
     /// The subscription failed (an `E` message is the last one): stop serving it.
     pub failed: bool,
@@ -321,6 +323,7 @@ pub fn pump<S: LogStore, P: Projector>(
             cursor.next = e.offset + 1;
             batch.push(e.offset, &frame, &mut out.messages);
             cursor.inflight += 1;
+            out.frames += 1;
         }
         if page.at_end && cursor.inflight < window {
             // The log holds nothing more up to the head read in this same turn.

@@ -11,6 +11,7 @@ pub mod event_id;
 pub mod fanout;
 pub mod graphql;
 pub mod oauth;
+pub mod pages;
 pub mod protocol;
 pub mod publish;
 pub mod pull;

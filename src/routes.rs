@@ -1,5 +1,7 @@
 //! The public routes, matched without the runtime so the table is tested natively.
 
+use crate::pages::{self, Page, Served};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Healthz,
@@ -18,6 +20,8 @@ pub enum Route {
     Pull {
         chain: String,
     },
+    /// Every chain the admin may see, with its numbers (the dashboard polls this).
+    AdminChains,
     AdminChain {
         chain: String,
     },
@@ -35,6 +39,8 @@ pub enum Route {
         webhook: String,
     },
     Subscriptions,
+    /// A page or one of its files, from the static assets.
+    Static(Served),
     NotFound,
     /// The path exists but not for this method; `allow` is the `Allow` header.
     MethodNotAllowed {
@@ -59,6 +65,7 @@ pub fn route(method: &str, path: &str) -> Route {
                 _ => Route::MethodNotAllowed { allow: "GET, POST" },
             };
         }
+        ["admin", "v1", "chains"] => (Route::AdminChains, "GET"),
         ["admin", "v1", "chains", chain] if !chain.is_empty() => {
             (Route::AdminChain { chain: chain.to_string() }, "GET")
         }
@@ -72,6 +79,9 @@ pub fn route(method: &str, path: &str) -> Route {
             (Route::AdminWebhookResume { chain: chain.to_string(), webhook: webhook.to_string() }, "POST")
         }
         ["subscriptions"] => (Route::Subscriptions, "GET"),
+        ["playground"] => (Route::Static(Served::Page(Page::Playground)), "GET"),
+        ["dashboard"] => (Route::Static(Served::Page(Page::Dashboard)), "GET"),
+        ["assets", name] if pages::is_asset_name(name) => (Route::Static(Served::Asset), "GET"),
         _ => return Route::NotFound,
     };
     let allowed = method == allow || (allow == "GET" && method == "HEAD");

@@ -61,6 +61,10 @@ pub struct ChainNumbers {
     pub retained_events: u64,
     pub subscribers: usize,
     pub last_publish_at: Option<u64>,
+    /// `next` frames the object sent to its subscriptions since `counting_since` (ms), when
+    /// this instance of the object started: a restart or a deploy starts a new count.
+    pub deliveries: u64,
+    pub counting_since: u64,
 }
 
 /// Whether an app key streams on a connection other than `connection`.

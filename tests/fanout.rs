@@ -272,6 +272,7 @@ fn a_filter_matching_nothing_reads_at_most_the_budget_per_turn_and_reports_progr
         let b = out.messages.into_iter().next().expect("a progress batch");
         let parsed = parse_batch(&b).unwrap();
         assert!(parsed.frames.is_empty());
+        assert_eq!(out.frames, 0, "a progress batch is not a delivery");
         assert_eq!(parsed.through, cursor.next - 1);
         assert!(parsed.through > last_through);
         last_through = parsed.through;
@@ -292,6 +293,7 @@ fn pages_already_read_in_the_turn_cost_no_budget() {
         let mut cursor = Cursor { next: 1, inflight: 0 };
         let out = pump(&log, &s, &key, &mut cursor, 50, 512, &mut cache, &mut budget).unwrap();
         assert_eq!(delivered(&out.messages[0]).len(), 50, "every subscriber of the turn is served");
+        assert_eq!(out.frames, 50, "the delivery count is the frames sent");
     }
     assert_eq!(log.store().reads.get(), 1, "one read for twenty subscribers");
 }

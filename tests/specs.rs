@@ -13,7 +13,7 @@ fn openapi() -> Value {
 
 /// A documented path with its parameters filled in.
 fn concrete(path: &str) -> String {
-    path.replace("{chainCode}", "TTE").replace("{webhookId}", "wh-1")
+    path.replace("{chainCode}", "TTE").replace("{webhookId}", "wh-1").replace("{file}", "playground-1a2b.js")
 }
 
 #[test]

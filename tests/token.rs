@@ -245,3 +245,29 @@ fn the_kept_tokens_are_bounded() {
     }
     assert!(ks.verified_tokens_kept() > VERIFIED_TOKENS_KEPT / 2 - 100, "only the expired ones were dropped");
 }
+
+#[test]
+fn granted_chains_lists_the_token_chains_the_configuration_still_grants() {
+    use pms_events::access::{granted_chains, AccessError};
+    let config = demo_config();
+    let ops = claims("ops-admin");
+    let codes = |list: Vec<(&pms_events::config::Chain, pms_events::config::Grant)>| {
+        list.into_iter().map(|(c, _)| c.code.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(codes(granted_chains(&config, &ops, Scope::Admin).unwrap()), ["TTE", "HTBTTE"]);
+    // A chain withdrawn from the configuration after the token was issued is left out.
+    let mut json = common::demo_json();
+    let ops_grants = json["clients"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["id"] == "ops-admin")
+        .map(|c| &mut c["grants"])
+        .unwrap();
+    *ops_grants = serde_json::json!([{ "chain": "HTBTTE" }]);
+    let narrowed = pms_events::config::ServiceConfig::parse(&json.to_string()).unwrap();
+    assert_eq!(codes(granted_chains(&narrowed, &ops, Scope::Admin).unwrap()), ["HTBTTE"]);
+    // A vendor's token holds no admin scope: refused, not an empty list.
+    let vendor = claims("client-app-001");
+    assert!(matches!(granted_chains(&config, &vendor, Scope::Admin), Err(AccessError::Forbidden(_))));
+}

@@ -24,26 +24,55 @@ fn authorize<'c>(
     Ok((token, chain_config))
 }
 
+/// A chain's numbers as operators read them. Offsets travel as strings to vendors and
+/// operators alike (exact in JavaScript).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChainStats<'a> {
+    chain_code: &'a str,
+    head_offset: String,
+    oldest_offset: Option<String>,
+    retained_events: u64,
+    subscribers: usize,
+    last_publish_at: Option<u64>,
+    deliveries: u64,
+    counting_since: u64,
+}
+
+async fn chain_stats<'a>(env: &Env, chain: &'a Chain) -> Result<ChainStats<'a>> {
+    let mut resp = ask_chain(env, &chain.code, Method::Get, rpc::chain::STATS, None).await?;
+    let n: rpc::ChainNumbers = decode(&resp.bytes().await?)?;
+    Ok(ChainStats {
+        chain_code: &chain.code,
+        head_offset: n.head_offset.to_string(),
+        oldest_offset: n.oldest_offset.map(|o| o.to_string()),
+        retained_events: n.retained_events,
+        subscribers: n.subscribers,
+        last_publish_at: n.last_publish_at,
+        deliveries: n.deliveries,
+        counting_since: n.counting_since,
+    })
+}
+
 pub async fn chain(req: Request, env: &Env, settings: &Settings, chain: &str, _request_id: &str) -> Result<Response> {
     let chain_config = match authorize(&req, settings, chain) {
         Ok((_, c)) => c,
         Err(refusal) => return refusal,
     };
-    let mut resp = ask_chain(env, &chain_config.code, Method::Get, rpc::chain::STATS, None).await?;
-    let n: rpc::ChainNumbers =
-        serde_json::from_slice(&resp.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    // Offsets travel as strings to vendors and operators alike (exact in JavaScript).
-    reply::json(
-        200,
-        &json!({
-            "chainCode": chain_config.code,
-            "headOffset": n.head_offset.to_string(),
-            "oldestOffset": n.oldest_offset.map(|o| o.to_string()),
-            "retainedEvents": n.retained_events,
-            "subscribers": n.subscribers,
-            "lastPublishAt": n.last_publish_at,
-        }),
-    )
+    reply::json(200, &chain_stats(env, chain_config).await?)
+}
+
+/// `GET /admin/v1/chains`: the numbers of every chain the admin may see, asked of their
+/// objects at once (the configuration bounds how many chains an enterprise has).
+pub async fn chains(req: Request, env: &Env, settings: &Settings, _request_id: &str) -> Result<Response> {
+    let chains = match verified_claims(&req, settings)
+        .and_then(|token| crate::access::granted_chains(&settings.config, &token.claims, Scope::Admin))
+    {
+        Ok(chains) => chains,
+        Err(e) => return access_error(e),
+    };
+    let stats = futures::future::try_join_all(chains.iter().map(|(chain, _)| chain_stats(env, chain))).await?;
+    reply::json(200, &json!({ "chains": stats }))
 }
 
 /// Restarts the chain's object the way a deploy or an eviction does: its in-memory state is

@@ -94,6 +94,10 @@ pub struct Core {
     webhooks_in_flight: RefCell<HashSet<String>>,
     /// Every configured webhook has a state row (see `register_webhooks`).
     webhooks_registered: Cell<bool>,
+    /// `next` frames sent since `started_at` (ms): the admin API's delivery count. Kept in
+    /// memory, not storage: a write per fan-out would cost more than the count is worth.
+    deliveries: Cell<u64>,
+    started_at: u64,
 }
 
 impl std::ops::Deref for ChainLog {
@@ -483,6 +487,8 @@ impl Core {
             retained_events: stats.retained_events,
             subscribers: self.state.get_websockets().len(),
             last_publish_at: self.log.store().meta("last_publish_at").map_err(internal)?,
+            deliveries: self.deliveries.get(),
+            counting_since: self.started_at,
         })
     }
 }
@@ -531,6 +537,7 @@ impl Core {
         for message in &pumped.messages {
             ws.send_with_str(message)?;
         }
+        self.deliveries.set(self.deliveries.get() + u64::from(pumped.frames));
         if pumped.failed {
             // The `E` message said why; the gateway ends the operation.
             self.forget(ws);
@@ -789,6 +796,8 @@ impl DurableObject for ChainLog {
             chain_code: RefCell::new(None),
             webhooks_in_flight: RefCell::new(HashSet::new()),
             webhooks_registered: Cell::new(false),
+            deliveries: Cell::new(0),
+            started_at: super::now_ms(),
         };
         core.drop_orphans();
         ChainLog { core: Rc::new(core) }

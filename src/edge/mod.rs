@@ -6,6 +6,7 @@ mod admin;
 mod chain_object;
 mod gateway;
 mod guard_object;
+mod pages;
 mod publish;
 mod pull;
 mod reply;
@@ -139,12 +140,17 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
             | Route::OpenApi
             | Route::AsyncApi
             | Route::Pull { .. }
+            | Route::Static(_)
     ) {
         drain(&mut req).await;
     }
     // The API descriptions are static: served even when the configuration is broken.
     if let Some(spec) = crate::specs::served_at(&route) {
         return reply::spec(spec);
+    }
+    // So are the pages: they show their own errors when the API answers with one.
+    if let Route::Static(served) = route {
+        return pages::serve(&req, env, served).await;
     }
     let settings = match settings::load(env) {
         Ok(s) => s,
@@ -175,6 +181,7 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
         }
         // Answered above, before the configuration is loaded; the arm keeps the match whole.
         Route::OpenApi | Route::AsyncApi => reply::spec(crate::specs::served_at(&route).unwrap_or_default()),
+        Route::Static(served) => pages::serve(&req, env, served).await,
         Route::Jwks => {
             let resp = reply::json(200, &settings.keys.jwks())?;
             reply::with_header(resp, "Cache-Control", "public, max-age=300")
@@ -182,6 +189,7 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
         Route::Tokens => tokens::handle(req, env, &settings, request_id).await,
         Route::Publish { chain } => publish::handle(req, env, &settings, &chain, request_id).await,
         Route::Pull { chain } => pull::handle(req, env, &settings, &chain, request_id).await,
+        Route::AdminChains => admin::chains(req, env, &settings, request_id).await,
         Route::AdminChain { chain } => admin::chain(req, env, &settings, &chain, request_id).await,
         Route::AdminRestart { chain } => admin::restart(req, env, &settings, &chain, request_id).await,
         Route::AdminWebhooks { chain } => admin::webhooks(req, env, &settings, &chain, request_id).await,
