@@ -13,4 +13,5 @@ if [ "${1:-}" = "--dev" ]; then
 else
   worker-build --release
 fi
+node pages/build.mjs
 ls -l build/index_bg.wasm | awk '{print "build: wasm " $5 " bytes"}'
