@@ -1,5 +1,5 @@
 // GraphiQL 4 renders a few things that fail WCAG checks (axe-core): CodeMirror's hidden
-// textareas have no label, each tab is a `role="tab"` that contains its close button, and
+// textareas have no label, each tab of a `role="tablist"` holds a close button beside it, and
 // CodeMirror's scroll area cannot be reached by keyboard. GraphiQL re-renders these, so a
 // MutationObserver mends them each time; every change is idempotent (no observer loop).
 
@@ -30,22 +30,28 @@ function mend(host) {
       }
     }
   }
-  // The tab role moves from the list item to its title button, beside the close button.
+  // GraphiQL's tab list holds each tab's close button beside the tab, which a tablist may
+  // not. So the tabs become what they behave as: a list of buttons, the active one marked
+  // aria-current, each close button naming the tab it closes.
+  for (const list of host.querySelectorAll("ul.graphiql-tabs")) unset(list, "role");
   for (const tab of host.querySelectorAll(".graphiql-tab")) {
     const title = tab.querySelector(".graphiql-tab-button");
     if (!title) continue;
-    const selected = tab.classList.contains("graphiql-tab-active") ? "true" : "false";
-    set(tab, "role", "presentation");
+    unset(tab, "role");
     unset(tab, "aria-selected");
     unset(tab, "aria-controls");
-    set(title, "role", "tab");
-    set(title, "aria-selected", selected);
+    unset(title, "role");
+    unset(title, "aria-selected");
+    if (tab.classList.contains("graphiql-tab-active")) set(title, "aria-current", "true");
+    else unset(title, "aria-current");
+    const close = tab.querySelector(".graphiql-tab-close");
+    if (close) set(close, "aria-label", `Close tab ${title.textContent.trim()}`);
   }
 }
 
 export function mendAccessibility(host) {
   mend(host);
   const observer = new MutationObserver(() => mend(host));
-  observer.observe(host, { subtree: true, childList: true, attributes: true, attributeFilter: ["class", "role", "aria-selected"] });
+  observer.observe(host, { subtree: true, childList: true, attributes: true, attributeFilter: ["class", "role", "aria-selected", "aria-label"] });
   return () => observer.disconnect();
 }

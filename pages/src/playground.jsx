@@ -2,6 +2,7 @@
 // same protocol and credentials a vendor's code uses), with every event listed by offset.
 import { createRoot } from "react-dom/client";
 import { GraphiQL } from "graphiql";
+import { parse } from "graphql";
 import { createClient } from "graphql-ws";
 import { mendAccessibility } from "./graphiql-a11y.js";
 import { mountSignIn } from "./session.js";
@@ -108,6 +109,22 @@ function recordEvent(result) {
 }
 
 /**
+ * The operation to run. GraphiQL 4 can send the operation name of the tab shown before
+ * (switch from NewEvents to Help and run: it asks for "NewEvents"); the name is kept only
+ * when the document defines it, else a document of one operation runs that one.
+ */
+function operationNameIn(query, asked) {
+  let names;
+  try {
+    names = parse(query).definitions.filter((d) => d.kind === "OperationDefinition").map((d) => d.name?.value);
+  } catch {
+    return asked ?? undefined; // the service answers a syntax error in its own words
+  }
+  if (asked && names.includes(asked)) return asked;
+  return names.length === 1 ? names[0] ?? undefined : asked ?? undefined;
+}
+
+/**
  * GraphiQL's fetcher, as an Observable: `unsubscribe` (GraphiQL's stop button, or a new
  * run) completes the operation on the server at once. A socket closed by the server ends
  * the operation with its reason, in words, as the result.
@@ -117,7 +134,7 @@ function fetcherFor(session) {
   return (params) => ({
     subscribe(observer) {
       const dispose = client.subscribe(
-        { query: params.query, variables: params.variables ?? undefined, operationName: params.operationName ?? undefined },
+        { query: params.query, variables: params.variables ?? undefined, operationName: operationNameIn(params.query, params.operationName) },
         {
           next: (result) => {
             recordEvent(result);
