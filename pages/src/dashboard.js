@@ -34,7 +34,10 @@ function field(dl, name, label) {
   dt.textContent = label;
   const dd = document.createElement("dd");
   dd.dataset.field = name;
-  dl.append(dt, dd);
+  // A div per pair keeps each label above its value however the grid wraps.
+  const pair = document.createElement("div");
+  pair.append(dt, dd);
+  dl.append(pair);
   return dd;
 }
 
@@ -70,7 +73,8 @@ function createCard(code) {
       cursor: { show: false },
       scales: { x: { time: true }, publish: { range: (u, min, max) => [0, Math.max(1, max)] }, delivery: { range: (u, min, max) => [0, Math.max(1, max)] } },
       axes: [
-        {},
+        // Clock time to the second (uPlot's default shows fractions of a second).
+        { space: 90, values: (u, ticks) => ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour12: false })) },
         { scale: "publish", label: "events/s published", stroke: PUBLISH_COLOUR, size: 55 },
         { scale: "delivery", label: "frames/s delivered", side: 1, stroke: DELIVERY_COLOUR, grid: { show: false }, size: 55 },
       ],
