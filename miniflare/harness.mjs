@@ -71,6 +71,16 @@ export async function startWorker(opts = {}) {
       SIGNING_KEYS: JSON.stringify(signingKeys),
     },
     durableObjectsPersist: opts.persist ?? false,
+    // `pages`: the built pages as static assets, the Worker run first as in wrangler.toml.
+    ...(opts.pages
+      ? {
+          assets: {
+            directory: path.join(root, "build/pages"),
+            binding: "ASSETS",
+            routerConfig: { has_user_worker: true, invoke_user_worker_ahead_of_assets: true },
+          },
+        }
+      : {}),
     host: "127.0.0.1",
     port: 0,
     // `direct`: a socket straight to the worker, without the request router miniflare puts
@@ -199,11 +209,14 @@ export function decodeJwt(token) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `cond` every 10 ms until it returns a truthy value (returned) or `ms` pass (throws). */
+/**
+ * Polls `cond` (sync or async) every 10 ms until it returns a truthy value (returned) or
+ * `ms` pass (throws).
+ */
 export async function until(cond, ms, what) {
   const deadline = Date.now() + ms;
   for (;;) {
-    const v = cond();
+    const v = await cond();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await sleep(10);

@@ -14,6 +14,13 @@ if ! command -v pkg-config >/dev/null || ! dpkg -s libssl-dev >/dev/null 2>&1; t
   apt-get update -qq && apt-get install -y -qq pkg-config libssl-dev >/dev/null
 fi
 
+# Debian's Chromium for the browser tests of the pages (driven by playwright-core; no
+# browser download from a CDN).
+if ! command -v chromium >/dev/null; then
+  step "apt: chromium (about 2 minutes cold)"
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   step "rustup: wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
