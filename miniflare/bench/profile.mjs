@@ -7,6 +7,7 @@
 //   node miniflare/bench/profile.mjs [--batch=N] [--seconds=S] [--publishers=P] [--top=K]
 //                                    [--subscribers=N] [--callers=NAME] [--save=FILE.cpuprofile]
 //                                    [--direct=1] (bypass miniflare's local request router)
+//                                    [--floor=1] (profile the publish floor instead: publish-floor.mjs)
 //
 // `core:user:` is our worker and its Durable Objects (one isolate); `core:entry` is the
 // request router miniflare puts in front of it locally (not part of a deployment).
@@ -14,6 +15,7 @@
 import { writeFileSync } from "node:fs";
 import WebSocket from "ws";
 import { startWorker, tokenFor, publish, event, DEMO } from "../harness.mjs";
+import { startFloor, floorPath } from "./publish-floor.mjs";
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => {
   const m = /^--([a-z]+)=(.*)$/.exec(a);
@@ -27,7 +29,10 @@ const top = args.top ?? 35;
 const subscribers = args.subscribers ?? 0;
 const PORT = 9300 + Math.floor(Math.random() * 500);
 
-const post = (base, token, body) => publish(base, token, "TTE", body).then((r) => r.status, () => 0);
+const floor = Boolean(args.floor);
+const post = floor
+  ? (base, _token, body) => fetch(base + floorPath("TTE"), { method: "POST", body }).then(async (r) => (await r.arrayBuffer(), r.status), () => 0)
+  : (base, token, body) => publish(base, token, "TTE", body).then((r) => r.status, () => 0);
 
 /** A minimal Chrome DevTools Protocol session over the inspector's WebSocket. */
 async function cdp(url) {
@@ -125,9 +130,9 @@ function selfTimes(profile) {
   return [...totals.entries()].sort((a, b) => b[1] - a[1]);
 }
 
-const w = await startWorker({ miniflare: { inspectorPort: PORT }, direct: Boolean(args.direct) });
+const w = await (floor ? startFloor : startWorker)({ miniflare: { inspectorPort: PORT }, direct: Boolean(args.direct) });
 try {
-  const pms = await tokenFor(w.base, DEMO.pms1);
+  const pms = floor ? null : await tokenFor(w.base, DEMO.pms1);
   const sockets = [];
   if (subscribers) {
     const app1 = await tokenFor(w.base, DEMO.app1);

@@ -26,6 +26,7 @@ import { createHash } from "node:crypto";
 import path from "node:path";
 import WebSocket from "ws";
 import { startWorker, tokenFor, event, DEMO } from "../harness.mjs";
+import { startFloor, floorPath } from "./publish-floor.mjs";
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 
@@ -258,6 +259,26 @@ async function withWorker(label, fn, { expectAudit = [], direct = DIRECT } = {})
   }
 }
 
+/** Like withWorker, for the publish floor (publish-floor.mjs): its own workerd, same options. */
+async function withFloor(label, fn, { direct = DIRECT } = {}) {
+  const before = new Set(childPids().map((p) => p.pid));
+  const sink = new LogSink(label, []);
+  const stdio = (stdout, stderr) => {
+    for (const stream of [stdout, stderr]) stream.on("data", (chunk) => chunk.toString().split("\n").filter(Boolean).forEach((l) => sink.push(l)));
+  };
+  const w = await startFloor({ direct, handleRuntimeStdio: stdio });
+  const kids = childPids().filter((p) => !before.has(p.pid));
+  const pid = (kids.find((p) => p.comm.startsWith("workerd")) ?? kids[0])?.pid;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  try {
+    return await fn({ ...w, pid, sink, agent, label });
+  } finally {
+    agent.destroy();
+    await w.dispose();
+    if (sink.problemCount > 0) suspicious(`runtime output (${label})`, `${sink.problemCount} non-routine line(s); first: ${sink.problems.slice(0, 3).join(" | ")}`);
+  }
+}
+
 async function closeSockets(list, graceMs = 2000) {
   const open = list.filter((ws) => ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING);
   if (open.length === 0) return;
@@ -318,6 +339,22 @@ async function publishBody(ctx, body) {
     try { res.offsets = JSON.parse(res.text).offsets.map(Number); } catch { res.offsets = null; }
   }
   return res;
+}
+
+/** Publishes a JSON body to the floor worker (publish-floor.mjs), which takes no token. */
+async function floorPublish(ctx, body) {
+  const res = await post(ctx, floorPath(CHAIN), null, body);
+  if (res.status === 200) {
+    try { res.offsets = JSON.parse(res.text).offsets.map(Number); } catch { res.offsets = null; }
+  }
+  return res;
+}
+
+/** The floor's head and retained rows, read back from its storage. */
+async function floorStats(ctx) {
+  const res = await get(ctx, floorPath(CHAIN), null);
+  if (res.status !== 200 || !res.json) return { head: NaN, retained: NaN };
+  return { head: Number(res.json.head), retained: Number(res.json.retained) };
 }
 
 /** Chain numbers from the admin endpoint: head, retained, attached subscribers. */
@@ -462,24 +499,31 @@ async function scenarioPublish() {
     { batch: 1, events: n(4000, 200) },
     { batch: 10, events: n(20000, 1000) },
     { batch: 100, events: n(100000, 2000) },
-    // The same row without miniflare's local request router (a deployment has none); with
+    // The floor: a Durable Object that only inserts the same rows (publish-floor.mjs).
+    { batch: 100, events: n(100000, 2000), floor: true },
+    // The same rows without miniflare's local request router (a deployment has none); with
     // BENCH_DIRECT=1 every row already goes direct.
-    ...(DIRECT ? [] : [{ batch: 100, events: n(100000, 2000), direct: true }]),
+    ...(DIRECT ? [] : [
+      { batch: 100, events: n(100000, 2000), direct: true },
+      { batch: 100, events: n(100000, 2000), direct: true, floor: true },
+    ]),
   ];
   const capMs = secs(20) * 1000;
   // The same load first, so the measured window sees a long-lived isolate's steady state
   // (V8 tiers the wasm up within the first seconds), as the fan-out target rows do.
   const warmMs = (OPTS.quick ? 0.5 : 2) * 1000;
   const rows = [];
-  for (const { batch, events, direct = DIRECT } of plan) {
-    const label = `${batch}${direct && !DIRECT ? " direct" : ""}`;
-    const row = await withWorker(`publish b=${label}`, async (ctx) => {
+  const rates = {};
+  for (const { batch, events, direct = DIRECT, floor = false } of plan) {
+    const label = `${floor ? "floor " : ""}${batch}${direct && !DIRECT ? " direct" : ""}`;
+    const run = async (ctx) => {
       const body = JSON.stringify(Array.from({ length: batch }, (_, i) => event(i % 2 ? "TTE02" : "TTE01")));
+      const send = floor ? () => floorPublish(ctx, body) : () => publishBody(ctx, body);
       let warm = 0;
       const w0 = now();
       await Promise.all(Array.from({ length: publishers }, async () => {
         while (now() - w0 < warmMs) {
-          const res = await publishBody(ctx, body); // counted in the offsets check below
+          const res = await send(); // counted in the offsets check below
           if (res.status !== 200) throw new Error(`warm-up publish failed: ${res.status} ${res.text.slice(0, 200)}`);
           warm += batch;
         }
@@ -493,7 +537,7 @@ async function scenarioPublish() {
       await Promise.all(Array.from({ length: publishers }, async () => {
         while (sent < requests && now() - t0 < capMs) {
           sent++;
-          const res = await publishBody(ctx, body);
+          const res = await send();
           lat.push(res.ms);
           if (res.status === 200 && res.offsets?.length === batch) book.add(res.offsets);
           else { failed++; firstFailure ??= `${res.status} ${res.text.slice(0, 200)}`; }
@@ -501,7 +545,7 @@ async function scenarioPublish() {
       }));
       const elapsed = (now() - t0) / 1000;
       const c = cpu(), peak = rss();
-      const stats = await chainStats(ctx);
+      const stats = floor ? await floorStats(ctx) : await chainStats(ctx);
       const stored = book.count;
       const missing = book.missingUpTo(stats.head) - warm;
       let check = "ok";
@@ -511,16 +555,23 @@ async function scenarioPublish() {
         check = "PROBLEM";
         suspicious(ctx.label, `expected head = retained = ${warm + stored}, got head ${stats.head}, retained ${stats.retained}, ${missing} offsets never returned`);
       }
+      rates[label] = stored / elapsed;
       progress(`publish batch ${label}: ${fmt.int(stored / elapsed)} events/s`);
       return [label, fmt.int(stored), `${elapsed.toFixed(2)} s`, fmt.int(stored / elapsed), fmt.int(sent / elapsed),
         fmt.ms(lat.pct(50)), fmt.ms(lat.pct(99)), fmt.pct(c.workerdPct), fmt.pct(c.nodePct), fmt.us((c.workerdSec * 1e6) / stored), fmt.mib(peak), check];
-    }, { direct });
-    rows.push(row);
+    };
+    rows.push(floor ? await withFloor(`publish b=${label}`, run, { direct }) : await withWorker(`publish b=${label}`, run, { direct }));
   }
+  const versus = (suffix) => {
+    const ours = rates[`100${suffix}`], base = rates[`floor 100${suffix}`];
+    return ours && base ? `batch 100${suffix}: ${fmt.int(ours)} / ${fmt.int(base)} events/s = ${(ours / base).toFixed(2)} of the floor` : null;
+  };
   table(`1a. Publish throughput, chain ${CHAIN}, ${publishers} concurrent publishers (keep-alive node:http), fresh worker per row, after ${warmMs / 1000} s of the same load`,
     ["batch", "events", "time", "events/s", "requests/s", "req p50", "req p99", "workerd CPU", "node CPU", "workerd CPU/event", "workerd RSS peak", "check"],
     rows, ["CPU% is of one core (200% = both cores). check: every request 200, offsets unique and contiguous, head = retained = events published (warm-up included).",
-      "direct: requests go straight to the worker, without the request router miniflare puts in front of it locally (a deployment has none)."]);
+      "direct: requests go straight to the worker, without the request router miniflare puts in front of it locally (a deployment has none).",
+      "floor: a JavaScript Durable Object in the same workerd that only inserts the same rows (same schema, indexes, rows per statement, batch), without token, validation, duplicate lookup or wasm (publish-floor.mjs).",
+      ...["", " direct"].map(versus).filter(Boolean).map((v) => `service vs floor, ${v}`)]);
 
   // Sequential single-event publishes.
   const seqCount = n(1000, 100);

@@ -4,8 +4,9 @@
 //! `GET …/webhooks` lists its webhooks and `POST …/webhooks/{id}/resume` resumes one.
 
 use serde_json::json;
-use worker::{Env, Method, Request, RequestInit, Response, Result};
+use worker::{Env, Method, Request, Response, Result};
 
+use super::ask::{ask, Answer, Ask};
 use super::settings::Settings;
 use super::{access_error, audit, chain_stub, reply, verified_claims};
 use crate::config::{Chain, Scope};
@@ -40,8 +41,8 @@ struct ChainStats<'a> {
 }
 
 async fn chain_stats<'a>(env: &Env, chain: &'a Chain) -> Result<ChainStats<'a>> {
-    let mut resp = ask_chain(env, &chain.code, Method::Get, rpc::chain::STATS, None).await?;
-    let n: rpc::ChainNumbers = decode(&resp.bytes().await?)?;
+    let n: rpc::ChainNumbers =
+        ask_chain(env, &chain.code, Method::Get, rpc::chain::STATS, Ask::Empty).await?.decode()?;
     Ok(ChainStats {
         chain_code: &chain.code,
         head_offset: n.head_offset.to_string(),
@@ -85,9 +86,9 @@ pub async fn restart(req: Request, env: &Env, settings: &Settings, chain: &str, 
         Err(refusal) => return refusal,
     };
     // The object answers, then aborts itself.
-    let mut resp = ask_chain(env, &chain_config.code, Method::Post, rpc::chain::RESTART, None).await?;
-    if resp.status_code() != 200 {
-        let why = resp.text().await.unwrap_or_default();
+    let answer = ask_chain(env, &chain_config.code, Method::Post, rpc::chain::RESTART, Ask::Empty).await?;
+    if answer.status != 200 {
+        let why = String::from_utf8_lossy(&answer.body);
         return reply::error(503, "unavailable", format!("the chain object could not be restarted: {why}"));
     }
     audit(
@@ -98,17 +99,8 @@ pub async fn restart(req: Request, env: &Env, settings: &Settings, chain: &str, 
 }
 
 /// A request to the chain's object for the admin API, naming the chain to it.
-async fn ask_chain(env: &Env, chain: &str, method: Method, path: &str, body: Option<String>) -> Result<Response> {
-    let headers = worker::Headers::new();
-    headers.set(rpc::CHAIN_HEADER, chain)?;
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
-    let inner = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, path), &init)?;
-    chain_stub(env, chain)?.fetch_with_request(inner).await
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| worker::Error::RustError(e.to_string()))
+async fn ask_chain(env: &Env, chain: &str, method: Method, path: &str, body: Ask<'_>) -> Result<Answer> {
+    ask(&chain_stub(env, chain)?, rpc::CHAIN_ORIGIN, method, path, Some(chain), body).await
 }
 
 /// `GET /admin/v1/chains/{chainCode}/webhooks`: every webhook configured for the chain,
@@ -124,11 +116,11 @@ pub async fn webhooks(
         Ok((_, c)) => c,
         Err(refusal) => return refusal,
     };
-    let mut resp = ask_chain(env, &chain_config.code, Method::Get, rpc::chain::WEBHOOKS, None).await?;
-    if resp.status_code() != 200 {
+    let answer = ask_chain(env, &chain_config.code, Method::Get, rpc::chain::WEBHOOKS, Ask::Empty).await?;
+    if answer.status != 200 {
         return reply::error(503, "unavailable", "the chain object did not answer; retry");
     }
-    let list: rpc::Webhooks = decode(&resp.bytes().await?)?;
+    let list: rpc::Webhooks = answer.decode()?;
     reply::json(
         200,
         &json!({"chainCode": chain_config.code, "headOffset": list.head_offset.to_string(), "webhooks": list.webhooks}),
@@ -168,21 +160,19 @@ pub async fn resume_webhook(
         Ok(from) => from,
         Err(why) => return reply::error(400, "invalid_request", why),
     };
-    let ask = serde_json::to_string(&rpc::ResumeWebhook { id: webhook.to_string(), from })
-        .map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let mut resp = ask_chain(env, &chain_config.code, Method::Post, rpc::chain::RESUME_WEBHOOK, Some(ask)).await?;
-    let status = resp.status_code();
-    let bytes = resp.bytes().await?;
+    let body = Ask::json(&rpc::ResumeWebhook { id: webhook.to_string(), from })?;
+    let answer = ask_chain(env, &chain_config.code, Method::Post, rpc::chain::RESUME_WEBHOOK, body).await?;
+    let status = answer.status;
     match status {
         200 => {}
         404 | 409 => {
-            let refusal: rpc::Refusal = decode(&bytes)?;
+            let refusal: rpc::Refusal = answer.decode()?;
             let status = if status == 404 { 404 } else { 400 };
             return reply::error(status, &refusal.code, refusal.message);
         }
         _ => return reply::error(503, "unavailable", "the chain object did not answer; retry"),
     }
-    let resumed: rpc::WebhookResumed = decode(&bytes)?;
+    let resumed: rpc::WebhookResumed = answer.decode()?;
     audit(
         "webhook.resumed",
         json!({

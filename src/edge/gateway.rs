@@ -22,8 +22,9 @@ use worker::{
     Delay, Env, Headers, Method, Request, RequestInit, Response, Result, WebSocket, WebSocketPair, WebsocketEvent,
 };
 
+use super::ask::{ask, whole_body, Ask};
 use super::settings::Settings;
-use super::{audit, chain_stub, now_ms, reply};
+use super::{audit, chain_stub, guard_stub, now_ms, reply};
 use crate::connect::{check_init, resolve_url_key};
 use crate::fanout::SubscriptionSpec;
 use crate::graphql::{Api, GraphQLError, Operation, QueryContext, SubscribePayload};
@@ -84,15 +85,13 @@ fn too_many(request_id: &str, app_key: &str, retry_after: u64, why: String) -> R
 /// Asks the app key's guard object whether one more upgrade fits its window.
 async fn admit_upgrade(env: &Env, app_key: &str, settings: &Settings) -> Result<Option<u64>> {
     let limits = &settings.config.limits;
-    let stub = env.durable_object("LOGIN_GUARD")?.id_from_name(&format!("upgrade:{app_key}"))?.get_stub()?;
-    let ask = UpgradeRequest { max: limits.max_upgrades_per_app_key, window_seconds: limits.upgrade_window_seconds };
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(&ask).map_err(|e| worker::Error::RustError(e.to_string()))?.into()));
-    let req = Request::new_with_init(&format!("{}{}", rpc::GUARD_ORIGIN, rpc::guard::UPGRADE), &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
+    let stub = guard_stub(env, &format!("upgrade:{app_key}"))?;
+    let body = Ask::json(&UpgradeRequest {
+        max: limits.max_upgrades_per_app_key,
+        window_seconds: limits.upgrade_window_seconds,
+    })?;
     let verdict: UpgradeVerdict =
-        serde_json::from_slice(&resp.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        ask(&stub, rpc::GUARD_ORIGIN, Method::Post, rpc::guard::UPGRADE, None, body).await?.decode()?;
     Ok(verdict.retry_after)
 }
 
@@ -460,10 +459,9 @@ async fn app_key_active_elsewhere(conn: &Rc<Connection>, claims: &crate::token::
             .append_pair("appKey", &query.app_key)
             .append_pair("connection", &query.connection)
             .finish();
-        let url = format!("{}{}?{query}", rpc::CHAIN_ORIGIN, rpc::chain::ACTIVE);
-        let Ok(mut resp) = stub.fetch_with_str(&url).await else { continue };
-        let Ok(bytes) = resp.bytes().await else { continue };
-        if serde_json::from_slice::<rpc::Active>(&bytes).is_ok_and(|a| a.active) {
+        let path = format!("{}?{query}", rpc::chain::ACTIVE);
+        let Ok(answer) = ask(&stub, rpc::CHAIN_ORIGIN, Method::Get, &path, None, Ask::Empty).await else { continue };
+        if answer.decode::<rpc::Active>().is_ok_and(|a| a.active) {
             return true;
         }
     }
@@ -615,7 +613,7 @@ async fn attach(env: &Env, chain: &str, spec: &SubscriptionSpec<crate::graphql::
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let req = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::SUBSCRIBE), &init)?;
-    let mut resp = chain_stub(env, chain)?.fetch_with_request(req).await?;
+    let resp = chain_stub(env, chain)?.fetch_with_request(req).await?;
     if resp.status_code() == 101 {
         let header = |name: &str| resp.headers().get(name).ok().flatten().and_then(|s| s.parse().ok());
         let (start, gap) = (header(rpc::START_HEADER).unwrap_or(0), header(rpc::GAP_HEADER));
@@ -625,7 +623,7 @@ async fn attach(env: &Env, chain: &str, spec: &SubscriptionSpec<crate::graphql::
         };
     }
     let status = resp.status_code();
-    match serde_json::from_slice::<rpc::Refusal>(&resp.bytes().await.unwrap_or_default()) {
+    match serde_json::from_slice::<rpc::Refusal>(&whole_body(resp).await.unwrap_or_default()) {
         Ok(refusal) => Ok(Attached::Refused(GraphQLError::coded(refusal.message, &refusal.code))),
         Err(_) => Err(worker::Error::RustError(format!("the chain object answered {status}"))),
     }

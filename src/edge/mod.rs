@@ -3,6 +3,7 @@
 //! them and the runtime, and is proven end to end in `miniflare/`.
 
 mod admin;
+mod ask;
 mod chain_object;
 mod gateway;
 mod guard_object;
@@ -222,6 +223,11 @@ pub fn source_address(req: &Request) -> String {
 /// The stub of a chain's log object: one per chain code.
 pub fn chain_stub(env: &Env, chain: &str) -> Result<worker::Stub> {
     env.durable_object("CHAIN_LOG")?.id_from_name(chain)?.get_stub()
+}
+
+/// The stub of a login guard object: one per name (`rpc::guard` says which names).
+pub fn guard_stub(env: &Env, name: &str) -> Result<worker::Stub> {
+    env.durable_object("LOGIN_GUARD")?.id_from_name(name)?.get_stub()
 }
 
 /// Maps an authorization failure to its response (401 with a Bearer challenge, or 403).

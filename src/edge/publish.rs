@@ -2,8 +2,9 @@
 //! hand it to the chain's log object; `200` only once the object has stored it.
 
 use serde_json::json;
-use worker::{Env, Method, Request, RequestInit, Response, Result};
+use worker::{Env, Method, Request, Response, Result};
 
+use super::ask::{ask, Ask};
 use super::settings::Settings;
 use super::{access_error, audit, chain_stub, drain, read_body, reply, verified_claims, Body};
 use crate::config::Scope;
@@ -110,24 +111,17 @@ async fn append(env: &Env, chain: &str, events: &mut [crate::publish::ValidEvent
             // looked up like any other.
             events.iter_mut().for_each(|e| e.minted = false);
         }
-        // Bytes, not a string: a JS string would be transcoded on the way out and back in.
         let batch = crate::wire::encode_batch(events);
         let outcome = async {
-            let mut init = RequestInit::new();
             // The chain code names the object to itself (its webhooks are found by it).
-            let headers = worker::Headers::new();
-            headers.set(rpc::CHAIN_HEADER, chain)?;
-            init.with_method(Method::Post)
-                .with_headers(headers)
-                .with_body(Some(js_sys::Uint8Array::from(batch.as_slice()).into()));
-            let inner = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::APPEND), &init)?;
-            let mut resp = chain_stub(env, chain)?.fetch_with_request(inner).await?;
-            if resp.status_code() != 200 {
-                return Err(worker::Error::RustError(format!("the chain log answered {}", resp.status_code())));
+            let stub = chain_stub(env, chain)?;
+            let answer =
+                ask(&stub, rpc::CHAIN_ORIGIN, Method::Post, rpc::chain::APPEND, Some(chain), Ask::Bytes(&batch))
+                    .await?;
+            if answer.status != 200 {
+                return Err(worker::Error::RustError(format!("the chain log answered {}", answer.status)));
             }
-            // serde_json over the bytes: `Response::json` builds a JS value first.
-            serde_json::from_slice::<rpc::Stored>(&resp.bytes().await?)
-                .map_err(|e| worker::Error::RustError(e.to_string()))
+            answer.decode::<rpc::Stored>()
         }
         .await;
         match outcome {

@@ -2,8 +2,9 @@
 //! grant, `hotelCode` within it), then one bounded read of the chain's object.
 
 use serde_json::json;
-use worker::{Env, Method, Request, RequestInit, Response, Result};
+use worker::{Env, Method, Request, Response, Result};
 
+use super::ask::{ask, Ask};
 use super::settings::Settings;
 use super::{access_error, audit, chain_stub, reply, verified_claims};
 use crate::config::Scope;
@@ -49,16 +50,11 @@ pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, r
             }
         };
     let read = ReadRequest { from: params.from, limit: params.limit, filter };
-    let body = serde_json::to_string(&read).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let inner = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::READ), &init)?;
-    let mut resp = chain_stub(env, &chain_config.code)?.fetch_with_request(inner).await?;
-    let status = resp.status_code();
-    let bytes = resp.bytes().await?;
+    let stub = chain_stub(env, &chain_config.code)?;
+    let answer = ask(&stub, rpc::CHAIN_ORIGIN, Method::Post, rpc::chain::READ, None, Ask::json(&read)?).await?;
+    let status = answer.status;
     if status == 409 {
-        let refusal: rpc::Refusal =
-            serde_json::from_slice(&bytes).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let refusal: rpc::Refusal = answer.decode()?;
         refused(400);
         return reply::error(400, &refusal.code, refusal.message);
     }
@@ -67,9 +63,9 @@ pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, r
     }
     audit(
         "pull.served",
-        json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain_config.code, "from": read.from.map(|o| o.to_string()), "bytes": bytes.len()}),
+        json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain_config.code, "from": read.from.map(|o| o.to_string()), "bytes": answer.body.len()}),
     );
-    let mut resp = Response::from_bytes(bytes)?.with_status(200);
+    let mut resp = Response::from_bytes(answer.body)?.with_status(200);
     resp.headers_mut().set("Content-Type", "application/json")?;
     resp.headers_mut().set("Cache-Control", "no-store")?;
     Ok(resp)

@@ -3,10 +3,11 @@
 //! then authenticate, record the outcome, sign.
 
 use serde_json::json;
-use worker::{Env, Method, Request, RequestInit, Response, Result};
+use worker::{Env, Method, Request, Response, Result};
 
+use super::ask::{ask, Ask};
 use super::settings::Settings;
-use super::{audit, now_ms, read_body, reply, source_address, Body};
+use super::{audit, guard_stub, now_ms, read_body, reply, source_address, Body};
 use crate::oauth::{self, OAuthError, TokenHttpRequest};
 use crate::ratelimit::rpc::{self, LoginCheck, LoginRecord, LoginVerdict};
 use crate::ratelimit::LoginLimits;
@@ -124,11 +125,6 @@ async fn guard<B: serde::Serialize, A: serde::de::DeserializeOwned>(
     path: &str,
     body: &B,
 ) -> Result<A> {
-    let stub = env.durable_object("LOGIN_GUARD")?.id_from_name(client_id)?.get_stub()?;
-    let body = serde_json::to_string(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let req = Request::new_with_init(&format!("{}{path}", crate::rpc::GUARD_ORIGIN), &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    serde_json::from_slice(&resp.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))
+    let stub = guard_stub(env, client_id)?;
+    ask(&stub, crate::rpc::GUARD_ORIGIN, Method::Post, path, None, Ask::json(body)?).await?.decode()
 }

@@ -1,0 +1,127 @@
+// The publish floor: what storing a batch costs in this runtime when nothing else is done.
+// A plain JavaScript Worker forwards `POST /floor/{chain}` to one SQLite Durable Object per
+// chain, which parses the JSON array and inserts the rows the chain object inserts: the same
+// `events` table and indexes, the same columns (a UUIDv7 id and its index key, the stored
+// body with the id in `metadata`), the same rows per statement, then the head in `meta`.
+// No token, no validation, no duplicate lookup, no fan-out, no wasm. The bench runs it
+// in the same workerd, with the same options, next to the service's publish rows
+// (scenario 1a), so their ratio is what the service's own work costs on top of storage.
+
+import { Miniflare } from "miniflare";
+import { workerScript } from "../harness.mjs";
+
+// Kept equal to src/edge/chain_object.rs (`SqlLogStore::new`, `insert_all`): the floor is
+// only a floor while it writes what the service writes.
+const SCHEMA = [
+  `CREATE TABLE IF NOT EXISTS events (
+     seq INTEGER PRIMARY KEY,
+     id_key INTEGER NOT NULL,
+     unique_event_id TEXT NOT NULL,
+     hotel_id TEXT NOT NULL,
+     module_name TEXT NOT NULL,
+     event_name TEXT NOT NULL,
+     stored_at INTEGER NOT NULL,
+     body TEXT NOT NULL
+   )`,
+  "CREATE INDEX IF NOT EXISTS events_stored_at ON events(stored_at)",
+  "CREATE INDEX IF NOT EXISTS events_id_key ON events(id_key)",
+  "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+];
+/** Rows per INSERT: the service binds at most 100 parameters a statement, 8 a row. */
+const ROWS_PER_STATEMENT = Math.floor(100 / 8);
+
+const FLOOR_SCRIPT = `
+import { DurableObject } from "cloudflare:workers";
+
+const SCHEMA = ${JSON.stringify(SCHEMA)};
+const ROWS_PER_STATEMENT = ${ROWS_PER_STATEMENT};
+const hex = (n, width) => n.toString(16).padStart(width, "0");
+
+/** A UUIDv7 and the service's index key for it (event_id::index_key: 37 bits of time in
+ *  16 ms steps, then the last 15 random bits). */
+function uuidV7(millis) {
+  const r = crypto.getRandomValues(new Uint16Array(6));
+  const time = hex(millis, 12);
+  const id = time.slice(0, 8) + "-" + time.slice(8) + "-7" + hex(r[0] & 0xfff, 3) + "-" +
+    hex((r[1] & 0x3fff) | 0x8000, 4) + "-" + hex(r[2], 4) + hex(r[3], 4) + hex(r[4], 4);
+  const key = (Math.floor(millis / 16) % 2 ** 37) * 2 ** 15 + (r[4] & 0x7fff);
+  return [id, key];
+}
+
+export class InsertFloor extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    for (const statement of SCHEMA) this.sql.exec(statement);
+    this.head = this.sql.exec("SELECT COALESCE(MAX(seq), 0) AS head FROM events").one().head;
+  }
+
+  async fetch(request) {
+    if (request.method === "GET") {
+      const retained = this.sql.exec("SELECT COUNT(*) AS n FROM events").one().n;
+      return Response.json({ head: this.head, retained });
+    }
+    const events = await request.json();
+    const storedAt = Date.now();
+    const offsets = [];
+    for (let i = 0; i < events.length; i += ROWS_PER_STATEMENT) {
+      const chunk = events.slice(i, i + ROWS_PER_STATEMENT);
+      const bindings = [];
+      for (const e of chunk) {
+        const [id, key] = uuidV7(storedAt);
+        const seq = ++this.head;
+        const { uniqueEventId, ...rest } = e;
+        const body = JSON.stringify({ ...rest, metadata: { uniqueEventId: id } });
+        bindings.push(seq, key, id, e.hotelId, e.moduleName, e.eventName, storedAt, body);
+        offsets.push(String(seq));
+      }
+      const values = new Array(chunk.length).fill("(?, ?, ?, ?, ?, ?, ?, ?)").join(", ");
+      this.sql.exec("INSERT INTO events (seq, id_key, unique_event_id, hotel_id, module_name, event_name, stored_at, body) VALUES " + values, ...bindings);
+    }
+    this.sql.exec("INSERT INTO meta (key, value) VALUES ('head', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", this.head);
+    return Response.json({ offsets });
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    const chain = /^\\/floor\\/([A-Z0-9]{1,20})$/.exec(new URL(request.url).pathname)?.[1];
+    if (!chain || !["GET", "POST"].includes(request.method)) return new Response("not found", { status: 404 });
+    return env.FLOOR.get(env.FLOOR.idFromName(chain)).fetch("https://floor.internal/append", {
+      method: request.method,
+      body: request.method === "POST" ? request.body : undefined,
+    });
+  },
+};
+`;
+
+/** The floor's publish path for a chain. */
+export const floorPath = (chain) => `/floor/${chain}`;
+
+/**
+ * Starts the floor worker with the service's compatibility settings. Options: direct (a
+ * socket straight to the worker, as startWorker's), handleRuntimeStdio, miniflare (more
+ * Miniflare options).
+ */
+export async function startFloor({ direct = false, handleRuntimeStdio, miniflare = {} } = {}) {
+  const mf = new Miniflare({
+    modules: [{ type: "ESModule", path: "floor.mjs", contents: FLOOR_SCRIPT }],
+    compatibilityDate: workerScript.compatibilityDate,
+    compatibilityFlags: workerScript.compatibilityFlags,
+    durableObjects: { FLOOR: { className: "InsertFloor", useSQLite: true } },
+    durableObjectsPersist: false,
+    host: "127.0.0.1",
+    port: 0,
+    ...(direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
+    ...(handleRuntimeStdio ? { handleRuntimeStdio } : {}),
+    ...miniflare, // e.g. `inspectorPort` for the CPU profiler (profile.mjs --floor=1)
+  });
+  const url = direct ? (await mf.ready, await mf.unsafeGetDirectURL()) : await mf.ready;
+  return {
+    mf,
+    base: url.href.replace(/\/$/, ""),
+    async dispose() {
+      await Promise.race([mf.dispose(), new Promise((r) => setTimeout(r, 5000))]);
+    },
+  };
+}
