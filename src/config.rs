@@ -7,8 +7,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::fanout::EventFilter;
-use crate::secret::SecretHash;
+use crate::auth::secret::SecretHash;
+use crate::stream::fanout::EventFilter;
 use crate::webhook::{Webhook, WebhookSecret, WebhookUrl};
 
 /// A scope a client may hold (CONTRACT §3).

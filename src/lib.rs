@@ -1,30 +1,29 @@
 //! PMS Events: real-time hotel PMS event streaming. The modules below are plain Rust and
 //! know nothing of the Workers runtime; `edge` is the thin glue that only exists in the
-//! wasm build.
+//! wasm build. The parts of the system:
+//!
+//! - `auth`: tokens, the OAuth endpoint, grants, the vendor's `connection_init`, guards;
+//! - `publish` validates what the PMS publishes; `log` numbers and keeps it, per chain;
+//! - `stream`: the WebSocket session, subscriptions, delivery from the log and its relay;
+//!   `pull` and `webhook` are the other two ways events leave the log;
+//! - `graphql`: the schema, operations and projections;
+//! - `rpc`: the internal wire between the Worker and its Durable Objects (paths, bodies,
+//!   the batch codecs), used by both sides;
+//! - `config`, `routes`, `audit`, `pages`, `specs`: the service around them.
 
-pub mod access;
 pub mod audit;
-pub mod chain_log;
+pub mod auth;
 pub mod config;
-pub mod connect;
-pub mod event_id;
-pub mod fanout;
 pub mod graphql;
-pub mod oauth;
+pub mod log;
 pub mod pages;
-pub mod protocol;
 pub mod publish;
 pub mod pull;
-pub mod ratelimit;
-pub mod relay;
 pub mod routes;
 pub mod rpc;
-pub mod secret;
 pub mod specs;
-pub mod subscribe;
-pub mod token;
+pub mod stream;
 pub mod webhook;
-pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

@@ -8,22 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::{Chain, Limits};
-
-/// An event that passed validation, in the form the chain log stores.
-#[derive(Debug, Clone)]
-pub struct ValidEvent {
-    pub unique_event_id: String,
-    pub hotel_id: String,
-    pub module_name: String,
-    pub event_name: String,
-    /// The event as delivered to vendors (`EventHeader` without `metadata.offset`), as JSON
-    /// text.
-    pub body: String,
-    /// The id was generated for this request, so it cannot be in the log yet and the log
-    /// skips looking it up. Cleared when the request retries the append: the first attempt
-    /// may have stored it.
-    pub minted: bool,
-}
+pub use crate::log::ValidEvent;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventError {

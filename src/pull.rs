@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain_log::{ChainLog, LogStore, Offset, StoreError};
-use crate::fanout::{resolve_start, EventFilter, Gap, Start, StartError, TurnBudget, PAGE, PAGE_BYTES};
+use crate::log::{ChainLog, LogStore, Offset, StoreError};
+use crate::stream::fanout::{resolve_start, EventFilter, Gap, Start, StartError, TurnBudget, PAGE, PAGE_BYTES};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1_000;
@@ -38,7 +38,8 @@ pub fn parse_params(query: &str) -> Result<PullParams, String> {
         let list = || value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
         match key.as_ref() {
             "from" => {
-                let offset = crate::subscribe::parse_offset(&value).map_err(|e| format!("from: {}", e.message))?;
+                let offset =
+                    crate::stream::subscribe::parse_offset(&value).map_err(|e| format!("from: {}", e.message))?;
                 params.from = Some(offset);
             }
             "limit" => {

@@ -1,6 +1,6 @@
 //! The offset log's rules, against the in-memory reference store.
 
-use pms_events::chain_log::{retention_slack, ChainLog, LogStore, MemoryStore, RETENTION_BATCH};
+use pms_events::log::{retention_slack, ChainLog, LogStore, MemoryStore, RETENTION_BATCH};
 use pms_events::publish::ValidEvent;
 
 fn event(id: &str) -> ValidEvent {
@@ -131,50 +131,44 @@ impl Probe {
 }
 
 impl LogStore for Probe {
-    fn head(&self) -> Result<u64, pms_events::chain_log::StoreError> {
+    fn head(&self) -> Result<u64, pms_events::log::StoreError> {
         self.inner.head()
     }
-    fn set_head(&self, head: u64) -> Result<(), pms_events::chain_log::StoreError> {
+    fn set_head(&self, head: u64) -> Result<(), pms_events::log::StoreError> {
         if self.fail.get() {
-            return Err(pms_events::chain_log::StoreError("disk full".into()));
+            return Err(pms_events::log::StoreError("disk full".into()));
         }
         self.inner.set_head(head)
     }
-    fn offsets_of(
-        &self,
-        ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, u64>, pms_events::chain_log::StoreError> {
+    fn offsets_of(&self, ids: &[&str]) -> Result<std::collections::HashMap<String, u64>, pms_events::log::StoreError> {
         self.asked.borrow_mut().extend(ids.iter().map(|id| id.to_string()));
         self.inner.offsets_of(ids)
     }
-    fn insert_all(
-        &self,
-        events: &[pms_events::chain_log::NewEvent<'_>],
-    ) -> Result<(), pms_events::chain_log::StoreError> {
+    fn insert_all(&self, events: &[pms_events::log::NewEvent<'_>]) -> Result<(), pms_events::log::StoreError> {
         self.inner.insert_all(events)
     }
-    fn oldest(&self) -> Result<Option<(u64, u64)>, pms_events::chain_log::StoreError> {
+    fn oldest(&self) -> Result<Option<(u64, u64)>, pms_events::log::StoreError> {
         self.inner.oldest()
     }
-    fn count(&self) -> Result<u64, pms_events::chain_log::StoreError> {
+    fn count(&self) -> Result<u64, pms_events::log::StoreError> {
         self.inner.count()
     }
     fn read_from(
         &self,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<pms_events::chain_log::StoredEvent>, pms_events::chain_log::StoreError> {
+    ) -> Result<Vec<pms_events::log::StoredEvent>, pms_events::log::StoreError> {
         self.inner.read_from(from, limit)
     }
-    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, pms_events::chain_log::StoreError> {
+    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, pms_events::log::StoreError> {
         self.inner.delete_stored_before(cutoff, limit)
     }
     /// No rollback: the second line of defence (the head never below the stored rows) must
     /// hold on its own.
     fn atomically<T>(
         &self,
-        f: impl FnOnce() -> Result<T, pms_events::chain_log::StoreError>,
-    ) -> Result<T, pms_events::chain_log::StoreError> {
+        f: impl FnOnce() -> Result<T, pms_events::log::StoreError>,
+    ) -> Result<T, pms_events::log::StoreError> {
         f()
     }
 }

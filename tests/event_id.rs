@@ -1,6 +1,6 @@
 //! Generated `uniqueEventId`s and the index key a chain log stores for every id.
 
-use pms_events::event_id::{index_key, uuid_v7};
+use pms_events::log::event_id::{index_key, uuid_v7};
 
 #[test]
 fn a_generated_id_is_a_uuid_v7_carrying_its_millisecond() {

@@ -1,8 +1,9 @@
 //! Start resolution, filters, the window and batch framing of subscription delivery.
 
-use pms_events::chain_log::{ChainLog, LogBounds, MemoryStore};
-use pms_events::fanout::*;
+use pms_events::log::{ChainLog, LogBounds, MemoryStore};
 use pms_events::publish::ValidEvent;
+use pms_events::rpc::delivery::*;
+use pms_events::stream::fanout::*;
 use serde_json::{json, Value};
 
 /// Projects the offset only: enough to see what was delivered.
@@ -100,7 +101,7 @@ fn pump_unbounded<P: Projector + serde::Serialize>(
     head: u64,
     window: u32,
     cache: &mut EventCache,
-) -> Result<Vec<String>, pms_events::chain_log::StoreError> {
+) -> Result<Vec<String>, pms_events::log::StoreError> {
     let mut budget = TurnBudget { pages: usize::MAX, bytes: usize::MAX };
     pump(log, s, key, cursor, head, window, cache, &mut budget).map(|p| p.messages)
 }
@@ -217,9 +218,9 @@ fn retention_overtaking_a_cursor_between_pumps_is_reported_before_the_next_frame
     assert_eq!(batch.gap, Some(3), "the hole is reported from the first missing offset");
     assert_eq!(delivered(&b), vec![6, 7]);
     // The gateway adds it to the first frame it forwards: offset 6.
-    let mut relay = pms_events::relay::Relay::new();
+    let mut relay = pms_events::stream::relay::Relay::new();
     relay.on_attached(1, None, 0);
-    let pms_events::relay::Step::Forward { frames, .. } = relay.on_message(&b) else { panic!() };
+    let pms_events::stream::relay::Step::Forward { frames, .. } = relay.on_message(&b) else { panic!() };
     let first: Value = serde_json::from_str(&frames[0]).unwrap();
     assert_eq!(first["payload"]["extensions"]["gap"], json!({"requested": "3", "resumedAt": "6"}));
     let second: Value = serde_json::from_str(&frames[1]).unwrap();
@@ -394,7 +395,7 @@ fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_byte
 
 #[test]
 fn fan_outs_are_paced_by_subscriptions_and_never_by_more_than_the_cap() {
-    use pms_events::fanout::{fan_out_pace_ms, MAX_FAN_OUT_PACE_MS};
+    use pms_events::stream::fanout::{fan_out_pace_ms, MAX_FAN_OUT_PACE_MS};
     assert_eq!(fan_out_pace_ms(0), 0);
     assert_eq!(fan_out_pace_ms(1), 0, "a lone subscriber is served at once");
     assert_eq!(fan_out_pace_ms(10), 2);

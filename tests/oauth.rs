@@ -5,8 +5,8 @@ mod common;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::demo_config;
+use pms_events::auth::oauth::{self, OAuthError, TokenHttpRequest};
 use pms_events::config::Scope;
-use pms_events::oauth::{self, OAuthError, TokenHttpRequest};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 

@@ -3,8 +3,8 @@
 mod common;
 
 use common::{demo_config, keys, SEED_A};
-use pms_events::protocol::{close, Action, Close, InitCheck, Session, SessionLimits};
-use pms_events::token::{AccessClaims, VerifiedToken};
+use pms_events::auth::token::{AccessClaims, VerifiedToken};
+use pms_events::stream::protocol::{close, Action, Close, InitCheck, Session, SessionLimits};
 use serde_json::{json, Map, Value};
 
 fn token() -> VerifiedToken {
@@ -201,7 +201,7 @@ fn client_close_stops_everything() {
 fn init_credentials_are_read_case_insensitively() {
     let payload: Map<String, Value> =
         serde_json::from_value(json!({"authorization": "Bearer t", "X-App-Key": "K"})).unwrap();
-    assert_eq!(pms_events::protocol::init_credentials(&payload), (Some("Bearer t"), Some("K")));
+    assert_eq!(pms_events::stream::protocol::init_credentials(&payload), (Some("Bearer t"), Some("K")));
     let _ = keys(&[("k", SEED_A)]);
 }
 
@@ -256,7 +256,7 @@ fn nonce_of(ping: &str) -> Value {
 
 #[test]
 fn slow_consumer_guard_pings_then_closes_4413_when_the_pong_is_late() {
-    use pms_events::protocol::{GuardTick, SlowConsumerGuard};
+    use pms_events::stream::protocol::{GuardTick, SlowConsumerGuard};
     let mut g = SlowConsumerGuard::new(10, 16 << 20, 0);
     assert_eq!(g.tick_interval_ms(), 5000);
     assert_eq!(g.on_tick(1000, || unreachable!()), GuardTick::Nothing, "not yet due");
@@ -272,7 +272,7 @@ fn slow_consumer_guard_pings_then_closes_4413_when_the_pong_is_late() {
 
 #[test]
 fn unsolicited_or_guessed_pongs_do_not_defeat_the_guard() {
-    use pms_events::protocol::{GuardTick, SlowConsumerGuard};
+    use pms_events::stream::protocol::{GuardTick, SlowConsumerGuard};
     let mut g = SlowConsumerGuard::new(10, 16 << 20, 0);
     let GuardTick::SendPing(_) = g.on_tick(5000, || "secret-nonce".into()) else { panic!() };
     // A stalled client sending pongs: none, a wrong nonce, a number, another shape.
@@ -285,7 +285,7 @@ fn unsolicited_or_guessed_pongs_do_not_defeat_the_guard() {
 
 #[test]
 fn unread_bytes_are_bounded_pings_ride_with_the_data_and_pongs_confirm_in_order() {
-    use pms_events::protocol::{GuardTick, SlowConsumerGuard, PING_EVERY_BYTES};
+    use pms_events::stream::protocol::{GuardTick, SlowConsumerGuard, PING_EVERY_BYTES};
     let limit = 4 * PING_EVERY_BYTES;
     let mut g = SlowConsumerGuard::new(30, limit, 0);
     let mut pings = Vec::new();
@@ -328,7 +328,7 @@ fn unread_bytes_are_bounded_pings_ride_with_the_data_and_pongs_confirm_in_order(
 
 #[test]
 fn a_peer_close_is_echoed_with_a_code_that_can_be_sent() {
-    use pms_events::protocol::close;
+    use pms_events::stream::protocol::close;
     assert_eq!(close::echo(1000), 1000);
     assert_eq!(close::echo(4403), 4403);
     assert_eq!(close::echo(1005), close::NORMAL);

@@ -44,7 +44,7 @@ fn single_event_and_array_are_accepted_with_generated_ids() {
 
 #[test]
 fn a_valid_batch_crosses_to_the_chain_object_byte_for_byte() {
-    use pms_events::wire::{decode_batch, encode_batch};
+    use pms_events::rpc::append::{decode_batch, encode_batch};
     let mut events = run(json!([good("TTE01"), good("TTE02")])).unwrap();
     events[0].unique_event_id = "own-id, ünïcode".into();
     events[0].minted = false;

@@ -1,9 +1,9 @@
 //! The pull API's query parameters and reads over the in-memory log.
 
-use pms_events::chain_log::{ChainLog, MemoryStore};
-use pms_events::fanout::{EventFilter, TurnBudget, PAGE};
+use pms_events::log::{ChainLog, MemoryStore};
 use pms_events::publish::ValidEvent;
 use pms_events::pull::{parse_params, read, ReadError, ReadRequest, DEFAULT_LIMIT, MAX_LIMIT};
+use pms_events::stream::fanout::{EventFilter, TurnBudget, PAGE};
 use serde_json::Value;
 
 fn log_of(names: &[&str]) -> ChainLog<MemoryStore> {

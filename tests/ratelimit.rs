@@ -1,4 +1,4 @@
-use pms_events::ratelimit::{FailureCount, LoginGuard, LoginLimits, UpgradeWindow, MAX_SOURCES};
+use pms_events::auth::ratelimit::{FailureCount, LoginGuard, LoginLimits, UpgradeWindow, MAX_SOURCES};
 
 const LIMITS: LoginLimits = LoginLimits { failures_per_source: 5, failures_per_client: 50, lockout_seconds: 300 };
 

@@ -1,7 +1,7 @@
 //! The gateway's side of a subscription: forwarding, acknowledgement, reattach and gaps.
 
-use pms_events::fanout::Start;
-use pms_events::relay::{Relay, Retry, Step, ACK_EVERY, MAX_ATTACH_FAILURES, MAX_BACKOFF_MS, STABLE_ATTACH_MS};
+use pms_events::stream::fanout::Start;
+use pms_events::stream::relay::{Relay, Retry, Step, ACK_EVERY, MAX_ATTACH_FAILURES, MAX_BACKOFF_MS, STABLE_ATTACH_MS};
 use serde_json::Value;
 
 fn frame(offset: u64) -> String {

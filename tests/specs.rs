@@ -2,9 +2,9 @@
 //! method is routed, a wrong method's `Allow` lists exactly the documented methods, and the
 //! stream's documented error codes and close codes are the ones the code has.
 
-use pms_events::protocol::close;
 use pms_events::routes::{route, Route};
 use pms_events::specs::{served_at, ASYNCAPI_JSON, OPENAPI_JSON};
+use pms_events::stream::protocol::close;
 use serde_json::Value;
 
 fn openapi() -> Value {
@@ -86,13 +86,13 @@ fn the_stream_description_lists_the_codes_the_code_uses() {
         .as_array()
         .expect("error codes");
     for code in [
-        pms_events::subscribe::FORBIDDEN,
-        pms_events::subscribe::BAD_USER_INPUT,
-        pms_events::subscribe::OFFSET_OUT_OF_RANGE,
-        pms_events::subscribe::QUERY_TOO_COMPLEX,
-        pms_events::subscribe::FRAME_TOO_LARGE,
-        pms_events::subscribe::INTERNAL_SERVER_ERROR,
-        pms_events::protocol::TOO_MANY_SUBSCRIPTIONS,
+        pms_events::stream::subscribe::FORBIDDEN,
+        pms_events::stream::subscribe::BAD_USER_INPUT,
+        pms_events::stream::subscribe::OFFSET_OUT_OF_RANGE,
+        pms_events::stream::subscribe::QUERY_TOO_COMPLEX,
+        pms_events::stream::subscribe::FRAME_TOO_LARGE,
+        pms_events::stream::subscribe::INTERNAL_SERVER_ERROR,
+        pms_events::stream::protocol::TOO_MANY_SUBSCRIPTIONS,
     ] {
         assert!(codes.iter().any(|c| c == code), "error code {code} is not in asyncapi.yaml");
     }

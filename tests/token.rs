@@ -5,8 +5,8 @@ mod common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::{demo_config, keys, SEED_A, SEED_B};
+use pms_events::auth::token::{AccessClaims, KeySet, TokenError, CLOCK_LEEWAY_SECONDS, VERIFIED_TOKENS_KEPT};
 use pms_events::config::Scope;
-use pms_events::token::{AccessClaims, KeySet, TokenError, CLOCK_LEEWAY_SECONDS, VERIFIED_TOKENS_KEPT};
 
 const ISS: &str = "http://127.0.0.1:8787";
 const AUD: &str = "pms-events";
@@ -248,7 +248,7 @@ fn the_kept_tokens_are_bounded() {
 
 #[test]
 fn granted_chains_lists_the_token_chains_the_configuration_still_grants() {
-    use pms_events::access::{granted_chains, AccessError};
+    use pms_events::auth::access::{granted_chains, AccessError};
     let config = demo_config();
     let ops = claims("ops-admin");
     let codes = |list: Vec<(&pms_events::config::Chain, pms_events::config::Grant)>| {

@@ -2,9 +2,9 @@
 //! wasm32, run under Node by wasm-bindgen-test.
 #![cfg(target_arch = "wasm32")]
 
+use pms_events::auth::token::{random_id, AccessClaims, KeySet};
 use pms_events::config::ServiceConfig;
-use pms_events::event_id;
-use pms_events::token::{random_id, AccessClaims, KeySet};
+use pms_events::log::event_id;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const DEMO: &str = include_str!("../config/demo.json");

@@ -4,10 +4,10 @@
 mod common;
 
 use common::demo_json;
-use pms_events::chain_log::{ChainLog, MemoryStore};
 use pms_events::config::{Limits, ServiceConfig};
-use pms_events::fanout::Gap;
+use pms_events::log::{ChainLog, MemoryStore};
 use pms_events::publish::ValidEvent;
+use pms_events::stream::fanout::Gap;
 use pms_events::webhook::delivery::{AfterFailure, ResumeError};
 use pms_events::webhook::signature::{message_id, sign};
 use pms_events::webhook::{

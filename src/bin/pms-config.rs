@@ -20,8 +20,8 @@ fn main() {}
 mod cli {
     use std::io::Read;
 
+    use pms_events::auth::secret::SecretHash;
     use pms_events::config::ServiceConfig;
-    use pms_events::secret::SecretHash;
 
     const USAGE: &str = "usage: pms-config check FILE | pms-config hash-secret [ITERATIONS] (secret on stdin)";
 

@@ -9,9 +9,9 @@ use worker::{Env, Method, Request, Response, Result};
 use super::ask::{ask, Answer, Ask};
 use super::settings::Settings;
 use super::{access_error, audit, chain_stub, reply, verified_claims};
+use crate::auth::token::VerifiedToken;
 use crate::config::{Chain, Scope};
 use crate::rpc;
-use crate::token::VerifiedToken;
 
 /// The admin's token and the chain it may administer, or the refusal to send.
 fn authorize<'c>(
@@ -20,8 +20,9 @@ fn authorize<'c>(
     chain: &str,
 ) -> std::result::Result<(VerifiedToken, &'c Chain), Result<Response>> {
     let token = verified_claims(req, settings).map_err(access_error)?;
-    let chain_config =
-        crate::access::chain_access(&settings.config, &token.claims, Scope::Admin, chain).map_err(access_error)?.0;
+    let chain_config = crate::auth::access::chain_access(&settings.config, &token.claims, Scope::Admin, chain)
+        .map_err(access_error)?
+        .0;
     Ok((token, chain_config))
 }
 
@@ -67,7 +68,7 @@ pub async fn chain(req: Request, env: &Env, settings: &Settings, chain: &str, _r
 /// objects at once (the configuration bounds how many chains an enterprise has).
 pub async fn chains(req: Request, env: &Env, settings: &Settings, _request_id: &str) -> Result<Response> {
     let chains = match verified_claims(&req, settings)
-        .and_then(|token| crate::access::granted_chains(&settings.config, &token.claims, Scope::Admin))
+        .and_then(|token| crate::auth::access::granted_chains(&settings.config, &token.claims, Scope::Admin))
     {
         Ok(chains) => chains,
         Err(e) => return access_error(e),

@@ -27,16 +27,17 @@ use worker::{
 
 use wasm_bindgen::prelude::*;
 
-use crate::chain_log::{ChainLog as Log, LogStore, NewEvent, Offset, StoreError, StoredEvent};
-use crate::event_id::index_key;
-use crate::fanout::{
-    cursor_key, fan_out_pace_ms, parse_ack, projection_key, pump, resolve_start, Cursor, EventCache, StartError,
-    SubscriptionSpec, TurnBudget, SAVED_CURSOR_TTL_MS,
-};
 use crate::graphql::ProjectionPlan;
-use crate::relay::WINDOW;
+use crate::log::event_id::index_key;
+use crate::log::{ChainLog as Log, LogStore, NewEvent, Offset, StoreError, StoredEvent};
 use crate::rpc;
-use crate::wire::decode_batch;
+use crate::rpc::append::decode_batch;
+use crate::rpc::delivery::parse_ack;
+use crate::stream::fanout::{
+    cursor_key, fan_out_pace_ms, projection_key, pump, resolve_start, Cursor, EventCache, StartError, SubscriptionSpec,
+    TurnBudget, SAVED_CURSOR_TTL_MS,
+};
+use crate::stream::relay::WINDOW;
 
 mod webhooks;
 
@@ -541,7 +542,7 @@ impl Core {
         if pumped.failed {
             // The `E` message said why; the gateway ends the operation.
             self.forget(ws);
-            let _ = ws.close(Some(crate::protocol::close::NORMAL), Some("subscription failed"));
+            let _ = ws.close(Some(crate::stream::protocol::close::NORMAL), Some("subscription failed"));
             return Ok(false);
         }
         ws.serialize_attachment(&att)?;
@@ -632,7 +633,7 @@ impl Core {
                 "subscription.revoked",
                 serde_json::json!({"clientId": spec.client_id, "connectionId": spec.connection_id, "operationId": spec.id, "reason": why}),
             );
-            return refuse(403, &rpc::Refusal { code: crate::subscribe::FORBIDDEN.into(), message: why });
+            return refuse(403, &rpc::Refusal { code: crate::stream::subscribe::FORBIDDEN.into(), message: why });
         }
         let bounds = self.log.bounds().map_err(internal)?;
         let saved = self.saved_cursor(&cursor_key(&spec))?;
@@ -642,7 +643,7 @@ impl Core {
                 return refuse(409, &rpc::Refusal::offset_out_of_range("offset", requested, head));
             }
         };
-        let key = crate::token::random_id();
+        let key = crate::auth::token::random_id();
         self.log.store().sql.exec(
             "INSERT INTO subscriptions (key, spec) VALUES (?, ?)",
             vec![
@@ -884,7 +885,7 @@ impl DurableObject for ChainLog {
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> Result<()> {
         self.forget(&ws);
-        let code = crate::protocol::close::echo(u16::try_from(code).unwrap_or(0));
+        let code = crate::stream::protocol::close::echo(u16::try_from(code).unwrap_or(0));
         let _ = ws.close(Some(code), Some("closed"));
         Ok(())
     }

@@ -25,14 +25,14 @@ use worker::{
 use super::ask::{ask, whole_body, Ask};
 use super::settings::Settings;
 use super::{audit, chain_stub, guard_stub, now_ms, reply};
-use crate::connect::{check_init, resolve_url_key};
-use crate::fanout::SubscriptionSpec;
+use crate::auth::connect::{check_init, resolve_url_key};
+use crate::auth::ratelimit::rpc::{UpgradeRequest, UpgradeVerdict};
 use crate::graphql::{Api, GraphQLError, Operation, QueryContext, SubscribePayload};
-use crate::protocol::{close, Action, GuardTick, Session, SessionLimits, SlowConsumerGuard, SUBPROTOCOL};
-use crate::ratelimit::rpc::{UpgradeRequest, UpgradeVerdict};
-use crate::relay::{Relay, Retry, Step};
 use crate::rpc;
-use crate::subscribe::{plan_subscription, INTERNAL_SERVER_ERROR};
+use crate::stream::fanout::SubscriptionSpec;
+use crate::stream::protocol::{close, Action, GuardTick, Session, SessionLimits, SlowConsumerGuard, SUBPROTOCOL};
+use crate::stream::relay::{Relay, Retry, Step};
+use crate::stream::subscribe::{plan_subscription, INTERNAL_SERVER_ERROR};
 
 /// Frames larger than this close the connection with 1009.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -160,7 +160,7 @@ pub async fn upgrade(req: Request, env: &Env, settings: Rc<Settings>, request_id
         ws: pair.server,
         env: env.clone(),
         settings,
-        id: crate::token::random_id(),
+        id: crate::auth::token::random_id(),
         request_id: request_id.to_string(),
         url_app_key: client.app_key.clone(),
         session: RefCell::new(Session::new(session_limits)),
@@ -241,8 +241,11 @@ impl Connection {
     /// a ping to send or a verdict to close.
     fn send(self: &Rc<Self>, text: &str) {
         let _ = self.ws.send_with_str(text);
-        let tick =
-            self.slow_guard.borrow_mut().as_mut().map(|g| g.on_sent(text.len(), now_ms(), crate::token::random_id));
+        let tick = self
+            .slow_guard
+            .borrow_mut()
+            .as_mut()
+            .map(|g| g.on_sent(text.len(), now_ms(), crate::auth::token::random_id));
         self.on_guard(tick);
     }
 
@@ -345,7 +348,7 @@ async fn run(conn: Rc<Connection>, protocol_ok: bool) {
                             conn.session.borrow_mut().on_text(&text, |payload| {
                                 match settings.config.client_by_app_key(&url_app_key) {
                                     Some(client) => check_init(payload, client, &settings.keys, &settings.config, now_ms() / 1000),
-                                    None => Err(crate::protocol::Close::new(close::FORBIDDEN, "Forbidden: unknown app key")),
+                                    None => Err(crate::stream::protocol::Close::new(close::FORBIDDEN, "Forbidden: unknown app key")),
                                 }
                             })
                         }
@@ -367,7 +370,7 @@ async fn run(conn: Rc<Connection>, protocol_ok: bool) {
                     let actions = conn.session.borrow_mut().on_closed();
                     conn.perform(actions);
                     conn.audit("connection.closed", json!({"code": c.code(), "by": "client", "durationMs": now_ms().saturating_sub(conn.opened_at)}));
-                    let code = crate::protocol::close::echo(c.code());
+                    let code = crate::stream::protocol::close::echo(c.code());
                     let _ = ws.close(Some(code), Some("closed"));
                 }
                 Some(Err(_)) | None => {
@@ -384,7 +387,7 @@ async fn run(conn: Rc<Connection>, protocol_ok: bool) {
                     .slow_guard
                     .borrow_mut()
                     .as_mut()
-                    .map(|g| (g.on_tick(now_ms(), crate::token::random_id), g.tick_interval_ms()));
+                    .map(|g| (g.on_tick(now_ms(), crate::auth::token::random_id), g.tick_interval_ms()));
                 if let Some((tick, interval)) = tick {
                     conn.on_guard(Some(tick));
                     guard_timer = Delay::from(Duration::from_millis(interval)).fuse();
@@ -451,7 +454,7 @@ async fn start_operation(conn: Rc<Connection>, id: String, payload: Value, op: R
 }
 
 /// Whether the token's app key streams on another connection, on any of its chains.
-async fn app_key_active_elsewhere(conn: &Rc<Connection>, claims: &crate::token::AccessClaims) -> bool {
+async fn app_key_active_elsewhere(conn: &Rc<Connection>, claims: &crate::auth::token::AccessClaims) -> bool {
     for grant in &claims.chains {
         let Ok(stub) = chain_stub(&conn.env, &grant.chain) else { continue };
         let query = rpc::ActiveQuery { app_key: claims.app_key.clone(), connection: conn.id.clone() };

@@ -6,8 +6,8 @@ use std::cell::RefCell;
 
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use crate::ratelimit::rpc::{self, LoginCheck, LoginRecord, LoginVerdict, UpgradeRequest, UpgradeVerdict};
-use crate::ratelimit::{LoginGuard, UpgradeWindow};
+use crate::auth::ratelimit::rpc::{self, LoginCheck, LoginRecord, LoginVerdict, UpgradeRequest, UpgradeVerdict};
+use crate::auth::ratelimit::{LoginGuard, UpgradeWindow};
 
 #[durable_object]
 pub struct LoginGuardObject {

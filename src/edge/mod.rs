@@ -41,7 +41,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
     let request_id = routes::sane_request_id(req.headers().get("X-Request-Id").ok().flatten().as_deref())
         .map(str::to_string)
-        .unwrap_or_else(crate::token::random_id);
+        .unwrap_or_else(crate::auth::token::random_id);
     let resp = match dispatch(req, &env, &request_id).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -231,8 +231,8 @@ pub fn guard_stub(env: &Env, name: &str) -> Result<worker::Stub> {
 }
 
 /// Maps an authorization failure to its response (401 with a Bearer challenge, or 403).
-pub fn access_error(e: crate::access::AccessError) -> Result<Response> {
-    use crate::access::AccessError;
+pub fn access_error(e: crate::auth::access::AccessError) -> Result<Response> {
+    use crate::auth::access::AccessError;
     match e {
         AccessError::Unauthorized(m) => {
             let resp = reply::error(401, "invalid_token", m)?;
@@ -246,11 +246,11 @@ pub fn access_error(e: crate::access::AccessError) -> Result<Response> {
 pub fn verified_claims(
     req: &Request,
     settings: &settings::Settings,
-) -> std::result::Result<crate::token::VerifiedToken, crate::access::AccessError> {
+) -> std::result::Result<crate::auth::token::VerifiedToken, crate::auth::access::AccessError> {
     let header = req.headers().get("Authorization").ok().flatten();
-    let token = crate::access::bearer_token(header.as_deref())?;
+    let token = crate::auth::access::bearer_token(header.as_deref())?;
     settings
         .keys
         .verify(token, &settings.config.issuer, &settings.config.audience, now_ms() / 1000)
-        .map_err(|e| crate::access::AccessError::Unauthorized(e.to_string()))
+        .map_err(|e| crate::auth::access::AccessError::Unauthorized(e.to_string()))
 }

@@ -31,7 +31,7 @@ pub async fn handle(
         }
     };
     let claims = &token.claims;
-    let (chain_config, grant) = match crate::access::chain_access(config, claims, Scope::Publish, chain) {
+    let (chain_config, grant) = match crate::auth::access::chain_access(config, claims, Scope::Publish, chain) {
         Ok(ok) => ok,
         Err(e) => {
             drain(&mut req).await;
@@ -53,7 +53,7 @@ pub async fn handle(
             return reply::error(413, "payload_too_large", format!("the batch is over the {limit}-byte limit"));
         }
     };
-    let mut ids = crate::event_id::generator(super::now_ms());
+    let mut ids = crate::log::event_id::generator(super::now_ms());
     let no_entropy = std::cell::Cell::new(false);
     let new_id = || {
         let id = ids();
@@ -111,7 +111,7 @@ async fn append(env: &Env, chain: &str, events: &mut [crate::publish::ValidEvent
             // looked up like any other.
             events.iter_mut().for_each(|e| e.minted = false);
         }
-        let batch = crate::wire::encode_batch(events);
+        let batch = crate::rpc::append::encode_batch(events);
         let outcome = async {
             // The chain code names the object to itself (its webhooks are found by it).
             let stub = chain_stub(env, chain)?;

@@ -10,7 +10,7 @@ use super::{access_error, audit, chain_stub, reply, verified_claims};
 use crate::config::Scope;
 use crate::pull::{parse_params, ReadRequest};
 use crate::rpc;
-use crate::subscribe::event_filter;
+use crate::stream::subscribe::event_filter;
 
 pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, request_id: &str) -> Result<Response> {
     let token = match verified_claims(&req, settings) {
@@ -24,7 +24,8 @@ pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, r
             json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain, "status": status}),
         );
     };
-    let (chain_config, grant) = match crate::access::chain_access(&settings.config, claims, Scope::Events, chain) {
+    let (chain_config, grant) = match crate::auth::access::chain_access(&settings.config, claims, Scope::Events, chain)
+    {
         Ok(ok) => ok,
         Err(e) => {
             refused(403);
@@ -43,7 +44,7 @@ pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, r
         {
             Ok(f) => f,
             Err(e) => {
-                let status = if e.code() == Some(crate::subscribe::FORBIDDEN) { 403 } else { 400 };
+                let status = if e.code() == Some(crate::stream::subscribe::FORBIDDEN) { 403 } else { 400 };
                 refused(status);
                 let code = if status == 403 { "forbidden" } else { "invalid_request" };
                 return reply::error(status, code, &e.message);

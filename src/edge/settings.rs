@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use worker::Env;
 
+use crate::auth::token::KeySet;
 use crate::config::ServiceConfig;
-use crate::token::KeySet;
 
 pub struct Settings {
     pub config: ServiceConfig,

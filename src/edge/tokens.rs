@@ -8,14 +8,14 @@ use worker::{Env, Method, Request, Response, Result};
 use super::ask::{ask, Ask};
 use super::settings::Settings;
 use super::{audit, guard_stub, now_ms, read_body, reply, source_address, Body};
-use crate::oauth::{self, OAuthError, TokenHttpRequest};
-use crate::ratelimit::rpc::{self, LoginCheck, LoginRecord, LoginVerdict};
-use crate::ratelimit::LoginLimits;
+use crate::auth::oauth::{self, OAuthError, TokenHttpRequest};
+use crate::auth::ratelimit::rpc::{self, LoginCheck, LoginRecord, LoginVerdict};
+use crate::auth::ratelimit::LoginLimits;
 
 /// The largest form the token endpoint reads: a client-credentials request is a few
 /// hundred bytes.
 pub const MAX_TOKEN_BODY_BYTES: usize = 4 * 1024;
-use crate::token::{random_id, AccessClaims};
+use crate::auth::token::{random_id, AccessClaims};
 
 fn oauth_error(e: &OAuthError, retry_after: Option<u64>) -> Result<Response> {
     let mut resp = reply::json(e.status, &e.body())?;

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::endpoint::Webhook;
 use super::{MAX_BODY_BYTES, MAX_ERROR_CHARS};
-use crate::chain_log::{ChainLog, LogBounds, LogStore, Offset, StoreError};
 use crate::config::Limits;
-use crate::fanout::{Gap, TurnBudget, PAGE, PAGE_BYTES};
+use crate::log::{ChainLog, LogBounds, LogStore, Offset, StoreError};
+use crate::stream::fanout::{Gap, TurnBudget, PAGE, PAGE_BYTES};
 
 /// The offsets a batch covers, both inclusive (filtered-out events included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::fanout::EventFilter;
+use crate::stream::fanout::EventFilter;
 
 /// Where a webhook posts: `https://`, or `http://` to a loopback host (a receiver on the
 /// operator's own machine, as in the demo configuration). No credentials in the URL (they

@@ -46,7 +46,7 @@ pub const MAX_RESUME_BODY_BYTES: usize = 4 * 1024;
 
 /// Reads an operator's resume request body: empty, `{}`, or `{"from": "<offset>"}` (a
 /// number is taken too). The error is the `400` message.
-pub fn parse_resume_body(body: &[u8]) -> Result<Option<crate::chain_log::Offset>, String> {
+pub fn parse_resume_body(body: &[u8]) -> Result<Option<crate::log::Offset>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -63,10 +63,10 @@ pub fn parse_resume_body(body: &[u8]) -> Result<Option<crate::chain_log::Offset>
     match from {
         None => Ok(None),
         Some(serde_json::Value::String(s)) => {
-            crate::subscribe::parse_offset(&s).map(Some).map_err(|e| format!("from: {}", e.message))
+            crate::stream::subscribe::parse_offset(&s).map(Some).map_err(|e| format!("from: {}", e.message))
         }
         Some(serde_json::Value::Number(n)) => {
-            crate::subscribe::parse_offset(&n.to_string()).map(Some).map_err(|e| format!("from: {}", e.message))
+            crate::stream::subscribe::parse_offset(&n.to_string()).map(Some).map_err(|e| format!("from: {}", e.message))
         }
         Some(other) => Err(format!("from must be an offset (a string of digits), got {other}")),
     }

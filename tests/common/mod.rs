@@ -1,8 +1,8 @@
 //! The one helper every native test uses: the demo configuration and a test key set.
 #![allow(dead_code)]
 
+use pms_events::auth::token::KeySet;
 use pms_events::config::ServiceConfig;
-use pms_events::token::KeySet;
 
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.json");
 

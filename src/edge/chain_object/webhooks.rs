@@ -16,7 +16,7 @@ use serde::Deserialize;
 use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Result};
 
 use super::{internal, refuse, Core};
-use crate::chain_log::Offset;
+use crate::log::Offset;
 use crate::rpc;
 use crate::webhook::delivery::{AfterFailure, ResumeError};
 use crate::webhook::signature;

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The schema served, the single source of truth.
-pub const SCHEMA_SDL: &str = include_str!("../schema/pms-events.graphql");
+pub const SCHEMA_SDL: &str = include_str!("../../schema/pms-events.graphql");
 
 /// Parser limits: a document nesting deeper, or longer, is refused before validation (the
 /// standard introspection query is well within both: ~400 tokens, 12 levels).

@@ -6,9 +6,9 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::auth::token::{KeySet, TokenError};
 use crate::config::{Client, Scope, ServiceConfig};
-use crate::protocol::{close, init_credentials, Close, InitCheck};
-use crate::token::{KeySet, TokenError};
+use crate::stream::protocol::{close, init_credentials, Close, InitCheck};
 
 /// Finds the client of the URL's `key`: the app key as base64, or the lowercase hex
 /// SHA-256 of the app key (as Oracle OHIP streaming clients send it). The error is the
@@ -34,7 +34,7 @@ pub fn resolve_url_key<'c>(key: Option<&str>, config: &'c ServiceConfig) -> Resu
 }
 
 pub fn hex_sha256(s: &str) -> String {
-    crate::token::hex(&Sha256::digest(s.as_bytes()))
+    crate::auth::token::hex(&Sha256::digest(s.as_bytes()))
 }
 
 /// Checks `connection_init.payload`: a valid, unexpired token (else 4401) that holds

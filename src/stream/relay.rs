@@ -14,8 +14,9 @@
 
 use std::borrow::Cow;
 
-use crate::chain_log::Offset;
-use crate::fanout::{ack_message, parse_batch, parse_failure, with_gap, Gap, Start};
+use crate::log::Offset;
+use crate::rpc::delivery::{ack_message, parse_batch, parse_failure};
+use crate::stream::fanout::{with_gap, Gap, Start};
 
 /// Forwarded frames per acknowledgement: a quarter of the chain object's window, so the
 /// object always has room to send while the acknowledgement travels.

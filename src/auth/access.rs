@@ -2,8 +2,8 @@
 //! are checked against the configuration in force, so removing a client or a grant takes
 //! effect at once, not when its tokens expire.
 
+use crate::auth::token::AccessClaims;
 use crate::config::{Chain, Grant, Scope, ServiceConfig};
-use crate::token::AccessClaims;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessError {

@@ -3,31 +3,20 @@
 //! into the log that advances only by reading the log, so the hand-over from replay to
 //! live can neither skip nor repeat an event.
 //!
-//! The chain object sends a subscription its events in batches over an internal socket:
-//!
-//! ```text
-//! B <through>[ g<requested>]\n<offset> <next frame>\n<offset> <next frame>...
-//! E <code> <message>
-//! ```
-//!
-//! `through` is the last offset the batch covers (events filtered out included); a batch
-//! may carry no frame at all, only progress (a filtered scan that found nothing yet).
-//! `g<requested>` says retention dropped events from `requested` on before this batch's
-//! first frame: the gateway, which owns the pending gap until a frame carried it (also
-//! across reattaches), adds `extensions.gap` to the next frame it forwards. `E` ends the
-//! subscription with a GraphQL error (a frame over the limit). The gateway forwards the
-//! frames and answers `A <count> <through>`; at most `window` frames are unacknowledged,
-//! so neither side ever buffers without bound: a subscriber that falls behind is simply
-//! served from storage at its cursor when it catches up.
+//! The chain object sends a subscription its events in batches over an internal socket
+//! (`rpc::delivery`); at most `window` frames are unacknowledged, so neither side ever
+//! buffers without bound: a subscriber that falls behind is simply served from storage at
+//! its cursor when it catches up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::chain_log::{ChainLog, LogBounds, LogStore, Offset, Page, StoreError, StoredEvent};
+use crate::log::{ChainLog, LogBounds, LogStore, Offset, Page, StoreError, StoredEvent};
+use crate::rpc::delivery::{failure_message, BatchWriter, MAX_BATCH_BYTES};
+use crate::stream::subscribe::FRAME_TOO_LARGE;
 
 /// How long the server remembers the last offset delivered to an app key on a chain.
 pub const SAVED_CURSOR_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -35,9 +24,6 @@ pub const SAVED_CURSOR_TTL_MS: u64 = 24 * 3600 * 1000;
 /// page may hold (at least one event is always read, whatever its size).
 pub const PAGE: usize = 200;
 pub const PAGE_BYTES: usize = 1 << 20;
-/// A Workers WebSocket message may not exceed 1 MiB; batches stay well under it (an event
-/// is at most 64 KiB by the publish limits, its frame a little more).
-pub const MAX_BATCH_BYTES: usize = 512 * 1024;
 /// The largest `next` frame sent to a vendor (CONTRACT §8): a frame alone in its batch,
 /// with the batch's header and offset, stays under the runtime's 1 MiB message limit
 /// (<https://developers.cloudflare.com/durable-objects/platform/limits/>).
@@ -295,7 +281,7 @@ pub fn pump<S: LogStore, P: Projector>(
         let resumed_at = events.first().map_or(head + 1, |e| e.offset);
         if resumed_at > cursor.next {
             batch.flush(cursor.next.saturating_sub(1), &mut out.messages);
-            batch.gap = Some(cursor.next);
+            batch.gap_before(cursor.next);
             cursor.next = resumed_at;
         }
         for e in events {
@@ -311,11 +297,14 @@ pub fn pump<S: LogStore, P: Projector>(
             render_next(&prefix, &projection, &mut frame);
             if frame.len() > MAX_NEXT_FRAME_BYTES {
                 batch.flush(cursor.next.saturating_sub(1), &mut out.messages);
-                out.messages.push(format!(
-                    "E {FRAME_TOO_LARGE} the event at offset {} renders to {} bytes, over the {MAX_NEXT_FRAME_BYTES}-byte frame limit: select fewer fields and resubscribe from offset {}",
-                    e.offset,
-                    frame.len(),
-                    e.offset
+                out.messages.push(failure_message(
+                    FRAME_TOO_LARGE,
+                    &format!(
+                        "the event at offset {} renders to {} bytes, over the {MAX_NEXT_FRAME_BYTES}-byte frame limit: select fewer fields and resubscribe from offset {}",
+                        e.offset,
+                        frame.len(),
+                        e.offset
+                    ),
                 ));
                 out.failed = true;
                 return Ok(out);
@@ -332,58 +321,11 @@ pub fn pump<S: LogStore, P: Projector>(
     }
     let advanced = cursor.next.saturating_sub(started_at);
     if advanced > 0 && (out.cut_short || advanced >= PROGRESS_EVERY) {
-        batch.progress = true;
+        batch.mark_progress();
     }
     // The last batch also covers the filtered-out events after its last frame.
     batch.flush(cursor.next.saturating_sub(1), &mut out.messages);
     Ok(out)
-}
-
-/// The `extensions.code` of a subscription ended by a frame over the limit.
-pub const FRAME_TOO_LARGE: &str = crate::subscribe::FRAME_TOO_LARGE;
-
-/// Builds `B` messages: frames are appended until the next would pass [`MAX_BATCH_BYTES`].
-#[derive(Default)]
-struct BatchWriter {
-    body: String,
-    last: Offset,
-    /// Retention dropped events from this offset on, before this batch's first frame.
-    gap: Option<Offset>,
-    /// Send even without frames (progress, or a gap to report).
-    progress: bool,
-}
-
-impl BatchWriter {
-    fn is_empty(&self) -> bool {
-        self.body.is_empty() && self.gap.is_none() && !self.progress
-    }
-
-    fn push(&mut self, offset: Offset, frame: &str, out: &mut Vec<String>) {
-        if !self.body.is_empty() && self.body.len() + frame.len() > MAX_BATCH_BYTES {
-            let last = self.last;
-            self.flush(last, out);
-        }
-        // Writing to a String cannot fail.
-        let _ = write!(self.body, "\n{offset} ");
-        self.body.push_str(frame);
-        self.last = offset;
-    }
-
-    /// Sends what is gathered as one batch covering offsets up to `through`.
-    fn flush(&mut self, through: Offset, out: &mut Vec<String>) {
-        if self.is_empty() {
-            return;
-        }
-        let through = if self.body.is_empty() { through } else { through.max(self.last) };
-        let mut header = format!("B {through}");
-        if let Some(requested) = self.gap.take() {
-            let _ = write!(header, " g{requested}");
-        }
-        header.push_str(&self.body);
-        out.push(header);
-        self.body.clear();
-        self.progress = false;
-    }
 }
 
 /// The start of every `next` message of graphql-transport-ws for this subscription, up to
@@ -426,45 +368,4 @@ pub fn cursor_key<P>(spec: &SubscriptionSpec<P>) -> String {
 /// What makes two subscriptions' projections of an event identical: the plan and `delta`.
 pub fn projection_key<P: Serialize>(spec: &SubscriptionSpec<P>) -> Rc<str> {
     Rc::from(format!("{}|{}", spec.delta, serde_json::to_string(&spec.plan).unwrap_or_default()))
-}
-
-/// A batch as the gateway reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch<'a> {
-    pub through: Offset,
-    /// Retention dropped events from this offset on, before the first frame.
-    pub gap: Option<Offset>,
-    pub frames: Vec<(Offset, &'a str)>,
-}
-
-pub fn parse_batch(text: &str) -> Option<Batch<'_>> {
-    let mut lines = text.split('\n');
-    let mut header = lines.next()?.strip_prefix("B ")?.split(' ');
-    let through = header.next()?.parse().ok()?;
-    let gap = match header.next() {
-        None => None,
-        Some(g) => Some(g.strip_prefix('g')?.parse().ok()?),
-    };
-    let mut frames = Vec::new();
-    for line in lines {
-        let (offset, frame) = line.split_once(' ')?;
-        frames.push((offset.parse().ok()?, frame));
-    }
-    Some(Batch { through, gap, frames })
-}
-
-/// An `E <code> <message>` from the chain object: the subscription failed.
-pub fn parse_failure(text: &str) -> Option<(&str, &str)> {
-    text.strip_prefix("E ")?.split_once(' ')
-}
-
-pub fn ack_message(count: u32, through: Offset) -> String {
-    format!("A {count} {through}")
-}
-
-pub fn parse_ack(text: &str) -> Option<(u32, Offset)> {
-    let mut parts = text.strip_prefix("A ")?.split(' ');
-    let count = parts.next()?.parse().ok()?;
-    let through = parts.next()?.parse().ok()?;
-    Some((count, through))
 }

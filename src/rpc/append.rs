@@ -3,7 +3,7 @@
 //! it is the one place per chain that cannot scale out, so the Worker does the parsing.
 //! Both ends are this crate, built and deployed together.
 
-use crate::publish::ValidEvent;
+use crate::log::ValidEvent;
 
 /// Bumped whenever the layout changes, so an object never misreads a batch.
 const VERSION: u8 = 1;

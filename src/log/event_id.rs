@@ -93,6 +93,6 @@ pub fn uuid_v7(now_ms: u64, random: &[u8; 10]) -> String {
     bytes[6..].copy_from_slice(random);
     bytes[6] = 0x70 | (bytes[6] & 0x0f);
     bytes[8] = 0x80 | (bytes[8] & 0x3f);
-    let hex = crate::token::hex(&bytes);
+    let hex = crate::auth::token::hex(&bytes);
     format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }

@@ -1,10 +1,14 @@
 //! The internal wire between the Worker and its Durable Objects: every path is a constant
-//! here and every body a type both sides use, so the two cannot drift. (The batch formats
-//! have their own codecs next to their types: `wire` for publish, `fanout` for delivery.)
+//! here and every body a type both sides use, so the two cannot drift. The two batch
+//! formats have their codecs, both directions, next to their types: [`append`] for
+//! publish, [`delivery`] for the frames a chain object sends a gateway.
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain_log::Offset;
+use crate::log::Offset;
+
+pub mod append;
+pub mod delivery;
 
 /// Internal requests need an absolute URL; the host is never resolved.
 pub const CHAIN_ORIGIN: &str = "https://chain.internal";
@@ -35,7 +39,7 @@ pub mod chain {
 }
 
 /// Login guard paths (bodies in `ratelimit::rpc`).
-pub use crate::ratelimit::rpc as guard;
+pub use crate::auth::ratelimit::rpc as guard;
 
 /// The subscription spec, base64url JSON.
 pub const SUBSCRIPTION_HEADER: &str = "x-subscription";
@@ -92,7 +96,7 @@ impl Refusal {
     /// chain will assign.
     pub fn offset_out_of_range(param: &str, requested: Offset, head: Offset) -> Refusal {
         Refusal {
-            code: crate::subscribe::OFFSET_OUT_OF_RANGE.into(),
+            code: crate::stream::subscribe::OFFSET_OUT_OF_RANGE.into(),
             message: format!(
                 "{param} {requested} is beyond the chain's head {head}: the next event will be {}",
                 head + 1

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::access::{chain_access, AccessError};
+use crate::auth::access::{chain_access, AccessError};
+use crate::auth::token::AccessClaims;
 use crate::config::{Chain, Grant, Scope, ServiceConfig};
-use crate::fanout::{EventFilter, Start, SubscriptionSpec};
 use crate::graphql::{GraphQLError, PreparedSubscription, ProjectionPlan};
-use crate::token::AccessClaims;
+use crate::stream::fanout::{EventFilter, Start, SubscriptionSpec};
 
 pub const FORBIDDEN: &str = "FORBIDDEN";
 pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
@@ -124,7 +124,7 @@ pub fn parse_offset(s: &str) -> Result<u64, GraphQLError> {
         .ok_or_else(|| GraphQLError::coded(format!("offset {s:?} is out of range"), BAD_USER_INPUT))
 }
 
-impl crate::fanout::Projector for ProjectionPlan {
+impl crate::stream::fanout::Projector for ProjectionPlan {
     fn project_to_string(&self, event: &serde_json::Value, delta: bool, out: &mut String) {
         ProjectionPlan::project_to_string(self, event, delta, out)
     }

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+use crate::auth::secret;
 use crate::config::{Client, Scope, ServiceConfig};
-use crate::secret;
 
 /// An RFC 6749 §5.2 error, with the HTTP status it travels with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,7 +197,7 @@ pub fn success_body(access_token: &str, scopes: &BTreeSet<Scope>) -> serde_json:
     serde_json::json!({
         "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": crate::token::TOKEN_LIFETIME_SECONDS,
+        "expires_in": crate::auth::token::TOKEN_LIFETIME_SECONDS,
         "scope": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
     })
 }

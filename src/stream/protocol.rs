@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use serde_json::{json, Map, Value};
 
-use crate::token::VerifiedToken;
+use crate::auth::token::VerifiedToken;
 
 pub const SUBPROTOCOL: &str = "graphql-transport-ws";
 

@@ -1,0 +1,59 @@
+//! What the log holds: events as the publish API validated them, as they are appended, and
+//! as they are stored and read back.
+
+use serde::{Deserialize, Serialize};
+
+/// An event's place in its chain's log: from 1, strictly increasing, no gaps.
+pub type Offset = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    pub offset: Offset,
+    pub unique_event_id: String,
+    pub hotel_id: String,
+    pub module_name: String,
+    pub event_name: String,
+    /// When the log accepted it (ms since the epoch): retention counts from here.
+    pub stored_at: u64,
+    pub body: String,
+}
+
+/// An event being appended: its offset and store time, and the batch's event itself, so an
+/// append copies no event data on its way to storage.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    pub offset: Offset,
+    pub stored_at: u64,
+    pub event: &'a ValidEvent,
+}
+
+impl NewEvent<'_> {
+    pub fn to_stored(&self) -> StoredEvent {
+        StoredEvent {
+            offset: self.offset,
+            unique_event_id: self.event.unique_event_id.clone(),
+            hotel_id: self.event.hotel_id.clone(),
+            module_name: self.event.module_name.clone(),
+            event_name: self.event.event_name.clone(),
+            stored_at: self.stored_at,
+            body: self.event.body.clone(),
+        }
+    }
+}
+
+/// An event that passed validation, in the form the chain log stores.
+#[derive(Debug, Clone)]
+pub struct ValidEvent {
+    pub unique_event_id: String,
+    pub hotel_id: String,
+    pub module_name: String,
+    pub event_name: String,
+    /// The event as delivered to vendors (`EventHeader` without `metadata.offset`), as JSON
+    /// text.
+    pub body: String,
+    /// The id was generated for this request, so it cannot be in the log yet and the log
+    /// skips looking it up. Cleared when the request retries the append: the first attempt
+    /// may have stored it.
+    pub minted: bool,
+}

@@ -1,0 +1,99 @@
+//! The reference store.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+
+use super::{LogStore, NewEvent, Offset, StoreError, StoredEvent};
+
+/// An in-memory store with the same semantics as the SQLite one: the reference the
+/// native tests run against. `fail_insert_after` makes an insert fail once that many rows
+/// were written, to prove that a failed append leaves nothing behind; `reads` counts
+/// `read_from` calls, to prove that delivery work per turn is bounded.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    head: RefCell<Offset>,
+    events: RefCell<BTreeMap<Offset, StoredEvent>>,
+    pub fail_insert_after: Cell<Option<usize>>,
+    pub reads: Cell<usize>,
+}
+
+impl MemoryStore {
+    /// Deletes the events in `range` (as retention would, or worse).
+    pub fn delete(&self, range: std::ops::RangeInclusive<Offset>) {
+        self.events.borrow_mut().retain(|o, _| !range.contains(o));
+    }
+}
+
+impl LogStore for MemoryStore {
+    fn head(&self) -> Result<Offset, StoreError> {
+        let stored = self.events.borrow().last_key_value().map(|(o, _)| *o).unwrap_or(0);
+        Ok((*self.head.borrow()).max(stored))
+    }
+
+    fn set_head(&self, head: Offset) -> Result<(), StoreError> {
+        *self.head.borrow_mut() = head;
+        Ok(())
+    }
+
+    fn offsets_of(&self, unique_event_ids: &[&str]) -> Result<HashMap<String, Offset>, StoreError> {
+        Ok(self
+            .events
+            .borrow()
+            .values()
+            .filter(|e| unique_event_ids.contains(&e.unique_event_id.as_str()))
+            .map(|e| (e.unique_event_id.clone(), e.offset))
+            .collect())
+    }
+
+    fn insert_all(&self, new_events: &[NewEvent<'_>]) -> Result<(), StoreError> {
+        let mut events = self.events.borrow_mut();
+        for (i, event) in new_events.iter().enumerate() {
+            if self.fail_insert_after.get() == Some(i) {
+                return Err(StoreError(format!("injected failure after {i} rows")));
+            }
+            if events.contains_key(&event.offset)
+                || events.values().any(|e| e.unique_event_id == event.event.unique_event_id)
+            {
+                return Err(StoreError(format!(
+                    "event {} at offset {} clashes",
+                    event.event.unique_event_id, event.offset
+                )));
+            }
+            events.insert(event.offset, event.to_stored());
+        }
+        Ok(())
+    }
+
+    fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError> {
+        Ok(self.events.borrow().values().next().map(|e| (e.offset, e.stored_at)))
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.events.borrow().len() as u64)
+    }
+
+    fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.reads.set(self.reads.get() + 1);
+        Ok(self.events.borrow().range(from..).take(limit).map(|(_, e)| e.clone()).collect())
+    }
+
+    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
+        let mut events = self.events.borrow_mut();
+        let doomed: Vec<Offset> =
+            events.values().filter(|e| e.stored_at < cutoff).take(limit).map(|e| e.offset).collect();
+        for offset in &doomed {
+            events.remove(offset);
+        }
+        Ok(doomed.len())
+    }
+
+    fn atomically<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let (head, events) = (*self.head.borrow(), self.events.borrow().clone());
+        let outcome = f();
+        if outcome.is_err() {
+            *self.head.borrow_mut() = head;
+            *self.events.borrow_mut() = events;
+        }
+        outcome
+    }
+}

@@ -1,0 +1,124 @@
+//! The batches a chain object sends a gateway over a subscription's internal socket, and
+//! the gateway's answers:
+//!
+//! ```text
+//! B <through>[ g<requested>]\n<offset> <next frame>\n<offset> <next frame>...
+//! E <code> <message>
+//! A <count> <through>
+//! ```
+//!
+//! `through` is the last offset the batch covers (events filtered out included); a batch
+//! may carry no frame at all, only progress (a filtered scan that found nothing yet).
+//! `g<requested>` says retention dropped events from `requested` on before this batch's
+//! first frame: the gateway, which owns the pending gap until a frame carried it (also
+//! across reattaches), adds `extensions.gap` to the next frame it forwards. `E` ends the
+//! subscription with a GraphQL error (a frame over the limit). The gateway forwards the
+//! frames and answers `A`: `count` frames forwarded, through offset `through`.
+
+use std::fmt::Write as _;
+
+use crate::log::Offset;
+
+/// A Workers WebSocket message may not exceed 1 MiB; batches stay well under it (an event
+/// is at most 64 KiB by the publish limits, its frame a little more).
+pub const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+/// Builds `B` messages: frames are appended until the next would pass [`MAX_BATCH_BYTES`].
+#[derive(Debug, Default)]
+pub struct BatchWriter {
+    body: String,
+    last: Offset,
+    /// Retention dropped events from this offset on, before this batch's first frame.
+    gap: Option<Offset>,
+    /// Send even without frames (progress, or a gap to report).
+    progress: bool,
+}
+
+impl BatchWriter {
+    /// Retention dropped events from `requested` on, before the next frame.
+    pub fn gap_before(&mut self, requested: Offset) {
+        self.gap = Some(requested);
+    }
+
+    /// Send the next batch even if it has no frame: the scan moved the cursor.
+    pub fn mark_progress(&mut self) {
+        self.progress = true;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty() && self.gap.is_none() && !self.progress
+    }
+
+    pub fn push(&mut self, offset: Offset, frame: &str, out: &mut Vec<String>) {
+        if !self.body.is_empty() && self.body.len() + frame.len() > MAX_BATCH_BYTES {
+            let last = self.last;
+            self.flush(last, out);
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(self.body, "\n{offset} ");
+        self.body.push_str(frame);
+        self.last = offset;
+    }
+
+    /// Sends what is gathered as one batch covering offsets up to `through`.
+    pub fn flush(&mut self, through: Offset, out: &mut Vec<String>) {
+        if self.is_empty() {
+            return;
+        }
+        let through = if self.body.is_empty() { through } else { through.max(self.last) };
+        let mut header = format!("B {through}");
+        if let Some(requested) = self.gap.take() {
+            let _ = write!(header, " g{requested}");
+        }
+        header.push_str(&self.body);
+        out.push(header);
+        self.body.clear();
+        self.progress = false;
+    }
+}
+
+/// `E`: the subscription failed with this GraphQL error code and message.
+pub fn failure_message(code: &str, message: &str) -> String {
+    format!("E {code} {message}")
+}
+
+/// A batch as the gateway reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch<'a> {
+    pub through: Offset,
+    /// Retention dropped events from this offset on, before the first frame.
+    pub gap: Option<Offset>,
+    pub frames: Vec<(Offset, &'a str)>,
+}
+
+pub fn parse_batch(text: &str) -> Option<Batch<'_>> {
+    let mut lines = text.split('\n');
+    let mut header = lines.next()?.strip_prefix("B ")?.split(' ');
+    let through = header.next()?.parse().ok()?;
+    let gap = match header.next() {
+        None => None,
+        Some(g) => Some(g.strip_prefix('g')?.parse().ok()?),
+    };
+    let mut frames = Vec::new();
+    for line in lines {
+        let (offset, frame) = line.split_once(' ')?;
+        frames.push((offset.parse().ok()?, frame));
+    }
+    Some(Batch { through, gap, frames })
+}
+
+/// An `E <code> <message>` from the chain object: the subscription failed.
+pub fn parse_failure(text: &str) -> Option<(&str, &str)> {
+    text.strip_prefix("E ")?.split_once(' ')
+}
+
+pub fn ack_message(count: u32, through: Offset) -> String {
+    format!("A {count} {through}")
+}
+
+pub fn parse_ack(text: &str) -> Option<(u32, Offset)> {
+    let mut parts = text.strip_prefix("A ")?.split(' ');
+    let count = parts.next()?.parse().ok()?;
+    let through = parts.next()?.parse().ok()?;
+    Some((count, through))
+}
