@@ -86,13 +86,13 @@ fn the_stream_description_lists_the_codes_the_code_uses() {
         .as_array()
         .expect("error codes");
     for code in [
-        pms_events::stream::subscribe::FORBIDDEN,
-        pms_events::stream::subscribe::BAD_USER_INPUT,
-        pms_events::stream::subscribe::OFFSET_OUT_OF_RANGE,
-        pms_events::stream::subscribe::QUERY_TOO_COMPLEX,
-        pms_events::stream::subscribe::FRAME_TOO_LARGE,
-        pms_events::stream::subscribe::INTERNAL_SERVER_ERROR,
-        pms_events::stream::protocol::TOO_MANY_SUBSCRIPTIONS,
+        pms_events::graphql::codes::FORBIDDEN,
+        pms_events::graphql::codes::BAD_USER_INPUT,
+        pms_events::graphql::codes::OFFSET_OUT_OF_RANGE,
+        pms_events::graphql::codes::QUERY_TOO_COMPLEX,
+        pms_events::graphql::codes::FRAME_TOO_LARGE,
+        pms_events::graphql::codes::INTERNAL_SERVER_ERROR,
+        pms_events::graphql::codes::TOO_MANY_SUBSCRIPTIONS,
     ] {
         assert!(codes.iter().any(|c| c == code), "error code {code} is not in asyncapi.yaml");
     }

@@ -17,12 +17,16 @@ pub enum AccessError {
 pub fn bearer_token(header: Option<&str>) -> Result<&str, AccessError> {
     let header =
         header.ok_or_else(|| AccessError::Unauthorized("an Authorization: Bearer token is required".into()))?;
-    let (scheme, token) = header.trim().split_once(' ').unwrap_or((header, ""));
+    bearer(header)
+        .ok_or_else(|| AccessError::Unauthorized("the Authorization header must be \"Bearer <token>\"".into()))
+}
+
+/// The token of a `Bearer <token>` credential (a header's, or `connection_init`'s
+/// `Authorization`): the scheme in any case, the token not empty.
+pub fn bearer(credential: &str) -> Option<&str> {
+    let (scheme, token) = credential.trim().split_once(' ')?;
     let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(AccessError::Unauthorized("the Authorization header must be \"Bearer <token>\"".into()));
-    }
-    Ok(token)
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The chain and the grant (property subset) the token holder may use with `scope`.

@@ -47,14 +47,9 @@ pub fn check_init(
     now: u64,
 ) -> InitCheck {
     let (authorization, app_key) = init_credentials(payload);
-    let token = authorization
-        .and_then(|a| {
-            let (scheme, token) = a.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
-        })
-        .ok_or_else(|| {
-            Close::new(close::UNAUTHORIZED, "Unauthorized: connection_init needs \"Authorization\": \"Bearer <token>\"")
-        })?;
+    let token = authorization.and_then(crate::auth::access::bearer).ok_or_else(|| {
+        Close::new(close::UNAUTHORIZED, "Unauthorized: connection_init needs \"Authorization\": \"Bearer <token>\"")
+    })?;
     let verified = keys.verify(token, &config.issuer, &config.audience, now).map_err(|e| match e {
         TokenError::Expired => Close::new(close::UNAUTHORIZED, "token expired"),
         other => Close::new(close::UNAUTHORIZED, format!("Unauthorized: {other}")),

@@ -608,7 +608,10 @@ impl Core {
                 Err(e) => {
                     // One broken subscription must not stop delivery to the others.
                     worker::console_error!("chain log fan-out: {e}");
-                    let _ = ws.close(Some(1011), Some("subscription state lost; resubscribe"));
+                    let _ = ws.close(
+                        Some(crate::stream::protocol::close::INTERNAL_ERROR),
+                        Some("subscription state lost; resubscribe"),
+                    );
                 }
             }
         }
@@ -633,7 +636,7 @@ impl Core {
                 "subscription.revoked",
                 serde_json::json!({"clientId": spec.client_id, "connectionId": spec.connection_id, "operationId": spec.id, "reason": why}),
             );
-            return refuse(403, &rpc::Refusal { code: crate::stream::subscribe::FORBIDDEN.into(), message: why });
+            return refuse(403, &rpc::Refusal { code: crate::graphql::codes::FORBIDDEN.into(), message: why });
         }
         let bounds = self.log.bounds().map_err(internal)?;
         let saved = self.saved_cursor(&cursor_key(&spec))?;
@@ -877,7 +880,10 @@ impl DurableObject for ChainLog {
             Ok(false) => {}
             Err(e) => {
                 worker::console_error!("chain log serve: {e}");
-                let _ = ws.close(Some(1011), Some("subscription state lost; resubscribe"));
+                let _ = ws.close(
+                    Some(crate::stream::protocol::close::INTERNAL_ERROR),
+                    Some("subscription state lost; resubscribe"),
+                );
             }
         }
         Ok(())

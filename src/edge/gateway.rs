@@ -27,12 +27,13 @@ use super::settings::Settings;
 use super::{audit, chain_stub, guard_stub, now_ms, reply};
 use crate::auth::connect::{check_init, resolve_url_key};
 use crate::auth::ratelimit::rpc::{UpgradeRequest, UpgradeVerdict};
+use crate::graphql::codes::INTERNAL_SERVER_ERROR;
 use crate::graphql::{Api, GraphQLError, Operation, QueryContext, SubscribePayload};
 use crate::rpc;
 use crate::stream::fanout::SubscriptionSpec;
 use crate::stream::protocol::{close, Action, GuardTick, Session, SessionLimits, SlowConsumerGuard, SUBPROTOCOL};
 use crate::stream::relay::{Relay, Retry, Step};
-use crate::stream::subscribe::{plan_subscription, INTERNAL_SERVER_ERROR};
+use crate::stream::subscribe::plan_subscription;
 
 /// Frames larger than this close the connection with 1009.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -414,7 +415,7 @@ async fn start_operation(conn: Rc<Connection>, id: String, payload: Value, op: R
             return conn.fail(
                 &id,
                 &op,
-                &[GraphQLError::coded(format!("invalid subscribe payload: {e}"), "BAD_REQUEST")],
+                &[GraphQLError::coded(format!("invalid subscribe payload: {e}"), crate::graphql::codes::BAD_REQUEST)],
             )
         }
     };

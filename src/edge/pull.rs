@@ -44,7 +44,7 @@ pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, r
         {
             Ok(f) => f,
             Err(e) => {
-                let status = if e.code() == Some(crate::stream::subscribe::FORBIDDEN) { 403 } else { 400 };
+                let status = if e.code() == Some(crate::graphql::codes::FORBIDDEN) { 403 } else { 400 };
                 refused(status);
                 let code = if status == 403 { "forbidden" } else { "invalid_request" };
                 return reply::error(status, code, &e.message);

@@ -12,6 +12,8 @@
 //!
 //! Nothing here panics on any input: every failure is a [`GraphQLError`].
 
+pub mod codes;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -89,7 +91,7 @@ impl GraphQLError {
         GraphQLError { message: message.into(), locations: Vec::new(), extensions: serde_json::Map::new() }
     }
 
-    /// An error with `extensions.code`, e.g. "FORBIDDEN", "OFFSET_OUT_OF_RANGE", "BAD_USER_INPUT".
+    /// An error with `extensions.code`, one of [`codes`].
     pub fn coded(message: impl Into<String>, code: &str) -> Self {
         GraphQLError::new(message).with_code(code)
     }
@@ -212,10 +214,10 @@ impl Api {
         let mut parser = Parser::new().recursion_limit(PARSER_RECURSION_LIMIT).token_limit(PARSER_TOKEN_LIMIT);
         let ast = parser
             .parse_ast(payload.query.as_str(), SOURCE_NAME)
-            .map_err(|e| diagnostics(&e.errors, "GRAPHQL_PARSE_FAILED"))?;
+            .map_err(|e| diagnostics(&e.errors, codes::GRAPHQL_PARSE_FAILED))?;
         let document = ast
             .to_executable_validate(&self.schema)
-            .map_err(|e| diagnostics(&e.errors, "GRAPHQL_VALIDATION_FAILED"))?;
+            .map_err(|e| diagnostics(&e.errors, codes::GRAPHQL_VALIDATION_FAILED))?;
         let sources = document.sources.clone();
 
         let operation = document
@@ -226,7 +228,7 @@ impl Api {
 
         let raw_variables = to_json_map(payload.variables.as_ref());
         let variables = coerce_variable_values(&self.schema, &operation, &raw_variables)
-            .map_err(|e| vec![GraphQLError::from_request_error(&e, &sources, "BAD_USER_INPUT")])?;
+            .map_err(|e| vec![GraphQLError::from_request_error(&e, &sources, codes::BAD_USER_INPUT)])?;
 
         // Expand the operation's selection once: bounds its size and depth, and gives the
         // root fields (with their merged selections) the subscription plan is made of.
@@ -242,7 +244,7 @@ impl Api {
                 .map(Operation::Subscription)
         } else if operation.is_query() {
             apollo_compiler::introspection::check_max_depth(&document, &operation)
-                .map_err(|e| vec![GraphQLError::from_request_error(&e, &sources, "GRAPHQL_VALIDATION_FAILED")])?;
+                .map_err(|e| vec![GraphQLError::from_request_error(&e, &sources, codes::GRAPHQL_VALIDATION_FAILED)])?;
             let selects_connection =
                 root_plan.iter().any(|f| matches!(f, PlanField::Object(k, _) if k.src == "connection"));
             Ok(Operation::Query(PreparedQuery {
@@ -255,7 +257,7 @@ impl Api {
             }))
         } else {
             // Validation refuses mutations (the schema has none); kept for completeness.
-            Err(vec![GraphQLError::coded("mutations are not supported", "GRAPHQL_VALIDATION_FAILED")
+            Err(vec![GraphQLError::coded("mutations are not supported", codes::GRAPHQL_VALIDATION_FAILED)
                 .at(location_of(operation.location(), &sources))])
         }
     }
@@ -276,7 +278,7 @@ impl Api {
             _ => {
                 return Err(vec![GraphQLError::coded(
                     "a subscription must select exactly one root field, `newEvent`",
-                    "GRAPHQL_VALIDATION_FAILED",
+                    codes::GRAPHQL_VALIDATION_FAILED,
                 )
                 .at(op_location)])
             }
@@ -290,35 +292,39 @@ impl Api {
             .operation(operation)
             .coerced_variable_values(variables)
             .execute_sync(&capture)
-            .map_err(|e| vec![GraphQLError::from_request_error(&e, sources, "BAD_USER_INPUT")])?;
+            .map_err(|e| vec![GraphQLError::from_request_error(&e, sources, codes::BAD_USER_INPUT)])?;
         if !response.errors.is_empty() {
-            return Err(response.errors.into_iter().map(|e| GraphQLError::from_apollo(e, "BAD_USER_INPUT")).collect());
+            return Err(response
+                .errors
+                .into_iter()
+                .map(|e| GraphQLError::from_apollo(e, codes::BAD_USER_INPUT))
+                .collect());
         }
         let (arguments, field_location) = match capture.captured.into_inner() {
             Some(captured) => captured,
             None => {
                 return Err(vec![GraphQLError::coded(
                     "a subscription must select `newEvent`",
-                    "GRAPHQL_VALIDATION_FAILED",
+                    codes::GRAPHQL_VALIDATION_FAILED,
                 )
                 .at(op_location)])
             }
         };
         let location = location_of(field_location, sources).or(op_location);
-        let bad_input = |message: String| vec![GraphQLError::coded(message, "BAD_USER_INPUT").at(location)];
+        let bad_input = |message: String| vec![GraphQLError::coded(message, codes::BAD_USER_INPUT).at(location)];
 
         let input_json = arguments.get("input").map(serde_json::to_value).and_then(Result::ok).unwrap_or(Value::Null);
         let coerced: CoercedInput =
             serde_json::from_value(input_json).map_err(|e| bad_input(format!("invalid `input` of newEvent: {e}")))?;
 
         if let Some(offset) = &coerced.offset {
-            if !is_decimal(offset) {
+            if !crate::log::is_decimal(offset) {
                 return Err(bad_input(format!("`input.offset` must be decimal digits, got {offset:?}")));
             }
         }
         let from_offset = match payload.extensions.as_ref().and_then(|e| e.get("fromOffset")) {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) if is_decimal(s) => Some(s.clone()),
+            Some(Value::String(s)) if crate::log::is_decimal(s) => Some(s.clone()),
             Some(Value::Number(n)) if n.as_u64().is_some() => Some(n.to_string()),
             Some(other) => {
                 return Err(bad_input(format!(
@@ -338,10 +344,6 @@ impl Api {
         };
         Ok(PreparedSubscription { response_key, location, input, plan: ProjectionPlan { fields: plan } })
     }
-}
-
-fn is_decimal(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn diagnostics(list: &apollo_compiler::validation::DiagnosticList, code: &str) -> Vec<GraphQLError> {
@@ -436,7 +438,7 @@ impl PreparedQuery {
             .coerced_variable_values(&self.variables)
             .enable_schema_introspection(true)
             .execute_sync(&root)
-            .map_err(|e| GraphQLError::from_request_error(&e, &self.document.sources, "BAD_REQUEST"))
+            .map_err(|e| GraphQLError::from_request_error(&e, &self.document.sources, codes::BAD_REQUEST))
     }
 
     /// The full GraphQL response `{"data": {...}}` (with "errors" if any). Object keys follow
@@ -459,7 +461,7 @@ impl PreparedQuery {
 }
 
 fn internal_error_response() -> Value {
-    serde_json::json!({"errors": [{"message": "internal error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]})
+    serde_json::json!({"errors": [{"message": "internal error", "extensions": {"code": codes::INTERNAL_SERVER_ERROR}}]})
 }
 
 /// A small object graph answered by the query resolvers.
@@ -851,7 +853,7 @@ impl CompileError {
                 format!("the operation nests fields and fragments too deeply (at most {MAX_SELECTION_DEPTH} levels)")
             }
         };
-        GraphQLError::coded(message, "QUERY_TOO_COMPLEX").at(location)
+        GraphQLError::coded(message, codes::QUERY_TOO_COMPLEX).at(location)
     }
 }
 

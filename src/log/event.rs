@@ -6,6 +6,14 @@ use serde::{Deserialize, Serialize};
 /// An event's place in its chain's log: from 1, strictly increasing, no gaps.
 pub type Offset = u64;
 
+/// Offsets stay below 2^53, so they are exact in every JavaScript client.
+pub const MAX_OFFSET: Offset = (1 << 53) - 1;
+
+/// Whether `s` is an offset's text: decimal digits only (its value is checked apart).
+pub fn is_decimal(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredEvent {

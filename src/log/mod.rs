@@ -12,7 +12,7 @@ mod event;
 pub mod event_id;
 mod memory;
 
-pub use event::{NewEvent, Offset, StoredEvent, ValidEvent};
+pub use event::{is_decimal, NewEvent, Offset, StoredEvent, ValidEvent, MAX_OFFSET};
 pub use memory::MemoryStore;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

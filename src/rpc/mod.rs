@@ -96,7 +96,7 @@ impl Refusal {
     /// chain will assign.
     pub fn offset_out_of_range(param: &str, requested: Offset, head: Offset) -> Refusal {
         Refusal {
-            code: crate::stream::subscribe::OFFSET_OUT_OF_RANGE.into(),
+            code: crate::graphql::codes::OFFSET_OUT_OF_RANGE.into(),
             message: format!(
                 "{param} {requested} is beyond the chain's head {head}: the next event will be {}",
                 head + 1

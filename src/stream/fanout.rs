@@ -14,9 +14,10 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::graphql::codes::FRAME_TOO_LARGE;
 use crate::log::{ChainLog, LogBounds, LogStore, Offset, Page, StoreError, StoredEvent};
 use crate::rpc::delivery::{failure_message, BatchWriter, MAX_BATCH_BYTES};
-use crate::stream::subscribe::FRAME_TOO_LARGE;
+use crate::stream::protocol::{next_start, NEXT_END};
 
 /// How long the server remembers the last offset delivered to an app key on a chain.
 pub const SAVED_CURSOR_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -331,19 +332,20 @@ pub fn pump<S: LogStore, P: Projector>(
 /// The start of every `next` message of graphql-transport-ws for this subscription, up to
 /// where an event's projection goes.
 fn next_prefix<P>(spec: &SubscriptionSpec<P>) -> String {
-    format!(
-        "{{\"id\":{},\"type\":\"next\",\"payload\":{{\"data\":{{{}:",
-        serde_json::to_string(&spec.id).unwrap_or_default(),
-        serde_json::to_string(&spec.response_key).unwrap_or_default()
-    )
+    let mut prefix = next_start(&spec.id);
+    prefix.push_str("{\"data\":{");
+    prefix.push_str(&serde_json::to_string(&spec.response_key).unwrap_or_default());
+    prefix.push(':');
+    prefix
 }
 
 /// One `next` message: the subscription's [`next_prefix`] and an event's projection (its
-/// selected fields as JSON).
+/// selected fields as JSON), then the data's, the payload's and the message's ends.
 fn render_next(prefix: &str, projection: &str, out: &mut String) {
     out.push_str(prefix);
     out.push_str(projection);
-    out.push_str("}}}");
+    out.push_str("}}");
+    out.push_str(NEXT_END);
 }
 
 /// The frame with `extensions.gap` added to its payload: the first frame a subscription

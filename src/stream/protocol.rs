@@ -7,17 +7,37 @@ use std::collections::{BTreeSet, VecDeque};
 use serde_json::{json, Map, Value};
 
 use crate::auth::token::VerifiedToken;
+use crate::graphql::codes::TOO_MANY_SUBSCRIPTIONS;
 
 pub const SUBPROTOCOL: &str = "graphql-transport-ws";
+
+/// The start of every `next` message of operation `id`, up to its payload: a `next` is
+/// this, the payload's JSON, and [`NEXT_END`]. The one builder of `next` frames: query
+/// results here, and the chain object's rendered events (`fanout`), which build it once
+/// per subscription.
+pub fn next_start(id: &str) -> String {
+    format!("{{\"id\":{},\"type\":\"next\",\"payload\":", serde_json::to_string(id).unwrap_or_default())
+}
+
+/// What closes a `next` message after its payload.
+pub const NEXT_END: &str = "}";
 
 /// Close codes of CONTRACT §4 and the graphql-ws protocol.
 pub mod close {
     pub const NORMAL: u16 = 1000;
+    /// Reported, never sent (RFC 6455 §7.4.1): the close carried no code.
+    pub const NO_STATUS: u16 = 1005;
+    /// Reported, never sent: the connection ended without a close.
+    pub const ABNORMAL: u16 = 1006;
+    /// An internal socket's state was lost (the gateway reattaches or fails the operation).
+    pub const INTERNAL_ERROR: u16 = 1011;
+    /// The codes a close frame may carry.
+    const SENDABLE: std::ops::RangeInclusive<u16> = 1000..=4999;
 
     /// The code to answer a peer's close with, completing the handshake: its own, unless it
-    /// only describes a close (1005 none given, 1006 abnormal) or cannot be sent at all.
+    /// only describes a close or cannot be sent at all.
     pub fn echo(code: u16) -> u16 {
-        if (1000..=4999).contains(&code) && code != 1005 && code != 1006 {
+        if SENDABLE.contains(&code) && code != NO_STATUS && code != ABNORMAL {
             code
         } else {
             NORMAL
@@ -128,9 +148,6 @@ pub struct SessionLimits {
     pub max_subscriptions: usize,
     pub max_id_bytes: usize,
 }
-
-/// The `extensions.code` of a `subscribe` over the connection's subscription limit.
-pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
 
 /// One vendor connection.
 #[derive(Debug)]
@@ -280,14 +297,6 @@ impl Session {
         std::mem::take(&mut self.active).into_iter().map(|id| Action::Stop { id }).collect()
     }
 
-    /// A failure of the server side that must end the connection (4500).
-    pub fn on_internal_error(&mut self, reason: &str) -> Vec<Action> {
-        if self.is_closed() {
-            return Vec::new();
-        }
-        self.close(close::INTERNAL, reason.chars().take(100).collect::<String>())
-    }
-
     /// Operation `id` could not start or failed: an `error` message, and it is over.
     pub fn fail(&mut self, id: &str, errors: &Value) -> Vec<Action> {
         if !self.active.remove(id) {
@@ -303,9 +312,8 @@ impl Session {
         if !self.active.remove(id) {
             return Vec::new();
         }
-        let id_json = serde_json::to_string(id).unwrap_or_default();
         vec![
-            Action::Send(format!("{{\"id\":{id_json},\"type\":\"next\",\"payload\":{result_json}}}")),
+            Action::Send(format!("{}{result_json}{NEXT_END}", next_start(id))),
             Action::Send(json!({"id": id, "type": "complete"}).to_string()),
         ]
     }

@@ -9,13 +9,7 @@ use crate::config::{Chain, Grant, Scope, ServiceConfig};
 use crate::graphql::{GraphQLError, PreparedSubscription, ProjectionPlan};
 use crate::stream::fanout::{EventFilter, Start, SubscriptionSpec};
 
-pub const FORBIDDEN: &str = "FORBIDDEN";
-pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
-pub const OFFSET_OUT_OF_RANGE: &str = "OFFSET_OUT_OF_RANGE";
-pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
-pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
-/// A rendered event would exceed the frame limit (CONTRACT §8).
-pub const FRAME_TOO_LARGE: &str = "FRAME_TOO_LARGE";
+use crate::graphql::codes::{BAD_USER_INPUT, FORBIDDEN, QUERY_TOO_COMPLEX};
 
 /// The chain to attach to, and the spec its object serves.
 pub fn plan_subscription(
@@ -114,13 +108,12 @@ pub fn event_filter(
 /// Offsets travel as decimal strings.
 pub fn parse_offset(s: &str) -> Result<u64, GraphQLError> {
     let t = s.trim();
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+    if !crate::log::is_decimal(t) {
         return Err(GraphQLError::coded(format!("offset {s:?} must be decimal digits"), BAD_USER_INPUT));
     }
-    // Offsets are kept below 2^53 so they stay exact in JavaScript clients.
     t.parse::<u64>()
         .ok()
-        .filter(|n| *n < (1u64 << 53))
+        .filter(|n| *n <= crate::log::MAX_OFFSET)
         .ok_or_else(|| GraphQLError::coded(format!("offset {s:?} is out of range"), BAD_USER_INPUT))
 }
 
