@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::log::{ChainLog, LogStore, Offset, StoreError};
+use crate::log::{LogStore, Offset, OffsetLog, StoreError};
 use crate::stream::fanout::{resolve_start, EventFilter, Gap, Start, StartError, TurnBudget, PAGE, PAGE_BYTES};
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -90,7 +90,7 @@ impl From<StoreError> for ReadError {
 /// where the following request starts; it can move past events without returning any (a
 /// filter that matched none within the turn's budget), so a client pages on until `next`
 /// is past `head`.
-pub fn read<S: LogStore>(log: &ChainLog<S>, request: &ReadRequest) -> Result<String, ReadError> {
+pub fn read<S: LogStore>(log: &OffsetLog<S>, request: &ReadRequest) -> Result<String, ReadError> {
     let bounds = log.bounds()?;
     let head = bounds.head_offset;
     let start = Start::At(request.from.unwrap_or_else(|| bounds.oldest_offset.unwrap_or(head + 1)));

@@ -1,6 +1,6 @@
 //! Start resolution, filters, the window and batch framing of subscription delivery.
 
-use pms_events::log::{ChainLog, LogBounds, MemoryStore};
+use pms_events::log::{LogBounds, MemoryStore, OffsetLog};
 use pms_events::publish::ValidEvent;
 use pms_events::rpc::delivery::*;
 use pms_events::stream::fanout::*;
@@ -55,8 +55,8 @@ fn start_highest_and_resume() {
     assert_eq!(resolve_start(Start::Resume, &stats(10, Some(1)), None, 5), Ok((11, None)));
 }
 
-fn log_with(hotels: &[&str]) -> ChainLog<MemoryStore> {
-    let log = ChainLog::new(MemoryStore::default());
+fn log_with(hotels: &[&str]) -> OffsetLog<MemoryStore> {
+    let log = OffsetLog::new(MemoryStore::default());
     let batch: Vec<ValidEvent> = hotels
         .iter()
         .enumerate()
@@ -94,7 +94,7 @@ fn spec_with<P>(filter: EventFilter, plan: P) -> SubscriptionSpec<P> {
 
 /// A pump with no turn budget: what the window alone allows.
 fn pump_unbounded<P: Projector + serde::Serialize>(
-    log: &ChainLog<MemoryStore>,
+    log: &OffsetLog<MemoryStore>,
     s: &SubscriptionSpec<P>,
     key: &std::rc::Rc<str>,
     cursor: &mut Cursor,
@@ -243,7 +243,7 @@ fn retention_that_emptied_the_log_under_a_cursor_is_reported_without_a_frame() {
 
 #[test]
 fn a_filter_matching_nothing_reads_at_most_the_budget_per_turn_and_reports_progress() {
-    let log = ChainLog::new(MemoryStore::default());
+    let log = OffsetLog::new(MemoryStore::default());
     let batch: Vec<ValidEvent> = (0..10_000)
         .map(|i| ValidEvent {
             unique_event_id: format!("u{i}"),
@@ -351,7 +351,7 @@ fn spec_round_trips_as_json() {
 
 #[test]
 fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_bytes() {
-    let log = ChainLog::new(MemoryStore::default());
+    let log = OffsetLog::new(MemoryStore::default());
     let big = "x".repeat(60 * 1024);
     let batch: Vec<ValidEvent> = (0..40)
         .map(|i| ValidEvent {

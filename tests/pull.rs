@@ -1,13 +1,13 @@
 //! The pull API's query parameters and reads over the in-memory log.
 
-use pms_events::log::{ChainLog, MemoryStore};
+use pms_events::log::{MemoryStore, OffsetLog};
 use pms_events::publish::ValidEvent;
 use pms_events::pull::{parse_params, read, ReadError, ReadRequest, DEFAULT_LIMIT, MAX_LIMIT};
 use pms_events::stream::fanout::{EventFilter, TurnBudget, PAGE};
 use serde_json::Value;
 
-fn log_of(names: &[&str]) -> ChainLog<MemoryStore> {
-    let log = ChainLog::new(MemoryStore::default());
+fn log_of(names: &[&str]) -> OffsetLog<MemoryStore> {
+    let log = OffsetLog::new(MemoryStore::default());
     let batch: Vec<ValidEvent> = names
         .iter()
         .enumerate()
@@ -24,7 +24,7 @@ fn log_of(names: &[&str]) -> ChainLog<MemoryStore> {
     log
 }
 
-fn answer(log: &ChainLog<MemoryStore>, from: Option<u64>, limit: usize, filter: EventFilter) -> Value {
+fn answer(log: &OffsetLog<MemoryStore>, from: Option<u64>, limit: usize, filter: EventFilter) -> Value {
     serde_json::from_str(&read(log, &ReadRequest { from, limit, filter }).unwrap()).unwrap()
 }
 

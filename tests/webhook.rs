@@ -5,7 +5,7 @@ mod common;
 
 use common::demo_json;
 use pms_events::config::{Limits, ServiceConfig};
-use pms_events::log::{ChainLog, MemoryStore};
+use pms_events::log::{MemoryStore, OffsetLog};
 use pms_events::publish::ValidEvent;
 use pms_events::stream::fanout::Gap;
 use pms_events::webhook::delivery::{AfterFailure, ResumeError};
@@ -161,8 +161,8 @@ fn event(i: usize, hotel: &str, name: &str) -> ValidEvent {
     }
 }
 
-fn log_with(events: &[ValidEvent]) -> ChainLog<MemoryStore> {
-    let log = ChainLog::new(MemoryStore::default());
+fn log_with(events: &[ValidEvent]) -> OffsetLog<MemoryStore> {
+    let log = OffsetLog::new(MemoryStore::default());
     for chunk in events.chunks(100) {
         log.append(chunk, 1).unwrap();
     }

@@ -13,8 +13,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use futures::{future::FutureExt, select, StreamExt};
 use serde_json::{json, Value};
 use wasm_bindgen_futures::spawn_local;
@@ -608,8 +606,7 @@ enum Attached {
 }
 
 async fn attach(env: &Env, chain: &str, spec: &SubscriptionSpec<crate::graphql::ProjectionPlan>) -> Result<Attached> {
-    let encoded =
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(spec).map_err(|e| worker::Error::RustError(e.to_string()))?);
+    let encoded = rpc::encode_spec(spec).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
     headers.set(rpc::SUBSCRIPTION_HEADER, &encoded)?;

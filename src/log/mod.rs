@@ -89,7 +89,7 @@ pub fn retention_slack(retention_ms: u64) -> u64 {
     (retention_ms / 10).min(60_000)
 }
 
-pub struct ChainLog<S> {
+pub struct OffsetLog<S> {
     store: S,
     /// The head as last read or written by this instance. Only `append` moves the head and
     /// it runs to completion without yielding, so the copy cannot go stale; it is dropped
@@ -97,9 +97,9 @@ pub struct ChainLog<S> {
     head: Cell<Option<Offset>>,
 }
 
-impl<S: LogStore> ChainLog<S> {
+impl<S: LogStore> OffsetLog<S> {
     pub fn new(store: S) -> Self {
-        ChainLog { store, head: Cell::new(None) }
+        OffsetLog { store, head: Cell::new(None) }
     }
 
     /// The highest offset ever assigned (0 for a new log).
@@ -158,7 +158,7 @@ impl<S: LogStore> ChainLog<S> {
         Ok((head, offsets))
     }
 
-    /// Head and oldest offset: two index lookups, unlike [`ChainLog::stats`], whose count
+    /// Head and oldest offset: two index lookups, unlike [`OffsetLog::stats`], whose count
     /// scans the table.
     pub fn bounds(&self) -> Result<LogBounds, StoreError> {
         Ok(LogBounds { head_offset: self.head()?, oldest_offset: self.store.oldest()?.map(|(o, _)| o) })

@@ -19,6 +19,13 @@ use std::fmt::Write as _;
 
 use crate::log::Offset;
 
+/// Forwarded frames per acknowledgement: a quarter of the chain object's window, so the
+/// object always has room to send while the acknowledgement travels.
+pub const ACK_EVERY: u32 = 128;
+/// Frames the chain object sends a subscription before it waits for an acknowledgement.
+pub const WINDOW: u32 = 512;
+const _: () = assert!(ACK_EVERY * 4 == WINDOW);
+
 /// A Workers WebSocket message may not exceed 1 MiB; batches stay well under it (an event
 /// is at most 64 KiB by the publish limits, its frame a little more).
 pub const MAX_BATCH_BYTES: usize = 512 * 1024;

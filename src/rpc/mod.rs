@@ -3,9 +3,13 @@
 //! formats have their codecs, both directions, next to their types: [`append`] for
 //! publish, [`delivery`] for the frames a chain object sends a gateway.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::log::Offset;
+use crate::stream::fanout::SubscriptionSpec;
 
 pub mod append;
 pub mod delivery;
@@ -125,6 +129,16 @@ pub struct ResumeWebhook {
 pub struct WebhookResumed {
     pub was_paused: bool,
     pub webhook: crate::webhook::Status,
+}
+
+/// The [`SUBSCRIPTION_HEADER`] value of a subscription's spec.
+pub fn encode_spec<P: Serialize>(spec: &SubscriptionSpec<P>) -> Result<String, serde_json::Error> {
+    Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(spec)?))
+}
+
+/// The spec a [`SUBSCRIPTION_HEADER`] value carries, if it is one.
+pub fn decode_spec<P: DeserializeOwned>(header: &str) -> Option<SubscriptionSpec<P>> {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()
 }
 
 /// The hibernation tag of every internal socket of one vendor connection.

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::graphql::codes::FRAME_TOO_LARGE;
-use crate::log::{ChainLog, LogBounds, LogStore, Offset, Page, StoreError, StoredEvent};
-use crate::rpc::delivery::{failure_message, BatchWriter, MAX_BATCH_BYTES};
+use crate::log::{LogBounds, LogStore, Offset, OffsetLog, Page, StoreError, StoredEvent};
+use crate::rpc::delivery::{failure_message, BatchWriter, MAX_BATCH_BYTES, WINDOW};
 use crate::stream::protocol::{next_start, NEXT_END};
 
 /// How long the server remembers the last offset delivered to an app key on a chain.
@@ -71,6 +71,53 @@ pub fn fan_out_pace_ms(subscriptions: usize) -> u64 {
 
 /// The most [`fan_out_pace_ms`] adds to an event's way to its subscribers.
 pub const MAX_FAN_OUT_PACE_MS: u64 = 25;
+
+/// When a chain object fans out, and where each fan-out starts among its sockets. A
+/// fan-out runs in a turn of its own, right after the publish that asked for it or once
+/// the pace for this many subscriptions allows ([`fan_out_pace_ms`]): under load, several
+/// publishes land before it runs and their events go out as one batch per subscriber,
+/// fewer, larger messages exactly when messages are what saturates the object. Frames
+/// still come from storage at each cursor, so timing cannot change what is delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FanOutSchedule {
+    /// A fan-out is scheduled and has not run yet.
+    pending: bool,
+    /// When the last fan-out ran (ms) and to how many sockets: paces the next one.
+    last_at: u64,
+    last_sockets: usize,
+    /// Fan-outs so far: where the next one starts among the sockets.
+    turns: usize,
+}
+
+impl FanOutSchedule {
+    /// A fan-out is wanted: after a publish, or (`resume`) after the last one ran out of
+    /// budget, when the next runs unpaced (a timer of 0 still lets everything already
+    /// waiting run first). Returns the wait before it runs, or `None` when one is already
+    /// scheduled or nobody is attached: a subscription attaching later reads from storage
+    /// at its cursor, so skipping misses nothing. `any_socket` is asked only when the last
+    /// fan-out found none (listing sockets builds an array of every one).
+    pub fn request(&mut self, resume: bool, now_ms: u64, any_socket: impl FnOnce() -> bool) -> Option<u64> {
+        if self.pending || (self.last_sockets == 0 && !any_socket()) {
+            return None;
+        }
+        self.pending = true;
+        Some(if resume { 0 } else { (self.last_at + fan_out_pace_ms(self.last_sockets)).saturating_sub(now_ms) })
+    }
+
+    /// The scheduled fan-out runs now over `sockets` sockets: the index of the one to serve
+    /// first, a different one each time, so that none always waits for the others' scans.
+    pub fn run(&mut self, now_ms: u64, sockets: usize) -> Option<usize> {
+        self.pending = false;
+        self.last_at = now_ms;
+        self.last_sockets = sockets;
+        if sockets == 0 {
+            return None;
+        }
+        let first = self.turns % sockets;
+        self.turns = self.turns.wrapping_add(1);
+        Some(first)
+    }
+}
 
 /// Which events of the chain a subscription receives.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +222,14 @@ pub struct Cursor {
     pub inflight: u32,
 }
 
+impl Cursor {
+    /// Whether serving it could change anything: events past it up to `head`, or `acked`
+    /// frames that free its window.
+    pub fn has_work(&self, head: Offset, acked: u32) -> bool {
+        self.next <= head || acked > 0
+    }
+}
+
 /// Pages read and events parsed in one turn of the object, shared by every subscription
 /// it serves in that turn: after a publish, all caught-up subscribers read the same page,
 /// so the log is read and each event parsed once, not once per subscriber.
@@ -195,7 +250,7 @@ impl EventCache {
     /// covers `from` and the budget allows.
     fn page<S: LogStore>(
         &mut self,
-        log: &ChainLog<S>,
+        log: &OffsetLog<S>,
         from: Offset,
         budget: &mut TurnBudget,
     ) -> Result<Option<(Rc<Page>, usize)>, StoreError> {
@@ -249,6 +304,27 @@ pub struct Pumped {
     pub failed: bool,
 }
 
+/// Serves one attached subscription: `acked` frames acknowledged free its window, then
+/// [`pump`] fills it. `None` when nothing can change (caught up, nothing acknowledged), so
+/// its cursor need not be written back.
+#[allow(clippy::too_many_arguments)]
+pub fn serve<S: LogStore, P: Projector>(
+    log: &OffsetLog<S>,
+    spec: &SubscriptionSpec<P>,
+    projection_key: &Rc<str>,
+    cursor: &mut Cursor,
+    head: Offset,
+    acked: u32,
+    cache: &mut EventCache,
+    budget: &mut TurnBudget,
+) -> Result<Option<Pumped>, StoreError> {
+    if !cursor.has_work(head, acked) {
+        return Ok(None);
+    }
+    cursor.inflight = cursor.inflight.saturating_sub(acked);
+    pump(log, spec, projection_key, cursor, head, WINDOW, cache, budget).map(Some)
+}
+
 /// Fills the subscription's window from the log, starting at its cursor, within the turn's
 /// `budget`. Returns the messages to send (none when there is nothing to send): batches,
 /// each under [`MAX_BATCH_BYTES`] unless a single frame is larger, and at most one `E`.
@@ -256,7 +332,7 @@ pub struct Pumped {
 /// before any `await`.
 #[allow(clippy::too_many_arguments)]
 pub fn pump<S: LogStore, P: Projector>(
-    log: &ChainLog<S>,
+    log: &OffsetLog<S>,
     spec: &SubscriptionSpec<P>,
     projection_key: &Rc<str>,
     cursor: &mut Cursor,

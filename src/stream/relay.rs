@@ -18,12 +18,7 @@ use crate::log::Offset;
 use crate::rpc::delivery::{ack_message, parse_batch, parse_failure};
 use crate::stream::fanout::{with_gap, Gap, Start};
 
-/// Forwarded frames per acknowledgement: a quarter of the chain object's window, so the
-/// object always has room to send while the acknowledgement travels.
-pub const ACK_EVERY: u32 = 128;
-/// Frames the chain object sends a subscription before it waits for an acknowledgement.
-pub const WINDOW: u32 = 512;
-const _: () = assert!(ACK_EVERY * 4 == WINDOW);
+pub use crate::rpc::delivery::{ACK_EVERY, WINDOW};
 
 /// Consecutive failed attaches before the operation ends with `INTERNAL_SERVER_ERROR`.
 pub const MAX_ATTACH_FAILURES: u32 = 8;

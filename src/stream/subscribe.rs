@@ -122,3 +122,27 @@ impl crate::stream::fanout::Projector for ProjectionPlan {
         ProjectionPlan::project_to_string(self, event, delta, out)
     }
 }
+
+/// Whether a subscription's client still holds what it streams, against the configuration
+/// a chain object runs with: the client, its app key and scope, the chain's grant, and
+/// every property its filter delivers. Checked on every attach: a deploy (which is how a
+/// configuration changes) restarts every object, so every subscription reattaches and a
+/// revoked grant ends it.
+pub fn still_granted<P>(config: &ServiceConfig, chain: Option<&str>, spec: &SubscriptionSpec<P>) -> Result<(), String> {
+    let client = config
+        .client(&spec.client_id)
+        .filter(|c| c.app_key == spec.app_key && c.scopes.contains(&Scope::Events))
+        .ok_or("the client is no longer configured for streaming")?;
+    // A gateway of a build before the chain header names no chain: then only the client
+    // is checked (its subscribe was authorized by that gateway).
+    let Some(chain) = chain else {
+        return Ok(());
+    };
+    let grant =
+        client.grants.iter().find(|g| g.chain == chain).ok_or("the chain is no longer granted to this client")?;
+    match (&grant.properties, &spec.filter.properties) {
+        (None, _) => Ok(()),
+        (Some(granted), Some(wanted)) if wanted.is_subset(granted) => Ok(()),
+        _ => Err("a property of this subscription is no longer granted to this client".into()),
+    }
+}

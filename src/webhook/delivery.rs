@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::endpoint::Webhook;
 use super::{MAX_BODY_BYTES, MAX_ERROR_CHARS};
 use crate::config::Limits;
-use crate::log::{ChainLog, LogBounds, LogStore, Offset, StoreError};
+use crate::log::{LogBounds, LogStore, Offset, OffsetLog, StoreError};
 use crate::stream::fanout::{Gap, TurnBudget, PAGE, PAGE_BYTES};
 
 /// The offsets a batch covers, both inclusive (filtered-out events included).
@@ -209,7 +209,7 @@ impl WebhookState {
     }
 
     /// What to do now. Reads the log within [`PLAN_BUDGET`] (a retry reads its batch again).
-    pub fn plan<S: LogStore>(&self, log: &ChainLog<S>, webhook: &Webhook, now: u64) -> Result<Plan, StoreError> {
+    pub fn plan<S: LogStore>(&self, log: &OffsetLog<S>, webhook: &Webhook, now: u64) -> Result<Plan, StoreError> {
         if self.paused() {
             return Ok(Plan::Idle);
         }
@@ -388,7 +388,7 @@ struct Scan {
 /// The webhook's events in `from..=until`, at most `max_events`, in a body under
 /// [`MAX_BODY_BYTES`] (at least one event), within [`PLAN_BUDGET`] unless it is a retry.
 fn scan<S: LogStore>(
-    log: &ChainLog<S>,
+    log: &OffsetLog<S>,
     webhook: &Webhook,
     from: Offset,
     until: Offset,

@@ -11,11 +11,10 @@
 
 use std::rc::Rc;
 
-use super::super::settings::Settings;
-use serde::Deserialize;
+use crate::edge::settings::Settings;
 use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Result};
 
-use super::{internal, refuse, Core};
+use super::object::{internal, refuse, ChainObject};
 use crate::log::Offset;
 use crate::rpc;
 use crate::webhook::delivery::{AfterFailure, ResumeError};
@@ -53,37 +52,14 @@ struct Woken {
     scan_on: bool,
 }
 
-pub(super) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, state TEXT NOT NULL)";
-
-impl Core {
-    fn webhook_state(&self, id: &str) -> Result<Option<WebhookState>> {
-        #[derive(Deserialize)]
-        struct Row {
-            state: String,
-        }
-        let rows: Vec<Row> =
-            self.log.store().sql.exec("SELECT state FROM webhooks WHERE id = ?", vec![id.into()])?.to_array()?;
-        rows.first()
-            .map(|r| serde_json::from_str(&r.state).map_err(|e| worker::Error::RustError(e.to_string())))
-            .transpose()
-    }
-
-    fn save_webhook_state(&self, id: &str, state: &WebhookState) -> Result<()> {
-        let json = serde_json::to_string(state).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        self.log.store().sql.exec(
-            "INSERT INTO webhooks (id, state) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state",
-            vec![id.into(), json.into()],
-        )?;
-        Ok(())
-    }
-
+impl ChainObject {
     /// The state of a configured webhook; one seen for the first time starts at the head.
     fn webhook_state_or_new(&self, id: &str, head: Offset) -> Result<WebhookState> {
-        if let Some(state) = self.webhook_state(id)? {
+        if let Some(state) = self.storage().webhook_state(id)? {
             return Ok(state);
         }
         let state = WebhookState::new(head);
-        self.save_webhook_state(id, &state)?;
+        self.storage().save_webhook_state(id, &state)?;
         Ok(state)
     }
 
@@ -91,7 +67,7 @@ impl Core {
     /// has none (or does not know its chain yet).
     fn configured_webhooks(&self) -> Option<ChainWebhooks> {
         let chain = self.chain_code()?;
-        let settings = super::super::settings::load(&self.env).ok()?;
+        let settings = crate::edge::settings::load(&self.env).ok()?;
         settings.config.webhooks_of(&chain).next()?;
         Some(ChainWebhooks { settings, chain })
     }
@@ -122,7 +98,7 @@ impl Core {
             return Ok(());
         };
         let policy = hooks.policy();
-        let now = super::super::now_ms();
+        let now = crate::edge::now_ms();
         let head = self.log.head().map_err(internal)?;
         let mut wake_at: Option<u64> = None;
         let mut earliest = |at: u64| wake_at = Some(wake_at.map_or(at, |w: u64| w.min(at)));
@@ -180,11 +156,11 @@ impl Core {
                 Plan::Idle | Plan::WaitUntil(_) => return Ok(held(&state)),
                 Plan::Skip { through } => {
                     state.skipped(through);
-                    self.save_webhook_state(&webhook.id, &state)?;
+                    self.storage().save_webhook_state(&webhook.id, &state)?;
                 }
                 Plan::Post(batch) => {
                     state.begin(batch.range, now, policy);
-                    self.save_webhook_state(&webhook.id, &state)?;
+                    self.storage().save_webhook_state(&webhook.id, &state)?;
                     self.webhooks_in_flight.borrow_mut().insert(webhook.id.clone());
                     let core = self.clone();
                     let (webhook, policy) = (webhook.clone(), *policy);
@@ -209,16 +185,16 @@ impl Core {
     async fn deliver(&self, webhook: &Webhook, batch: Batch, policy: RetryPolicy) -> Result<()> {
         let chain = &webhook.chain;
         let id = batch.id.clone();
-        let started = super::super::now_ms();
+        let started = crate::edge::now_ms();
         let outcome = post(webhook, &id, &batch.body, started / 1000, policy.timeout_ms).await;
-        let now = super::super::now_ms();
-        let Some(mut state) = self.webhook_state(&webhook.id)? else { return Ok(()) };
+        let now = crate::edge::now_ms();
+        let Some(mut state) = self.storage().webhook_state(&webhook.id)? else { return Ok(()) };
         let (from, through) = (batch.range.from.to_string(), batch.range.through.to_string());
         match outcome {
             Ok(status) => {
                 if state.accepted(batch.range, status, now) {
-                    self.save_webhook_state(&webhook.id, &state)?;
-                    super::super::audit(
+                    self.storage().save_webhook_state(&webhook.id, &state)?;
+                    crate::edge::audit(
                         "webhook.delivered",
                         serde_json::json!({
                             "chain": chain, "webhookId": webhook.id, "clientId": webhook.client_id, "messageId": id,
@@ -231,12 +207,12 @@ impl Core {
             Err(failure) => {
                 let jitter = js_sys::Math::random();
                 let Some(after) = state.failed(batch.range, &failure, now, jitter, &policy) else { return Ok(()) };
-                self.save_webhook_state(&webhook.id, &state)?;
+                self.storage().save_webhook_state(&webhook.id, &state)?;
                 let retry_at = match after {
                     AfterFailure::RetryAt(at) => Some(at),
                     AfterFailure::Paused => None,
                 };
-                super::super::audit(
+                crate::edge::audit(
                     "webhook.failed",
                     serde_json::json!({
                         "chain": chain, "webhookId": webhook.id, "clientId": webhook.client_id, "messageId": id,
@@ -246,7 +222,7 @@ impl Core {
                     }),
                 );
                 if after == AfterFailure::Paused {
-                    super::super::audit(
+                    crate::edge::audit(
                         "webhook.paused",
                         serde_json::json!({
                             "chain": chain, "webhookId": webhook.id, "clientId": webhook.client_id,
@@ -263,7 +239,7 @@ impl Core {
     /// `GET` [`rpc::chain::WEBHOOKS`]: every configured webhook of the chain as it stands.
     pub(super) fn webhooks(&self) -> Result<Response> {
         let head = self.log.head().map_err(internal)?;
-        let now = super::super::now_ms();
+        let now = crate::edge::now_ms();
         let mut list = Vec::new();
         if let Some(hooks) = self.configured_webhooks() {
             for webhook in hooks.iter() {
@@ -291,10 +267,10 @@ impl Core {
         if let Err(ResumeError::OutOfRange { requested, head }) = state.resume(ask.from, &bounds) {
             return refuse(409, &rpc::Refusal::offset_out_of_range("from", requested, head));
         }
-        self.save_webhook_state(&webhook.id, &state)?;
+        self.storage().save_webhook_state(&webhook.id, &state)?;
         self.wake_webhooks(SKIPS_PER_WAKE).await?;
-        let now = super::super::now_ms();
-        let state = self.webhook_state(&webhook.id)?.unwrap_or(state);
+        let now = crate::edge::now_ms();
+        let state = self.storage().webhook_state(&webhook.id)?.unwrap_or(state);
         Response::from_json(&rpc::WebhookResumed {
             was_paused,
             webhook: state.status(&webhook, bounds.head_offset, now),

@@ -1,6 +1,6 @@
 //! The offset log's rules, against the in-memory reference store.
 
-use pms_events::log::{retention_slack, ChainLog, LogStore, MemoryStore, RETENTION_BATCH};
+use pms_events::log::{retention_slack, LogStore, MemoryStore, OffsetLog, RETENTION_BATCH};
 use pms_events::publish::ValidEvent;
 
 fn event(id: &str) -> ValidEvent {
@@ -16,7 +16,7 @@ fn event(id: &str) -> ValidEvent {
 
 #[test]
 fn offsets_start_at_one_and_are_gapless_across_batches() {
-    let log = ChainLog::new(MemoryStore::default());
+    let log = OffsetLog::new(MemoryStore::default());
     assert_eq!(log.append(&[event("a"), event("b")], 1).unwrap(), vec![1, 2]);
     assert_eq!(log.append(&[event("c")], 2).unwrap(), vec![3]);
     let stats = log.stats().unwrap();
@@ -25,7 +25,7 @@ fn offsets_start_at_one_and_are_gapless_across_batches() {
 
 #[test]
 fn duplicate_unique_event_id_returns_the_original_offset() {
-    let log = ChainLog::new(MemoryStore::default());
+    let log = OffsetLog::new(MemoryStore::default());
     log.append(&[event("a"), event("b")], 1).unwrap();
     assert_eq!(log.append(&[event("b"), event("c"), event("c")], 2).unwrap(), vec![2, 3, 3]);
     assert_eq!(log.stats().unwrap().retained_events, 3);
@@ -33,7 +33,7 @@ fn duplicate_unique_event_id_returns_the_original_offset() {
 
 #[test]
 fn read_page_is_bounded_by_count_and_bytes() {
-    let log = ChainLog::new(MemoryStore::default());
+    let log = OffsetLog::new(MemoryStore::default());
     let batch: Vec<ValidEvent> = (0..10).map(|i| event(&format!("e{i}"))).collect();
     log.append(&batch, 1).unwrap();
     let page = log.read_page(3, 4, 1_000_000).unwrap();
@@ -54,7 +54,7 @@ fn read_page_is_bounded_by_count_and_bytes() {
 
 #[test]
 fn retention_drops_expired_events_in_bounded_batches_and_keeps_the_head() {
-    let log = ChainLog::new(MemoryStore::default());
+    let log = OffsetLog::new(MemoryStore::default());
     let old: Vec<ValidEvent> = (0..RETENTION_BATCH + 5).map(|i| event(&format!("old{i}"))).collect();
     log.append(&old, 1_000).unwrap();
     log.append(&[event("new")], 50_000).unwrap();
@@ -75,7 +75,7 @@ fn retention_drops_expired_events_in_bounded_batches_and_keeps_the_head() {
 
 #[test]
 fn empty_log_after_retention_keeps_numbering() {
-    let log = ChainLog::new(MemoryStore::default());
+    let log = OffsetLog::new(MemoryStore::default());
     log.append(&[event("a")], 0).unwrap();
     let r = log.apply_retention(100, 10).unwrap();
     assert_eq!((r.deleted, r.next_alarm), (1, None));
@@ -86,7 +86,7 @@ fn empty_log_after_retention_keeps_numbering() {
 
 #[test]
 fn a_steady_stream_expires_in_a_few_runs_not_one_per_event() {
-    let log = ChainLog::new(MemoryStore::default());
+    let log = OffsetLog::new(MemoryStore::default());
     let retention = 10_000;
     // One event every 10 ms for 20 s.
     for i in 0..2_000u64 {
@@ -175,7 +175,7 @@ impl LogStore for Probe {
 
 #[test]
 fn a_batch_that_fails_midway_leaves_no_event_stored_and_numbering_goes_on() {
-    let log = ChainLog::new(MemoryStore::default());
+    let log = OffsetLog::new(MemoryStore::default());
     assert_eq!(log.append(&[event("a"), event("b")], 1).unwrap(), vec![1, 2]);
     // The third row of five fails: the two before it must not stay.
     log.store().fail_insert_after.set(Some(2));
@@ -191,7 +191,7 @@ fn a_batch_that_fails_midway_leaves_no_event_stored_and_numbering_goes_on() {
 
 #[test]
 fn a_failed_append_never_lets_the_next_one_reuse_offsets() {
-    let log = ChainLog::new(Probe::new());
+    let log = OffsetLog::new(Probe::new());
     assert_eq!(log.append(&[event("a"), event("b")], 1).unwrap(), vec![1, 2]);
     assert_eq!(log.head().unwrap(), 2, "kept in memory after an append");
     // The rows of this batch go in, then the head update fails: the publisher gets an
@@ -207,7 +207,7 @@ fn a_failed_append_never_lets_the_next_one_reuse_offsets() {
 
 #[test]
 fn ids_minted_for_the_request_are_not_looked_up_and_a_retry_looks_them_up() {
-    let log = ChainLog::new(Probe::new());
+    let log = OffsetLog::new(Probe::new());
     let minted = |id: &str| ValidEvent { minted: true, ..event(id) };
     assert_eq!(log.append(&[minted("m1"), minted("m2")], 1).unwrap(), vec![1, 2]);
     assert!(log.store().asked.borrow().is_empty(), "no lookup for a batch of minted ids");

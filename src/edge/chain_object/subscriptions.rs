@@ -1,0 +1,231 @@
+//! The chain object's side of streaming: a gateway attaches one internal socket per
+//! subscription (accepted with the hibernation API), and the object sends it batches of
+//! ready-made `next` frames from storage at its cursor. What to send, when to fan out and
+//! where to start are `stream::fanout`'s and `stream::subscribe`'s decisions; this file
+//! keeps the sockets, their attachments and the registry of specs.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use worker::{Headers, Request, Response, Result, WebSocket, WebSocketPair};
+
+use super::object::{internal, refuse, ChainObject};
+use crate::edge::{audit, now_ms, settings};
+use crate::graphql::ProjectionPlan;
+use crate::log::Offset;
+use crate::rpc;
+use crate::rpc::delivery::parse_ack;
+use crate::stream::fanout::{
+    cursor_key, projection_key, resolve_start, serve, Cursor, EventCache, StartError, SubscriptionSpec, TurnBudget,
+};
+use crate::stream::protocol::close;
+use crate::stream::subscribe::still_granted;
+
+type Spec = SubscriptionSpec<ProjectionPlan>;
+/// A spec and its projection key (subscriptions with equal keys share projections).
+pub type LoadedSpec = (Rc<Spec>, Rc<str>);
+
+/// Kept on each internal socket, so it survives hibernation. Small on purpose (the
+/// runtime caps attachments at 2 KiB): the spec itself lives in the `subscriptions` table.
+#[derive(Serialize, Deserialize)]
+struct Attachment {
+    key: String,
+    cursor: Cursor,
+}
+
+/// Why an internal socket is closed when its subscription's state cannot be read.
+const STATE_LOST: &str = "subscription state lost; resubscribe";
+
+impl ChainObject {
+    /// Attaches a gateway's internal socket for one subscription.
+    pub(super) fn subscribe(&self, req: &Request) -> Result<Response> {
+        let header = req.headers().get(rpc::SUBSCRIPTION_HEADER)?.unwrap_or_default();
+        let spec: Spec =
+            rpc::decode_spec(&header).ok_or_else(|| worker::Error::RustError("malformed subscription spec".into()))?;
+        self.remember_chain(req)?;
+        let chain = req.headers().get(rpc::CHAIN_HEADER)?;
+        let granted =
+            settings::load(&self.env).and_then(|settings| still_granted(&settings.config, chain.as_deref(), &spec));
+        if let Err(why) = granted {
+            audit(
+                "subscription.revoked",
+                serde_json::json!({"clientId": spec.client_id, "connectionId": spec.connection_id, "operationId": spec.id, "reason": why}),
+            );
+            return refuse(403, &rpc::Refusal { code: crate::graphql::codes::FORBIDDEN.into(), message: why });
+        }
+        let bounds = self.log.bounds().map_err(internal)?;
+        let saved = self.storage().saved_cursor(&cursor_key(&spec))?;
+        let (start, gap) = match resolve_start(spec.start, &bounds, saved, now_ms()) {
+            Ok(s) => s,
+            Err(StartError::OutOfRange { requested, head }) => {
+                return refuse(409, &rpc::Refusal::offset_out_of_range("offset", requested, head));
+            }
+        };
+        let key = crate::auth::token::random_id();
+        let spec_json = serde_json::to_string(&spec).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        self.storage().register_subscription(&key, &spec_json)?;
+        let pair = WebSocketPair::new()?;
+        let conn_tag = rpc::connection_tag(&spec.connection_id);
+        self.state.accept_websocket_with_tags(&pair.server, &[key.as_str(), spec.app_key.as_str(), conn_tag.as_str()]);
+        pair.server
+            .serialize_attachment(&Attachment { key: key.clone(), cursor: Cursor { next: start, inflight: 0 } })?;
+        let projection = projection_key(&spec);
+        self.specs.borrow_mut().insert(key, (Rc::new(spec), projection));
+        let headers = Headers::new();
+        headers.set(rpc::START_HEADER, &start.to_string())?;
+        // The gateway keeps the gap until a frame it forwards carries it.
+        if let Some(gap) = gap {
+            headers.set(rpc::GAP_HEADER, &gap.requested.to_string())?;
+        }
+        Ok(Response::from_websocket(pair.client)?.with_headers(headers))
+    }
+
+    /// A gateway's acknowledgement (`A <count> <through>`): the cursor to save, and room in
+    /// the window to fill.
+    pub fn on_gateway_message(self: &Rc<Self>, ws: &WebSocket, text: &str) -> Result<()> {
+        let Some((count, through)) = parse_ack(text) else {
+            return Ok(());
+        };
+        let head = self.log.head().map_err(internal)?;
+        if through > 0 {
+            if let Some(att) = ws.deserialize_attachment::<Attachment>()? {
+                let (spec, _) = self.spec(&att.key)?;
+                self.storage().save_cursor(&cursor_key(&spec), through, now_ms())?;
+            }
+        }
+        let mut budget = TurnBudget::PER_TURN;
+        match self.serve(ws, head, &mut EventCache::default(), &mut budget, count) {
+            Ok(true) => self.schedule_fan_out(true),
+            Ok(false) => {}
+            Err(e) => {
+                worker::console_error!("chain log serve: {e}");
+                let _ = ws.close(Some(close::INTERNAL_ERROR), Some(STATE_LOST));
+            }
+        }
+        Ok(())
+    }
+
+    /// The gateway closed a subscription's socket: forget it and complete the close.
+    pub fn on_gateway_close(&self, ws: &WebSocket, code: usize) {
+        self.forget(ws);
+        let code = close::echo(u16::try_from(code).unwrap_or(0));
+        let _ = ws.close(Some(code), Some("closed"));
+    }
+
+    /// A subscription's spec and projection key, from memory or from the registry table.
+    fn spec(&self, key: &str) -> Result<LoadedSpec> {
+        if let Some(entry) = self.specs.borrow().get(key) {
+            return Ok(entry.clone());
+        }
+        let json = self
+            .storage()
+            .subscription(key)?
+            .ok_or_else(|| worker::Error::RustError(format!("subscription {key} is not registered")))?;
+        let spec: Spec = serde_json::from_str(&json).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let projection = projection_key(&spec);
+        let entry = (Rc::new(spec), projection);
+        self.specs.borrow_mut().insert(key.to_string(), entry.clone());
+        Ok(entry)
+    }
+
+    /// Sends a subscription what its window and the turn's budget allow, from storage at
+    /// its cursor. Returns whether the budget cut it short (it needs another turn).
+    fn serve(
+        &self,
+        ws: &WebSocket,
+        head: Offset,
+        cache: &mut EventCache,
+        budget: &mut TurnBudget,
+        acked: u32,
+    ) -> Result<bool> {
+        let Some(mut att) = ws.deserialize_attachment::<Attachment>()? else {
+            return Ok(false);
+        };
+        if !att.cursor.has_work(head, acked) {
+            // Not even the spec is needed.
+            return Ok(false);
+        }
+        let (spec, projection) = self.spec(&att.key)?;
+        let Some(pumped) =
+            serve(&self.log, &spec, &projection, &mut att.cursor, head, acked, cache, budget).map_err(internal)?
+        else {
+            return Ok(false);
+        };
+        for message in &pumped.messages {
+            ws.send_with_str(message)?;
+        }
+        self.deliveries.set(self.deliveries.get() + u64::from(pumped.frames));
+        if pumped.failed {
+            // The `E` message said why; the gateway ends the operation.
+            self.forget(ws);
+            let _ = ws.close(Some(close::NORMAL), Some("subscription failed"));
+            return Ok(false);
+        }
+        ws.serialize_attachment(&att)?;
+        Ok(pumped.cut_short)
+    }
+
+    /// Schedules a fan-out as `FanOutSchedule` decides: after a publish, or `resume` after
+    /// one ran out of budget. The output gate still holds its frames until the rows they
+    /// carry are durable.
+    pub(super) fn schedule_fan_out(self: &Rc<Self>, resume: bool) {
+        let wait = self.fan_out.borrow_mut().request(resume, now_ms(), || !self.state.get_websockets().is_empty());
+        let Some(wait) = wait else { return };
+        let object = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            worker::Delay::from(std::time::Duration::from_millis(wait)).await;
+            if object.fan_out() {
+                // The turn's budget ran out: go on in a later turn, after whatever else
+                // (publishes, acknowledgements) is waiting.
+                object.schedule_fan_out(true);
+            }
+        });
+    }
+
+    /// Serves every subscription behind the head within one turn's budget, starting where
+    /// the schedule says. Returns whether some were left unserved.
+    fn fan_out(&self) -> bool {
+        let sockets = self.state.get_websockets();
+        let Some(first) = self.fan_out.borrow_mut().run(now_ms(), sockets.len()) else {
+            return false;
+        };
+        let Ok(head) = self.log.head() else { return false };
+        let mut cache = EventCache::default();
+        let mut budget = TurnBudget::PER_TURN;
+        let mut behind = false;
+        for ws in sockets[first..].iter().chain(&sockets[..first]) {
+            match self.serve(ws, head, &mut cache, &mut budget, 0) {
+                Ok(cut_short) => behind |= cut_short,
+                Err(e) => {
+                    // One broken subscription must not stop delivery to the others.
+                    worker::console_error!("chain log fan-out: {e}");
+                    let _ = ws.close(Some(close::INTERNAL_ERROR), Some(STATE_LOST));
+                }
+            }
+        }
+        behind
+    }
+
+    pub(super) fn forget(&self, ws: &WebSocket) {
+        if let Ok(Some(att)) = ws.deserialize_attachment::<Attachment>() {
+            self.specs.borrow_mut().remove(&att.key);
+            let _ = self.storage().unregister_subscription(&att.key);
+        }
+    }
+
+    /// Registry rows whose socket is gone (the object restarted): sockets never survive
+    /// a restart, only hibernation, so a row without a socket is dead.
+    pub(super) fn drop_orphans(&self) {
+        let live: HashSet<String> = self
+            .state
+            .get_websockets()
+            .iter()
+            .filter_map(|ws| ws.deserialize_attachment::<Attachment>().ok().flatten().map(|a| a.key))
+            .collect();
+        let Ok(keys) = self.storage().subscription_keys() else { return };
+        for key in keys.into_iter().filter(|k| !live.contains(k)) {
+            let _ = self.storage().unregister_subscription(&key);
+        }
+    }
+}
