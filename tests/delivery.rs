@@ -1,0 +1,305 @@
+//! The delivery protocol between a chain object and a gateway, both sides at once and
+//! without I/O: the object serving a subscription from its log (`fanout::serve`), the
+//! gateway's relay forwarding to the vendor and acknowledging (`Relay`), and reattaches
+//! after the object restarted (`resolve_start` at the relay's next offset). The vendor
+//! must see every event once, in order, whatever happens in between: the "no gap, no
+//! repeat" promise of CONTRACT §4.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+use pms_events::log::{MemoryStore, OffsetLog, ValidEvent};
+use pms_events::rpc::delivery::{parse_ack, parse_batch, ACK_EVERY, WINDOW};
+use pms_events::rpc::{decode_spec, encode_spec};
+use pms_events::stream::fanout::*;
+use pms_events::stream::relay::{Relay, Retry, Step};
+use pms_events::stream::subscribe::still_granted;
+use serde_json::{json, Value};
+
+/// Projects the offset only: enough to see what the vendor got.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct OffsetOnly;
+
+impl Projector for OffsetOnly {
+    fn project_to_string(&self, event: &Value, _delta: bool, out: &mut String) {
+        out.push_str(&json!({"offset": event["metadata"]["offset"]}).to_string());
+    }
+}
+
+fn spec(start: Start) -> SubscriptionSpec<OffsetOnly> {
+    SubscriptionSpec {
+        id: "sub-1".into(),
+        app_key: "APPKEY001".into(),
+        client_id: "client-app-001".into(),
+        connection_id: "c".into(),
+        response_key: "newEvent".into(),
+        delta: false,
+        filter: EventFilter::default(),
+        start,
+        plan: OffsetOnly,
+    }
+}
+
+fn publish(log: &OffsetLog<MemoryStore>, count: usize) {
+    let first = log.head().unwrap() as usize;
+    let batch: Vec<ValidEvent> = (first..first + count)
+        .map(|i| ValidEvent {
+            unique_event_id: format!("u{i}"),
+            hotel_id: "TTE01".into(),
+            module_name: "Reservation".into(),
+            event_name: "CHECKIN".into(),
+            body: json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": "TTE01"}).to_string(),
+            minted: false,
+        })
+        .collect();
+    log.append(&batch, 0).unwrap();
+}
+
+/// The chain object's side of one attached subscription: its cursor, lost when the
+/// object restarts.
+struct Attached {
+    cursor: Cursor,
+}
+
+/// Both sides and what the vendor received.
+struct Pipe {
+    log: OffsetLog<MemoryStore>,
+    spec: SubscriptionSpec<OffsetOnly>,
+    key: Rc<str>,
+    relay: Relay,
+    object: Option<Attached>,
+    /// Acknowledged frames not yet given to the object.
+    acked: u32,
+    vendor: Vec<Value>,
+    messages_sent: usize,
+}
+
+impl Pipe {
+    fn new(start: Start) -> Pipe {
+        let spec = spec(start);
+        let key = projection_key(&spec);
+        Pipe {
+            log: OffsetLog::new(MemoryStore::default()),
+            spec,
+            key,
+            relay: Relay::new(),
+            object: None,
+            acked: 0,
+            vendor: Vec::new(),
+            messages_sent: 0,
+        }
+    }
+
+    /// The gateway attaches where its relay says; the object resolves the start as it does
+    /// on every attach.
+    fn attach(&mut self) {
+        let start = self.relay.start(self.spec.start);
+        let (first, gap) = resolve_start(start, &self.log.bounds().unwrap(), None, 0).unwrap();
+        let open = self.relay.on_attached(first, gap.map(|g| g.requested), 0);
+        assert_eq!(parse_ack(&open), Some((0, 0)), "the attach opens the window");
+        self.object = Some(Attached { cursor: Cursor { next: first, inflight: 0 } });
+        self.acked = 0;
+    }
+
+    /// One serve of the object (a fan-out, or an acknowledgement arriving): the messages it
+    /// sends on the internal socket.
+    fn serve(&mut self) -> Vec<String> {
+        let head = self.log.head().unwrap();
+        let object = self.object.as_mut().expect("attached");
+        let mut budget = TurnBudget { pages: usize::MAX, bytes: usize::MAX };
+        let acked = std::mem::take(&mut self.acked);
+        let pumped = serve(
+            &self.log,
+            &self.spec,
+            &self.key,
+            &mut object.cursor,
+            head,
+            acked,
+            &mut EventCache::default(),
+            &mut budget,
+        )
+        .unwrap();
+        let messages = pumped.map(|p| p.messages).unwrap_or_default();
+        self.messages_sent += messages.len();
+        messages
+    }
+
+    /// The gateway receives `messages`: frames go to the vendor, acknowledgements back.
+    fn receive(&mut self, messages: &[String]) {
+        for text in messages {
+            match self.relay.on_message(text) {
+                Step::Forward { frames, ack } => {
+                    self.vendor.extend(frames.iter().map(|f| serde_json::from_str::<Value>(f).unwrap()));
+                    if let Some(ack) = ack {
+                        let (count, _) = parse_ack(&ack).unwrap();
+                        self.acked += count;
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// Serves and receives until neither side has anything left to do.
+    fn settle(&mut self) {
+        loop {
+            let messages = self.serve();
+            if messages.is_empty() {
+                return;
+            }
+            self.receive(&messages);
+        }
+    }
+
+    /// The object restarts (a deploy, an eviction): its socket and cursor are gone; the
+    /// gateway is told the socket ended.
+    fn restart_object(&mut self) {
+        self.object = None;
+        assert_eq!(self.relay.on_detached(1), Retry::After(0), "the first reattach is immediate");
+    }
+
+    fn offsets(&self) -> Vec<u64> {
+        // Offsets travel as decimal strings.
+        self.vendor
+            .iter()
+            .map(|f| f["payload"]["data"]["newEvent"]["offset"].as_str().unwrap().parse().unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn window_exhaustion_holds_the_object_until_the_gateway_acknowledges() {
+    let mut pipe = Pipe::new(Start::At(1));
+    publish(&pipe.log, 2_000);
+    pipe.attach();
+    let first = pipe.serve();
+    let sent: usize = first.iter().map(|m| parse_batch(m).unwrap().frames.len()).sum();
+    assert_eq!(sent, WINDOW as usize, "the object stops at a full window");
+    assert!(pipe.serve().is_empty(), "and sends nothing more without an acknowledgement");
+    pipe.receive(&first);
+    assert!(pipe.acked >= ACK_EVERY, "the gateway acknowledged what it forwarded");
+    pipe.settle();
+    assert_eq!(pipe.offsets(), (1..=2_000).collect::<Vec<_>>(), "everything, once, in order");
+    let final_ack = parse_ack(&pipe.relay.final_ack()).unwrap();
+    assert_eq!(final_ack.1, 2_000, "the stop's acknowledgement saves the exact cursor");
+}
+
+#[test]
+fn an_object_restart_mid_batch_loses_nothing_and_repeats_nothing() {
+    let mut pipe = Pipe::new(Start::At(1));
+    publish(&pipe.log, 300);
+    pipe.attach();
+    pipe.settle();
+    publish(&pipe.log, 300);
+    // The object sends the next batch and restarts before the gateway received it.
+    let lost = pipe.serve();
+    assert!(!lost.is_empty());
+    pipe.restart_object();
+    pipe.attach();
+    assert_eq!(pipe.object.as_ref().unwrap().cursor.next, 301, "the reattach starts at the next offset owed");
+    pipe.settle();
+    assert_eq!(pipe.offsets(), (1..=600).collect::<Vec<_>>());
+}
+
+#[test]
+fn frames_the_object_resends_after_a_reattach_reach_the_vendor_once() {
+    let mut pipe = Pipe::new(Start::At(1));
+    publish(&pipe.log, 300);
+    pipe.attach();
+    pipe.settle();
+    pipe.restart_object();
+    pipe.attach();
+    // A new object that starts behind what was forwarded (say, from a saved cursor that
+    // lagged): everything below the relay's next offset is dropped.
+    pipe.object.as_mut().unwrap().cursor.next = 201;
+    publish(&pipe.log, 50);
+    pipe.settle();
+    assert_eq!(pipe.offsets(), (1..=350).collect::<Vec<_>>());
+    assert_eq!(pipe.relay.forwarded, 350);
+}
+
+#[test]
+fn retention_during_a_restart_is_told_once_on_the_first_frame_after_it() {
+    let mut pipe = Pipe::new(Start::At(1));
+    publish(&pipe.log, 10);
+    pipe.attach();
+    pipe.settle();
+    publish(&pipe.log, 10);
+    pipe.restart_object();
+    // Retention dropped 11..=15 while the subscription was detached.
+    pipe.log.store().delete(1..=15);
+    pipe.attach();
+    pipe.settle();
+    assert_eq!(pipe.offsets(), [(1..=10).collect::<Vec<_>>(), (16..=20).collect()].concat());
+    let gaps: Vec<&Value> = pipe.vendor.iter().filter_map(|f| f["payload"].get("extensions")).collect();
+    assert_eq!(gaps, [&json!({"gap": {"requested": "11", "resumedAt": "16"}})], "one gap, on offset 16");
+}
+
+#[test]
+fn a_caught_up_subscription_costs_no_message() {
+    let mut pipe = Pipe::new(Start::At(1));
+    publish(&pipe.log, 5);
+    pipe.attach();
+    pipe.settle();
+    let sent = pipe.messages_sent;
+    for _ in 0..10 {
+        assert!(pipe.serve().is_empty());
+    }
+    assert_eq!(pipe.messages_sent, sent);
+    assert!(!pipe.object.as_ref().unwrap().cursor.has_work(5, 0));
+    assert!(pipe.object.as_ref().unwrap().cursor.has_work(6, 0), "a publish gives it work");
+    assert!(pipe.object.as_ref().unwrap().cursor.has_work(5, 1), "so does an acknowledgement");
+}
+
+#[test]
+fn the_fan_out_schedule_runs_once_per_request_paced_and_rotating() {
+    let mut schedule = FanOutSchedule::default();
+    assert_eq!(schedule.request(false, 1_000, || false), None, "nobody attached: nothing to do");
+    assert_eq!(schedule.request(false, 1_000, || true), Some(0), "the first one runs at once");
+    assert_eq!(schedule.request(false, 1_000, || true), None, "one is already scheduled");
+    assert_eq!(schedule.run(1_000, 100), Some(0));
+    // 100 sockets: the next fan-out waits for the pace, unless it resumes a cut-short one.
+    assert_eq!(schedule.request(false, 1_005, || unreachable!()), Some(fan_out_pace_ms(100) - 5));
+    assert_eq!(schedule.run(1_020, 100), Some(1), "each fan-out starts at the next socket");
+    assert_eq!(schedule.request(true, 1_021, || unreachable!()), Some(0), "a resumed fan-out is not paced");
+    assert_eq!(schedule.run(1_021, 3), Some(2));
+    schedule.request(false, 1_030, || true);
+    assert_eq!(schedule.run(1_030, 3), Some(0), "the rotation wraps around the sockets");
+    schedule.request(false, 1_040, || true);
+    assert_eq!(schedule.run(1_040, 0), None, "every socket left meanwhile");
+    assert_eq!(schedule.request(false, 1_050, || false), None, "and none came back");
+}
+
+#[test]
+fn an_attach_is_refused_once_the_client_no_longer_holds_what_it_streams() {
+    let config = common::demo_config();
+    let mut s = spec(Start::At(1));
+    assert_eq!(still_granted(&config, Some("TTE"), &s), Ok(()));
+    assert_eq!(still_granted(&config, None, &s), Ok(()), "an old gateway names no chain: the client is checked");
+    assert!(still_granted(&config, Some("OTH"), &s).unwrap_err().contains("chain is no longer granted"));
+    s.app_key = "APPKEY002".into();
+    assert!(still_granted(&config, Some("TTE"), &s).unwrap_err().contains("no longer configured"));
+    // client-app-002 holds TTE for TTE01 only.
+    let mut s = spec(Start::At(1));
+    s.client_id = "client-app-002".into();
+    s.app_key = "APPKEY002".into();
+    s.filter.properties = Some(BTreeSet::from(["TTE01".to_string()]));
+    assert_eq!(still_granted(&config, Some("TTE"), &s), Ok(()));
+    s.filter.properties = Some(BTreeSet::from(["TTE01".to_string(), "TTE02".to_string()]));
+    assert!(still_granted(&config, Some("TTE"), &s).unwrap_err().contains("property"));
+    s.filter.properties = None;
+    assert!(still_granted(&config, Some("TTE"), &s).is_err(), "all properties is more than the grant");
+}
+
+#[test]
+fn the_spec_header_round_trips_and_rejects_anything_else() {
+    let s = spec(Start::Resume);
+    let header = encode_spec(&s).unwrap();
+    assert!(header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "a header value");
+    let back: SubscriptionSpec<OffsetOnly> = decode_spec(&header).unwrap();
+    assert_eq!(encode_spec(&back).unwrap(), header);
+    assert!(decode_spec::<OffsetOnly>("not base64!").is_none());
+    assert!(decode_spec::<OffsetOnly>(&header[..header.len() / 2]).is_none());
+}
