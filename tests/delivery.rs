@@ -303,3 +303,17 @@ fn the_spec_header_round_trips_and_rejects_anything_else() {
     assert!(decode_spec::<OffsetOnly>("not base64!").is_none());
     assert!(decode_spec::<OffsetOnly>(&header[..header.len() / 2]).is_none());
 }
+
+#[test]
+fn the_attach_answer_and_the_active_query_travel_as_shared_types() {
+    use pms_events::rpc::{chain, ActiveQuery, AttachedAt};
+    assert_eq!(AttachedAt::from_headers(Some("42"), Some("7")), AttachedAt { start: 42, gap: Some(7) });
+    assert_eq!(AttachedAt::from_headers(Some("42"), None), AttachedAt { start: 42, gap: None });
+    assert_eq!(AttachedAt::from_headers(None, Some("x")), AttachedAt { start: 0, gap: None });
+    let query = ActiveQuery { app_key: "APP KEY&1".into(), connection: "c=1".into() };
+    let path = query.path();
+    let (route, q) = path.split_once('?').unwrap();
+    assert_eq!(route, chain::ACTIVE);
+    let back: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+    assert_eq!(back, [("appKey".into(), "APP KEY&1".into()), ("connection".into(), "c=1".into())]);
+}

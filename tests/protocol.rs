@@ -336,3 +336,22 @@ fn a_peer_close_is_echoed_with_a_code_that_can_be_sent() {
     assert_eq!(close::echo(0), close::NORMAL);
     assert_eq!(close::echo(5000), close::NORMAL);
 }
+
+#[test]
+fn the_subprotocol_is_found_in_any_offered_list() {
+    use pms_events::stream::protocol::offers_subprotocol;
+    assert!(offers_subprotocol("graphql-transport-ws"));
+    assert!(offers_subprotocol("graphql-ws, graphql-transport-ws"));
+    assert!(offers_subprotocol(" graphql-transport-ws ,x"));
+    assert!(!offers_subprotocol("graphql-ws"));
+    assert!(!offers_subprotocol("graphql-transport-ws2"));
+    assert!(!offers_subprotocol(""));
+}
+
+#[test]
+fn every_next_frame_has_one_shape() {
+    use pms_events::stream::protocol::{next_start, NEXT_END};
+    let frame = format!("{}{}{NEXT_END}", next_start("a\"b"), r#"{"data":{"x":1}}"#);
+    let parsed: Value = serde_json::from_str(&frame).unwrap();
+    assert_eq!(parsed, serde_json::json!({"id": "a\"b", "type": "next", "payload": {"data": {"x": 1}}}));
+}

@@ -78,3 +78,24 @@ fn upgrades_are_admitted_up_to_the_limit_per_window_then_refused_with_the_wait()
     assert_eq!(w.admit(121_000, 150, 120), Err(1), "the second leaves a millisecond later");
     assert_eq!(w.admit(121_001, 150, 120), Ok(()));
 }
+
+#[test]
+fn open_connections_are_counted_per_app_key_and_given_back() {
+    use pms_events::auth::ratelimit::OpenConnections;
+    let mut open = OpenConnections::default();
+    assert!(open.take("A", 2));
+    assert!(open.take("A", 2));
+    assert!(!open.take("A", 2), "a third is over the limit");
+    assert!(open.take("B", 2), "another app key has its own count");
+    assert_eq!((open.of("A"), open.of("B")), (2, 1));
+    open.give_back("A");
+    assert!(open.take("A", 2), "a slot given back can be taken again");
+    open.give_back("A");
+    open.give_back("A");
+    open.give_back("B");
+    assert_eq!(open.app_keys(), 0, "app keys with no connection are forgotten");
+    open.give_back("B");
+    assert_eq!(open.of("B"), 0, "giving back more than taken never underflows");
+    assert!(!open.take("C", 0));
+    assert_eq!(open.app_keys(), 0, "a refused app key leaves nothing behind");
+}

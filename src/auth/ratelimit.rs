@@ -136,50 +136,44 @@ impl UpgradeWindow {
     }
 }
 
-/// The guard objects' internal requests and answers, shared by both sides.
-pub mod rpc {
-    use super::LoginLimits;
-    use serde::{Deserialize, Serialize};
+/// Open vendor connections per app key (in one isolate): a connection takes a slot when it
+/// opens and gives it back when it ends, and an app key holds at most `max`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenConnections {
+    by_app_key: std::collections::HashMap<String, usize>,
+}
 
-    pub const LOGIN_CHECK: &str = "/login/check";
-    pub const LOGIN_RECORD: &str = "/login/record";
-    pub const UPGRADE: &str = "/upgrade";
-
-    /// Is this source (or the whole client id) locked out? Read-only: creates no state.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct LoginCheck {
-        pub source: String,
+impl OpenConnections {
+    /// Takes a slot for one more connection of `app_key`, unless it holds `max` already.
+    pub fn take(&mut self, app_key: &str, max: usize) -> bool {
+        let n = self.by_app_key.entry(app_key.to_string()).or_insert(0);
+        if *n >= max {
+            if *n == 0 {
+                self.by_app_key.remove(app_key);
+            }
+            return false;
+        }
+        *n += 1;
+        true
     }
 
-    /// The outcome of a login attempt of a configured client id.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct LoginRecord {
-        pub source: String,
-        pub ok: bool,
-        pub limits: LoginLimits,
+    /// Gives a slot of `app_key` back; an app key with none left is forgotten.
+    pub fn give_back(&mut self, app_key: &str) {
+        if let Some(n) = self.by_app_key.get_mut(app_key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_app_key.remove(app_key);
+            }
+        }
     }
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct LoginVerdict {
-        pub retry_after: Option<u64>,
-        /// The guard holds failures of this client id (a success then has something to clear).
-        pub tracked: bool,
+    /// Connections `app_key` holds.
+    pub fn of(&self, app_key: &str) -> usize {
+        self.by_app_key.get(app_key).copied().unwrap_or(0)
     }
 
-    /// Admit one WebSocket upgrade of the object's app key?
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct UpgradeRequest {
-        pub max: u32,
-        pub window_seconds: u64,
-    }
-
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct UpgradeVerdict {
-        pub retry_after: Option<u64>,
+    /// App keys holding at least one connection.
+    pub fn app_keys(&self) -> usize {
+        self.by_app_key.len()
     }
 }

@@ -6,8 +6,8 @@ use std::cell::RefCell;
 
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use crate::auth::ratelimit::rpc::{self, LoginCheck, LoginRecord, LoginVerdict, UpgradeRequest, UpgradeVerdict};
 use crate::auth::ratelimit::{LoginGuard, UpgradeWindow};
+use crate::rpc::guard::{self, LoginCheck, LoginRecord, LoginVerdict, UpgradeRequest, UpgradeVerdict};
 
 #[durable_object]
 pub struct LoginGuardObject {
@@ -33,7 +33,7 @@ impl DurableObject for LoginGuardObject {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let now = super::now_ms() / 1000;
         match req.path().as_str() {
-            rpc::LOGIN_CHECK => {
+            guard::LOGIN_CHECK => {
                 let check: LoginCheck = req.json().await?;
                 let guard = self.guard().await?;
                 Response::from_json(&LoginVerdict {
@@ -41,7 +41,7 @@ impl DurableObject for LoginGuardObject {
                     tracked: !guard.is_empty(),
                 })
             }
-            rpc::LOGIN_RECORD => {
+            guard::LOGIN_RECORD => {
                 let record: LoginRecord = req.json().await?;
                 let mut guard = self.guard().await?;
                 if record.ok {
@@ -60,7 +60,7 @@ impl DurableObject for LoginGuardObject {
                     tracked: !guard.is_empty(),
                 })
             }
-            rpc::UPGRADE => {
+            guard::UPGRADE => {
                 let ask: UpgradeRequest = req.json().await?;
                 let verdict = self.upgrades.borrow_mut().admit(super::now_ms(), ask.max, ask.window_seconds);
                 Response::from_json(&UpgradeVerdict { retry_after: verdict.err() })

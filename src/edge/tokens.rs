@@ -9,8 +9,8 @@ use super::ask::{ask, Ask};
 use super::settings::Settings;
 use super::{audit, guard_stub, now_ms, read_body, reply, source_address, Body};
 use crate::auth::oauth::{self, OAuthError, TokenHttpRequest};
-use crate::auth::ratelimit::rpc::{self, LoginCheck, LoginRecord, LoginVerdict};
 use crate::auth::ratelimit::LoginLimits;
+use crate::rpc::guard::{self, LoginCheck, LoginRecord, LoginVerdict};
 
 /// The largest form the token endpoint reads: a client-credentials request is a few
 /// hundred bytes.
@@ -63,7 +63,7 @@ pub async fn handle(mut req: Request, env: &Env, settings: &Settings, request_id
     // Locked out? Asked before the secret is hashed, so a locked-out caller costs no PBKDF2.
     // The check writes nothing: an unknown client id leaves no state behind.
     let verdict: LoginVerdict =
-        guard(env, &parsed.client_id, rpc::LOGIN_CHECK, &LoginCheck { source: source.clone() }).await?;
+        ask_guard(env, &parsed.client_id, guard::LOGIN_CHECK, &LoginCheck { source: source.clone() }).await?;
     if let Some(retry_after) = verdict.retry_after {
         audit(
             "token.refused",
@@ -80,7 +80,7 @@ pub async fn handle(mut req: Request, env: &Env, settings: &Settings, request_id
             lockout_seconds: config.limits.login_lockout_seconds,
         };
         let record = LoginRecord { source, ok: authenticated.is_ok(), limits };
-        let _: LoginVerdict = guard(env, &parsed.client_id, rpc::LOGIN_RECORD, &record).await?;
+        let _: LoginVerdict = ask_guard(env, &parsed.client_id, guard::LOGIN_RECORD, &record).await?;
     }
     let client = match authenticated {
         Ok(c) => c,
@@ -119,7 +119,7 @@ pub async fn handle(mut req: Request, env: &Env, settings: &Settings, request_id
 }
 
 /// One request to the login guard of `client_id`.
-async fn guard<B: serde::Serialize, A: serde::de::DeserializeOwned>(
+async fn ask_guard<B: serde::Serialize, A: serde::de::DeserializeOwned>(
     env: &Env,
     client_id: &str,
     path: &str,

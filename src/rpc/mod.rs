@@ -13,6 +13,7 @@ use crate::stream::fanout::SubscriptionSpec;
 
 pub mod append;
 pub mod delivery;
+pub mod guard;
 
 /// Internal requests need an absolute URL; the host is never resolved.
 pub const CHAIN_ORIGIN: &str = "https://chain.internal";
@@ -41,9 +42,6 @@ pub mod chain {
     /// past the head).
     pub const RESUME_WEBHOOK: &str = "/webhooks/resume";
 }
-
-/// Login guard paths (bodies in `ratelimit::rpc`).
-pub use crate::auth::ratelimit::rpc as guard;
 
 /// The subscription spec, base64url JSON.
 pub const SUBSCRIPTION_HEADER: &str = "x-subscription";
@@ -81,6 +79,17 @@ pub struct ChainNumbers {
 pub struct ActiveQuery {
     pub app_key: String,
     pub connection: String,
+}
+
+impl ActiveQuery {
+    /// The [`chain::ACTIVE`] request's path and query.
+    pub fn path(&self) -> String {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("appKey", &self.app_key)
+            .append_pair("connection", &self.connection)
+            .finish();
+        format!("{}?{query}", chain::ACTIVE)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +148,22 @@ pub fn encode_spec<P: Serialize>(spec: &SubscriptionSpec<P>) -> Result<String, s
 /// The spec a [`SUBSCRIPTION_HEADER`] value carries, if it is one.
 pub fn decode_spec<P: DeserializeOwned>(header: &str) -> Option<SubscriptionSpec<P>> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()
+}
+
+/// Where a [`chain::SUBSCRIBE`] attached the subscription, from the `101`'s
+/// [`START_HEADER`] and [`GAP_HEADER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachedAt {
+    pub start: Offset,
+    /// Retention dropped events from this offset on: the gap to report.
+    pub gap: Option<Offset>,
+}
+
+impl AttachedAt {
+    /// Read from the two headers' values: an unreadable gap is none, an unreadable start 0.
+    pub fn from_headers(start: Option<&str>, gap: Option<&str>) -> AttachedAt {
+        AttachedAt { start: start.and_then(|s| s.parse().ok()).unwrap_or(0), gap: gap.and_then(|g| g.parse().ok()) }
+    }
 }
 
 /// The hibernation tag of every internal socket of one vendor connection.

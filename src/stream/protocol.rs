@@ -11,6 +11,12 @@ use crate::graphql::codes::TOO_MANY_SUBSCRIPTIONS;
 
 pub const SUBPROTOCOL: &str = "graphql-transport-ws";
 
+/// Whether a `Sec-WebSocket-Protocol` header offers [`SUBPROTOCOL`] among its
+/// comma-separated list.
+pub fn offers_subprotocol(header: &str) -> bool {
+    header.split(',').any(|p| p.trim() == SUBPROTOCOL)
+}
+
 /// The start of every `next` message of operation `id`, up to its payload: a `next` is
 /// this, the payload's JSON, and [`NEXT_END`]. The one builder of `next` frames: query
 /// results here, and the chain object's rendered events (`fanout`), which build it once
