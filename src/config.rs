@@ -539,7 +539,8 @@ impl ServiceConfig {
                 None => None,
                 Some(list) if list.is_empty() => {
                     return err(format!(
-                        "client {id:?}: grant of chain {:?} has an empty property list (omit it to grant every property)",
+                        "client {id:?}: grant of chain {:?} has an empty property list (omit it to grant every \
+                            property)",
                         g.chain
                     ));
                 }

@@ -52,7 +52,8 @@ mod cli {
                 let clients = config.clients().count();
                 let webhooks: usize = config.clients().map(|c| c.webhooks.len()).sum();
                 println!(
-                    "ok: {} enterprise(s), {chains} chain(s), {clients} client(s), {webhooks} webhook(s); retention {} s",
+                    "ok: {} enterprise(s), {chains} chain(s), {clients} client(s), {webhooks} webhook(s); retention \
+                        {} s",
                     config.enterprises.len(),
                     config.retention_seconds
                 );

@@ -94,7 +94,10 @@ pub async fn restart(req: Request, env: &Env, settings: &Settings, chain: &str, 
     }
     audit(
         "chain.restarted",
-        json!({"requestId": request_id, "clientId": token.claims.sub, "enterpriseId": token.claims.enterprise_id, "chain": chain_config.code}),
+        json!({
+            "requestId": request_id, "clientId": token.claims.sub, "enterpriseId": token.claims.enterprise_id,
+            "chain": chain_config.code,
+        }),
     );
     reply::json(202, &json!({ "chainCode": chain_config.code, "restarted": true }))
 }

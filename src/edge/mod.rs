@@ -160,7 +160,9 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
             if route == Route::Healthz {
                 return reply::json(
                     500,
-                    &serde_json::json!({"status": "error", "version": VERSION, "configuration": "invalid", "error": why}),
+                    &serde_json::json!({
+                        "status": "error", "version": VERSION, "configuration": "invalid", "error": why,
+                    }),
                 );
             }
             return reply::error(500, "configuration_error", why);

@@ -37,7 +37,10 @@ pub async fn handle(
             drain(&mut req).await;
             audit(
                 "publish.refused",
-                json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain, "status": 403}),
+                json!({
+                    "requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id,
+                    "chain": chain, "status": 403,
+                }),
             );
             return access_error(e);
         }

@@ -21,7 +21,10 @@ pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, r
     let refused = |status: u16| {
         audit(
             "pull.refused",
-            json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain, "status": status}),
+            json!({
+                "requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain,
+                "status": status,
+            }),
         );
     };
     let (chain_config, grant) = match crate::auth::access::chain_access(&settings.config, claims, Scope::Events, chain)
@@ -64,7 +67,10 @@ pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, r
     }
     audit(
         "pull.served",
-        json!({"requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain_config.code, "from": read.from.map(|o| o.to_string()), "bytes": answer.body.len()}),
+        json!({
+            "requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id,
+            "chain": chain_config.code, "from": read.from.map(|o| o.to_string()), "bytes": answer.body.len(),
+        }),
     );
     let mut resp = Response::from_bytes(answer.body)?.with_status(200);
     resp.headers_mut().set("Content-Type", "application/json")?;

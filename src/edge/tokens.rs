@@ -87,7 +87,9 @@ pub async fn handle(mut req: Request, env: &Env, settings: &Settings, request_id
         Err(e) => {
             audit(
                 "token.refused",
-                json!({"requestId": request_id, "clientId": parsed.client_id, "reason": "invalid_client", "status": 401}),
+                json!({
+                    "requestId": request_id, "clientId": parsed.client_id, "reason": "invalid_client", "status": 401,
+                }),
             );
             return oauth_error(&e, None);
         }

@@ -377,7 +377,8 @@ pub fn pump<S: LogStore, P: Projector>(
                 out.messages.push(failure_message(
                     FRAME_TOO_LARGE,
                     &format!(
-                        "the event at offset {} renders to {} bytes, over the {MAX_NEXT_FRAME_BYTES}-byte frame limit: select fewer fields and resubscribe from offset {}",
+                        "the event at offset {} renders to {} bytes, over the {MAX_NEXT_FRAME_BYTES}-byte frame \
+                            limit: select fewer fields and resubscribe from offset {}",
                         e.offset,
                         frame.len(),
                         e.offset

@@ -23,7 +23,8 @@ pub fn plan_subscription(
     if copies > u64::from(config.limits.max_field_copies) {
         return Err(GraphQLError::coded(
             format!(
-                "the selection outputs `{path}` {copies} times per event (aliases); at most {} copies of a field are allowed",
+                "the selection outputs `{path}` {copies} times per event (aliases); at most {} copies of a field are \
+                    allowed",
                 config.limits.max_field_copies
             ),
             QUERY_TOO_COMPLEX,

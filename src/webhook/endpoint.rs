@@ -81,7 +81,8 @@ impl WebhookSecret {
         let key = STANDARD.decode(encoded).map_err(|_| format!("must be {SECRET_PREFIX} followed by base64"))?;
         if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&key.len()) {
             return Err(format!(
-                "must encode {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes (got {}): generate one with `openssl rand -base64 32`",
+                "must encode {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes (got {}): generate one with `openssl rand \
+                    -base64 32`",
                 key.len()
             ));
         }

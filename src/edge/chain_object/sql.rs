@@ -21,9 +21,8 @@ const EVENT_COLUMNS: usize = 8;
 // `storage.transactionSync(fn)` commits what `fn` wrote, or rolls it all back if `fn` throws.
 // The Rust body answers whether to commit; this wrapper throws for it, so no exception ever
 // unwinds through wasm frames.
-#[wasm_bindgen(
-    inline_js = "export function transaction_sync(storage, body) { storage.transactionSync(() => { if (!body()) { throw new Error('rolled back'); } }); }"
-)]
+#[wasm_bindgen(inline_js = "export function transaction_sync(storage, body) { \
+        storage.transactionSync(() => { if (!body()) { throw new Error('rolled back'); } }); }")]
 extern "C" {
     #[wasm_bindgen(catch)]
     fn transaction_sync(storage: &JsValue, body: &js_sys::Function) -> std::result::Result<(), JsValue>;
@@ -88,14 +87,19 @@ impl ChainStorage {
         // keys for UUIDv7 ids keep each batch's index writes on the index's last pages.
         sql.exec("CREATE INDEX IF NOT EXISTS events_id_key ON events(id_key)", None).map_err(|e| {
             worker::Error::RustError(format!(
-                "{e}: this log's storage was written by a pre-release build (ids indexed another way) and is not migrated; remove the local state (.wrangler/state) or use a new chain code"
+                "{e}: this log's storage was written by a pre-release build (ids indexed another way) and is not \
+                    migrated; remove the local state (.wrangler/state) or use a new chain code"
             ))
         })?;
         sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)", None)?;
         // The last offset delivered per app key and filter (server-side resume, 24 h; see
         // `fanout::cursor_key`). It only moves forward.
         sql.exec(
-            "CREATE TABLE IF NOT EXISTS stream_cursors (cursor_key TEXT PRIMARY KEY, offset_delivered INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS stream_cursors (
+                cursor_key TEXT PRIMARY KEY,
+                offset_delivered INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL
+            )",
             None,
         )?;
         // Specs of attached subscriptions (too large for a socket attachment).
@@ -150,7 +154,9 @@ impl ChainStorage {
     pub fn save_cursor(&self, key: &str, through: Offset, now_ms: u64) -> Result<()> {
         self.sql.exec(
             "INSERT INTO stream_cursors (cursor_key, offset_delivered, updated_at) VALUES (?, ?, ?)
-             ON CONFLICT(cursor_key) DO UPDATE SET offset_delivered = MAX(offset_delivered, excluded.offset_delivered), updated_at = excluded.updated_at",
+             ON CONFLICT(cursor_key) DO UPDATE SET
+                 offset_delivered = MAX(offset_delivered, excluded.offset_delivered),
+                 updated_at = excluded.updated_at",
             vec![key.into(), int(through), int(now_ms)],
         )?;
         Ok(())
@@ -247,7 +253,10 @@ impl LogStore for ChainStorage {
         let rows: Vec<H> = self
             .sql
             .exec(
-                "SELECT MAX(COALESCE((SELECT value FROM meta WHERE key = 'head'), 0), COALESCE((SELECT MAX(seq) FROM events), 0)) AS head",
+                "SELECT MAX(
+                    COALESCE((SELECT value FROM meta WHERE key = 'head'), 0),
+                    COALESCE((SELECT MAX(seq) FROM events), 0)
+                ) AS head",
                 None,
             )
             .and_then(|c| c.to_array())
@@ -290,7 +299,8 @@ impl LogStore for ChainStorage {
         // As many rows as the parameter limit allows per statement.
         for chunk in events.chunks(MAX_BOUND_PARAMETERS / EVENT_COLUMNS) {
             let query = format!(
-                "INSERT INTO events (seq, id_key, unique_event_id, hotel_id, module_name, event_name, stored_at, body) VALUES {}",
+                "INSERT INTO events \
+                    (seq, id_key, unique_event_id, hotel_id, module_name, event_name, stored_at, body) VALUES {}",
                 vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
             );
             let mut bindings = Vec::with_capacity(chunk.len() * EVENT_COLUMNS);
@@ -339,7 +349,8 @@ impl LogStore for ChainStorage {
         let rows: Vec<EventRow> = self
             .sql
             .exec(
-                "SELECT seq, unique_event_id, hotel_id, module_name, event_name, stored_at, body FROM events WHERE seq >= ? ORDER BY seq LIMIT ?",
+                "SELECT seq, unique_event_id, hotel_id, module_name, event_name, stored_at, body FROM events \
+                    WHERE seq >= ? ORDER BY seq LIMIT ?",
                 vec![int(from), int(limit as u64)],
             )
             .and_then(|c| c.to_array())

@@ -50,7 +50,10 @@ impl ChainObject {
         if let Err(why) = granted {
             audit(
                 "subscription.revoked",
-                serde_json::json!({"clientId": spec.client_id, "connectionId": spec.connection_id, "operationId": spec.id, "reason": why}),
+                serde_json::json!({
+                    "clientId": spec.client_id, "connectionId": spec.connection_id, "operationId": spec.id,
+                    "reason": why,
+                }),
             );
             return refuse(403, &rpc::Refusal { code: crate::graphql::codes::FORBIDDEN.into(), message: why });
         }

@@ -137,7 +137,12 @@ impl Connection {
             match action {
                 Action::Send(text) => self.send(&text),
                 Action::Close(c) => {
-                    self.audit("connection.closed", json!({"code": c.code, "reason": c.reason, "durationMs": now_ms().saturating_sub(self.opened_at)}));
+                    self.audit(
+                        "connection.closed",
+                        json!({
+                            "code": c.code, "reason": c.reason, "durationMs": now_ms().saturating_sub(self.opened_at),
+                        }),
+                    );
                     let _ = self.ws.close(Some(c.code), Some(&c.reason));
                 }
                 Action::Start { id, payload } => {
