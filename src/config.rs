@@ -308,7 +308,7 @@ impl ServiceConfig {
         if retention_seconds > MAX_RETENTION_SECONDS {
             return err(format!("retentionSeconds must be at most {MAX_RETENTION_SECONDS} (366 days)"));
         }
-        let limits = Self::limits(raw.limits)?;
+        let limits = Self::limits(&raw.limits)?;
 
         let mut enterprises = BTreeSet::new();
         for e in raw.enterprises {
@@ -396,7 +396,11 @@ impl ServiceConfig {
         })
     }
 
-    fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "every value is checked against its range first, far below u32::MAX where it is narrowed"
+    )]
+    fn limits(raw: &RawLimits) -> Result<Limits, ConfigError> {
         let d = Limits::default();
         let given: [Option<u64>; 19] = [
             raw.max_events_per_batch,
@@ -608,7 +612,9 @@ impl ServiceConfig {
         let properties = hotel_codes.or_else(|| grant.properties.clone());
         let max_batch = match w.max_batch {
             None => crate::webhook::DEFAULT_MAX_BATCH,
-            Some(n) if (1..=crate::webhook::MAX_MAX_BATCH as u64).contains(&n) => n as usize,
+            Some(n) if (1..=crate::webhook::MAX_MAX_BATCH as u64).contains(&n) => {
+                usize::try_from(n).unwrap_or(crate::webhook::MAX_MAX_BATCH)
+            }
             Some(n) => {
                 return Err(at(format!("maxBatch must be between 1 and {} (got {n})", crate::webhook::MAX_MAX_BATCH)))
             }

@@ -20,7 +20,7 @@ pub enum Served {
 }
 
 /// The pages load nothing from another origin (no CDN: they work offline on a local
-/// server) and run no inline script. `'unsafe-inline'` for styles only: GraphiQL and
+/// server) and run no inline script. `'unsafe-inline'` for styles only: `GraphiQL` and
 /// uPlot set element styles from script. Connections go to this origin only (the token
 /// endpoint, the admin API and the `/subscriptions` socket).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \

@@ -7,9 +7,9 @@ pub enum Route {
     Healthz,
     /// This service's documentation, which the `getHelp` query links into.
     Docs,
-    /// The OpenAPI 3.1 description of the HTTP routes (`schema/openapi.yaml`).
+    /// The `OpenAPI` 3.1 description of the HTTP routes (`schema/openapi.yaml`).
     OpenApi,
-    /// The AsyncAPI 3.0 description of the stream (`schema/asyncapi.yaml`).
+    /// The `AsyncAPI` 3.0 description of the stream (`schema/asyncapi.yaml`).
     AsyncApi,
     Jwks,
     Tokens,

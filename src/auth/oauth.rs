@@ -166,7 +166,7 @@ pub fn authenticate<'c>(config: &'c ServiceConfig, req: &TokenRequest) -> Result
 }
 
 fn decoy_iterations(config: &ServiceConfig) -> u32 {
-    config.clients().next().map(|c| c.secret.iterations()).unwrap_or(secret::MIN_ITERATIONS)
+    config.clients().next().map_or(secret::MIN_ITERATIONS, |c| c.secret.iterations())
 }
 
 /// The scopes the token will carry: those asked for (all must be held), or all held.

@@ -1,4 +1,4 @@
-//! Access tokens: EdDSA (Ed25519) JWTs signed by this service, and the one verification
+//! Access tokens: `EdDSA` (Ed25519) JWTs signed by this service, and the one verification
 //! function every endpoint uses. Time is always passed in (`now`, Unix seconds) so the
 //! rules are tested without a clock.
 
@@ -256,8 +256,8 @@ impl KeySet {
         let key = self.keys.iter().find(|k| k.kid == kid).ok_or(TokenError::UnknownKey)?;
         let checked =
             Ed25519.validator::<serde_json::Value>(&key.public).validate(&untrusted).map_err(|e| match e {
-                jwt_compact::ValidationError::InvalidSignature => TokenError::BadSignature,
-                jwt_compact::ValidationError::MalformedSignature(_) => TokenError::BadSignature,
+                jwt_compact::ValidationError::InvalidSignature
+                | jwt_compact::ValidationError::MalformedSignature(_) => TokenError::BadSignature,
                 _ => TokenError::Malformed,
             })?;
         let jwt_claims = checked.claims();

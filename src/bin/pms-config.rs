@@ -67,7 +67,7 @@ mod cli {
     }
 
     fn hash_secret(iterations: Option<&str>) -> i32 {
-        let iterations = match iterations.map(|i| i.parse::<u32>()) {
+        let iterations = match iterations.map(str::parse::<u32>) {
             None => 10_000,
             Some(Ok(n)) if (1_000..=1_000_000).contains(&n) => n,
             Some(_) => {

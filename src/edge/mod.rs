@@ -24,8 +24,7 @@ fn wasm_memory_bytes() -> u64 {
     use wasm_bindgen::JsCast;
     wasm_bindgen::memory()
         .dyn_into::<js_sys::WebAssembly::Memory>()
-        .map(|m| m.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as u64)
-        .unwrap_or(0)
+        .map_or(0, |m| u64::from(m.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length()))
 }
 
 pub fn now_ms() -> u64 {
@@ -40,8 +39,7 @@ pub fn audit(event: &str, fields: serde_json::Value) {
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
     let request_id = routes::sane_request_id(req.headers().get("X-Request-Id").ok().flatten().as_deref())
-        .map(str::to_string)
-        .unwrap_or_else(crate::auth::token::random_id);
+        .map_or_else(crate::auth::token::random_id, str::to_string);
     let resp = match dispatch(req, &env, &request_id).await {
         Ok(resp) => resp,
         Err(e) => {

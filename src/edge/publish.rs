@@ -92,11 +92,13 @@ pub async fn handle(
             "events": offsets.len(), "firstOffset": offsets.first(), "lastOffset": offsets.last(),
         }),
     );
-    #[derive(serde::Serialize)]
-    struct Accepted<'a> {
-        offsets: &'a [String],
-    }
     reply::json(200, &Accepted { offsets: &offsets })
+}
+
+/// The `200` of a publish.
+#[derive(serde::Serialize)]
+struct Accepted<'a> {
+    offsets: &'a [String],
 }
 
 /// Attempts at storing one batch: the chain's object may be restarting (a deploy, an
@@ -112,7 +114,9 @@ async fn append(env: &Env, chain: &str, events: &mut [crate::publish::ValidEvent
         if attempt == 2 {
             // The first attempt may have stored the events: their generated ids must now be
             // looked up like any other.
-            events.iter_mut().for_each(|e| e.minted = false);
+            for e in events.iter_mut() {
+                e.minted = false;
+            }
         }
         let batch = crate::rpc::append::encode_batch(events);
         let outcome = async {

@@ -300,15 +300,12 @@ impl Api {
                 .map(|e| GraphQLError::from_apollo(e, codes::BAD_USER_INPUT))
                 .collect());
         }
-        let (arguments, field_location) = match capture.captured.into_inner() {
-            Some(captured) => captured,
-            None => {
-                return Err(vec![GraphQLError::coded(
-                    "a subscription must select `newEvent`",
-                    codes::GRAPHQL_VALIDATION_FAILED,
-                )
-                .at(op_location)])
-            }
+        let Some((arguments, field_location)) = capture.captured.into_inner() else {
+            return Err(vec![GraphQLError::coded(
+                "a subscription must select `newEvent`",
+                codes::GRAPHQL_VALIDATION_FAILED,
+            )
+            .at(op_location)]);
         };
         let location = location_of(field_location, sources).or(op_location);
         let bad_input = |message: String| vec![GraphQLError::coded(message, codes::BAD_USER_INPUT).at(location)];
@@ -374,7 +371,7 @@ struct ArgumentCapture {
 }
 
 impl ObjectValue for ArgumentCapture {
-    fn type_name(&self) -> &str {
+    fn type_name(&self) -> &'static str {
         "Subscription"
     }
 
@@ -701,6 +698,7 @@ fn coerce_string(value: Option<&Value>) -> Option<std::borrow::Cow<'_, str>> {
 }
 
 /// GraphQL `Int` result coercion: 32-bit integers (also from integral floats or numeric text).
+#[allow(clippy::cast_possible_truncation, reason = "a whole number checked to be within i32's range")]
 fn coerce_int(value: Option<&Value>) -> Option<i32> {
     match value? {
         Value::Number(n) => {
@@ -708,7 +706,7 @@ fn coerce_int(value: Option<&Value>) -> Option<i32> {
                 i32::try_from(i).ok()
             } else {
                 let f = n.as_f64()?;
-                (f.fract() == 0.0 && f >= i32::MIN as f64 && f <= i32::MAX as f64).then_some(f as i32)
+                (f.fract() == 0.0 && f >= f64::from(i32::MIN) && f <= f64::from(i32::MAX)).then_some(f as i32)
             }
         }
         Value::String(s) => s.trim().parse::<i32>().ok(),
@@ -724,10 +722,8 @@ fn project_object(fields: &[PlanField], source: &Value, delta: bool) -> Value {
     for field in fields {
         let value = match field {
             PlanField::Typename(k) => Value::String(k.src.clone()),
-            PlanField::Str(k) => {
-                coerce_string(src.get(&k.src)).map(|s| Value::String(s.into_owned())).unwrap_or(Value::Null)
-            }
-            PlanField::Int(k) => coerce_int(src.get(&k.src)).map(Value::from).unwrap_or(Value::Null),
+            PlanField::Str(k) => coerce_string(src.get(&k.src)).map_or(Value::Null, |s| Value::String(s.into_owned())),
+            PlanField::Int(k) => coerce_int(src.get(&k.src)).map_or(Value::Null, Value::from),
             PlanField::Raw(k) => src.get(&k.src).cloned().unwrap_or(Value::Null),
             PlanField::Object(k, sub) => match src.get(&k.src) {
                 Some(v) => project_object(sub, v, false),
@@ -948,16 +944,13 @@ impl<'d> Compiler<'d> {
             match selection {
                 Selection::Field(field) => {
                     let key = field.response_key();
-                    match groups.index.get(key.as_str()) {
-                        Some(&i) => {
-                            if let Some((_, list)) = groups.order.get_mut(i) {
-                                list.push(field);
-                            }
+                    if let Some(&i) = groups.index.get(key.as_str()) {
+                        if let Some((_, list)) = groups.order.get_mut(i) {
+                            list.push(field);
                         }
-                        None => {
-                            groups.index.insert(key.as_str(), groups.order.len());
-                            groups.order.push((key, vec![field]));
-                        }
+                    } else {
+                        groups.index.insert(key.as_str(), groups.order.len());
+                        groups.order.push((key, vec![field]));
                     }
                 }
                 Selection::FragmentSpread(spread) => {
@@ -986,13 +979,11 @@ impl<'d> Compiler<'d> {
         Ok(())
     }
 
-    /// DoesFragmentTypeApply.
+    /// `DoesFragmentTypeApply`.
     fn applies(&self, object_type: &str, condition: &str) -> bool {
         match self.schema.types.get(condition) {
             Some(ExtendedType::Object(_)) => condition == object_type,
-            Some(ExtendedType::Interface(_)) | Some(ExtendedType::Union(_)) => {
-                self.schema.is_subtype(condition, object_type)
-            }
+            Some(ExtendedType::Interface(_) | ExtendedType::Union(_)) => self.schema.is_subtype(condition, object_type),
             _ => false,
         }
     }

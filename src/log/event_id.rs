@@ -1,12 +1,12 @@
 //! `uniqueEventId`s: the ones the service generates, and the integer key a chain log
 //! indexes them by.
 //!
-//! Generated ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits.
-//! The index key of a UUIDv7 keeps that time order, so a batch's keys land together at the
+//! Generated ids are `UUIDv7` (RFC 9562): 48 bits of Unix milliseconds, then random bits.
+//! The index key of a `UUIDv7` keeps that time order, so a batch's keys land together at the
 //! right edge of the log's id index: one or two index pages change per batch instead of
 //! one page per event, which is what random keys cost once the log is large (measured on
 //! workerd: ~17 µs of runtime CPU per event in batches of 100, the largest single cost of a
-//! publish). Publishers that send their own UUIDv7 ids get the same locality; any other id
+//! publish). Publishers that send their own `UUIDv7` ids get the same locality; any other id
 //! is keyed by a hash.
 
 /// The stored index key of a `uniqueEventId`, always below 2^52 so it travels exactly as a
@@ -38,7 +38,7 @@ fn fnv1a_52(id: &str) -> u64 {
     h & ((1 << 52) - 1)
 }
 
-/// The timestamp and the last 16 random bits of a UUIDv7 in its 8-4-4-4-12 hex form
+/// The timestamp and the last 16 random bits of a `UUIDv7` in its 8-4-4-4-12 hex form
 /// (either case), or `None` for anything else.
 fn uuid_v7_parts(id: &str) -> Option<(u64, u64)> {
     let b = id.as_bytes();
@@ -62,7 +62,7 @@ fn uuid_v7_parts(id: &str) -> Option<(u64, u64)> {
     Some((millis, hex(32..36)?))
 }
 
-/// A source of UUIDv7 ids for one batch, all stamped with `now_ms`. Entropy is asked of
+/// A source of `UUIDv7` ids for one batch, all stamped with `now_ms`. Entropy is asked of
 /// the runtime once per 64 ids rather than once per id (a batch may need a hundred). An
 /// empty string means no entropy was available: callers must refuse to store it.
 pub fn generator(now_ms: u64) -> impl FnMut() -> String {
@@ -85,7 +85,7 @@ pub fn generator(now_ms: u64) -> impl FnMut() -> String {
     }
 }
 
-/// The UUIDv7 of a millisecond time and 74 random bits (the rest of `random` is dropped
+/// The `UUIDv7` of a millisecond time and 74 random bits (the rest of `random` is dropped
 /// for the version and variant).
 pub fn uuid_v7(now_ms: u64, random: &[u8; 10]) -> String {
     let mut bytes = [0u8; 16];

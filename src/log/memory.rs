@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{LogStore, NewEvent, Offset, StoreError, StoredEvent};
 
-/// An in-memory store with the same semantics as the SQLite one: the reference the
+/// An in-memory store with the same semantics as the `SQLite` one: the reference the
 /// native tests run against. `fail_insert_after` makes an insert fail once that many rows
 /// were written, to prove that a failed append leaves nothing behind; `reads` counts
 /// `read_from` calls, to prove that delivery work per turn is bounded.
@@ -26,7 +26,7 @@ impl MemoryStore {
 
 impl LogStore for MemoryStore {
     fn head(&self) -> Result<Offset, StoreError> {
-        let stored = self.events.borrow().last_key_value().map(|(o, _)| *o).unwrap_or(0);
+        let stored = self.events.borrow().last_key_value().map_or(0, |(o, _)| *o);
         Ok((*self.head.borrow()).max(stored))
     }
 

@@ -1,7 +1,7 @@
 //! The offset log of one chain: offsets start at 1, are strictly increasing and gapless,
 //! and are assigned in the same synchronous step as the insert. A `uniqueEventId` seen
 //! before (while retained) returns its original offset. The rules live here, over a small
-//! storage trait; the Durable Object implements the trait with its SQLite storage.
+//! storage trait; the Durable Object implements the trait with its `SQLite` storage.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -189,7 +189,7 @@ impl<S: LogStore> OffsetLog<S> {
         }
         let at_end = fetched < max_count.max(1) && keep == fetched;
         events.truncate(keep);
-        let next = events.last().map(|e| e.offset + 1).unwrap_or(from.max(1));
+        let next = events.last().map_or(from.max(1), |e| e.offset + 1);
         Ok(Page { events, next, at_end })
     }
 

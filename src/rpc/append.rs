@@ -27,6 +27,7 @@ pub fn encode_batch(events: &[ValidEvent]) -> Vec<u8> {
         out.push(if e.minted { MINTED } else { 0 });
         for field in [&e.unique_event_id, &e.hotel_id, &e.module_name, &e.event_name, &e.body] {
             // Fields are bounded far below 4 GiB by the publish limits.
+            #[allow(clippy::cast_possible_truncation, reason = "bounded by the publish limits")]
             out.extend_from_slice(&(field.len() as u32).to_le_bytes());
             out.extend_from_slice(field.as_bytes());
         }

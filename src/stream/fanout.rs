@@ -138,7 +138,7 @@ impl EventFilter {
     }
 }
 
-/// Turns an event (EventHeader JSON) into the subscription's selected fields.
+/// Turns an event (`EventHeader` JSON) into the subscription's selected fields.
 pub trait Projector {
     fn project_to_string(&self, event: &Value, delta: bool, out: &mut String);
 }

@@ -423,9 +423,9 @@ impl SlowConsumerGuard {
             Some((_, sent_at, _)) if now_ms.saturating_sub(*sent_at) >= self.threshold_ms => {
                 Self::too_slow("no answer to a ping")
             }
-            Some(_) => GuardTick::Nothing,
             None if now_ms.saturating_sub(self.last_ping_at) >= self.tick_interval_ms() => self.ping(now_ms, nonce()),
-            None => GuardTick::Nothing,
+            // A ping is outstanding and not yet late, or the last one was just sent.
+            Some(_) | None => GuardTick::Nothing,
         }
     }
 

@@ -127,7 +127,8 @@ impl Relay {
         };
         self.note_gap(batch.gap);
         let expected = self.next_offset.unwrap_or(0);
-        let count = batch.frames.len() as u32;
+        // A batch is at most 1 MiB, so its frames fit a u32 many times over.
+        let count = u32::try_from(batch.frames.len()).unwrap_or(u32::MAX);
         let mut frames = Vec::with_capacity(batch.frames.len());
         for (offset, frame) in batch.frames {
             // A batch resent after a reattach may overlap what was forwarded.

@@ -120,7 +120,7 @@ pub fn parse_offset(s: &str) -> Result<u64, GraphQLError> {
 
 impl crate::stream::fanout::Projector for ProjectionPlan {
     fn project_to_string(&self, event: &serde_json::Value, delta: bool, out: &mut String) {
-        ProjectionPlan::project_to_string(self, event, delta, out)
+        ProjectionPlan::project_to_string(self, event, delta, out);
     }
 }
 

@@ -8,6 +8,8 @@
 //! The state is small and serialized whole by the chain object; every transition is a
 //! method here, tested natively.
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
 
 use super::endpoint::Webhook;
@@ -81,6 +83,12 @@ impl RetryPolicy {
     /// The wait before the retry that follows `attempts` failures: doubling from the first
     /// retry's, jittered by ±20% (`jitter` in [0, 1)) so that receivers coming back after an
     /// outage are not hit by every chain at once, and never over the cap.
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a delay of at most max_retry_ms (hours), scaled by 0.8-1.2 and clamped: exact in f64, never negative"
+    )]
     pub fn delay_ms(&self, attempts: u32, jitter: f64) -> u64 {
         let doublings = attempts.saturating_sub(1).min(40);
         let base = self.first_retry_ms.saturating_mul(1u64 << doublings).min(self.max_retry_ms);
@@ -441,7 +449,8 @@ fn body(chain: &str, events: &str, gap: Option<Gap>) -> String {
     // Chain codes are plain codes (letters, digits, - _ .): no escaping needed.
     let mut out = format!("{{\"chainCode\":\"{chain}\",\"events\":[{events}]");
     if let Some(g) = gap {
-        out.push_str(&format!(",\"gap\":{{\"requested\":\"{}\",\"resumedAt\":\"{}\"}}", g.requested, g.resumed_at));
+        // Writing to a String cannot fail.
+        let _ = write!(out, ",\"gap\":{{\"requested\":\"{}\",\"resumedAt\":\"{}\"}}", g.requested, g.resumed_at);
     }
     out.push('}');
     out

@@ -1,5 +1,5 @@
 //! The chain's Durable Object: one per chain code (`idFromName(chainCode)`), owning that
-//! chain's offset log in its SQLite storage. This file is only the runtime's entry points;
+//! chain's offset log in its `SQLite` storage. This file is only the runtime's entry points;
 //! each forwards to [`ChainObject`], which performs what the plain-Rust core decides
 //! (`log`, `stream::fanout`, `stream::subscribe`, `webhook`).
 //!

@@ -51,6 +51,7 @@ pub(super) fn refuse(status: u16, refusal: &rpc::Refusal) -> Result<Response> {
 }
 
 /// An absolute alarm time. (A bare integer would be read as an offset from now.)
+#[allow(clippy::cast_precision_loss, reason = "millisecond times stay far below 2^53")]
 fn scheduled_at(ms: u64) -> worker::ScheduledTime {
     worker::ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64)))
 }
@@ -102,9 +103,7 @@ impl ChainObject {
     }
 
     pub(super) fn retention_ms(&self) -> u64 {
-        settings::load(&self.env)
-            .map(|s| s.config.retention_seconds)
-            .unwrap_or(crate::config::DEFAULT_RETENTION_SECONDS)
+        settings::load(&self.env).map_or(crate::config::DEFAULT_RETENTION_SECONDS, |s| s.config.retention_seconds)
             * 1000
     }
 
@@ -134,8 +133,8 @@ impl ChainObject {
         let storage = self.state.storage();
         if self.alarm_at.get().is_none() {
             // Not known in this instance (it restarted): storage may hold an earlier one.
-            if let Some(set) = storage.get_alarm().await?.filter(|set| *set > now as i64) {
-                let set = set as u64;
+            let alarm = storage.get_alarm().await?.and_then(|set| u64::try_from(set).ok());
+            if let Some(set) = alarm.filter(|set| *set > now) {
                 if self.alarm_at.get().is_none_or(|known| set < known) {
                     self.alarm_at.set(Some(set));
                 }

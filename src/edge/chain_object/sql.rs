@@ -13,7 +13,7 @@ use crate::log::{LogStore, NewEvent, Offset, StoreError, StoredEvent};
 use crate::webhook::WebhookState;
 
 /// Durable Object SQL binds at most 100 parameters per statement
-/// (https://developers.cloudflare.com/durable-objects/platform/limits/).
+/// (<https://developers.cloudflare.com/durable-objects/platform/limits>/).
 const MAX_BOUND_PARAMETERS: usize = 100;
 /// Columns bound per inserted event.
 const EVENT_COLUMNS: usize = 8;
@@ -39,7 +39,7 @@ struct EventRow {
     body: String,
 }
 
-/// The chain object's SQLite storage: the log's rows (through [`LogStore`]) and the
+/// The chain object's `SQLite` storage: the log's rows (through [`LogStore`]) and the
 /// object's own tables.
 pub struct ChainStorage {
     sql: SqlStorage,
@@ -47,10 +47,12 @@ pub struct ChainStorage {
     storage: JsValue,
 }
 
+#[allow(clippy::needless_pass_by_value, reason = "the shape `map_err` takes")]
 fn store_err(e: worker::Error) -> StoreError {
     StoreError(e.to_string())
 }
 
+#[allow(clippy::cast_possible_wrap, reason = "offsets and millisecond times stay far below 2^53")]
 fn int(v: u64) -> SqlStorageValue {
     // Offsets and millisecond times stay far below 2^53, the largest exact JS number.
     SqlStorageValue::from(v as i64)
@@ -261,7 +263,7 @@ impl LogStore for ChainStorage {
             )
             .and_then(|c| c.to_array())
             .map_err(store_err)?;
-        Ok(rows.first().map(|r| r.head).unwrap_or(0))
+        Ok(rows.first().map_or(0, |r| r.head))
     }
 
     fn set_head(&self, head: Offset) -> std::result::Result<(), StoreError> {
@@ -342,7 +344,7 @@ impl LogStore for ChainStorage {
         }
         let rows: Vec<N> =
             self.sql.exec("SELECT COUNT(*) AS n FROM events", None).and_then(|c| c.to_array()).map_err(store_err)?;
-        Ok(rows.first().map(|r| r.n).unwrap_or(0))
+        Ok(rows.first().map_or(0, |r| r.n))
     }
 
     fn read_from(&self, from: Offset, limit: usize) -> std::result::Result<Vec<StoredEvent>, StoreError> {

@@ -144,16 +144,16 @@ impl ChainObject {
         policy: &RetryPolicy,
     ) -> Result<Woken> {
         let mut state = self.webhook_state_or_new(&webhook.id, head)?;
-        let held = |state: &WebhookState| Woken { at: state.wake_at(head, now).filter(|at| *at > now), scan_on: false };
+        let waiting = |s: &WebhookState| Woken { at: s.wake_at(head, now).filter(|at| *at > now), scan_on: false };
         if self.webhooks_in_flight.borrow().contains(&webhook.id) {
-            return Ok(held(&state));
+            return Ok(waiting(&state));
         }
         for _ in 0..=skips {
             if self.webhooks_in_flight.borrow().len() >= MAX_PARALLEL_DELIVERIES {
-                return Ok(held(&state));
+                return Ok(waiting(&state));
             }
             match state.plan(&self.log, webhook, now).map_err(internal)? {
-                Plan::Idle | Plan::WaitUntil(_) => return Ok(held(&state)),
+                Plan::Idle | Plan::WaitUntil(_) => return Ok(waiting(&state)),
                 Plan::Skip { through } => {
                     state.skipped(through);
                     self.storage().save_webhook_state(&webhook.id, &state)?;
@@ -173,7 +173,7 @@ impl ChainObject {
                             worker::console_error!("webhooks: {e}");
                         }
                     });
-                    return Ok(held(&state));
+                    return Ok(waiting(&state));
                 }
             }
         }

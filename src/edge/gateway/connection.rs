@@ -1,5 +1,5 @@
 //! One vendor connection: its protocol session, its running operations and its timers
-//! (connection_init, token expiry, the slow-consumer guard). The session decides; this
+//! (`connection_init`, token expiry, the slow-consumer guard). The session decides; this
 //! performs its actions.
 
 use std::cell::{Cell, RefCell};
@@ -217,16 +217,16 @@ pub(super) async fn run(conn: Rc<Connection>, protocol_ok: bool) {
                     conn.perform(actions);
                 }
             },
-            _ = init_timer => {
+            () = init_timer => {
                 let actions = conn.session.borrow_mut().on_init_timeout();
                 conn.perform(actions);
             },
-            _ = guard_timer => {
+            () = guard_timer => {
                 if let Some(interval) = conn.on_guard_tick() {
                     guard_timer = Delay::from(Duration::from_millis(interval)).fuse();
                 }
             },
-            _ = expiry_timer => {
+            () = expiry_timer => {
                 let actions = conn.session.borrow_mut().on_token_expired();
                 conn.perform(actions);
             },

@@ -159,9 +159,8 @@ async fn forward(
     start: u64,
     gap: Option<u64>,
 ) -> Retry {
-    let mut events = match internal.events() {
-        Ok(e) => e,
-        Err(_) => return op.relay.borrow_mut().on_detached(now_ms()),
+    let Ok(mut events) = internal.events() else {
+        return op.relay.borrow_mut().on_detached(now_ms());
     };
     if internal.accept().is_err() {
         return op.relay.borrow_mut().on_detached(now_ms());
