@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::graphql::codes::FRAME_TOO_LARGE;
 use crate::log::{LogBounds, LogStore, Offset, OffsetLog, Page, StoreError, StoredEvent};
-use crate::rpc::delivery::{failure_message, BatchWriter, MAX_BATCH_BYTES, WINDOW};
+use crate::rpc::delivery::{failure_message, BatchWriter, MAX_BATCH_BYTES};
 use crate::stream::protocol::{next_start, NEXT_END};
 
 /// How long the server remembers the last offset delivered to an app key on a chain.
@@ -223,10 +223,12 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// Whether serving it could change anything: events past it up to `head`, or `acked`
-    /// frames that free its window.
-    pub fn has_work(&self, head: Offset, acked: u32) -> bool {
-        self.next <= head || acked > 0
+    /// The gateway acknowledged `count` frames, which frees the window by as many. Returns
+    /// whether a [`pump`] could now change anything: events past the cursor up to `head`,
+    /// or room in the window (when it returns `false`, the cursor is as it was).
+    pub fn acknowledge(&mut self, count: u32, head: Offset) -> bool {
+        self.inflight = self.inflight.saturating_sub(count);
+        self.next <= head || count > 0
     }
 }
 
@@ -302,27 +304,6 @@ pub struct Pumped {
     pub cut_short: bool,
     /// The subscription failed (an `E` message is the last one): stop serving it.
     pub failed: bool,
-}
-
-/// Serves one attached subscription: `acked` frames acknowledged free its window, then
-/// [`pump`] fills it. `None` when nothing can change (caught up, nothing acknowledged), so
-/// its cursor need not be written back.
-#[allow(clippy::too_many_arguments)]
-pub fn serve<S: LogStore, P: Projector>(
-    log: &OffsetLog<S>,
-    spec: &SubscriptionSpec<P>,
-    projection_key: &Rc<str>,
-    cursor: &mut Cursor,
-    head: Offset,
-    acked: u32,
-    cache: &mut EventCache,
-    budget: &mut TurnBudget,
-) -> Result<Option<Pumped>, StoreError> {
-    if !cursor.has_work(head, acked) {
-        return Ok(None);
-    }
-    cursor.inflight = cursor.inflight.saturating_sub(acked);
-    pump(log, spec, projection_key, cursor, head, WINDOW, cache, budget).map(Some)
 }
 
 /// Fills the subscription's window from the log, starting at its cursor, within the turn's

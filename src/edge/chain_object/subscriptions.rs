@@ -15,9 +15,9 @@ use crate::edge::{audit, now_ms, settings};
 use crate::graphql::ProjectionPlan;
 use crate::log::Offset;
 use crate::rpc;
-use crate::rpc::delivery::parse_ack;
+use crate::rpc::delivery::{parse_ack, WINDOW};
 use crate::stream::fanout::{
-    cursor_key, projection_key, resolve_start, serve, Cursor, EventCache, StartError, SubscriptionSpec, TurnBudget,
+    cursor_key, projection_key, pump, resolve_start, Cursor, EventCache, StartError, SubscriptionSpec, TurnBudget,
 };
 use crate::stream::protocol::close;
 use crate::stream::subscribe::still_granted;
@@ -145,16 +145,13 @@ impl ChainObject {
         let Some(mut att) = ws.deserialize_attachment::<Attachment>()? else {
             return Ok(false);
         };
-        if !att.cursor.has_work(head, acked) {
+        if !att.cursor.acknowledge(acked, head) {
             // Not even the spec is needed.
             return Ok(false);
         }
         let (spec, projection) = self.spec(&att.key)?;
-        let Some(pumped) =
-            serve(&self.log, &spec, &projection, &mut att.cursor, head, acked, cache, budget).map_err(internal)?
-        else {
-            return Ok(false);
-        };
+        let pumped =
+            pump(&self.log, &spec, &projection, &mut att.cursor, head, WINDOW, cache, budget).map_err(internal)?;
         for message in &pumped.messages {
             ws.send_with_str(message)?;
         }
