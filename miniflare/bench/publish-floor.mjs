@@ -10,7 +10,7 @@
 import { Miniflare } from "miniflare";
 import { workerScript } from "../harness.mjs";
 
-// Kept equal to src/edge/chain_object.rs (`SqlLogStore::new`, `insert_all`): the floor is
+// Kept equal to src/edge/chain_object/sql.rs (`ChainStorage::create_schema`, `insert_all`): the floor is
 // only a floor while it writes what the service writes.
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS events (

@@ -629,18 +629,20 @@ impl ProjectionPlan {
         self.fields.iter().map(PlanField::key).collect()
     }
 
-    /// Projects an `EventHeader` JSON value through the selection. Missing nullable fields
-    /// project to null (so do missing non-null ones: published events always carry them).
-    /// With `delta`, `detail` keeps only the entries whose `newValue` differs from `oldValue`.
-    /// Object keys follow `serde_json::Map`'s order; [`ProjectionPlan::project_to_string`]
-    /// keeps the selection order.
-    pub fn project(&self, event: &Value, delta: bool) -> Value {
-        project_object(&self.fields, event, delta)
-    }
-
-    /// The same result written to `out` as JSON text, keys in selection order.
+    /// Projects an `EventHeader` JSON value through the selection, written to `out` as JSON
+    /// text with keys in selection order: what a `next` frame carries. Missing nullable
+    /// fields project to null (so do missing non-null ones: published events always carry
+    /// them). With `delta`, `detail` keeps only the entries whose `newValue` differs from
+    /// `oldValue`.
     pub fn project_to_string(&self, event: &Value, delta: bool, out: &mut String) {
         write_object(&self.fields, event, delta, out);
+    }
+
+    /// The same projection as a JSON value (for callers that inspect it).
+    pub fn project(&self, event: &Value, delta: bool) -> Value {
+        let mut text = String::new();
+        self.project_to_string(event, delta, &mut text);
+        serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
     /// The most times one field of the event appears in the output of one event, with the
@@ -712,37 +714,6 @@ fn coerce_int(value: Option<&Value>) -> Option<i32> {
         Value::String(s) => s.trim().parse::<i32>().ok(),
         _ => None,
     }
-}
-
-fn project_object(fields: &[PlanField], source: &Value, delta: bool) -> Value {
-    let Value::Object(src) = source else {
-        return Value::Null;
-    };
-    let mut out = serde_json::Map::new();
-    for field in fields {
-        let value = match field {
-            PlanField::Typename(k) => Value::String(k.src.clone()),
-            PlanField::Str(k) => coerce_string(src.get(&k.src)).map_or(Value::Null, |s| Value::String(s.into_owned())),
-            PlanField::Int(k) => coerce_int(src.get(&k.src)).map_or(Value::Null, Value::from),
-            PlanField::Raw(k) => src.get(&k.src).cloned().unwrap_or(Value::Null),
-            PlanField::Object(k, sub) => match src.get(&k.src) {
-                Some(v) => project_object(sub, v, false),
-                None => Value::Null,
-            },
-            PlanField::List(k, sub) => match src.get(&k.src) {
-                Some(Value::Array(items)) => Value::Array(
-                    items
-                        .iter()
-                        .filter(|item| !(delta && k.src == DELTA_LIST) || keep_detail_entry(item))
-                        .map(|item| project_object(sub, item, false))
-                        .collect(),
-                ),
-                _ => Value::Null,
-            },
-        };
-        out.insert(field.key().to_owned(), value);
-    }
-    Value::Object(out)
 }
 
 fn write_object(fields: &[PlanField], source: &Value, delta: bool, out: &mut String) {
