@@ -392,19 +392,3 @@ fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_byte
     assert_eq!(all, (1..=40).collect::<Vec<u64>>(), "every event once, in order, across pages and batches");
     assert_eq!(last_through, 40);
 }
-
-#[test]
-fn fan_outs_are_paced_by_subscriptions_and_never_by_more_than_the_cap() {
-    use pms_events::stream::fanout::{fan_out_pace_ms, MAX_FAN_OUT_PACE_MS};
-    assert_eq!(fan_out_pace_ms(0), 0);
-    assert_eq!(fan_out_pace_ms(1), 0, "a lone subscriber is served at once");
-    assert_eq!(fan_out_pace_ms(10), 2);
-    assert_eq!(fan_out_pace_ms(100), 20);
-    assert_eq!(fan_out_pace_ms(100_000), MAX_FAN_OUT_PACE_MS);
-    let mut last = 0;
-    for n in 0..2_000 {
-        let pace = fan_out_pace_ms(n);
-        assert!(pace >= last && pace <= MAX_FAN_OUT_PACE_MS);
-        last = pace;
-    }
-}
