@@ -264,20 +264,43 @@ fn a_caught_up_subscription_costs_no_message() {
 #[test]
 fn the_fan_out_schedule_runs_once_per_request_and_rotates() {
     let mut schedule = FanOutSchedule::default();
-    assert!(!schedule.request(|| false), "nobody attached: nothing to do");
-    assert!(schedule.request(|| true), "the first publish schedules one");
-    assert!(!schedule.request(|| true), "publishes meanwhile join the one scheduled");
-    assert_eq!(schedule.run(100), Some(0));
-    assert!(schedule.request(|| unreachable!()), "sockets were found: not asked again");
-    assert_eq!(schedule.run(100), Some(1), "each fan-out starts at the next socket");
-    schedule.request(|| unreachable!());
-    assert_eq!(schedule.run(3), Some(2));
-    schedule.request(|| unreachable!());
-    assert_eq!(schedule.run(3), Some(0), "the rotation wraps around the sockets");
-    schedule.request(|| unreachable!());
-    assert_eq!(schedule.run(0), None, "every socket left meanwhile");
-    assert!(!schedule.request(|| false), "and none came back");
-    assert!(schedule.request(|| true), "until one attaches");
+    assert_eq!(schedule.request(false, 1_000, || false), None, "nobody attached: nothing to do");
+    assert_eq!(schedule.request(false, 1_000, || true), Some(0), "the first publish schedules one, at once");
+    assert_eq!(schedule.request(false, 1_001, || true), None, "publishes meanwhile join the one scheduled");
+    assert_eq!(schedule.run(1_002, 100), Some(0));
+    assert_eq!(schedule.request(false, 1_010, || unreachable!()), Some(0), "sockets were found: not asked again");
+    assert_eq!(schedule.run(1_010, 100), Some(1), "each fan-out starts at the next socket");
+    schedule.request(false, 1_020, || unreachable!());
+    assert_eq!(schedule.run(1_020, 3), Some(2));
+    schedule.request(false, 1_030, || unreachable!());
+    assert_eq!(schedule.run(1_030, 3), Some(0), "the rotation wraps around the sockets");
+    schedule.request(false, 1_040, || unreachable!());
+    assert_eq!(schedule.run(1_040, 0), None, "every socket left meanwhile");
+    assert_eq!(schedule.request(false, 1_050, || false), None, "and none came back");
+}
+
+#[test]
+fn fan_outs_are_paced_only_while_the_object_is_busy() {
+    let mut schedule = FanOutSchedule::default();
+    // Idle: every fan-out runs at once, however many subscribers.
+    for t in [1_000, 1_010, 1_020] {
+        assert_eq!(schedule.request(false, t, || true), Some(0));
+        schedule.run(t + 1, 100);
+    }
+    // A fan-out that ran late (the object was busy with other work) paces the next one.
+    schedule.request(false, 1_030, || true);
+    schedule.run(1_030 + LATE_FAN_OUT_MS, 100);
+    let ran_at = 1_030 + LATE_FAN_OUT_MS;
+    assert_eq!(schedule.request(false, ran_at + 2, || true), Some(backlog_pace_ms(100) - 2));
+    // Busy still: the paced one ran late too, so the next is paced again.
+    schedule.run(ran_at + backlog_pace_ms(100) + LATE_FAN_OUT_MS, 100);
+    let ran_at = ran_at + backlog_pace_ms(100) + LATE_FAN_OUT_MS;
+    assert_eq!(schedule.request(true, ran_at, || true), Some(0), "a resumed fan-out is never paced");
+    // On time: the object is idle again, and the next fan-out runs at once.
+    schedule.run(ran_at, 100);
+    assert_eq!(schedule.request(false, ran_at + 1, || true), Some(0));
+    assert_eq!(backlog_pace_ms(1), 0, "a lone subscriber is never paced");
+    assert_eq!(backlog_pace_ms(100_000), MAX_FAN_OUT_PACE_MS);
 }
 
 #[test]

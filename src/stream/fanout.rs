@@ -61,19 +61,36 @@ impl TurnBudget {
 /// batch), so the gateway's next offset and the saved cursor follow a filtered stream.
 pub const PROGRESS_EVERY: u64 = PAGE as u64;
 
+/// The least time between two fan-outs of a chain under backlog (ms), by attached
+/// subscriptions: a fan-out costs one message per subscription whatever it carries, so a
+/// busy chain with many subscribers waits a little to send several publishes' events in
+/// one message each (100 subscriptions: 20 ms).
+pub fn backlog_pace_ms(subscriptions: usize) -> u64 {
+    (subscriptions as u64 / 5).min(MAX_FAN_OUT_PACE_MS)
+}
+
+/// The most [`backlog_pace_ms`] adds to an event's way to its subscribers.
+pub const MAX_FAN_OUT_PACE_MS: u64 = 25;
+
+/// A fan-out that runs this late (ms) found the object busy. More than a publish's own turn
+/// takes (the runtime's clock stands still within a turn and moves between turns).
+pub const LATE_FAN_OUT_MS: u64 = 5;
+
 /// When a chain object fans out, and where each fan-out starts among its sockets. A
-/// fan-out runs in a turn of its own, right after the publish that asked for it: it is
-/// never held back by a timer, so an idle chain adds no latency. Events are batched only
-/// under backlog: publishes that land while a fan-out is scheduled join it, and their
-/// events go out as one batch per subscriber, fewer, larger messages exactly when messages
-/// are what saturates the object. (A fixed pace of 20 ms at 100 subscribers, measured
-/// against this side by side with the reference peer, cost the 100 × 200 row its tail and
-/// bought the saturated rows nothing.) Frames still come from storage at each cursor, so
-/// timing cannot change what is delivered.
+/// fan-out runs in a turn of its own, scheduled by the publish that asked for it, and
+/// publishes that land before it runs join it. Events are batched only under backlog: an
+/// idle object fans out at once, and only when the last fan-out ran late (other work of the
+/// object ran between its request and its turn, so the object is busy) does the next wait
+/// for [`backlog_pace_ms`], sending several publishes' events as one message per
+/// subscriber exactly when messages are what saturates it. Frames still come from storage
+/// at each cursor, so timing cannot change what is delivered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FanOutSchedule {
-    /// A fan-out is scheduled and has not run yet.
-    pending: bool,
+    /// When the fan-out scheduled and not yet run was asked for (ms).
+    pending_since: Option<u64>,
+    /// When the last fan-out ran (ms), and whether it ran late.
+    last_at: u64,
+    backlog: bool,
     /// How many sockets the last fan-out found.
     last_sockets: usize,
     /// Fan-outs so far: where the next one starts among the sockets.
@@ -81,24 +98,33 @@ pub struct FanOutSchedule {
 }
 
 impl FanOutSchedule {
-    /// A fan-out is wanted: after a publish, or after the last one ran out of budget.
-    /// Returns whether to schedule one (in a turn of its own, after everything already
-    /// waiting): not when one is already scheduled, nor when nobody is attached (a
-    /// subscription attaching later reads from storage at its cursor, so skipping misses
-    /// nothing). `any_socket` is asked only when the last fan-out found none (listing
-    /// sockets builds an array of every one).
-    pub fn request(&mut self, any_socket: impl FnOnce() -> bool) -> bool {
-        if self.pending || (self.last_sockets == 0 && !any_socket()) {
-            return false;
+    /// A fan-out is wanted: after a publish, or (`resume`) after the last one ran out of
+    /// budget, when the next runs unpaced (a timer of 0 still lets everything already
+    /// waiting run first). Returns the wait before it runs, or `None` when one is already
+    /// scheduled or nobody is attached (a subscription attaching later reads from storage
+    /// at its cursor, so skipping misses nothing). `any_socket` is asked only when the last
+    /// fan-out found none (listing sockets builds an array of every one).
+    pub fn request(&mut self, resume: bool, now_ms: u64, any_socket: impl FnOnce() -> bool) -> Option<u64> {
+        if self.pending_since.is_some() || (self.last_sockets == 0 && !any_socket()) {
+            return None;
         }
-        self.pending = true;
-        true
+        self.pending_since = Some(now_ms);
+        if resume || !self.backlog {
+            return Some(0);
+        }
+        Some((self.last_at + backlog_pace_ms(self.last_sockets)).saturating_sub(now_ms))
     }
 
     /// The scheduled fan-out runs now over `sockets` sockets: the index of the one to serve
     /// first, a different one each time, so that none always waits for the others' scans.
-    pub fn run(&mut self, sockets: usize) -> Option<usize> {
-        self.pending = false;
+    /// A fan-out that runs [`LATE_FAN_OUT_MS`] or more after it was due waited for other
+    /// work: the next one is paced.
+    pub fn run(&mut self, now_ms: u64, sockets: usize) -> Option<usize> {
+        let asked_at = self.pending_since.take().unwrap_or(now_ms);
+        let due_at =
+            if self.backlog { asked_at.max(self.last_at + backlog_pace_ms(self.last_sockets)) } else { asked_at };
+        self.backlog = now_ms.saturating_sub(due_at) >= LATE_FAN_OUT_MS;
+        self.last_at = now_ms;
         self.last_sockets = sockets;
         if sockets == 0 {
             return None;

@@ -197,7 +197,7 @@ impl ChainObject {
         // One synchronous turn: offsets assigned and rows written together (see `mod.rs`).
         let offsets = self.log.append(&batch, now).map_err(internal)?;
         self.storage().set_meta("last_publish_at", now).map_err(internal)?;
-        self.schedule_fan_out();
+        self.schedule_fan_out(false);
         self.ensure_alarm(now).await?;
         // Before the answer: once a batch is acknowledged, its webhook deliveries are begun
         // or scheduled in storage (a restart right after still makes them).

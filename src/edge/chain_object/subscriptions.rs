@@ -99,7 +99,7 @@ impl ChainObject {
         }
         let mut budget = TurnBudget::PER_TURN;
         match self.serve(ws, head, &mut EventCache::default(), &mut budget, count) {
-            Ok(true) => self.schedule_fan_out(),
+            Ok(true) => self.schedule_fan_out(true),
             Ok(false) => {}
             Err(e) => {
                 worker::console_error!("chain log serve: {e}");
@@ -166,20 +166,19 @@ impl ChainObject {
         Ok(pumped.cut_short)
     }
 
-    /// Schedules a fan-out as `FanOutSchedule` decides: after a publish, or after one ran
-    /// out of budget. It runs from a timer of 0, so whatever already waits (publishes,
-    /// acknowledgements) runs first and joins it. The output gate still holds its frames
-    /// until the rows they carry are durable.
-    pub(super) fn schedule_fan_out(self: &Rc<Self>) {
-        if !self.fan_out.borrow_mut().request(|| !self.state.get_websockets().is_empty()) {
-            return;
-        }
+    /// Schedules a fan-out as `FanOutSchedule` decides: after a publish, or `resume` after
+    /// one ran out of budget. The output gate still holds its frames until the rows they
+    /// carry are durable.
+    pub(super) fn schedule_fan_out(self: &Rc<Self>, resume: bool) {
+        let wait = self.fan_out.borrow_mut().request(resume, now_ms(), || !self.state.get_websockets().is_empty());
+        let Some(wait) = wait else { return };
         let object = self.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            worker::Delay::from(std::time::Duration::from_millis(0)).await;
+            worker::Delay::from(std::time::Duration::from_millis(wait)).await;
             if object.fan_out() {
-                // The turn's budget ran out: go on in a later turn.
-                object.schedule_fan_out();
+                // The turn's budget ran out: go on in a later turn, after whatever else
+                // (publishes, acknowledgements) is waiting.
+                object.schedule_fan_out(true);
             }
         });
     }
@@ -188,7 +187,7 @@ impl ChainObject {
     /// the schedule says. Returns whether some were left unserved.
     fn fan_out(&self) -> bool {
         let sockets = self.state.get_websockets();
-        let Some(first) = self.fan_out.borrow_mut().run(sockets.len()) else {
+        let Some(first) = self.fan_out.borrow_mut().run(now_ms(), sockets.len()) else {
             return false;
         };
         let Ok(head) = self.log.head() else { return false };
