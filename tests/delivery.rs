@@ -29,17 +29,7 @@ impl Projector for OffsetOnly {
 }
 
 fn spec(start: Start) -> SubscriptionSpec<OffsetOnly> {
-    SubscriptionSpec {
-        id: "sub-1".into(),
-        app_key: "APPKEY001".into(),
-        client_id: "client-app-001".into(),
-        connection_id: "c".into(),
-        response_key: "newEvent".into(),
-        delta: false,
-        filter: EventFilter::default(),
-        start,
-        plan: OffsetOnly,
-    }
+    SubscriptionSpec { start, ..common::subscription(EventFilter::default(), OffsetOnly) }
 }
 
 fn publish(log: &OffsetLog<MemoryStore>, count: usize) {

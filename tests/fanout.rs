@@ -1,5 +1,7 @@
 //! Start resolution, filters, the window and batch framing of subscription delivery.
 
+mod common;
+
 use pms_events::log::{LogBounds, MemoryStore, OffsetLog};
 use pms_events::publish::ValidEvent;
 use pms_events::rpc::delivery::*;
@@ -79,17 +81,7 @@ fn spec(filter: EventFilter) -> SubscriptionSpec<OffsetOnly> {
 }
 
 fn spec_with<P>(filter: EventFilter, plan: P) -> SubscriptionSpec<P> {
-    SubscriptionSpec {
-        id: "sub-1".into(),
-        app_key: "APPKEY001".into(),
-        client_id: "client-app-001".into(),
-        connection_id: "c".into(),
-        response_key: "newEvent".into(),
-        delta: false,
-        filter,
-        start: Start::At(1),
-        plan,
-    }
+    common::subscription(filter, plan)
 }
 
 /// A pump with no turn budget: what the window alone allows.

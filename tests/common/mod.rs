@@ -24,3 +24,21 @@ pub fn keys(list: &[(&str, &str)]) -> KeySet {
     );
     KeySet::parse(&json.to_string()).unwrap()
 }
+
+/// client-app-001's subscription `sub-1` to `newEvent`, from offset 1, with `plan`.
+pub fn subscription<P>(
+    filter: pms_events::stream::fanout::EventFilter,
+    plan: P,
+) -> pms_events::stream::fanout::SubscriptionSpec<P> {
+    pms_events::stream::fanout::SubscriptionSpec {
+        id: "sub-1".into(),
+        app_key: "APPKEY001".into(),
+        client_id: "client-app-001".into(),
+        connection_id: "c".into(),
+        response_key: "newEvent".into(),
+        delta: false,
+        filter,
+        start: pms_events::stream::fanout::Start::At(1),
+        plan,
+    }
+}
