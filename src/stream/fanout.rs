@@ -86,8 +86,8 @@ pub const LATE_FAN_OUT_MS: u64 = 5;
 /// at each cursor, so timing cannot change what is delivered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FanOutSchedule {
-    /// When the fan-out scheduled and not yet run was asked for (ms).
-    pending_since: Option<u64>,
+    /// When the fan-out scheduled and not yet run is due (ms).
+    due_at: Option<u64>,
     /// When the last fan-out ran (ms), and whether it ran late.
     last_at: u64,
     backlog: bool,
@@ -105,14 +105,16 @@ impl FanOutSchedule {
     /// at its cursor, so skipping misses nothing). `any_socket` is asked only when the last
     /// fan-out found none (listing sockets builds an array of every one).
     pub fn request(&mut self, resume: bool, now_ms: u64, any_socket: impl FnOnce() -> bool) -> Option<u64> {
-        if self.pending_since.is_some() || (self.last_sockets == 0 && !any_socket()) {
+        if self.due_at.is_some() || (self.last_sockets == 0 && !any_socket()) {
             return None;
         }
-        self.pending_since = Some(now_ms);
-        if resume || !self.backlog {
-            return Some(0);
-        }
-        Some((self.last_at + backlog_pace_ms(self.last_sockets)).saturating_sub(now_ms))
+        let wait = if resume || !self.backlog {
+            0
+        } else {
+            (self.last_at + backlog_pace_ms(self.last_sockets)).saturating_sub(now_ms)
+        };
+        self.due_at = Some(now_ms + wait);
+        Some(wait)
     }
 
     /// The scheduled fan-out runs now over `sockets` sockets: the index of the one to serve
@@ -120,9 +122,7 @@ impl FanOutSchedule {
     /// A fan-out that runs [`LATE_FAN_OUT_MS`] or more after it was due waited for other
     /// work: the next one is paced.
     pub fn run(&mut self, now_ms: u64, sockets: usize) -> Option<usize> {
-        let asked_at = self.pending_since.take().unwrap_or(now_ms);
-        let due_at =
-            if self.backlog { asked_at.max(self.last_at + backlog_pace_ms(self.last_sockets)) } else { asked_at };
+        let due_at = self.due_at.take().unwrap_or(now_ms);
         self.backlog = now_ms.saturating_sub(due_at) >= LATE_FAN_OUT_MS;
         self.last_at = now_ms;
         self.last_sockets = sockets;
