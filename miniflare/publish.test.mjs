@@ -142,6 +142,19 @@ test("the retention alarm drops expired events and keeps the head", async () => 
     assert.equal(s.retainedEvents, 0, "expired events are gone");
     assert.equal(s.headOffset, "3");
     assert.equal(s.oldestOffset, null);
+    const publishedAt = s.lastPublishAt;
+    assert.ok(publishedAt > 0, "the last publish's time outlives its events");
+    // The head and that time are kept in storage, not only in the object's memory: a
+    // restarted object still numbers on from 3.
+    const restart = await request(short.base, "POST", "/admin/v1/chains/TTE/restart", { headers: { authorization: `Bearer ${opsToken}` } });
+    assert.equal(restart.status, 202);
+    let restarted = s;
+    for (let i = 0; i < 40 && restarted.countingSince === s.countingSince; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      restarted = await stats(short.base, opsToken, "TTE").catch(() => restarted);
+    }
+    assert.notEqual(restarted.countingSince, s.countingSince, "a new instance of the object answers");
+    assert.deepEqual([restarted.headOffset, restarted.retainedEvents, restarted.lastPublishAt], ["3", 0, publishedAt]);
     const next = await publish(short.base, token, "TTE", event("TTE01"));
     assert.deepEqual(next.json.offsets, ["4"]);
   } finally {

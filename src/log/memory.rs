@@ -20,7 +20,14 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// Deletes the events in `range` (as retention would, or worse).
     pub fn delete(&self, range: std::ops::RangeInclusive<Offset>) {
+        self.record_head();
         self.events.borrow_mut().retain(|o, _| !range.contains(o));
+    }
+
+    fn record_head(&self) {
+        let stored = self.events.borrow().last_key_value().map_or(0, |(o, _)| *o);
+        let mut head = self.head.borrow_mut();
+        *head = (*head).max(stored);
     }
 }
 
@@ -28,11 +35,6 @@ impl LogStore for MemoryStore {
     fn head(&self) -> Result<Offset, StoreError> {
         let stored = self.events.borrow().last_key_value().map_or(0, |(o, _)| *o);
         Ok((*self.head.borrow()).max(stored))
-    }
-
-    fn set_head(&self, head: Offset) -> Result<(), StoreError> {
-        *self.head.borrow_mut() = head;
-        Ok(())
     }
 
     fn offsets_of(&self, unique_event_ids: &[&str]) -> Result<HashMap<String, Offset>, StoreError> {
@@ -47,21 +49,13 @@ impl LogStore for MemoryStore {
 
     fn insert_all(&self, new_events: &[NewEvent<'_>]) -> Result<(), StoreError> {
         let mut events = self.events.borrow_mut();
-        for (i, event) in new_events.iter().enumerate() {
-            if self.fail_insert_after.get() == Some(i) {
-                return Err(StoreError(format!("injected failure after {i} rows")));
-            }
-            if events.contains_key(&event.offset)
-                || events.values().any(|e| e.unique_event_id == event.event.unique_event_id)
-            {
-                return Err(StoreError(format!(
-                    "event {} at offset {} clashes",
-                    event.event.unique_event_id, event.offset
-                )));
-            }
-            events.insert(event.offset, event.to_stored());
+        // All or nothing, as one SQL statement: a failure midway restores what was there.
+        let before = events.clone();
+        let outcome = insert_each(&mut events, new_events, self.fail_insert_after.get());
+        if outcome.is_err() {
+            *events = before;
         }
-        Ok(())
+        outcome
     }
 
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError> {
@@ -78,6 +72,7 @@ impl LogStore for MemoryStore {
     }
 
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
+        self.record_head();
         let mut events = self.events.borrow_mut();
         let doomed: Vec<Offset> =
             events.values().filter(|e| e.stored_at < cutoff).take(limit).map(|e| e.offset).collect();
@@ -86,14 +81,26 @@ impl LogStore for MemoryStore {
         }
         Ok(doomed.len())
     }
+}
 
-    fn atomically<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let (head, events) = (*self.head.borrow(), self.events.borrow().clone());
-        let outcome = f();
-        if outcome.is_err() {
-            *self.head.borrow_mut() = head;
-            *self.events.borrow_mut() = events;
+fn insert_each(
+    events: &mut BTreeMap<Offset, StoredEvent>,
+    new_events: &[NewEvent<'_>],
+    fail_after: Option<usize>,
+) -> Result<(), StoreError> {
+    for (i, event) in new_events.iter().enumerate() {
+        if fail_after == Some(i) {
+            return Err(StoreError(format!("injected failure after {i} rows")));
         }
-        outcome
+        if events.contains_key(&event.offset)
+            || events.values().any(|e| e.unique_event_id == event.event.unique_event_id)
+        {
+            return Err(StoreError(format!(
+                "event {} at offset {} clashes",
+                event.event.unique_event_id, event.offset
+            )));
+        }
+        events.insert(event.offset, event.to_stored());
     }
+    Ok(())
 }

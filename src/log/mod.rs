@@ -28,23 +28,23 @@ impl std::fmt::Display for StoreError {
 /// Durable Object, SQL is synchronous, so a sequence of calls with no `await` between them
 /// runs as one atomic, uninterleaved step.
 pub trait LogStore {
-    /// The highest offset ever assigned (0 for a new log); survives retention. Never below
-    /// the highest stored offset, even if the `set_head` after an insert failed.
+    /// The highest offset ever assigned (0 for a new log): the highest stored offset, or
+    /// the one recorded before retention deleted it.
     fn head(&self) -> Result<Offset, StoreError>;
-    fn set_head(&self, head: Offset) -> Result<(), StoreError>;
     /// The offsets of those of `unique_event_ids` that are stored.
     fn offsets_of(&self, unique_event_ids: &[&str]) -> Result<HashMap<String, Offset>, StoreError>;
-    /// Stores events whose ids are known to be new, in one go.
+    /// Stores events whose ids are known to be new: all of them, or (when it fails) none.
+    /// An append writes nothing else (the head is the newest row's offset), so it is
+    /// atomic when this is.
     fn insert_all(&self, events: &[NewEvent<'_>]) -> Result<(), StoreError>;
     /// The oldest retained event's offset and store time.
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError>;
     fn count(&self) -> Result<u64, StoreError>;
     /// Up to `limit` events with `offset >= from`, in offset order.
     fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
-    /// Deletes up to `limit` of the oldest events stored before `cutoff` (ms).
+    /// Deletes up to `limit` of the oldest events stored before `cutoff` (ms), first
+    /// recording the head, so that deleting the newest event never lowers it.
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError>;
-    /// Runs `f` as one storage transaction: if it fails, none of its writes remain.
-    fn atomically<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError>;
 }
 
 /// Where a log starts and ends: what a subscription's start is resolved against.
@@ -125,7 +125,8 @@ impl<S: LogStore> OffsetLog<S> {
     /// store), and the publisher, told nothing was stored, can resend the batch.
     pub fn append(&self, batch: &[ValidEvent], now_ms: u64) -> Result<Vec<Offset>, StoreError> {
         let head = self.head()?;
-        let outcome = self.store.atomically(|| self.append_to(head, batch, now_ms));
+        let outcome = self.append_to(head, batch, now_ms);
+        // On failure, storage is asked again: it knows what was stored.
         self.head.set(outcome.as_ref().ok().map(|(head, _)| *head));
         outcome.map(|(_, offsets)| offsets)
     }
@@ -153,8 +154,9 @@ impl<S: LogStore> OffsetLog<S> {
             offsets.push(head);
             new_events.push(NewEvent { offset: head, stored_at: now_ms, event });
         }
-        self.store.insert_all(&new_events)?;
-        self.store.set_head(head)?;
+        if !new_events.is_empty() {
+            self.store.insert_all(&new_events)?;
+        }
         Ok((head, offsets))
     }
 

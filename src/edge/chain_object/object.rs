@@ -196,7 +196,6 @@ impl ChainObject {
         let now = now_ms();
         // One synchronous turn: offsets assigned and rows written together (see `mod.rs`).
         let offsets = self.log.append(&batch, now).map_err(internal)?;
-        self.storage().set_meta("last_publish_at", now).map_err(internal)?;
         self.schedule_fan_out(false);
         self.ensure_alarm(now).await?;
         // Before the answer: once a batch is acknowledged, its webhook deliveries are begun
@@ -214,7 +213,7 @@ impl ChainObject {
             oldest_offset: stats.oldest_offset,
             retained_events: stats.retained_events,
             subscribers: self.state.get_websockets().len(),
-            last_publish_at: self.storage().meta("last_publish_at").map_err(internal)?,
+            last_publish_at: self.storage().last_publish_at().map_err(internal)?,
             deliveries: self.deliveries.get(),
             counting_since: self.started_at,
         })

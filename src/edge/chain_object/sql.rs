@@ -18,6 +18,15 @@ const MAX_BOUND_PARAMETERS: usize = 100;
 /// Columns bound per inserted event.
 const EVENT_COLUMNS: usize = 8;
 
+/// Before retention deletes the newest event, its offset (the head) and its time (the last
+/// publish) are kept in `meta`: with rows, both are read from the newest row, so an append
+/// writes nothing but its rows.
+const RECORD_NEWEST: &str = "WITH newest AS (SELECT seq, stored_at FROM events ORDER BY seq DESC LIMIT 1) \
+    INSERT INTO meta (key, value) \
+        SELECT 'head', seq FROM newest WHERE stored_at < ? \
+        UNION ALL SELECT 'last_publish_at', stored_at FROM newest WHERE stored_at < ? \
+    ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+
 // `storage.transactionSync(fn)` commits what `fn` wrote, or rolls it all back if `fn` throws.
 // The Rust body answers whether to commit; this wrapper throws for it, so no exception ever
 // unwinds through wasm frames.
@@ -56,6 +65,17 @@ fn store_err(e: worker::Error) -> StoreError {
 fn int(v: u64) -> SqlStorageValue {
     // Offsets and millisecond times stay far below 2^53, the largest exact JS number.
     SqlStorageValue::from(v as i64)
+}
+
+/// A binding of an offset, key or time, all far below 2^53 (exact as a JS number).
+#[allow(clippy::cast_precision_loss, reason = "offsets, keys and millisecond times stay far below 2^53")]
+fn number(v: u64) -> JsValue {
+    JsValue::from_f64(v as f64)
+}
+
+/// `text` as a JS string, copied out of wasm once per batch.
+fn interned<'a>(names: &mut HashMap<&'a str, JsValue>, text: &'a str) -> JsValue {
+    names.entry(text).or_insert_with(|| JsValue::from_str(text)).clone()
 }
 
 impl ChainStorage {
@@ -112,27 +132,25 @@ impl ChainStorage {
         Ok(())
     }
 
-    pub fn meta(&self, key: &str) -> std::result::Result<Option<u64>, StoreError> {
+    /// When the newest event was stored (ms): from its row, or from `meta` once retention
+    /// deleted it (`RECORD_NEWEST`).
+    pub fn last_publish_at(&self) -> std::result::Result<Option<u64>, StoreError> {
         #[derive(Deserialize)]
-        struct V {
-            value: u64,
+        struct At {
+            at: Option<u64>,
         }
-        let rows: Vec<V> = self
+        let rows: Vec<At> = self
             .sql
-            .exec("SELECT value FROM meta WHERE key = ?", vec![key.into()])
+            .exec(
+                "SELECT COALESCE(
+                    (SELECT stored_at FROM events ORDER BY seq DESC LIMIT 1),
+                    (SELECT value FROM meta WHERE key = 'last_publish_at')
+                ) AS at",
+                None,
+            )
             .and_then(|c| c.to_array())
             .map_err(store_err)?;
-        Ok(rows.first().map(|r| r.value))
-    }
-
-    pub fn set_meta(&self, key: &str, value: u64) -> std::result::Result<(), StoreError> {
-        self.sql
-            .exec(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                vec![key.into(), int(value)],
-            )
-            .map(|_| ())
-            .map_err(store_err)
+        Ok(rows.first().and_then(|r| r.at))
     }
 }
 
@@ -266,10 +284,6 @@ impl LogStore for ChainStorage {
         Ok(rows.first().map_or(0, |r| r.head))
     }
 
-    fn set_head(&self, head: Offset) -> std::result::Result<(), StoreError> {
-        self.set_meta("head", head)
-    }
-
     fn offsets_of(&self, ids: &[&str]) -> std::result::Result<HashMap<String, Offset>, StoreError> {
         #[derive(Deserialize)]
         struct Found {
@@ -298,29 +312,39 @@ impl LogStore for ChainStorage {
     }
 
     fn insert_all(&self, events: &[NewEvent<'_>]) -> std::result::Result<(), StoreError> {
-        // As many rows as the parameter limit allows per statement.
-        for chunk in events.chunks(MAX_BOUND_PARAMETERS / EVENT_COLUMNS) {
-            let query = format!(
-                "INSERT INTO events \
-                    (seq, id_key, unique_event_id, hotel_id, module_name, event_name, stored_at, body) VALUES {}",
-                vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
-            );
-            let mut bindings = Vec::with_capacity(chunk.len() * EVENT_COLUMNS);
-            for &NewEvent { offset, stored_at, event: e } in chunk {
-                bindings.extend([
-                    int(offset),
-                    int(index_key(&e.unique_event_id)),
-                    e.unique_event_id.as_str().into(),
-                    e.hotel_id.as_str().into(),
-                    e.module_name.as_str().into(),
-                    e.event_name.as_str().into(),
-                    int(stored_at),
-                    e.body.as_str().into(),
-                ]);
-            }
-            self.sql.exec(&query, bindings).map_err(store_err)?;
-        }
-        Ok(())
+        // Each string bound is a copy out of wasm: the few hotel, module and event names of
+        // a batch are copied once each and bound by reference.
+        let mut names: HashMap<&str, JsValue> = HashMap::new();
+        let chunks: Vec<(String, Vec<JsValue>)> = events
+            .chunks(MAX_BOUND_PARAMETERS / EVENT_COLUMNS)
+            .map(|chunk| {
+                let query = format!(
+                    "INSERT INTO events \
+                        (seq, id_key, unique_event_id, hotel_id, module_name, event_name, stored_at, body) VALUES {}",
+                    vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+                );
+                let mut bindings = Vec::with_capacity(chunk.len() * EVENT_COLUMNS);
+                for &NewEvent { offset, stored_at, event: e } in chunk {
+                    bindings.extend([
+                        number(offset),
+                        number(index_key(&e.unique_event_id)),
+                        JsValue::from_str(&e.unique_event_id),
+                        interned(&mut names, &e.hotel_id),
+                        interned(&mut names, &e.module_name),
+                        interned(&mut names, &e.event_name),
+                        number(stored_at),
+                        JsValue::from_str(&e.body),
+                    ]);
+                }
+                (query, bindings)
+            })
+            .collect();
+        // All rows or none: a batch needs more than one statement.
+        self.atomically(|| {
+            chunks
+                .into_iter()
+                .try_for_each(|(query, bindings)| self.sql.exec_raw(&query, bindings).map(|_| ()).map_err(store_err))
+        })
     }
 
     fn oldest(&self) -> std::result::Result<Option<(Offset, u64)>, StoreError> {
@@ -371,6 +395,20 @@ impl LogStore for ChainStorage {
             .collect())
     }
 
+    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> std::result::Result<usize, StoreError> {
+        self.sql.exec(RECORD_NEWEST, vec![int(cutoff), int(cutoff)]).map_err(store_err)?;
+        self.sql
+            .exec(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE stored_at < ? ORDER BY seq LIMIT ?)",
+                vec![int(cutoff), int(limit as u64)],
+            )
+            .map(|c| c.rows_written())
+            .map_err(store_err)
+    }
+}
+
+impl ChainStorage {
+    /// Runs `f` as one storage transaction: if it fails, none of its writes remain.
     fn atomically<T>(
         &self,
         f: impl FnOnce() -> std::result::Result<T, StoreError>,
@@ -400,15 +438,5 @@ impl LogStore for ChainStorage {
             }
         }
         outcome.unwrap_or_else(|| Err(StoreError("the transaction did not run".into())))
-    }
-
-    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> std::result::Result<usize, StoreError> {
-        self.sql
-            .exec(
-                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE stored_at < ? ORDER BY seq LIMIT ?)",
-                vec![int(cutoff), int(limit as u64)],
-            )
-            .map(|c| c.rows_written())
-            .map_err(store_err)
     }
 }
