@@ -4,9 +4,8 @@
 // `events` table and indexes, the same columns (a UUIDv7 id and its index key, the stored
 // body with the id in `metadata`), the same rows per statement. (Like the service, it keeps
 // no head row: the head is the newest row's offset.) No token, no validation, no duplicate
-// lookup, no fan-out, no wasm, and no transaction: the service's batch is all or nothing
-// (`transactionSync`, which in this runtime adds ~20% to the floor's own cost), the
-// floor's is not. The bench runs it
+// lookup, no fan-out, no wasm. The plain floor takes no transaction either; the atomic one
+// (`?atomic`) stores each batch all or nothing in `transactionSync`, as the service must. The bench runs it
 // in the same workerd, with the same options, next to the service's publish rows
 // (scenario 1a), so their ratio is what the service's own work costs on top of storage.
 
@@ -65,8 +64,21 @@ export class InsertFloor extends DurableObject {
       return Response.json({ head: this.head, retained });
     }
     const events = await request.json();
-    const storedAt = Date.now();
+    const atomic = new URL(request.url).searchParams.has("atomic");
     const offsets = [];
+    const insert = () => this.insert(events, offsets);
+    if (atomic) {
+      // All or nothing, as the service's append: rolled back if any statement throws.
+      const head = this.head;
+      try { this.ctx.storage.transactionSync(insert); } catch (e) { this.head = head; throw e; }
+    } else {
+      insert();
+    }
+    return Response.json({ offsets });
+  }
+
+  insert(events, offsets) {
+    const storedAt = Date.now();
     for (let i = 0; i < events.length; i += ROWS_PER_STATEMENT) {
       const chunk = events.slice(i, i + ROWS_PER_STATEMENT);
       const bindings = [];
@@ -81,7 +93,6 @@ export class InsertFloor extends DurableObject {
       const values = new Array(chunk.length).fill("(?, ?, ?, ?, ?, ?, ?, ?)").join(", ");
       this.sql.exec("INSERT INTO events (seq, id_key, unique_event_id, hotel_id, module_name, event_name, stored_at, body) VALUES " + values, ...bindings);
     }
-    return Response.json({ offsets });
   }
 }
 
@@ -89,7 +100,7 @@ export default {
   async fetch(request, env) {
     const chain = /^\\/floor\\/([A-Z0-9]{1,20})$/.exec(new URL(request.url).pathname)?.[1];
     if (!chain || !["GET", "POST"].includes(request.method)) return new Response("not found", { status: 404 });
-    return env.FLOOR.get(env.FLOOR.idFromName(chain)).fetch("https://floor.internal/append", {
+    return env.FLOOR.get(env.FLOOR.idFromName(chain)).fetch("https://floor.internal/append" + new URL(request.url).search, {
       method: request.method,
       body: request.method === "POST" ? request.body : undefined,
     });
@@ -97,8 +108,8 @@ export default {
 };
 `;
 
-/** The floor's publish path for a chain. */
-export const floorPath = (chain) => `/floor/${chain}`;
+/** The floor's publish path for a chain; `atomic`: each batch in one transaction. */
+export const floorPath = (chain, { atomic = false } = {}) => `/floor/${chain}${atomic ? "?atomic" : ""}`;
 
 /**
  * Starts the floor worker with the service's compatibility settings. Options: direct (a
