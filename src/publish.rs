@@ -162,8 +162,22 @@ pub fn validate_batch(
             limits.max_batch_bytes
         )));
     }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    // The common case, an array of well-formed events, is parsed in one pass; anything
+    // else is parsed again item by item below, to say precisely what is wrong.
+    if first == Some(&b'[') {
+        if let Ok(shapes) = serde_json::from_slice::<Vec<EventShape>>(body) {
+            check_count(shapes.len(), limits)?;
+            return collect(
+                shapes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, shape)| check_event(index, shape, chain, limits, &mut new_id)),
+            );
+        }
+    }
     let not_json = |e: serde_json::Error| BatchError::Malformed(format!("the body is not valid JSON: {e}"));
-    let items: Vec<&RawValue> = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+    let items: Vec<&RawValue> = match first {
         Some(b'[') => serde_json::from_slice(body).map_err(not_json)?,
         Some(b'{') => vec![serde_json::from_slice(body).map_err(not_json)?],
         _ => {
@@ -171,20 +185,31 @@ pub fn validate_batch(
             return Err(BatchError::Malformed("the body must be an event object or an array of events".into()));
         }
     };
-    if items.is_empty() {
+    check_count(items.len(), limits)?;
+    collect(items.into_iter().enumerate().map(|(index, item)| validate_event(index, item, chain, limits, &mut new_id)))
+}
+
+fn check_count(events: usize, limits: &Limits) -> Result<(), BatchError> {
+    if events == 0 {
         return Err(BatchError::Malformed("the batch holds no event".into()));
     }
-    if items.len() > limits.max_events_per_batch {
+    if events > limits.max_events_per_batch {
         return Err(BatchError::TooLarge(format!(
-            "the batch holds {} events; the limit is {}",
-            items.len(),
+            "the batch holds {events} events; the limit is {}",
             limits.max_events_per_batch
         )));
     }
+    Ok(())
+}
+
+/// The batch's events, or every error of every event (a batch too large stops at once).
+fn collect(
+    outcomes: impl ExactSizeIterator<Item = Result<ValidEvent, EventFault>>,
+) -> Result<Vec<ValidEvent>, BatchError> {
     let mut errors = Vec::new();
-    let mut events = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        match validate_event(index, item, chain, limits, &mut new_id) {
+    let mut events = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        match outcome {
             Ok(event) => events.push(event),
             Err(EventFault::TooLarge(m)) => return Err(BatchError::TooLarge(m)),
             Err(EventFault::Invalid(mut e)) => errors.append(&mut e),
@@ -249,6 +274,19 @@ fn validate_event(
             return Err(EventFault::Invalid(errors));
         }
     };
+    check_event(index, shape, chain, limits, new_id)
+}
+
+/// An event that has the shape of one, checked field by field and made ready to store.
+fn check_event(
+    index: usize,
+    shape: EventShape<'_>,
+    chain: &Chain,
+    limits: &Limits,
+    new_id: &mut impl FnMut() -> String,
+) -> Result<ValidEvent, EventFault> {
+    let mut errors = Vec::new();
+    let mut fault = |field: &str, message: String| errors.push(EventError { index, field: field.to_string(), message });
     for (name, text) in [
         ("moduleName", &shape.module_name),
         ("eventName", &shape.event_name),

@@ -150,7 +150,10 @@ impl<S: LogStore> OffsetLog<S> {
                 continue;
             }
             head += 1;
-            known.insert(&event.unique_event_id, head);
+            // A minted id is new and unique to this request: nothing can repeat it.
+            if !event.minted {
+                known.insert(&event.unique_event_id, head);
+            }
             offsets.push(head);
             new_events.push(NewEvent { offset: head, stored_at: now_ms, event });
         }

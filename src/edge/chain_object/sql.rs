@@ -73,9 +73,21 @@ fn number(v: u64) -> JsValue {
     JsValue::from_f64(v as f64)
 }
 
-/// `text` as a JS string, copied out of wasm once per batch.
-fn interned<'a>(names: &mut HashMap<&'a str, JsValue>, text: &'a str) -> JsValue {
-    names.entry(text).or_insert_with(|| JsValue::from_str(text)).clone()
+/// Names kept per batch: a chain's batches name a few hotels, modules and events.
+const INTERNED_NAMES: usize = 16;
+
+/// `text` as a JS string, copied out of wasm once per batch while at most
+/// [`INTERNED_NAMES`] names are kept (a short list: faster than hashing for so few, and
+/// bounded when a batch names many).
+fn interned<'a>(names: &mut Vec<(&'a str, JsValue)>, text: &'a str) -> JsValue {
+    if let Some((_, js)) = names.iter().find(|(name, _)| *name == text) {
+        return js.clone();
+    }
+    let js = JsValue::from_str(text);
+    if names.len() < INTERNED_NAMES {
+        names.push((text, js.clone()));
+    }
+    js
 }
 
 impl ChainStorage {
@@ -314,7 +326,7 @@ impl LogStore for ChainStorage {
     fn insert_all(&self, events: &[NewEvent<'_>]) -> std::result::Result<(), StoreError> {
         // Each string bound is a copy out of wasm: the few hotel, module and event names of
         // a batch are copied once each and bound by reference.
-        let mut names: HashMap<&str, JsValue> = HashMap::new();
+        let mut names = Vec::with_capacity(INTERNED_NAMES);
         let chunks: Vec<(String, Vec<JsValue>)> = events
             .chunks(MAX_BOUND_PARAMETERS / EVENT_COLUMNS)
             .map(|chunk| {
