@@ -294,6 +294,29 @@ fn fan_outs_are_paced_only_while_the_object_is_busy() {
 }
 
 #[test]
+fn a_quiet_object_fans_out_in_the_publish_turn_and_a_busy_one_by_timer() {
+    let mut schedule = FanOutSchedule::default();
+    assert_eq!(schedule.request(false, 1_000, || true), Some(0));
+    assert!(schedule.runs_in_this_turn(false, 1_000), "no fan-out before: the publish's own turn");
+    schedule.run(1_000, 10);
+    // The next publish within QUIET_FAN_OUT_MS: a timer, which later publishes may join.
+    let soon = 1_000 + QUIET_FAN_OUT_MS - 1;
+    assert_eq!(schedule.request(false, soon, || true), Some(0));
+    assert!(!schedule.runs_in_this_turn(false, soon));
+    assert_eq!(schedule.request(false, soon + 1, || true), None, "joins the scheduled one");
+    schedule.run(soon + 1, 10);
+    let quiet = soon + 1 + QUIET_FAN_OUT_MS;
+    assert_eq!(schedule.request(false, quiet, || true), Some(0));
+    assert!(!schedule.runs_in_this_turn(true, quiet), "a resume always yields to waiting work first");
+    assert!(schedule.runs_in_this_turn(false, quiet));
+    // A late fan-out (backlog) paces the next: never in the publish's turn.
+    schedule.run(quiet + LATE_FAN_OUT_MS, 10);
+    let later = quiet + LATE_FAN_OUT_MS + QUIET_FAN_OUT_MS + 100;
+    schedule.request(false, later, || true);
+    assert!(!schedule.runs_in_this_turn(false, later));
+}
+
+#[test]
 fn an_attach_is_refused_once_the_client_no_longer_holds_what_it_streams() {
     let config = common::demo_config();
     let mut s = spec(Start::At(1));

@@ -76,6 +76,11 @@ pub const MAX_FAN_OUT_PACE_MS: u64 = 25;
 /// takes (the runtime's clock stands still within a turn and moves between turns).
 pub const LATE_FAN_OUT_MS: u64 = 5;
 
+/// A publish that finds the object's last fan-out at least this long ago (ms) fans out in
+/// its own turn, without a timer: the object is quiet, nothing else waits to join it, and
+/// the frames leave with the publish's answer (both held until the rows are durable).
+pub const QUIET_FAN_OUT_MS: u64 = 5;
+
 /// When a chain object fans out, and where each fan-out starts among its sockets. A
 /// fan-out runs in a turn of its own, scheduled by the publish that asked for it, and
 /// publishes that land before it runs join it. Events are batched only under backlog: an
@@ -115,6 +120,16 @@ impl FanOutSchedule {
         };
         self.due_at = Some(now_ms + wait);
         Some(wait)
+    }
+
+    /// Whether the fan-out just requested (a wait of 0, not a resume) may run in the
+    /// requesting turn: no backlog, and no fan-out for [`QUIET_FAN_OUT_MS`]. Under load the
+    /// timer stays, so that publishes landing meanwhile join it and lateness is measured.
+    pub fn runs_in_this_turn(&self, resume: bool, now_ms: u64) -> bool {
+        !resume
+            && !self.backlog
+            && self.due_at == Some(now_ms)
+            && now_ms.saturating_sub(self.last_at) >= QUIET_FAN_OUT_MS
     }
 
     /// The scheduled fan-out runs now over `sockets` sockets: the index of the one to serve

@@ -170,8 +170,15 @@ impl ChainObject {
     /// one ran out of budget. The output gate still holds its frames until the rows they
     /// carry are durable.
     pub(super) fn schedule_fan_out(self: &Rc<Self>, resume: bool) {
-        let wait = self.fan_out.borrow_mut().request(resume, now_ms(), || !self.state.get_websockets().is_empty());
+        let now = now_ms();
+        let wait = self.fan_out.borrow_mut().request(resume, now, || !self.state.get_websockets().is_empty());
         let Some(wait) = wait else { return };
+        if self.fan_out.borrow().runs_in_this_turn(resume, now) {
+            if self.fan_out() {
+                self.schedule_fan_out(true);
+            }
+            return;
+        }
         let object = self.clone();
         wasm_bindgen_futures::spawn_local(async move {
             worker::Delay::from(std::time::Duration::from_millis(wait)).await;
