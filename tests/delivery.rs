@@ -309,6 +309,15 @@ fn a_quiet_object_fans_out_in_the_publish_turn_and_a_busy_one_by_timer() {
     assert_eq!(schedule.request(false, quiet, || true), Some(0));
     assert!(!schedule.runs_in_this_turn(true, quiet), "a resume always yields to waiting work first");
     assert!(schedule.runs_in_this_turn(false, quiet));
+    // With many subscriptions, quiet means no fan-out for their pace.
+    schedule.run(quiet, 100);
+    let paced = quiet + backlog_pace_ms(100);
+    assert_eq!(schedule.request(false, paced - 1, || true), Some(0));
+    assert!(!schedule.runs_in_this_turn(false, paced - 1), "publishes closer than the pace batch");
+    schedule.run(paced - 1, 100);
+    assert_eq!(schedule.request(false, paced - 1 + backlog_pace_ms(100), || true), Some(0));
+    assert!(schedule.runs_in_this_turn(false, paced - 1 + backlog_pace_ms(100)));
+    let quiet = paced - 1 + backlog_pace_ms(100);
     // A late fan-out (backlog) paces the next: never in the publish's turn.
     schedule.run(quiet + LATE_FAN_OUT_MS, 10);
     let later = quiet + LATE_FAN_OUT_MS + QUIET_FAN_OUT_MS + 100;

@@ -76,9 +76,13 @@ pub const MAX_FAN_OUT_PACE_MS: u64 = 25;
 /// takes (the runtime's clock stands still within a turn and moves between turns).
 pub const LATE_FAN_OUT_MS: u64 = 5;
 
-/// A publish that finds the object's last fan-out at least this long ago (ms) fans out in
-/// its own turn, without a timer: the object is quiet, nothing else waits to join it, and
-/// the frames leave with the publish's answer (both held until the rows are durable).
+/// A publish that finds the object's last fan-out at least this long ago (ms), and at
+/// least [`backlog_pace_ms`] of its subscriptions ago, fans out in its own turn, without a
+/// timer: the object is quiet, nothing else waits to join it, and the frames leave with
+/// the publish's answer (both held until the rows are durable). Publishes closer together
+/// take the timer, so that they batch and lateness is measured: a fan-out in the
+/// publish's turn is never late (the runtime's clock stands still within a turn), so it
+/// could never show backlog.
 pub const QUIET_FAN_OUT_MS: u64 = 5;
 
 /// When a chain object fans out, and where each fan-out starts among its sockets. A
@@ -123,13 +127,10 @@ impl FanOutSchedule {
     }
 
     /// Whether the fan-out just requested (a wait of 0, not a resume) may run in the
-    /// requesting turn: no backlog, and no fan-out for [`QUIET_FAN_OUT_MS`]. Under load the
-    /// timer stays, so that publishes landing meanwhile join it and lateness is measured.
+    /// requesting turn: no backlog, and the object quiet (see [`QUIET_FAN_OUT_MS`]).
     pub fn runs_in_this_turn(&self, resume: bool, now_ms: u64) -> bool {
-        !resume
-            && !self.backlog
-            && self.due_at == Some(now_ms)
-            && now_ms.saturating_sub(self.last_at) >= QUIET_FAN_OUT_MS
+        let quiet = QUIET_FAN_OUT_MS.max(backlog_pace_ms(self.last_sockets));
+        !resume && !self.backlog && self.due_at == Some(now_ms) && now_ms.saturating_sub(self.last_at) >= quiet
     }
 
     /// The scheduled fan-out runs now over `sockets` sockets: the index of the one to serve
