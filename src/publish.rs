@@ -261,20 +261,20 @@ fn validate_event(
     limits: &Limits,
     new_id: &mut impl FnMut() -> String,
 ) -> Result<ValidEvent, EventFault> {
-    let mut errors = Vec::new();
-    let mut fault = |field: &str, message: String| errors.push(EventError { index, field: field.to_string(), message });
-    let shape: EventShape = match serde_json::from_str(item.get()) {
-        Ok(shape) => shape,
+    match serde_json::from_str(item.get()) {
+        Ok(shape) => check_event(index, shape, chain, limits, new_id),
         Err(e) => {
-            describe_misfit(item, chain, &mut fault);
+            let mut errors = Vec::new();
+            describe_misfit(item, chain, &mut |field: &str, message: String| {
+                errors.push(EventError { index, field: field.to_string(), message });
+            });
             if errors.is_empty() {
                 // Only a JSON object repeating a field gets here: it fits no shape.
                 errors.push(EventError { index, field: String::new(), message: e.to_string() });
             }
-            return Err(EventFault::Invalid(errors));
+            Err(EventFault::Invalid(errors))
         }
-    };
-    check_event(index, shape, chain, limits, new_id)
+    }
 }
 
 /// An event that has the shape of one, checked field by field and made ready to store.
