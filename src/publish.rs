@@ -2,7 +2,9 @@
 //! every bad event is reported with its index, so a publisher fixes a batch in one round.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
+use serde::de::{Deserializer as _, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -165,11 +167,13 @@ pub fn validate_batch(
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     // The common case, an array of well-formed events, is parsed in one pass; anything
     // else is parsed again item by item below, to say precisely what is wrong.
+    let keep = limits.max_events_per_batch;
     if first == Some(&b'[') {
-        if let Ok(shapes) = serde_json::from_slice::<Vec<EventShape>>(body) {
-            check_count(shapes.len(), limits)?;
+        if let Ok(shapes) = read_array::<EventShape>(body, keep) {
+            check_count(shapes.total, limits)?;
             return collect(
                 shapes
+                    .kept
                     .into_iter()
                     .enumerate()
                     .map(|(index, shape)| check_event(index, shape, chain, limits, &mut new_id)),
@@ -178,15 +182,58 @@ pub fn validate_batch(
     }
     let not_json = |e: serde_json::Error| BatchError::Malformed(format!("the body is not valid JSON: {e}"));
     let items: Vec<&RawValue> = match first {
-        Some(b'[') => serde_json::from_slice(body).map_err(not_json)?,
+        Some(b'[') => {
+            let items = read_array::<&RawValue>(body, keep).map_err(not_json)?;
+            check_count(items.total, limits)?;
+            items.kept
+        }
         Some(b'{') => vec![serde_json::from_slice(body).map_err(not_json)?],
         _ => {
             serde_json::from_slice::<&RawValue>(body).map_err(not_json)?;
             return Err(BatchError::Malformed("the body must be an event object or an array of events".into()));
         }
     };
-    check_count(items.len(), limits)?;
     collect(items.into_iter().enumerate().map(|(index, item)| validate_event(index, item, chain, limits, &mut new_id)))
+}
+
+/// A JSON array of which at most `keep` elements were read; `total` counts them all.
+struct ReadArray<T> {
+    kept: Vec<T>,
+    total: usize,
+}
+
+/// Reads a JSON array element by element, keeping at most `keep` of them: the elements
+/// beyond are only skipped and counted, so a body of 300,000 tiny events (1 MiB of `{},`)
+/// costs the parse no more memory than a full batch, and its 413 still names the count.
+fn read_array<'de, T: Deserialize<'de>>(body: &'de [u8], keep: usize) -> serde_json::Result<ReadArray<T>> {
+    struct Elements<T> {
+        keep: usize,
+        element: PhantomData<T>,
+    }
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Elements<T> {
+        type Value = ReadArray<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of events")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut kept = Vec::new();
+            while kept.len() < self.keep {
+                match seq.next_element()? {
+                    Some(element) => kept.push(element),
+                    None => return Ok(ReadArray { total: kept.len(), kept }),
+                }
+            }
+            let mut total = kept.len();
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                total += 1;
+            }
+            Ok(ReadArray { kept, total })
+        }
+    }
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let array = json.deserialize_seq(Elements { keep, element: PhantomData })?;
+    json.end()?;
+    Ok(array)
 }
 
 fn check_count(events: usize, limits: &Limits) -> Result<(), BatchError> {
