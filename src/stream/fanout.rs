@@ -106,31 +106,37 @@ pub struct FanOutSchedule {
     turns: usize,
 }
 
+/// When a requested fan-out runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanOutStart {
+    /// In the requesting turn: the object is quiet (see [`QUIET_FAN_OUT_MS`]).
+    ThisTurn,
+    /// In a turn of its own, this many ms from now (0: after the work already waiting).
+    After(u64),
+}
+
 impl FanOutSchedule {
     /// A fan-out is wanted: after a publish, or (`resume`) after the last one ran out of
-    /// budget, when the next runs unpaced (a timer of 0 still lets everything already
-    /// waiting run first). Returns the wait before it runs, or `None` when one is already
-    /// scheduled or nobody is attached (a subscription attaching later reads from storage
-    /// at its cursor, so skipping misses nothing). `any_socket` is asked only when the last
-    /// fan-out found none (listing sockets builds an array of every one).
-    pub fn request(&mut self, resume: bool, now_ms: u64, any_socket: impl FnOnce() -> bool) -> Option<u64> {
+    /// budget, when the next runs unpaced, though after everything already waiting. Returns
+    /// when it runs, or `None` when one is already scheduled or nobody is attached (a
+    /// subscription attaching later reads from storage at its cursor, so skipping misses
+    /// nothing). `any_socket` is asked only when the last fan-out found none (listing
+    /// sockets builds an array of every one).
+    pub fn request(&mut self, resume: bool, now_ms: u64, any_socket: impl FnOnce() -> bool) -> Option<FanOutStart> {
         if self.due_at.is_some() || (self.last_sockets == 0 && !any_socket()) {
             return None;
         }
-        let wait = if resume || !self.backlog {
-            0
-        } else {
-            (self.last_at + backlog_pace_ms(self.last_sockets)).saturating_sub(now_ms)
-        };
-        self.due_at = Some(now_ms + wait);
-        Some(wait)
-    }
-
-    /// Whether the fan-out just requested (a wait of 0, not a resume) may run in the
-    /// requesting turn: no backlog, and the object quiet (see [`QUIET_FAN_OUT_MS`]).
-    pub fn runs_in_this_turn(&self, resume: bool, now_ms: u64) -> bool {
+        self.due_at = Some(now_ms);
+        if resume {
+            return Some(FanOutStart::After(0));
+        }
+        if self.backlog {
+            let wait = (self.last_at + backlog_pace_ms(self.last_sockets)).saturating_sub(now_ms);
+            self.due_at = Some(now_ms + wait);
+            return Some(FanOutStart::After(wait));
+        }
         let quiet = QUIET_FAN_OUT_MS.max(backlog_pace_ms(self.last_sockets));
-        !resume && !self.backlog && self.due_at == Some(now_ms) && now_ms.saturating_sub(self.last_at) >= quiet
+        Some(if now_ms.saturating_sub(self.last_at) >= quiet { FanOutStart::ThisTurn } else { FanOutStart::After(0) })
     }
 
     /// The scheduled fan-out runs now over `sockets` sockets: the index of the one to serve

@@ -17,7 +17,8 @@ use crate::log::Offset;
 use crate::rpc;
 use crate::rpc::delivery::{parse_ack, WINDOW};
 use crate::stream::fanout::{
-    cursor_key, projection_key, pump, resolve_start, Cursor, EventCache, StartError, SubscriptionSpec, TurnBudget,
+    cursor_key, projection_key, pump, resolve_start, Cursor, EventCache, FanOutStart, StartError, SubscriptionSpec,
+    TurnBudget,
 };
 use crate::stream::protocol::close;
 use crate::stream::subscribe::still_granted;
@@ -170,24 +171,26 @@ impl ChainObject {
     /// one ran out of budget. The output gate still holds its frames until the rows they
     /// carry are durable.
     pub(super) fn schedule_fan_out(self: &Rc<Self>, resume: bool) {
-        let now = now_ms();
-        let wait = self.fan_out.borrow_mut().request(resume, now, || !self.state.get_websockets().is_empty());
-        let Some(wait) = wait else { return };
-        if self.fan_out.borrow().runs_in_this_turn(resume, now) {
-            if self.fan_out() {
-                self.schedule_fan_out(true);
+        let start = self.fan_out.borrow_mut().request(resume, now_ms(), || !self.state.get_websockets().is_empty());
+        match start {
+            None => {}
+            Some(FanOutStart::ThisTurn) => self.fan_out_and_go_on(),
+            Some(FanOutStart::After(wait)) => {
+                let object = self.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    worker::Delay::from(std::time::Duration::from_millis(wait)).await;
+                    object.fan_out_and_go_on();
+                });
             }
-            return;
         }
-        let object = self.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            worker::Delay::from(std::time::Duration::from_millis(wait)).await;
-            if object.fan_out() {
-                // The turn's budget ran out: go on in a later turn, after whatever else
-                // (publishes, acknowledgements) is waiting.
-                object.schedule_fan_out(true);
-            }
-        });
+    }
+
+    fn fan_out_and_go_on(self: &Rc<Self>) {
+        if self.fan_out() {
+            // The turn's budget ran out: go on in a later turn, after whatever else
+            // (publishes, acknowledgements) is waiting.
+            self.schedule_fan_out(true);
+        }
     }
 
     /// Serves every subscription behind the head within one turn's budget, starting where
