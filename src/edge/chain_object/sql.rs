@@ -351,12 +351,15 @@ impl LogStore for ChainStorage {
                 (query, bindings)
             })
             .collect();
-        // All rows or none: a batch needs more than one statement.
-        self.atomically(|| {
-            chunks
-                .into_iter()
-                .try_for_each(|(query, bindings)| self.sql.exec_raw(&query, bindings).map(|_| ()).map_err(store_err))
-        })
+        let exec = |(query, bindings): (String, Vec<JsValue>)| {
+            self.sql.exec_raw(&query, bindings).map(|_| ()).map_err(store_err)
+        };
+        // All rows or none: one statement is atomic by itself (SQLite undoes a statement
+        // that fails midway); a batch of several needs a transaction.
+        match <[_; 1]>::try_from(chunks) {
+            Ok([statement]) => exec(statement),
+            Err(statements) => self.atomically(|| statements.into_iter().try_for_each(exec)),
+        }
     }
 
     fn oldest(&self) -> std::result::Result<Option<(Offset, u64)>, StoreError> {
