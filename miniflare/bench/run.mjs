@@ -12,7 +12,8 @@
 //   env: BENCH_SCENARIOS="publish,fanout", BENCH_QUICK=1, BENCH_SCALE=F, BENCH_DURATION=S,
 //        BENCH_VERBOSE=1 (also prints the runtime's error lines as they come),
 //        BENCH_FANOUT="sweep,target,sustained" (which fan-out rows to run),
-//        BENCH_DIRECT=1 (bypass miniflare's local request router: a socket straight to the worker)
+//        BENCH_DIRECT=1 (bypass miniflare's local request router: a socket straight to the worker),
+//        BENCH_MEMORY_CYCLES=N (attach/close cycles of the memory scenario; 3, or 2 with --quick)
 //
 // Publish requests use node:http with a keep-alive Agent (Node's fetch drops POSTs under
 // heavy socket load here). Subscribers are raw `ws` sockets speaking graphql-transport-ws,
@@ -842,7 +843,7 @@ async function scenarioReplay() {
 
 async function scenarioMemory() {
   const count = n(1000, 50);
-  const cycles = OPTS.quick ? 2 : 3;
+  const cycles = Number(process.env.BENCH_MEMORY_CYCLES ?? (OPTS.quick ? 2 : 3));
   const rows = [];
   const notes = [];
   await withWorker("memory", async (ctx) => {

@@ -4,7 +4,7 @@
 // in the same topology as this service or with the vendor's socket only, measured the same
 // way (workerd's VmRSS with N idle sockets, over attach/close cycles).
 //
-//   node miniflare/bench/socket-floor.mjs [COUNT] [CYCLES]
+//   node miniflare/bench/socket-floor.mjs [COUNT] [CYCLES] [MODES: echo,relay,stream,object]
 //
 // `vendor only`: the Worker accepts the vendor's socket and echoes. `as this service`: the
 // Worker also opens one internal socket per vendor socket to a Durable Object, which accepts
@@ -21,9 +21,18 @@ const script = `
 export class Chain {
   constructor(ctx) { this.ctx = ctx; }
   async fetch(req) {
+    if (new URL(req.url).pathname === "/stream") return this.streamTo();
     const [client, server] = Object.values(new WebSocketPair());
     this.ctx.acceptWebSocket(server);
     return new Response(null, { status: 101, webSocket: client });
+  }
+  // mode=stream: the internal channel is a streamed HTTP response instead of a socket.
+  streamTo() {
+    const { readable, writable } = new TransformStream();
+    const writer = writable.getWriter();
+    (this.writers ??= new Set()).add(writer);
+    writer.write(new TextEncoder().encode("hello"));
+    return new Response(readable);
   }
   webSocketMessage(ws, msg) { ws.send(msg); }
   webSocketClose(ws, code) { ws.close(code, "closed"); }
@@ -41,6 +50,16 @@ export default {
       internal.addEventListener("message", (e) => server.send(e.data));
       server.addEventListener("message", (e) => internal.send(e.data));
       server.addEventListener("close", (e) => { internal.close(1000, "done"); server.close(1000, "done"); });
+    } else if (new URL(req.url).searchParams.get("mode") === "stream") {
+      const stub = env.CHAIN.get(env.CHAIN.idFromName("TTE"));
+      const res = await stub.fetch("http://chain/stream");
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      (async () => { for (;;) { const { value, done } = await reader.read(); if (done) break; server.send(decoder.decode(value)); } })();
+      server.addEventListener("close", () => { reader.cancel(); server.close(1000, "done"); });
+    } else if (new URL(req.url).searchParams.get("mode") === "object") {
+      // The vendor's socket handed straight to the Durable Object (hibernation API).
+      return env.CHAIN.get(env.CHAIN.idFromName("TTE")).fetch(req);
     } else {
       server.addEventListener("message", (e) => server.send(e.data));
       server.addEventListener("close", () => server.close(1000, "done"));
@@ -99,9 +118,14 @@ async function measure(mode) {
     rows.push(`cycle ${cycle}: ${((attached - baseline) / COUNT).toFixed(0)} KiB per socket over the baseline; after closing all, ${((after - baseline) / 1024).toFixed(1)} MiB over it`);
   }
   await mf.dispose();
-  console.log(`${mode === "relay" ? "as this service (vendor socket + internal socket to a Durable Object)" : "vendor socket only"}: baseline ${(baseline / 1024).toFixed(1)} MiB, ${COUNT} sockets`);
+  console.log(`${TOPOLOGY[mode]}: baseline ${(baseline / 1024).toFixed(1)} MiB, ${COUNT} sockets`);
   for (const r of rows) console.log(`  ${r}`);
 }
 
-await measure("echo");
-await measure("relay");
+const TOPOLOGY = {
+  echo: "vendor socket only, held by the Worker",
+  relay: "as this service (vendor socket + internal socket to a Durable Object)",
+  stream: "vendor socket + a streamed HTTP response from a Durable Object",
+  object: "vendor socket handed to a Durable Object (hibernation API)",
+};
+for (const mode of (process.argv[4] ?? "echo,relay").split(",")) await measure(mode);

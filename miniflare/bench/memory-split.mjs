@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// Where an idle subscription's memory is: the isolate's JavaScript heap (V8, read through
+// the inspector; wasm-bindgen's handles and the runtime's JS wrappers live there) against
+// workerd's whole RSS (the runtime's native socket and request machinery, its allocator).
+// `npm run bench -- memory` measures RSS only; this splits it, over attach/close cycles.
+//
+//   node miniflare/bench/memory-split.mjs [COUNT] [CYCLES] [--gc]
+//
+// --gc: after each cycle's sockets close, ask V8 (through the inspector) to collect garbage,
+// which an idle isolate otherwise rarely does: the JS wrappers of closed sockets and requests
+// hold native memory that V8's heuristics do not see.
+//
+// Subscribers are raw `ws` sockets speaking graphql-transport-ws, one subscription each, as
+// in the memory scenario; the worker is started with a direct socket (no local router).
+import WebSocket from "ws";
+import { readFileSync, readdirSync } from "node:fs";
+import { startWorker, tokenFor, DEMO, sleep } from "../harness.mjs";
+
+const positional = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const COUNT = Number(positional[0] ?? 1000);
+const CYCLES = Number(positional[1] ?? 3);
+const GC = process.argv.includes("--gc");
+const PORT = 9300 + Math.floor(Math.random() * 500);
+
+const workerdPids = () => new Set(readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
+  try { return readFileSync(`/proc/${p}/comm`, "utf8").startsWith("workerd"); } catch { return false; }
+}));
+const rssMiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) / 1024;
+
+/** A minimal Chrome DevTools Protocol session over the inspector's WebSocket. */
+async function cdp(url) {
+  const ws = new WebSocket(url);
+  await new Promise((r, j) => { ws.once("open", r); ws.once("error", j); });
+  let id = 0;
+  const pending = new Map();
+  ws.on("message", (d) => {
+    const m = JSON.parse(d.toString());
+    if (m.id && pending.has(m.id)) { pending.get(m.id)(m); pending.delete(m.id); }
+  });
+  const send = (method, params = {}) => new Promise((resolve, reject) => {
+    const n = ++id;
+    pending.set(n, (m) => (m.error ? reject(new Error(`${method}: ${m.error.message}`)) : resolve(m.result)));
+    ws.send(JSON.stringify({ id: n, method, params }));
+  });
+  await send("Runtime.enable");
+  await send("HeapProfiler.enable");
+  return { send, close: () => ws.close() };
+}
+
+function subscribe(base, token) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${base.replace(/^http/, "ws")}/subscriptions?key=${Buffer.from(DEMO.app1.appKey).toString("base64")}`, "graphql-transport-ws");
+    ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token}`, "x-app-key": DEMO.app1.appKey } })));
+    ws.on("message", (d) => {
+      const m = JSON.parse(d.toString());
+      if (m.type === "connection_ack") {
+        ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: "subscription($i: NewEventInput!) { newEvent(input: $i) { metadata { offset } } }", variables: { i: { chainCode: "TTE", offsetType: "highest" } } } }));
+        setTimeout(() => resolve(ws), 5);
+      }
+    });
+    ws.on("error", reject);
+  });
+}
+
+const before = workerdPids();
+const w = await startWorker({ direct: true, miniflare: { inspectorPort: PORT } });
+const pid = [...workerdPids()].find((p) => !before.has(p));
+try {
+  const token = await tokenFor(w.base, DEMO.app1);
+  const targets = await (await fetch(`http://127.0.0.1:${PORT}/json`)).json();
+  // The Worker's isolate (the gateway and the chain objects share it locally).
+  const sessions = [];
+  for (const t of targets.filter((t) => t.id === "core:user:")) sessions.push(await cdp(t.webSocketDebuggerUrl));
+  const heap = async () => {
+    let used = 0, total = 0;
+    for (const s of sessions) { const h = await s.send("Runtime.getHeapUsage"); used += h.usedSize; total += h.totalSize; }
+    return { used: used / 2 ** 20, total: total / 2 ** 20 };
+  };
+  (await subscribe(w.base, token)).close();
+  await sleep(1500);
+  const base = { rss: rssMiB(pid), ...(await heap()) };
+  const line = async (what, n) => {
+    const rss = rssMiB(pid) - base.rss, h = await heap();
+    const each = n ? ` (${((rss * 1024) / n).toFixed(0)} KiB per subscription, of it JS heap ${(((h.used - base.used) * 1024) / n).toFixed(1)} KiB)` : "";
+    console.log(`  ${what.padEnd(34)} RSS +${rss.toFixed(1).padStart(6)} MiB, JS heap used +${(h.used - base.used).toFixed(1).padStart(5)} MiB of ${h.total.toFixed(1)} MiB${each}`);
+  };
+  console.log(`baseline: RSS ${base.rss.toFixed(1)} MiB, JS heap used ${base.used.toFixed(1)} of ${base.total.toFixed(1)} MiB; ${COUNT} subscriptions per cycle`);
+  for (let cycle = 1; cycle <= CYCLES; cycle++) {
+    const sockets = [];
+    for (let i = 0; i < COUNT; i += 50) sockets.push(...(await Promise.all(Array.from({ length: Math.min(50, COUNT - i) }, () => subscribe(w.base, token)))));
+    await sleep(2000);
+    await line(`cycle ${cycle}: ${COUNT} attached, idle 2 s`, COUNT);
+    for (const ws of sockets) ws.close();
+    await sleep(2500);
+    await line(`cycle ${cycle}: all closed, 2.5 s later`, 0);
+    if (GC) {
+      // workerd answers this late or not at all; the collection itself runs.
+      for (const s of sessions) s.send("HeapProfiler.collectGarbage").catch(() => {});
+      await sleep(1500);
+      await line(`cycle ${cycle}: closed, after a GC`, 0);
+    }
+  }
+  for (const s of sessions) s.close();
+} finally {
+  await w.dispose();
+}
