@@ -12,9 +12,9 @@
 //
 // Subscribers are raw `ws` sockets speaking graphql-transport-ws, one subscription each, as
 // in the memory scenario; the worker is started with a direct socket (no local router).
-import WebSocket from "ws";
 import { readFileSync, readdirSync } from "node:fs";
 import { startWorker, tokenFor, DEMO, sleep } from "../harness.mjs";
+import { cdp, subscribe } from "./inspector.mjs";
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const COUNT = Number(positional[0] ?? 1000);
@@ -27,40 +27,7 @@ const workerdPids = () => new Set(readdirSync("/proc").filter((p) => /^\d+$/.tes
 }));
 const rssMiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) / 1024;
 
-/** A minimal Chrome DevTools Protocol session over the inspector's WebSocket. */
-async function cdp(url) {
-  const ws = new WebSocket(url);
-  await new Promise((r, j) => { ws.once("open", r); ws.once("error", j); });
-  let id = 0;
-  const pending = new Map();
-  ws.on("message", (d) => {
-    const m = JSON.parse(d.toString());
-    if (m.id && pending.has(m.id)) { pending.get(m.id)(m); pending.delete(m.id); }
-  });
-  const send = (method, params = {}) => new Promise((resolve, reject) => {
-    const n = ++id;
-    pending.set(n, (m) => (m.error ? reject(new Error(`${method}: ${m.error.message}`)) : resolve(m.result)));
-    ws.send(JSON.stringify({ id: n, method, params }));
-  });
-  await send("Runtime.enable");
-  await send("HeapProfiler.enable");
-  return { send, close: () => ws.close() };
-}
-
-function subscribe(base, token) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${base.replace(/^http/, "ws")}/subscriptions?key=${Buffer.from(DEMO.app1.appKey).toString("base64")}`, "graphql-transport-ws");
-    ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token}`, "x-app-key": DEMO.app1.appKey } })));
-    ws.on("message", (d) => {
-      const m = JSON.parse(d.toString());
-      if (m.type === "connection_ack") {
-        ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: "subscription($i: NewEventInput!) { newEvent(input: $i) { metadata { offset } } }", variables: { i: { chainCode: "TTE", offsetType: "highest" } } } }));
-        setTimeout(() => resolve(ws), 5);
-      }
-    });
-    ws.on("error", reject);
-  });
-}
+const idle = (base, token) => subscribe(base, token, "metadata { offset }");
 
 const before = workerdPids();
 const w = await startWorker({ direct: true, miniflare: { inspectorPort: PORT } });
@@ -70,13 +37,18 @@ try {
   const targets = await (await fetch(`http://127.0.0.1:${PORT}/json`)).json();
   // The Worker's isolate (the gateway and the chain objects share it locally).
   const sessions = [];
-  for (const t of targets.filter((t) => t.id === "core:user:")) sessions.push(await cdp(t.webSocketDebuggerUrl));
+  for (const t of targets.filter((t) => t.id === "core:user:")) {
+    const s = await cdp(t.webSocketDebuggerUrl);
+    await s.send("Runtime.enable");
+    await s.send("HeapProfiler.enable");
+    sessions.push(s);
+  }
   const heap = async () => {
     let used = 0, total = 0;
     for (const s of sessions) { const h = await s.send("Runtime.getHeapUsage"); used += h.usedSize; total += h.totalSize; }
     return { used: used / 2 ** 20, total: total / 2 ** 20 };
   };
-  (await subscribe(w.base, token)).close();
+  (await idle(w.base, token)).close();
   await sleep(1500);
   const base = { rss: rssMiB(pid), ...(await heap()) };
   const line = async (what, n) => {
@@ -87,7 +59,7 @@ try {
   console.log(`baseline: RSS ${base.rss.toFixed(1)} MiB, JS heap used ${base.used.toFixed(1)} of ${base.total.toFixed(1)} MiB; ${COUNT} subscriptions per cycle`);
   for (let cycle = 1; cycle <= CYCLES; cycle++) {
     const sockets = [];
-    for (let i = 0; i < COUNT; i += 50) sockets.push(...(await Promise.all(Array.from({ length: Math.min(50, COUNT - i) }, () => subscribe(w.base, token)))));
+    for (let i = 0; i < COUNT; i += 50) sockets.push(...(await Promise.all(Array.from({ length: Math.min(50, COUNT - i) }, () => idle(w.base, token)))));
     await sleep(2000);
     await line(`cycle ${cycle}: ${COUNT} attached, idle 2 s`, COUNT);
     for (const ws of sockets) ws.close();

@@ -13,9 +13,9 @@
 // request router miniflare puts in front of it locally (not part of a deployment).
 
 import { writeFileSync } from "node:fs";
-import WebSocket from "ws";
 import { startWorker, tokenFor, publish, event, DEMO } from "../harness.mjs";
 import { startFloor, floorPath } from "./publish-floor.mjs";
+import { cdp, subscribe } from "./inspector.mjs";
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => {
   const m = /^--([a-z]+)=(.*)$/.exec(a);
@@ -33,43 +33,6 @@ const floor = Boolean(args.floor);
 const post = floor
   ? (base, _token, body) => fetch(base + floorPath("TTE"), { method: "POST", body }).then(async (r) => (await r.arrayBuffer(), r.status), () => 0)
   : (base, token, body) => publish(base, token, "TTE", body).then((r) => r.status, () => 0);
-
-/** A minimal Chrome DevTools Protocol session over the inspector's WebSocket. */
-async function cdp(url) {
-  const ws = new WebSocket(url);
-  await new Promise((r, j) => { ws.once("open", r); ws.once("error", j); });
-  let id = 0;
-  const pending = new Map();
-  ws.on("message", (d) => {
-    const m = JSON.parse(d.toString());
-    if (m.id && pending.has(m.id)) { pending.get(m.id)(m); pending.delete(m.id); }
-  });
-  return {
-    send(method, params = {}) {
-      return new Promise((resolve, reject) => {
-        const n = ++id;
-        pending.set(n, (m) => (m.error ? reject(new Error(`${method}: ${m.error.message}`)) : resolve(m.result)));
-        ws.send(JSON.stringify({ id: n, method, params }));
-      });
-    },
-    close() { ws.close(); },
-  };
-}
-
-function subscribe(base, token) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${base.replace(/^http/, "ws")}/subscriptions?key=${Buffer.from(DEMO.app1.appKey).toString("base64")}`, "graphql-transport-ws");
-    ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token}`, "x-app-key": DEMO.app1.appKey } })));
-    ws.on("message", (d) => {
-      const m = JSON.parse(d.toString());
-      if (m.type === "connection_ack") {
-        ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: "subscription($i: NewEventInput!) { newEvent(input: $i) { metadata { offset } hotelId eventName detail { elementName newValue } } }", variables: { i: { chainCode: "TTE", offsetType: "highest" } } } }));
-        resolve(ws);
-      }
-    });
-    ws.on("error", reject);
-  });
-}
 
 /** Time per function, in ms, from a V8 CPU profile (self, or inclusive of callees). */
 function inclusiveTimes(profile) {

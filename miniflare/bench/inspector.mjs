@@ -1,0 +1,45 @@
+// What the profiling tools share: a session with the runtime's V8 inspector, and a vendor
+// subscription that is opened and then left alone.
+import WebSocket from "ws";
+import { DEMO } from "../harness.mjs";
+
+/** A minimal Chrome DevTools Protocol session over the inspector's WebSocket. */
+export async function cdp(url) {
+  const ws = new WebSocket(url);
+  await new Promise((r, j) => { ws.once("open", r); ws.once("error", j); });
+  let id = 0;
+  const pending = new Map();
+  ws.on("message", (d) => {
+    const m = JSON.parse(d.toString());
+    if (m.id && pending.has(m.id)) { pending.get(m.id)(m); pending.delete(m.id); }
+  });
+  return {
+    send(method, params = {}) {
+      return new Promise((resolve, reject) => {
+        const n = ++id;
+        pending.set(n, (m) => (m.error ? reject(new Error(`${method}: ${m.error.message}`)) : resolve(m.result)));
+        ws.send(JSON.stringify({ id: n, method, params }));
+      });
+    },
+    close() { ws.close(); },
+  };
+}
+
+/**
+ * One graphql-transport-ws connection of client-app-001 with one live `newEvent`
+ * subscription on TTE selecting `selection`; resolves with the socket once acknowledged.
+ */
+export function subscribe(base, token, selection = "metadata { offset } hotelId eventName detail { elementName newValue }") {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${base.replace(/^http/, "ws")}/subscriptions?key=${Buffer.from(DEMO.app1.appKey).toString("base64")}`, "graphql-transport-ws");
+    ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token}`, "x-app-key": DEMO.app1.appKey } })));
+    ws.on("message", (d) => {
+      const m = JSON.parse(d.toString());
+      if (m.type === "connection_ack") {
+        ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: `subscription($i: NewEventInput!) { newEvent(input: $i) { ${selection} } }`, variables: { i: { chainCode: "TTE", offsetType: "highest" } } } }));
+        resolve(ws);
+      }
+    });
+    ws.on("error", reject);
+  });
+}
