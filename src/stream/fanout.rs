@@ -126,13 +126,10 @@ impl FanOutSchedule {
         if self.due_at.is_some() || (self.last_sockets == 0 && !any_socket()) {
             return None;
         }
-        self.due_at = Some(now_ms);
-        if resume {
-            return Some(FanOutStart::After(0));
-        }
-        if self.backlog {
-            let wait = (self.last_at + backlog_pace_ms(self.last_sockets)).saturating_sub(now_ms);
-            self.due_at = Some(now_ms + wait);
+        let paced = !resume && self.backlog;
+        let wait = if paced { (self.last_at + backlog_pace_ms(self.last_sockets)).saturating_sub(now_ms) } else { 0 };
+        self.due_at = Some(now_ms + wait);
+        if resume || paced {
             return Some(FanOutStart::After(wait));
         }
         let quiet = QUIET_FAN_OUT_MS.max(backlog_pace_ms(self.last_sockets));
