@@ -30,7 +30,9 @@ export class Chain {
   streamTo() {
     const { readable, writable } = new TransformStream();
     const writer = writable.getWriter();
+    // Held while the stream is open (as the service would), let go once the reader cancels.
     (this.writers ??= new Set()).add(writer);
+    writer.closed.catch(() => {}).finally(() => this.writers.delete(writer));
     writer.write(new TextEncoder().encode("hello"));
     return new Response(readable);
   }
