@@ -1,28 +1,96 @@
 // Side by side with the in-memory graphql-ws reference peer (../shared/bench): starts this
 // worker on local workerd through Miniflare with a direct socket (no local request router,
 // none of `wrangler dev`'s proxy), then runs the peer's `side-by-side.mjs` against it.
-// Usage: npm run bench:peer [-- SECONDS]   env ROWS as side-by-side.mjs takes it.
+//
+//   npm run bench:peer [-- SECONDS]                  the peer's own side-by-side table
+//   npm run bench:peer [-- SECONDS --floors=ROUNDS]  also the streaming floors
+//                                                    (stream-floor.mjs), ROUNDS rounds per row
+//
+// env ROWS as side-by-side.mjs takes it (subscribers:events/s:batch,...).
 import { spawn, execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startWorker } from "../harness.mjs";
+import { startStreamFloor, STREAM_FLOOR_DESIGNS } from "./stream-floor.mjs";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 const shared = process.env.BENCH_PEER_DIR ?? path.resolve(root, "../shared/bench");
 if (!existsSync(path.join(shared, "side-by-side.mjs"))) throw new Error(`no reference peer at ${shared}`);
+const seconds = process.argv.slice(2).find((a) => !a.startsWith("--")) ?? "10";
+const floorRounds = Number(process.argv.find((a) => a.startsWith("--floors="))?.split("=")[1] ?? 0);
+
 // ../shared may be read-only: install the peer's packages in a copy.
 const dir = existsSync(path.join(shared, "node_modules")) ? shared : mkdtempSync(path.join(tmpdir(), "pms-peer-"));
 if (dir !== shared) {
   cpSync(shared, dir, { recursive: true });
   execFileSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: dir, stdio: "inherit" });
 }
-// The runtime's output is read by this process (audit lines), so the peer runs alongside,
-// not blocking it.
+
+/** Runs a script of the peer's folder without blocking this process: the runtime's output
+ *  (audit lines) is read here, and a full pipe would stall workerd. */
+function node(script, args, { capture = false } = {}) {
+  const child = spawn(process.execPath, [path.join(dir, script), ...args], { stdio: ["ignore", capture ? "pipe" : "inherit", "inherit"] });
+  let out = "";
+  child.stdout?.on("data", (d) => (out += d));
+  return new Promise((resolve) => child.on("exit", (code) => resolve({ code: code ?? 1, out })));
+}
+
 const w = await startWorker({ direct: true, logs: { push() {} } });
 try {
-  const run = spawn(process.execPath, [path.join(dir, "side-by-side.mjs"), w.base, process.argv[2] ?? "10"], { stdio: "inherit" });
-  process.exitCode = await new Promise((resolve) => run.on("exit", (code) => resolve(code ?? 1)));
+  if (floorRounds > 0) await floors(w.base);
+  else process.exitCode = (await node("side-by-side.mjs", [w.base, seconds])).code;
 } finally {
   await w.dispose();
+}
+
+/**
+ * Every row against this service, the three streaming floors and the peer, ROUNDS times, the
+ * order rotated each round; prints the median p50, p99 (with its range) and deliveries/s of
+ * each, and the p99 ratios. Every run must deliver every event to every subscriber.
+ */
+async function floors(ours) {
+  const rows = (process.env.ROWS ?? "10:1000:10,100:200:10").split(",").map((r) => r.split(":"));
+  const floor = await startStreamFloor();
+  const port = 18789;
+  const peer = spawn(process.execPath, [path.join(dir, "reference-server.mjs"), String(port)], { stdio: "ignore" });
+  await new Promise((r) => setTimeout(r, 800));
+  const targets = [
+    ["ours", "this service", ours],
+    ...Object.entries(STREAM_FLOOR_DESIGNS).map(([design, what]) => [design, what, `${floor.base}/${design}`]),
+    ["peer", "the in-memory graphql-ws reference peer (Node)", `http://127.0.0.1:${port}`],
+  ];
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  try {
+    for (const row of rows) {
+      const runs = Object.fromEntries(targets.map(([name]) => [name, []]));
+      for (let round = 0; round < floorRounds; round++) {
+        for (let i = 0; i < targets.length; i++) {
+          const [name, , base] = targets[(i + round) % targets.length];
+          const { out } = await node("fanout.mjs", [base, ...row.slice(0, 2), seconds, row[2]], { capture: true });
+          const result = JSON.parse(out.trim().split("\n").at(-1) || "{}");
+          if (!(result.expected > 0) || result.delivered !== result.expected) {
+            throw new Error(`${name} at ${row.join(":")}: ${result.delivered ?? 0} of ${result.expected ?? 0} delivered`);
+          }
+          runs[name].push(result);
+        }
+      }
+      console.log(`\n${row[0]} subscribers x ${row[1]} events/s (batches of ${row[2]}), ${floorRounds} rounds of ${seconds} s, medians:`);
+      const peerP99 = median(runs.peer.map((r) => Number(r.p99ms)));
+      for (const [name, what] of targets) {
+        const p99s = runs[name].map((r) => Number(r.p99ms));
+        const p99 = median(p99s);
+        console.log(
+          `  ${name.padEnd(6)} p50 ${median(runs[name].map((r) => Number(r.p50ms))).toFixed(1).padStart(6)} ms, ` +
+            `p99 ${p99.toFixed(1).padStart(6)} ms (${Math.min(...p99s).toFixed(1)}-${Math.max(...p99s).toFixed(1)}), ` +
+            `${String(median(runs[name].map((r) => r.deliveredPerSec))).padStart(6)}/s, ` +
+            `p99 peer/this ${(peerP99 / p99).toFixed(2)}  ${what}`,
+        );
+      }
+    }
+    console.log("\nevery run delivered every event to every subscriber");
+  } finally {
+    peer.kill();
+    await floor.dispose();
+  }
 }

@@ -32,9 +32,13 @@ const SCHEMA = [
 /** Rows per INSERT: the service binds at most 100 parameters a statement, 8 a row. */
 const ROWS_PER_STATEMENT = Math.floor(100 / 8);
 
-const FLOOR_SCRIPT = `
-import { DurableObject } from "cloudflare:workers";
-
+/**
+ * The floor's storage, as JavaScript source shared by the floors that store (this one and
+ * stream-floor.mjs): the schema, and `insertRows(sql, head, events, offsets)`, which inserts
+ * `events` after offset `head` as the service's rows, pushes each new offset to `offsets` and
+ * returns the new head.
+ */
+export const STORE_SOURCE = `
 const SCHEMA = ${JSON.stringify(SCHEMA)};
 const ROWS_PER_STATEMENT = ${ROWS_PER_STATEMENT};
 const hex = (n, width) => n.toString(16).padStart(width, "0");
@@ -50,6 +54,29 @@ function uuidV7(millis) {
   return [id, key];
 }
 
+function insertRows(sql, head, events, offsets) {
+  const storedAt = Date.now();
+  for (let i = 0; i < events.length; i += ROWS_PER_STATEMENT) {
+    const chunk = events.slice(i, i + ROWS_PER_STATEMENT);
+    const bindings = [];
+    for (const e of chunk) {
+      const [id, key] = uuidV7(storedAt);
+      const seq = ++head;
+      const { uniqueEventId, ...rest } = e;
+      const body = JSON.stringify({ ...rest, metadata: { uniqueEventId: id } });
+      bindings.push(seq, key, id, e.hotelId, e.moduleName, e.eventName, storedAt, body);
+      offsets.push(String(seq));
+    }
+    const values = new Array(chunk.length).fill("(?, ?, ?, ?, ?, ?, ?, ?)").join(", ");
+    sql.exec("INSERT INTO events (seq, id_key, unique_event_id, hotel_id, module_name, event_name, stored_at, body) VALUES " + values, ...bindings);
+  }
+  return head;
+}
+`;
+
+const FLOOR_SCRIPT = `
+import { DurableObject } from "cloudflare:workers";
+${STORE_SOURCE}
 export class InsertFloor extends DurableObject {
   constructor(ctx, env) {
     super(ctx, env);
@@ -78,21 +105,7 @@ export class InsertFloor extends DurableObject {
   }
 
   insert(events, offsets) {
-    const storedAt = Date.now();
-    for (let i = 0; i < events.length; i += ROWS_PER_STATEMENT) {
-      const chunk = events.slice(i, i + ROWS_PER_STATEMENT);
-      const bindings = [];
-      for (const e of chunk) {
-        const [id, key] = uuidV7(storedAt);
-        const seq = ++this.head;
-        const { uniqueEventId, ...rest } = e;
-        const body = JSON.stringify({ ...rest, metadata: { uniqueEventId: id } });
-        bindings.push(seq, key, id, e.hotelId, e.moduleName, e.eventName, storedAt, body);
-        offsets.push(String(seq));
-      }
-      const values = new Array(chunk.length).fill("(?, ?, ?, ?, ?, ?, ?, ?)").join(", ");
-      this.sql.exec("INSERT INTO events (seq, id_key, unique_event_id, hotel_id, module_name, event_name, stored_at, body) VALUES " + values, ...bindings);
-    }
+    this.head = insertRows(this.sql, this.head, events, offsets);
   }
 }
 
