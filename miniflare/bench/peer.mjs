@@ -8,7 +8,7 @@
 //
 // env ROWS as side-by-side.mjs takes it (subscribers:events/s:batch,...).
 import { spawn, execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startWorker } from "../harness.mjs";
@@ -36,7 +36,19 @@ function node(script, args, { capture = false } = {}) {
   return new Promise((resolve) => child.on("exit", (code) => resolve({ code: code ?? 1, out })));
 }
 
+/** This process's workerd children (each Miniflare runs one). */
+const workerdChildren = () =>
+  execFileSync("ps", ["--ppid", String(process.pid), "-o", "pid=,comm="], { encoding: "utf8" }).split("\n")
+    .map((l) => l.trim().split(/\s+/)).filter(([, comm]) => comm?.startsWith("workerd")).map(([pid]) => Number(pid));
+/** User + system CPU seconds of a process, all threads (fields 14 and 15 of /proc/PID/stat). */
+function cpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
+}
+
 const w = await startWorker({ direct: true, logs: { push() {} } });
+const oursPid = workerdChildren()[0];
 try {
   if (floorRounds > 0) await floors(w.base);
   else process.exitCode = (await node("side-by-side.mjs", [w.base, seconds])).code;
@@ -46,19 +58,21 @@ try {
 
 /**
  * Every row against this service, the three streaming floors and the peer, ROUNDS times, the
- * order rotated each round; prints the median p50, p99 (with its range) and deliveries/s of
- * each, and the p99 ratios. Every run must deliver every event to every subscriber.
+ * order rotated each round; prints the median p50, p99 (with its range), deliveries/s and the
+ * server's CPU per delivery (workerd's, or the peer's Node process) of each, and the p99
+ * ratios. Every run must deliver every event to every subscriber.
  */
 async function floors(ours) {
   const rows = (process.env.ROWS ?? "10:1000:10,100:200:10").split(",").map((r) => r.split(":"));
   const floor = await startStreamFloor();
+  const floorPid = workerdChildren().find((pid) => pid !== oursPid);
   const port = 18789;
   const peer = spawn(process.execPath, [path.join(dir, "reference-server.mjs"), String(port)], { stdio: "ignore" });
   await new Promise((r) => setTimeout(r, 800));
   const targets = [
-    ["ours", "this service", ours],
-    ...Object.entries(STREAM_FLOOR_DESIGNS).map(([design, what]) => [design, what, `${floor.base}/${design}`]),
-    ["peer", "the in-memory graphql-ws reference peer (Node)", `http://127.0.0.1:${port}`],
+    ["ours", "this service", ours, oursPid],
+    ...Object.entries(STREAM_FLOOR_DESIGNS).map(([design, what]) => [design, what, `${floor.base}/${design}`, floorPid]),
+    ["peer", "the in-memory graphql-ws reference peer (Node)", `http://127.0.0.1:${port}`, peer.pid],
   ];
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   try {
@@ -66,9 +80,13 @@ async function floors(ours) {
       const runs = Object.fromEntries(targets.map(([name]) => [name, []]));
       for (let round = 0; round < floorRounds; round++) {
         for (let i = 0; i < targets.length; i++) {
-          const [name, , base] = targets[(i + round) % targets.length];
+          const [name, , base, pid] = targets[(i + round) % targets.length];
+          const cpu0 = cpuSeconds(pid);
           const { out } = await node("fanout.mjs", [base, ...row.slice(0, 2), seconds, row[2]], { capture: true });
           const result = JSON.parse(out.trim().split("\n").at(-1) || "{}");
+          // The server's CPU over the whole run (its connections and subscriptions too: a few
+          // per cent at 10 s), per delivery.
+          result.cpuMicros = ((cpuSeconds(pid) - cpu0) * 1e6) / result.delivered;
           if (!(result.expected > 0) || result.delivered !== result.expected) {
             throw new Error(`${name} at ${row.join(":")}: ${result.delivered ?? 0} of ${result.expected ?? 0} delivered`);
           }
@@ -84,6 +102,7 @@ async function floors(ours) {
           `  ${name.padEnd(6)} p50 ${median(runs[name].map((r) => Number(r.p50ms))).toFixed(1).padStart(6)} ms, ` +
             `p99 ${p99.toFixed(1).padStart(6)} ms (${Math.min(...p99s).toFixed(1)}-${Math.max(...p99s).toFixed(1)}), ` +
             `${String(median(runs[name].map((r) => r.deliveredPerSec))).padStart(6)}/s, ` +
+            `server CPU ${median(runs[name].map((r) => r.cpuMicros)).toFixed(1).padStart(5)} µs/delivery, ` +
             `p99 peer/this ${(peerP99 / p99).toFixed(2)}  ${what}`,
         );
       }
