@@ -41,14 +41,12 @@ const frame = (id, offset, e) =>
   '{"id":' + id + ',"type":"next","payload":{"data":{"newEvent":{"metadata":{"offset":"' + offset +
   '"},"primaryKey":' + JSON.stringify(e.primaryKey) + '}}}}';
 
-/** One vendor socket's protocol: answers init and ping, calls onSubscribe(chain, idJson). */
-function serveProtocol(ws, onSubscribe) {
-  ws.addEventListener("message", (m) => {
-    const msg = JSON.parse(m.data);
-    if (msg.type === "connection_init") ws.send(ACK);
-    else if (msg.type === "ping") ws.send(PONG);
-    else if (msg.type === "subscribe") onSubscribe(chainOf(msg.payload.query), JSON.stringify(msg.id));
-  });
+/** One message of a vendor's socket: answers init and ping, calls onSubscribe(chain, idJson). */
+function onProtocolMessage(ws, data, onSubscribe) {
+  const msg = JSON.parse(data);
+  if (msg.type === "connection_init") ws.send(ACK);
+  else if (msg.type === "ping") ws.send(PONG);
+  else if (msg.type === "subscribe") onSubscribe(chainOf(msg.payload.query), JSON.stringify(msg.id));
 }
 
 export class Chain extends DurableObject {
@@ -91,10 +89,7 @@ export class Chain extends DurableObject {
 
   // Only vendor sockets (/object, /memory) speak to the object.
   webSocketMessage(ws, data) {
-    const msg = JSON.parse(data);
-    if (msg.type === "connection_init") ws.send(ACK);
-    else if (msg.type === "ping") ws.send(PONG);
-    else if (msg.type === "subscribe") ws.serializeAttachment(JSON.stringify(msg.id));
+    onProtocolMessage(ws, data, (chain, id) => ws.serializeAttachment(id));
   }
   webSocketClose(ws, code) { ws.close(code === 1005 ? 1000 : code, "closed"); }
 }
@@ -121,7 +116,7 @@ export default {
     const [client, server] = Object.values(new WebSocketPair());
     server.accept();
     let internal = null;
-    serveProtocol(server, async (chain, id) => {
+    server.addEventListener("message", (m) => onProtocolMessage(server, m.data, async (chain, id) => {
       const res = await stub(chain).fetch("https://chain.internal/attach", { headers: { Upgrade: "websocket" } });
       internal = res.webSocket;
       internal.accept();
@@ -129,7 +124,7 @@ export default {
         const { offsets, events } = JSON.parse(m.data);
         for (let i = 0; i < events.length; i++) server.send(frame(id, offsets[i], events[i]));
       });
-    });
+    }));
     server.addEventListener("close", () => { internal?.close(1000, "closed"); server.close(1000, "closed"); });
     return upgraded(client);
   },
