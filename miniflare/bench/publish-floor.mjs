@@ -34,11 +34,13 @@ const ROWS_PER_STATEMENT = Math.floor(100 / 8);
 
 /**
  * The floor's storage, as JavaScript source shared by the floors that store (this one and
- * stream-floor.mjs): the schema, and `insertRows(sql, head, events, offsets)`, which inserts
- * `events` after offset `head` as the service's rows, pushes each new offset to `offsets` and
- * returns the new head.
+ * stream-floor.mjs): `StoringObject`, a Durable Object with the service's schema whose
+ * `store(events, offsets, atomic)` inserts `events` after its head as the service's rows and
+ * pushes each new offset to `offsets`.
  */
 export const STORE_SOURCE = `
+import { DurableObject } from "cloudflare:workers";
+
 const SCHEMA = ${JSON.stringify(SCHEMA)};
 const ROWS_PER_STATEMENT = ${ROWS_PER_STATEMENT};
 const hex = (n, width) => n.toString(16).padStart(width, "0");
@@ -72,12 +74,8 @@ function insertRows(sql, head, events, offsets) {
   }
   return head;
 }
-`;
 
-const FLOOR_SCRIPT = `
-import { DurableObject } from "cloudflare:workers";
-${STORE_SOURCE}
-export class InsertFloor extends DurableObject {
+class StoringObject extends DurableObject {
   constructor(ctx, env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
@@ -85,27 +83,28 @@ export class InsertFloor extends DurableObject {
     this.head = this.sql.exec("SELECT COALESCE(MAX(seq), 0) AS head FROM events").one().head;
   }
 
+  /** atomic: all or nothing, as the service's append (rolled back if any statement throws). */
+  store(events, offsets, atomic) {
+    const insert = () => { this.head = insertRows(this.sql, this.head, events, offsets); };
+    if (!atomic) return insert();
+    const head = this.head;
+    try { this.ctx.storage.transactionSync(insert); } catch (e) { this.head = head; throw e; }
+  }
+}
+`;
+
+const FLOOR_SCRIPT = `
+${STORE_SOURCE}
+export class InsertFloor extends StoringObject {
   async fetch(request) {
     if (request.method === "GET") {
       const retained = this.sql.exec("SELECT COUNT(*) AS n FROM events").one().n;
       return Response.json({ head: this.head, retained });
     }
     const events = await request.json();
-    const atomic = new URL(request.url).searchParams.has("atomic");
     const offsets = [];
-    const insert = () => this.insert(events, offsets);
-    if (atomic) {
-      // All or nothing, as the service's append: rolled back if any statement throws.
-      const head = this.head;
-      try { this.ctx.storage.transactionSync(insert); } catch (e) { this.head = head; throw e; }
-    } else {
-      insert();
-    }
+    this.store(events, offsets, new URL(request.url).searchParams.has("atomic"));
     return Response.json({ offsets });
-  }
-
-  insert(events, offsets) {
-    this.head = insertRows(this.sql, this.head, events, offsets);
   }
 }
 
@@ -129,12 +128,21 @@ export const floorPath = (chain, { atomic = false } = {}) => `/floor/${chain}${a
  * socket straight to the worker, as startWorker's), handleRuntimeStdio, miniflare (more
  * Miniflare options).
  */
-export async function startFloor({ direct = false, handleRuntimeStdio, miniflare = {} } = {}) {
+export function startFloor(options = {}) {
+  return startFloorWorker(FLOOR_SCRIPT, { FLOOR: "InsertFloor" }, options);
+}
+
+/**
+ * Starts a floor's script (`objects`: binding name to class name, each a SQLite Durable
+ * Object) on its own workerd with the service's compatibility settings; the options as
+ * startFloor's.
+ */
+export async function startFloorWorker(script, objects, { direct = false, handleRuntimeStdio, miniflare = {} } = {}) {
   const mf = new Miniflare({
-    modules: [{ type: "ESModule", path: "floor.mjs", contents: FLOOR_SCRIPT }],
+    modules: [{ type: "ESModule", path: "floor.mjs", contents: script }],
     compatibilityDate: workerScript.compatibilityDate,
     compatibilityFlags: workerScript.compatibilityFlags,
-    durableObjects: { FLOOR: { className: "InsertFloor", useSQLite: true } },
+    durableObjects: Object.fromEntries(Object.entries(objects).map(([binding, className]) => [binding, { className, useSQLite: true }])),
     durableObjectsPersist: false,
     host: "127.0.0.1",
     port: 0,

@@ -22,12 +22,9 @@
 //
 // Run by `npm run bench:peer -- SECONDS --floors=ROUNDS` next to the service and the peer.
 
-import { Miniflare } from "miniflare";
-import { workerScript } from "../harness.mjs";
-import { STORE_SOURCE } from "./publish-floor.mjs";
+import { STORE_SOURCE, startFloorWorker } from "./publish-floor.mjs";
 
 const SCRIPT = `
-import { DurableObject } from "cloudflare:workers";
 ${STORE_SOURCE}
 
 const ACK = '{"type":"connection_ack"}';
@@ -49,14 +46,7 @@ function onProtocolMessage(ws, data, onSubscribe) {
   else if (msg.type === "subscribe") onSubscribe(chainOf(msg.payload.query), JSON.stringify(msg.id));
 }
 
-export class Chain extends DurableObject {
-  constructor(ctx, env) {
-    super(ctx, env);
-    this.sql = ctx.storage.sql;
-    for (const statement of SCHEMA) this.sql.exec(statement);
-    this.head = this.sql.exec("SELECT COALESCE(MAX(seq), 0) AS head FROM events").one().head;
-  }
-
+export class Chain extends StoringObject {
   async fetch(request) {
     const path = new URL(request.url).pathname;
     if (request.headers.get("Upgrade") === "websocket") {
@@ -70,10 +60,7 @@ export class Chain extends DurableObject {
     if (path === "/memory") {
       for (const _ of events) offsets.push(String(++this.head));
     } else {
-      const head = this.head;
-      try {
-        this.ctx.storage.transactionSync(() => { this.head = insertRows(this.sql, this.head, events, offsets); });
-      } catch (e) { this.head = head; throw e; }
+      this.store(events, offsets, true);
     }
     if (path !== "/relay") {
       for (const ws of this.ctx.getWebSockets("vendor")) {
@@ -139,23 +126,6 @@ export const STREAM_FLOOR_DESIGNS = {
 };
 
 /** Starts the streaming floor on its own workerd (a direct socket, the service's settings). */
-export async function startStreamFloor() {
-  const mf = new Miniflare({
-    modules: [{ type: "ESModule", path: "stream-floor.mjs", contents: SCRIPT }],
-    compatibilityDate: workerScript.compatibilityDate,
-    compatibilityFlags: workerScript.compatibilityFlags,
-    durableObjects: { CHAIN: { className: "Chain", useSQLite: true } },
-    durableObjectsPersist: false,
-    host: "127.0.0.1",
-    port: 0,
-    unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-  });
-  await mf.ready;
-  const base = (await mf.unsafeGetDirectURL()).href.replace(/\/$/, "");
-  return {
-    base,
-    async dispose() {
-      await Promise.race([mf.dispose(), new Promise((r) => setTimeout(r, 5000))]);
-    },
-  };
+export function startStreamFloor() {
+  return startFloorWorker(SCRIPT, { CHAIN: "Chain" }, { direct: true });
 }
