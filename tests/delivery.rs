@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::rc::Rc;
 
 use pms_events::log::{MemoryStore, OffsetLog, ValidEvent};
 use pms_events::rpc::delivery::{parse_ack, parse_batch, ACK_EVERY, WINDOW};
@@ -58,7 +57,7 @@ struct Attached {
 struct Pipe {
     log: OffsetLog<MemoryStore>,
     spec: SubscriptionSpec<OffsetOnly>,
-    key: Rc<str>,
+    key: SharingKeys,
     relay: Relay,
     object: Option<Attached>,
     /// Acknowledged frames not yet given to the object.
@@ -70,7 +69,7 @@ struct Pipe {
 impl Pipe {
     fn new(start: Start) -> Pipe {
         let spec = spec(start);
-        let key = projection_key(&spec);
+        let key = SharingKeys::of(&spec);
         Pipe {
             log: OffsetLog::new(MemoryStore::default()),
             spec,
@@ -117,7 +116,7 @@ impl Pipe {
             &mut budget,
         )
         .unwrap();
-        let messages = pumped.messages;
+        let messages = pumped.messages.clone();
         self.messages_sent += messages.len();
         messages
     }
@@ -127,7 +126,12 @@ impl Pipe {
         for text in messages {
             match self.relay.on_message(text) {
                 Step::Forward { frames, ack } => {
-                    self.vendor.extend(frames.iter().map(|f| serde_json::from_str::<Value>(f).unwrap()));
+                    let start = pms_events::stream::protocol::next_start(&self.spec.id);
+                    let mut out = String::new();
+                    self.vendor.extend(frames.iter().map(|f| {
+                        f.render(&start, &mut out);
+                        serde_json::from_str::<Value>(&out).unwrap()
+                    }));
                     if let Some(ack) = ack {
                         let (count, _) = parse_ack(&ack).unwrap();
                         self.acked += count;

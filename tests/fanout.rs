@@ -88,14 +88,14 @@ fn spec_with<P>(filter: EventFilter, plan: P) -> SubscriptionSpec<P> {
 fn pump_unbounded<P: Projector + serde::Serialize>(
     log: &OffsetLog<MemoryStore>,
     s: &SubscriptionSpec<P>,
-    key: &std::rc::Rc<str>,
+    key: &SharingKeys,
     cursor: &mut Cursor,
     head: u64,
     window: u32,
     cache: &mut EventCache,
 ) -> Result<Vec<String>, pms_events::log::StoreError> {
     let mut budget = TurnBudget { pages: usize::MAX, bytes: usize::MAX };
-    pump(log, s, key, cursor, head, window, cache, &mut budget).map(|p| p.messages)
+    pump(log, s, key, cursor, head, window, cache, &mut budget).map(|p| p.messages.clone())
 }
 
 /// Test convenience: exactly one batch expected.
@@ -120,24 +120,24 @@ fn pump_respects_the_window_then_continues_after_acks() {
     let s = spec(EventFilter::default());
     let mut cursor = Cursor { next: 1, inflight: 0 };
     let mut cache = EventCache::default();
-    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
+    let b = pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
     assert_eq!(delivered(&b), vec![1, 2, 3, 4]);
     assert_eq!(parse_batch(&b).unwrap().through, 4);
     assert!(
-        pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().is_empty(),
+        pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 10, 4, &mut cache).unwrap().is_empty(),
         "window full: nothing more"
     );
     let (count, through) = parse_ack(&ack_message(4, 4)).unwrap();
     assert_eq!((count, through), (4, 4));
     cursor.inflight -= count;
-    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
+    let b = pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
     assert_eq!(delivered(&b), vec![5, 6, 7, 8]);
     cursor.inflight = 0;
-    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
+    let b = pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 10, 4, &mut cache).unwrap().only_batch();
     assert_eq!(delivered(&b), vec![9, 10]);
     assert_eq!(cursor.next, 11);
     assert!(
-        pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 4, &mut cache).unwrap().is_empty(),
+        pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 10, 4, &mut cache).unwrap().is_empty(),
         "caught up"
     );
 }
@@ -148,7 +148,7 @@ fn filters_skip_events_but_advance_the_cursor() {
     let filter = EventFilter { properties: Some(["TTE01".to_string()].into()), ..Default::default() };
     let s = spec(filter);
     let mut cursor = Cursor { next: 1, inflight: 0 };
-    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 5, 100, &mut EventCache::default())
+    let b = pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 5, 100, &mut EventCache::default())
         .unwrap()
         .only_batch();
     assert_eq!(delivered(&b), vec![1, 3]);
@@ -159,7 +159,7 @@ fn filters_skip_events_but_advance_the_cursor() {
     let b = pump_unbounded(
         &log,
         &spec(by_module.clone()),
-        &projection_key(&spec(by_module)),
+        &SharingKeys::of(&spec(by_module)),
         &mut cursor,
         5,
         100,
@@ -175,17 +175,25 @@ fn frames_are_graphql_ws_next_messages_and_a_gap_is_added_to_one() {
     let log = log_with(&["TTE01", "TTE02"]);
     let s = spec(EventFilter::default());
     let mut cursor = Cursor { next: 1, inflight: 0 };
-    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 2, 10, &mut EventCache::default())
+    let b = pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 2, 10, &mut EventCache::default())
         .unwrap()
         .only_batch();
     let batch = parse_batch(&b).unwrap();
     assert_eq!(batch.gap, None);
-    let first: Value = serde_json::from_str(batch.frames[0].1).unwrap();
+    // The object's payload has no operation id: the gateway renders the frame around it.
+    let payload: Value = serde_json::from_str(batch.frames[0].1).unwrap();
+    assert_eq!(payload, json!({"data": {"newEvent": {"offset": "1", "hotel": "TTE01"}}}));
+    let start = pms_events::stream::protocol::next_start(&s.id);
+    let mut frame = String::new();
+    render_frame(&start, batch.frames[0].1, None, &mut frame);
+    let first: Value = serde_json::from_str(&frame).unwrap();
     assert_eq!(
         first,
         json!({"id": "sub-1", "type": "next", "payload": {"data": {"newEvent": {"offset": "1", "hotel": "TTE01"}}}})
     );
-    let with: Value = serde_json::from_str(&with_gap(batch.frames[0].1, Gap { requested: 0, resumed_at: 1 })).unwrap();
+    assert_eq!(frame.len(), frame_overhead(&s.id) + batch.frames[0].1.len(), "the frame limit counts the id");
+    render_frame(&start, batch.frames[0].1, Some(Gap { requested: 0, resumed_at: 1 }), &mut frame);
+    let with: Value = serde_json::from_str(&frame).unwrap();
     assert_eq!(
         with,
         json!({"id": "sub-1", "type": "next", "payload": {"data": {"newEvent": {"offset": "1", "hotel": "TTE01"}}, "extensions": {"gap": {"requested": "0", "resumedAt": "1"}}}})
@@ -198,12 +206,12 @@ fn retention_overtaking_a_cursor_between_pumps_is_reported_before_the_next_frame
     let s = spec(EventFilter::default());
     let mut cursor = Cursor { next: 1, inflight: 0 };
     let mut cache = EventCache::default();
-    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 2, &mut cache).unwrap().only_batch();
+    let b = pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 10, 2, &mut cache).unwrap().only_batch();
     assert_eq!(delivered(&b), vec![1, 2]);
     // Retention deletes 3..5 before the subscriber acknowledges.
     log.store().delete(3..=5);
     cursor.inflight = 0;
-    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 10, 2, &mut EventCache::default())
+    let b = pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 10, 2, &mut EventCache::default())
         .unwrap()
         .only_batch();
     let batch = parse_batch(&b).unwrap();
@@ -213,9 +221,15 @@ fn retention_overtaking_a_cursor_between_pumps_is_reported_before_the_next_frame
     let mut relay = pms_events::stream::relay::Relay::new();
     relay.on_attached(1, None, 0);
     let pms_events::stream::relay::Step::Forward { frames, .. } = relay.on_message(&b) else { panic!() };
-    let first: Value = serde_json::from_str(&frames[0]).unwrap();
+    let start = pms_events::stream::protocol::next_start(&s.id);
+    let rendered = |i: usize| {
+        let mut frame = String::new();
+        frames[i].render(&start, &mut frame);
+        serde_json::from_str::<Value>(&frame).unwrap()
+    };
+    let first = rendered(0);
     assert_eq!(first["payload"]["extensions"]["gap"], json!({"requested": "3", "resumedAt": "6"}));
-    let second: Value = serde_json::from_str(&frames[1]).unwrap();
+    let second = rendered(1);
     assert_eq!(second["payload"].get("extensions"), None, "once only");
 }
 
@@ -225,7 +239,7 @@ fn retention_that_emptied_the_log_under_a_cursor_is_reported_without_a_frame() {
     let s = spec(EventFilter::default());
     let mut cursor = Cursor { next: 2, inflight: 0 };
     log.store().delete(1..=5);
-    let b = pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 5, 10, &mut EventCache::default())
+    let b = pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 5, 10, &mut EventCache::default())
         .unwrap()
         .only_batch();
     let batch = parse_batch(&b).unwrap();
@@ -249,7 +263,7 @@ fn a_filter_matching_nothing_reads_at_most_the_budget_per_turn_and_reports_progr
     log.append(&batch, 0).unwrap();
     let none = EventFilter { event_names: Some(["NONE".to_string()].into()), ..Default::default() };
     let s = spec(none);
-    let key = projection_key(&s);
+    let key = SharingKeys::of(&s);
     let mut cursor = Cursor { next: 1, inflight: 0 };
     let mut turns = 0;
     let mut last_through = 0;
@@ -262,7 +276,7 @@ fn a_filter_matching_nothing_reads_at_most_the_budget_per_turn_and_reports_progr
         assert!(reads <= TurnBudget::PER_TURN.pages, "turn {turns}: {reads} reads");
         assert!(out.cut_short || cursor.next > 10_000);
         // Each turn reports how far it got, with no frame, so the gateway's cursor follows.
-        let b = out.messages.into_iter().next().expect("a progress batch");
+        let b = out.messages.first().cloned().expect("a progress batch");
         let parsed = parse_batch(&b).unwrap();
         assert!(parsed.frames.is_empty());
         assert_eq!(out.frames, 0, "a progress batch is not a delivery");
@@ -279,7 +293,7 @@ fn a_filter_matching_nothing_reads_at_most_the_budget_per_turn_and_reports_progr
 fn pages_already_read_in_the_turn_cost_no_budget() {
     let log = log_with(&["TTE01"; 50]);
     let s = spec(EventFilter::default());
-    let key = projection_key(&s);
+    let key = SharingKeys::of(&s);
     let mut cache = EventCache::default();
     let mut budget = TurnBudget { pages: 1, bytes: usize::MAX };
     for _ in 0..20 {
@@ -305,7 +319,8 @@ fn a_frame_over_the_limit_ends_the_subscription_with_an_error_not_a_huge_message
     let s = spec_with(EventFilter::default(), Huge);
     let mut cursor = Cursor { next: 1, inflight: 0 };
     let mut budget = TurnBudget::PER_TURN;
-    let out = pump(&log, &s, &projection_key(&s), &mut cursor, 2, 10, &mut EventCache::default(), &mut budget).unwrap();
+    let out =
+        pump(&log, &s, &SharingKeys::of(&s), &mut cursor, 2, 10, &mut EventCache::default(), &mut budget).unwrap();
     assert!(out.failed);
     assert_eq!(out.messages.len(), 2, "{:?}", out.messages.iter().map(|m| m.len()).collect::<Vec<_>>());
     assert_eq!(delivered(&out.messages[0]), vec![1], "what fits is delivered first");
@@ -323,7 +338,7 @@ fn pages_larger_than_one_read_are_followed() {
     let b = pump_unbounded(
         &log,
         &spec(EventFilter::default()),
-        &projection_key(&spec(EventFilter::default())),
+        &SharingKeys::of(&spec(EventFilter::default())),
         &mut cursor,
         hotels.len() as u64,
         10_000,
@@ -370,7 +385,7 @@ fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_byte
     let s = spec_with(EventFilter::default(), Everything);
     let mut cursor = Cursor { next: 1, inflight: 0 };
     let batches =
-        pump_unbounded(&log, &s, &projection_key(&s), &mut cursor, 40, 512, &mut EventCache::default()).unwrap();
+        pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 40, 512, &mut EventCache::default()).unwrap();
     assert!(batches.len() >= 4, "{} batches", batches.len());
     let mut all = Vec::new();
     let mut last_through = 0;
@@ -383,4 +398,81 @@ fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_byte
     }
     assert_eq!(all, (1..=40).collect::<Vec<u64>>(), "every event once, in order, across pages and batches");
     assert_eq!(last_through, 40);
+}
+
+/// Every (cursor, room) a turn may meet, pumped once alone (a cache of its own) and once
+/// after other subscriptions alike were served in the same turn: the messages and the
+/// cursor must be the same either way, and alike ones must get the very same messages.
+#[test]
+fn subscriptions_alike_share_one_pump_per_turn_and_get_exactly_what_they_would_alone() {
+    let log = log_with(&["TTE01", "TTE02", "TTE01", "TTE01", "TTE02", "TTE01", "TTE02", "TTE02"]);
+    let head = 8;
+    let window = 4;
+    let only_tte01 = EventFilter { properties: Some(["TTE01".to_string()].into()), ..Default::default() };
+    let specs = [spec(EventFilter::default()), spec(only_tte01)];
+    let mut shared = EventCache::default();
+    let mut shared_budget = TurnBudget { pages: usize::MAX, bytes: usize::MAX };
+    let mut served = Vec::new();
+    for s in &specs {
+        for next in [1, 3, 6, 9] {
+            for inflight in 0..=window {
+                let start = Cursor { next, inflight };
+                let keys = SharingKeys::of(s);
+                let mut alone = start;
+                let mut budget = TurnBudget { pages: usize::MAX, bytes: usize::MAX };
+                let expected =
+                    pump(&log, s, &keys, &mut alone, head, window, &mut EventCache::default(), &mut budget).unwrap();
+                let mut cursor = start;
+                let got = pump(&log, s, &keys, &mut cursor, head, window, &mut shared, &mut shared_budget).unwrap();
+                assert_eq!(*got, *expected, "{start:?}");
+                assert_eq!(cursor, alone, "{start:?}");
+                served.push((keys.delivery.clone(), start, got));
+            }
+        }
+    }
+    let pumped = |filter: usize, next: u64, inflight: u32| {
+        let key = SharingKeys::of(&specs[filter]).delivery;
+        served.iter().find(|(k, c, _)| *k == key && *c == Cursor { next, inflight }).unwrap().2.clone()
+    };
+    let same = |a: &std::rc::Rc<Pumped>, b: &std::rc::Rc<Pumped>| std::rc::Rc::ptr_eq(a, b);
+    // The filtered subscription gets one frame from 6 (offset 6; 7 and 8 are another hotel).
+    // Rooms 4 and 2 both exceed it: one pump. Room 1 is filled by it, which leaves the
+    // cursor at 7 instead of past the head: a pump of its own.
+    assert_eq!(pumped(1, 6, 0).frames, 1);
+    assert!(same(&pumped(1, 6, 0), &pumped(1, 6, 2)));
+    assert!(!same(&pumped(1, 6, 0), &pumped(1, 6, 3)));
+    // Caught up: nothing to send, shared by every room.
+    assert!(same(&pumped(0, 9, 0), &pumped(0, 9, 3)));
+    // Different filters never share.
+    assert!(!same(&pumped(0, 1, 0), &pumped(1, 1, 0)));
+}
+
+#[test]
+fn the_delivery_key_separates_what_changes_the_messages_and_nothing_else() {
+    let base = spec(EventFilter::default());
+    let keys = SharingKeys::of(&base);
+    // Another vendor's operation with an id of the same length: the same messages.
+    let other = SubscriptionSpec { id: "sub-2".into(), app_key: "APPKEY002".into(), ..base.clone() };
+    assert_eq!(SharingKeys::of(&other), keys);
+    // The frame limit counts the id, so its length is part of the key; so are the response
+    // key, the filter and delta.
+    let longer = SubscriptionSpec { id: "sub-10".into(), ..base.clone() };
+    let aliased = SubscriptionSpec { response_key: "e".into(), ..base.clone() };
+    let filtered = spec(EventFilter { event_names: Some(["CHECKIN".to_string()].into()), ..Default::default() });
+    let delta = SubscriptionSpec { delta: true, ..base.clone() };
+    for different in [longer, aliased, filtered, delta.clone()] {
+        assert_ne!(SharingKeys::of(&different).delivery, keys.delivery, "{different:?}");
+    }
+    assert_eq!(SharingKeys::of(&SubscriptionSpec { response_key: "e".into(), ..base }).projection, keys.projection);
+    assert_ne!(SharingKeys::of(&delta).projection, keys.projection);
+}
+
+#[test]
+fn the_socket_state_survives_its_string_form_and_garbage_is_not_read_as_one() {
+    let state =
+        SocketState { key: "k3y with space".into(), cursor: Cursor { next: 9_007_199_254_740_991, inflight: 512 } };
+    assert_eq!(SocketState::decode(&state.encode()), Some(state));
+    for garbage in ["", "1", "1 2", "1 2 ", "x 2 k", "1 -2 k", "{\"key\":\"k\"}"] {
+        assert_eq!(SocketState::decode(garbage), None, "{garbage:?}");
+    }
 }

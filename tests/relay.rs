@@ -1,11 +1,13 @@
 //! The gateway's side of a subscription: forwarding, acknowledgement, reattach and gaps.
 
 use pms_events::stream::fanout::Start;
+use pms_events::stream::protocol::next_start;
 use pms_events::stream::relay::{Relay, Retry, Step, ACK_EVERY, MAX_ATTACH_FAILURES, MAX_BACKOFF_MS, STABLE_ATTACH_MS};
 use serde_json::Value;
 
+/// A payload as the chain object renders it (no operation id: the gateway adds it).
 fn frame(offset: u64) -> String {
-    format!(r#"{{"id":"s","type":"next","payload":{{"data":{{"newEvent":{{"o":"{offset}"}}}}}}}}"#)
+    format!(r#"{{"data":{{"newEvent":{{"o":"{offset}"}}}}}}"#)
 }
 
 fn batch(through: u64, offsets: &[u64], gap: Option<u64>) -> String {
@@ -21,7 +23,17 @@ fn batch(through: u64, offsets: &[u64], gap: Option<u64>) -> String {
 
 fn forwarded(relay: &mut Relay, text: &str) -> (Vec<Value>, Option<String>) {
     match relay.on_message(text) {
-        Step::Forward { frames, ack } => (frames.iter().map(|f| serde_json::from_str(f).unwrap()).collect(), ack),
+        Step::Forward { frames, ack } => {
+            let start = next_start("s");
+            let mut out = String::new();
+            let rendered = frames.iter().map(|f| {
+                f.render(&start, &mut out);
+                let frame: Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(frame["id"], "s", "the gateway renders the operation's frame");
+                frame
+            });
+            (rendered.collect(), ack)
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -9,6 +9,7 @@
 //! its cursor when it catches up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
@@ -267,6 +268,31 @@ impl Cursor {
     }
 }
 
+/// What the chain object keeps on a subscription's internal socket, so that it survives
+/// hibernation: the key of its registry row (the spec itself is too large for the
+/// runtime's 2 KiB attachment) and its cursor. Read and written on every serve, so it is
+/// one short string (`<next> <inflight> <key>`), which costs the runtime far less than an
+/// object of fields to clone in and out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketState {
+    pub key: String,
+    pub cursor: Cursor,
+}
+
+impl SocketState {
+    pub fn encode(&self) -> String {
+        format!("{} {} {}", self.cursor.next, self.cursor.inflight, self.key)
+    }
+
+    pub fn decode(text: &str) -> Option<SocketState> {
+        let mut parts = text.splitn(3, ' ');
+        let next = parts.next()?.parse().ok()?;
+        let inflight = parts.next()?.parse().ok()?;
+        let key = parts.next().filter(|k| !k.is_empty())?.to_string();
+        Some(SocketState { key, cursor: Cursor { next, inflight } })
+    }
+}
+
 /// Pages read and events parsed in one turn of the object, shared by every subscription
 /// it serves in that turn: after a publish, all caught-up subscribers read the same page,
 /// so the log is read and each event parsed once, not once per subscriber.
@@ -279,6 +305,53 @@ pub struct EventCache {
     pages: BTreeMap<Offset, Rc<Page>>,
     /// Projections by (offset, projection key): subscribers with the same selection share one.
     projected: HashMap<(Offset, Rc<str>), Rc<str>>,
+    /// Pumps by (delivery key, first offset): subscriptions that would be sent the same
+    /// messages get the same ones, built once (see [`SharingKeys`]).
+    pumped: HashMap<(Rc<str>, Offset), SharedPump>,
+}
+
+/// A pump's result kept for the other subscriptions of its turn with the same delivery key
+/// and cursor.
+struct SharedPump {
+    pumped: Rc<Pumped>,
+    /// Room the window had when it was built, and where it left the cursor.
+    room: u32,
+    next: Offset,
+}
+
+impl SharedPump {
+    /// Whether a cursor with `room` in its window would have produced the same: the pump
+    /// compares the window only against the frames it sends, so either the room is the
+    /// same, or both rooms are larger than the frames (the window stopped neither).
+    fn fits(&self, room: u32) -> bool {
+        room == self.room || (room > self.pumped.frames && self.room > self.pumped.frames)
+    }
+}
+
+/// What lets subscriptions share work in a turn of the chain object: `projection` is equal
+/// for subscriptions whose projections of an event are identical (plan and `delta`), and
+/// `delivery` for those that, from the same cursor with the same room, are sent identical
+/// messages (the projection, the response key, the filter, and the length of the frame
+/// around the payload, which the frame limit counts). Messages carry no operation id: the
+/// gateway adds it to each frame, so a hundred vendors subscribed alike cost the object one
+/// batch, rendered and handed to the runtime once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharingKeys {
+    pub projection: Rc<str>,
+    pub delivery: Rc<str>,
+}
+
+impl SharingKeys {
+    pub fn of<P: Serialize>(spec: &SubscriptionSpec<P>) -> Self {
+        let projection = projection_key(spec);
+        let delivery = Rc::from(format!(
+            "{}|{}|{}|{projection}",
+            frame_overhead(&spec.id),
+            serde_json::to_string(&spec.response_key).unwrap_or_default(),
+            serde_json::to_string(&spec.filter).unwrap_or_default(),
+        ));
+        SharingKeys { projection, delivery }
+    }
 }
 
 impl EventCache {
@@ -330,7 +403,8 @@ impl EventCache {
 }
 
 /// What one pump produced: the messages to send on the subscription's internal socket, in
-/// order, and whether the turn's budget stopped it before it caught up.
+/// order, and whether the turn's budget stopped it before it caught up. Shared by the
+/// subscriptions of a turn that would have produced the same (see [`SharingKeys`]).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pumped {
     pub messages: Vec<String>,
@@ -344,10 +418,35 @@ pub struct Pumped {
 /// Fills the subscription's window from the log, starting at its cursor, within the turn's
 /// `budget`. Returns the messages to send (none when there is nothing to send): batches,
 /// each under [`MAX_BATCH_BYTES`] unless a single frame is larger, and at most one `E`.
+/// A subscription with the same delivery key, cursor and room as one already pumped in
+/// this turn (same `cache`) gets that one's messages, and its cursor moves the same way.
 /// Reads and the returned messages belong to one synchronous turn: the caller sends them
 /// before any `await`.
 #[allow(clippy::too_many_arguments)]
 pub fn pump<S: LogStore, P: Projector>(
+    log: &OffsetLog<S>,
+    spec: &SubscriptionSpec<P>,
+    keys: &SharingKeys,
+    cursor: &mut Cursor,
+    head: Offset,
+    window: u32,
+    cache: &mut EventCache,
+    budget: &mut TurnBudget,
+) -> Result<Rc<Pumped>, StoreError> {
+    let room = window.saturating_sub(cursor.inflight);
+    let key = (keys.delivery.clone(), cursor.next);
+    if let Some(shared) = cache.pumped.get(&key).filter(|shared| shared.fits(room)) {
+        cursor.next = shared.next;
+        cursor.inflight += shared.pumped.frames;
+        return Ok(shared.pumped.clone());
+    }
+    let pumped = Rc::new(pump_once(log, spec, &keys.projection, cursor, head, window, cache, budget)?);
+    cache.pumped.insert(key, SharedPump { pumped: pumped.clone(), room, next: cursor.next });
+    Ok(pumped)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pump_once<S: LogStore, P: Projector>(
     log: &OffsetLog<S>,
     spec: &SubscriptionSpec<P>,
     projection_key: &Rc<str>,
@@ -359,9 +458,10 @@ pub fn pump<S: LogStore, P: Projector>(
 ) -> Result<Pumped, StoreError> {
     let mut out = Pumped::default();
     let mut batch = BatchWriter::default();
-    // The part of every `next` frame that is the same for this subscription, built once.
-    let prefix = next_prefix(spec);
-    let mut frame = String::new();
+    // The part of every payload that is the same for this subscription, built once.
+    let prefix = payload_prefix(spec);
+    let overhead = frame_overhead(&spec.id);
+    let mut payload = String::new();
     let started_at = cursor.next;
     while cursor.inflight < window && cursor.next <= head {
         let Some((page, start)) = cache.page(log, cursor.next, budget)? else {
@@ -385,26 +485,25 @@ pub fn pump<S: LogStore, P: Projector>(
                 cursor.next = e.offset + 1;
                 continue;
             }
-            frame.clear();
+            payload.clear();
             let projection = cache.projection(e, spec, projection_key);
-            render_next(&prefix, &projection, &mut frame);
-            if frame.len() > MAX_NEXT_FRAME_BYTES {
+            render_payload(&prefix, &projection, &mut payload);
+            let frame_len = overhead + payload.len();
+            if frame_len > MAX_NEXT_FRAME_BYTES {
                 batch.flush(cursor.next.saturating_sub(1), &mut out.messages);
                 out.messages.push(failure_message(
                     FRAME_TOO_LARGE,
                     &format!(
                         "the event at offset {} renders to {} bytes, over the {MAX_NEXT_FRAME_BYTES}-byte frame \
                             limit: select fewer fields and resubscribe from offset {}",
-                        e.offset,
-                        frame.len(),
-                        e.offset
+                        e.offset, frame_len, e.offset
                     ),
                 ));
                 out.failed = true;
                 return Ok(out);
             }
             cursor.next = e.offset + 1;
-            batch.push(e.offset, &frame, &mut out.messages);
+            batch.push(e.offset, &payload, &mut out.messages);
             cursor.inflight += 1;
             out.frames += 1;
         }
@@ -422,34 +521,47 @@ pub fn pump<S: LogStore, P: Projector>(
     Ok(out)
 }
 
-/// The start of every `next` message of graphql-transport-ws for this subscription, up to
-/// where an event's projection goes.
-fn next_prefix<P>(spec: &SubscriptionSpec<P>) -> String {
-    let mut prefix = next_start(&spec.id);
-    prefix.push_str("{\"data\":{");
+/// The start of every payload of this subscription's `next` messages, up to where an
+/// event's projection goes.
+fn payload_prefix<P>(spec: &SubscriptionSpec<P>) -> String {
+    let mut prefix = String::from("{\"data\":{");
     prefix.push_str(&serde_json::to_string(&spec.response_key).unwrap_or_default());
     prefix.push(':');
     prefix
 }
 
-/// One `next` message: the subscription's [`next_prefix`] and an event's projection (its
-/// selected fields as JSON), then the data's, the payload's and the message's ends.
-fn render_next(prefix: &str, projection: &str, out: &mut String) {
+/// One payload of a `next` message: the subscription's [`payload_prefix`] and an event's
+/// projection (its selected fields as JSON), then the data's and the payload's ends.
+fn render_payload(prefix: &str, projection: &str, out: &mut String) {
     out.push_str(prefix);
     out.push_str(projection);
     out.push_str("}}");
-    out.push_str(NEXT_END);
 }
 
-/// The frame with `extensions.gap` added to its payload: the first frame a subscription
-/// receives after retention dropped events it asked for. Frames are `next` messages
-/// ending in the payload's and the message's closing braces.
-pub fn with_gap(frame: &str, gap: Gap) -> String {
-    let body = frame.strip_suffix("}}").unwrap_or(frame);
-    format!(
-        "{body},\"extensions\":{{\"gap\":{{\"requested\":\"{}\",\"resumedAt\":\"{}\"}}}}}}}}",
-        gap.requested, gap.resumed_at
-    )
+/// The bytes a `next` frame of operation `id` adds around its payload.
+pub fn frame_overhead(id: &str) -> usize {
+    next_start(id).len() + NEXT_END.len()
+}
+
+/// A `next` frame of the operation whose [`next_start`] is `start`, carrying `payload`
+/// (as the chain object renders it), with `extensions.gap` added to the payload when
+/// retention dropped events before it: the first frame a subscription receives after that.
+pub fn render_frame(start: &str, payload: &str, gap: Option<Gap>, out: &mut String) {
+    out.clear();
+    out.push_str(start);
+    match gap {
+        None => out.push_str(payload),
+        Some(gap) => {
+            // A payload is a JSON object: the extensions go before its closing brace.
+            out.push_str(payload.strip_suffix('}').unwrap_or(payload));
+            let _ = write!(
+                out,
+                ",\"extensions\":{{\"gap\":{{\"requested\":\"{}\",\"resumedAt\":\"{}\"}}}}}}",
+                gap.requested, gap.resumed_at
+            );
+        }
+    }
+    out.push_str(NEXT_END);
 }
 
 /// The saved cursor a subscription resumes from (when it names no offset) and moves: one

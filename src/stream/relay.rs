@@ -12,11 +12,9 @@
 //!   within [`STABLE_ATTACH_MS`], counts as a failure; failures back off exponentially,
 //!   and after [`MAX_ATTACH_FAILURES`] in a row the operation ends with an error.
 
-use std::borrow::Cow;
-
 use crate::log::Offset;
 use crate::rpc::delivery::{ack_message, parse_batch, parse_failure};
-use crate::stream::fanout::{with_gap, Gap, Start};
+use crate::stream::fanout::{render_frame, Gap, Start};
 
 pub use crate::rpc::delivery::{ACK_EVERY, WINDOW};
 
@@ -38,11 +36,29 @@ pub enum Retry {
     GiveUp,
 }
 
+/// One event to forward: the payload of its `next` frame as the chain object rendered it
+/// (the same for every subscription alike, so it has no operation id), and the retention
+/// gap it is the first frame after, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub offset: Offset,
+    pub payload: &'a str,
+    pub gap: Option<Gap>,
+}
+
+impl Frame<'_> {
+    /// The `next` frame sent to the vendor, into `out`; `start` is the operation's
+    /// `protocol::next_start`.
+    pub fn render(&self, start: &str, out: &mut String) {
+        render_frame(start, self.payload, self.gap, out);
+    }
+}
+
 /// What the gateway does with one message from the chain object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step<'a> {
     /// Send these frames to the vendor, then `ack` (if any) to the object.
-    Forward { frames: Vec<Cow<'a, str>>, ack: Option<String> },
+    Forward { frames: Vec<Frame<'a>>, ack: Option<String> },
     /// The subscription failed with this GraphQL error code and message.
     Fail { code: &'a str, message: &'a str },
     /// Not a message of the internal protocol: ignore it.
@@ -130,16 +146,13 @@ impl Relay {
         // A batch is at most 1 MiB, so its frames fit a u32 many times over.
         let count = u32::try_from(batch.frames.len()).unwrap_or(u32::MAX);
         let mut frames = Vec::with_capacity(batch.frames.len());
-        for (offset, frame) in batch.frames {
+        for (offset, payload) in batch.frames {
             // A batch resent after a reattach may overlap what was forwarded.
             if offset < expected {
                 continue;
             }
-            let frame = match self.pending_gap.take() {
-                Some(requested) => Cow::Owned(with_gap(frame, Gap { requested, resumed_at: offset })),
-                None => Cow::Borrowed(frame),
-            };
-            frames.push(frame);
+            let gap = self.pending_gap.take().map(|requested| Gap { requested, resumed_at: offset });
+            frames.push(Frame { offset, payload, gap });
             self.forwarded += 1;
             self.first_offset.get_or_insert(offset);
             self.last_offset = Some(offset);

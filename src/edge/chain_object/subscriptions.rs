@@ -4,10 +4,11 @@
 //! where to start are `stream::fanout`'s and `stream::subscribe`'s decisions; this file
 //! keeps the sockets, their attachments and the registry of specs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{Headers, Request, Response, Result, WebSocket, WebSocketPair};
 
 use super::object::{internal, refuse, ChainObject};
@@ -17,22 +18,59 @@ use crate::log::Offset;
 use crate::rpc;
 use crate::rpc::delivery::{parse_ack, WINDOW};
 use crate::stream::fanout::{
-    cursor_key, projection_key, pump, resolve_start, Cursor, EventCache, FanOutStart, StartError, SubscriptionSpec,
-    TurnBudget,
+    cursor_key, pump, resolve_start, Cursor, EventCache, FanOutStart, Pumped, SharingKeys, SocketState, StartError,
+    SubscriptionSpec, TurnBudget,
 };
 use crate::stream::protocol::close;
 use crate::stream::subscribe::still_granted;
 
 type Spec = SubscriptionSpec<ProjectionPlan>;
-/// A spec and its projection key (subscriptions with equal keys share projections).
-pub type LoadedSpec = (Rc<Spec>, Rc<str>);
+/// A spec and the keys by which subscriptions alike share projections and messages.
+pub type LoadedSpec = (Rc<Spec>, SharingKeys);
 
-/// Kept on each internal socket, so it survives hibernation. Small on purpose (the
-/// runtime caps attachments at 2 KiB): the spec itself lives in the `subscriptions` table.
-#[derive(Serialize, Deserialize)]
-struct Attachment {
-    key: String,
-    cursor: Cursor,
+#[wasm_bindgen]
+extern "C" {
+    /// An internal socket as JavaScript has it: `send` of a message that already is a
+    /// JavaScript string (the worker crate's `send_with_str` copies from wasm every time).
+    type JsSocket;
+    #[wasm_bindgen(method, catch, js_name = send)]
+    fn send_value(this: &JsSocket, message: &JsValue) -> std::result::Result<(), JsValue>;
+}
+
+/// A socket's [`SocketState`], kept as its attachment (`None`: not one of ours).
+fn socket_state(ws: &WebSocket) -> Result<Option<SocketState>> {
+    Ok(ws.deserialize_attachment::<String>()?.as_deref().and_then(SocketState::decode))
+}
+
+/// One turn's serving of subscriptions: the pages, projections and pumps they share, the
+/// storage budget, and each shared message as a JavaScript string, made once and sent to
+/// every socket it is for.
+struct ServeTurn {
+    cache: EventCache,
+    budget: TurnBudget,
+    /// By the pump's address; the `Rc` held here keeps that address unique in the turn.
+    messages: HashMap<*const Pumped, (Rc<Pumped>, Vec<JsValue>)>,
+}
+
+impl ServeTurn {
+    fn new() -> Self {
+        ServeTurn { cache: EventCache::default(), budget: TurnBudget::PER_TURN, messages: HashMap::new() }
+    }
+
+    fn send(&mut self, ws: &WebSocket, pumped: &Rc<Pumped>) -> Result<()> {
+        if pumped.messages.is_empty() {
+            return Ok(());
+        }
+        let (_, messages) = self
+            .messages
+            .entry(Rc::as_ptr(pumped))
+            .or_insert_with(|| (pumped.clone(), pumped.messages.iter().map(|m| JsValue::from_str(m)).collect()));
+        let socket: &JsSocket = AsRef::<worker::web_sys::WebSocket>::as_ref(ws).unchecked_ref();
+        for message in messages.iter() {
+            socket.send_value(message)?;
+        }
+        Ok(())
+    }
 }
 
 /// Why an internal socket is closed when its subscription's state cannot be read.
@@ -72,10 +110,11 @@ impl ChainObject {
         let pair = WebSocketPair::new()?;
         let conn_tag = rpc::connection_tag(&spec.connection_id);
         self.state.accept_websocket_with_tags(&pair.server, &[key.as_str(), spec.app_key.as_str(), conn_tag.as_str()]);
-        pair.server
-            .serialize_attachment(&Attachment { key: key.clone(), cursor: Cursor { next: start, inflight: 0 } })?;
-        let projection = projection_key(&spec);
-        self.specs.borrow_mut().insert(key, (Rc::new(spec), projection));
+        pair.server.serialize_attachment(
+            SocketState { key: key.clone(), cursor: Cursor { next: start, inflight: 0 } }.encode(),
+        )?;
+        let keys = SharingKeys::of(&spec);
+        self.specs.borrow_mut().insert(key, (Rc::new(spec), keys));
         let headers = Headers::new();
         headers.set(rpc::START_HEADER, &start.to_string())?;
         // The gateway keeps the gap until a frame it forwards carries it.
@@ -93,13 +132,12 @@ impl ChainObject {
         };
         let head = self.log.head().map_err(internal)?;
         if through > 0 {
-            if let Some(att) = ws.deserialize_attachment::<Attachment>()? {
-                let (spec, _) = self.spec(&att.key)?;
+            if let Some(state) = socket_state(ws)? {
+                let (spec, _) = self.spec(&state.key)?;
                 self.storage().save_cursor(&cursor_key(&spec), through, now_ms())?;
             }
         }
-        let mut budget = TurnBudget::PER_TURN;
-        match self.serve(ws, head, &mut EventCache::default(), &mut budget, count) {
+        match self.serve(ws, head, &mut ServeTurn::new(), count) {
             Ok(true) => self.schedule_fan_out(true),
             Ok(false) => {}
             Err(e) => {
@@ -117,7 +155,7 @@ impl ChainObject {
         let _ = ws.close(Some(code), Some("closed"));
     }
 
-    /// A subscription's spec and projection key, from memory or from the registry table.
+    /// A subscription's spec and sharing keys, from memory or from the registry table.
     fn spec(&self, key: &str) -> Result<LoadedSpec> {
         if let Some(entry) = self.specs.borrow().get(key) {
             return Ok(entry.clone());
@@ -127,35 +165,27 @@ impl ChainObject {
             .subscription(key)?
             .ok_or_else(|| worker::Error::RustError(format!("subscription {key} is not registered")))?;
         let spec: Spec = serde_json::from_str(&json).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let projection = projection_key(&spec);
-        let entry = (Rc::new(spec), projection);
+        let keys = SharingKeys::of(&spec);
+        let entry = (Rc::new(spec), keys);
         self.specs.borrow_mut().insert(key.to_string(), entry.clone());
         Ok(entry)
     }
 
     /// Sends a subscription what its window and the turn's budget allow, from storage at
     /// its cursor. Returns whether the budget cut it short (it needs another turn).
-    fn serve(
-        &self,
-        ws: &WebSocket,
-        head: Offset,
-        cache: &mut EventCache,
-        budget: &mut TurnBudget,
-        acked: u32,
-    ) -> Result<bool> {
-        let Some(mut att) = ws.deserialize_attachment::<Attachment>()? else {
+    fn serve(&self, ws: &WebSocket, head: Offset, turn: &mut ServeTurn, acked: u32) -> Result<bool> {
+        let Some(mut state) = socket_state(ws)? else {
             return Ok(false);
         };
-        if !att.cursor.acknowledge(acked, head) {
+        let saved = state.cursor;
+        if !state.cursor.acknowledge(acked, head) {
             // Not even the spec is needed.
             return Ok(false);
         }
-        let (spec, projection) = self.spec(&att.key)?;
-        let pumped =
-            pump(&self.log, &spec, &projection, &mut att.cursor, head, WINDOW, cache, budget).map_err(internal)?;
-        for message in &pumped.messages {
-            ws.send_with_str(message)?;
-        }
+        let (spec, keys) = self.spec(&state.key)?;
+        let pumped = pump(&self.log, &spec, &keys, &mut state.cursor, head, WINDOW, &mut turn.cache, &mut turn.budget)
+            .map_err(internal)?;
+        turn.send(ws, &pumped)?;
         self.deliveries.set(self.deliveries.get() + u64::from(pumped.frames));
         if pumped.failed {
             // The `E` message said why; the gateway ends the operation.
@@ -163,7 +193,9 @@ impl ChainObject {
             let _ = ws.close(Some(close::NORMAL), Some("subscription failed"));
             return Ok(false);
         }
-        ws.serialize_attachment(&att)?;
+        if state.cursor != saved {
+            ws.serialize_attachment(state.encode())?;
+        }
         Ok(pumped.cut_short)
     }
 
@@ -201,11 +233,10 @@ impl ChainObject {
             return false;
         };
         let Ok(head) = self.log.head() else { return false };
-        let mut cache = EventCache::default();
-        let mut budget = TurnBudget::PER_TURN;
+        let mut turn = ServeTurn::new();
         let mut behind = false;
         for ws in sockets[first..].iter().chain(&sockets[..first]) {
-            match self.serve(ws, head, &mut cache, &mut budget, 0) {
+            match self.serve(ws, head, &mut turn, 0) {
                 Ok(cut_short) => behind |= cut_short,
                 Err(e) => {
                     // One broken subscription must not stop delivery to the others.
@@ -218,9 +249,9 @@ impl ChainObject {
     }
 
     pub(super) fn forget(&self, ws: &WebSocket) {
-        if let Ok(Some(att)) = ws.deserialize_attachment::<Attachment>() {
-            self.specs.borrow_mut().remove(&att.key);
-            let _ = self.storage().unregister_subscription(&att.key);
+        if let Ok(Some(state)) = socket_state(ws) {
+            self.specs.borrow_mut().remove(&state.key);
+            let _ = self.storage().unregister_subscription(&state.key);
         }
     }
 
@@ -231,7 +262,7 @@ impl ChainObject {
             .state
             .get_websockets()
             .iter()
-            .filter_map(|ws| ws.deserialize_attachment::<Attachment>().ok().flatten().map(|a| a.key))
+            .filter_map(|ws| socket_state(ws).ok().flatten().map(|state| state.key))
             .collect();
         let Ok(keys) = self.storage().subscription_keys() else { return };
         for key in keys.into_iter().filter(|k| !live.contains(k)) {

@@ -18,7 +18,7 @@ use crate::graphql::codes::{BAD_REQUEST, INTERNAL_SERVER_ERROR};
 use crate::graphql::{GraphQLError, Operation, ProjectionPlan, QueryContext, SubscribePayload};
 use crate::rpc;
 use crate::stream::fanout::SubscriptionSpec;
-use crate::stream::protocol::close;
+use crate::stream::protocol::{close, next_start};
 use crate::stream::relay::{Retry, Step};
 use crate::stream::subscribe::plan_subscription;
 
@@ -172,6 +172,10 @@ async fn forward(
     }
     let open = op.relay.borrow_mut().on_attached(start, gap, now_ms());
     let _ = internal.send_with_str(open);
+    // The chain object's payloads carry no operation id (they are shared by every
+    // subscription alike): each frame gets this operation's start, in one reused buffer.
+    let frame_start = next_start(id);
+    let mut frame = String::new();
     while let Some(Ok(WebsocketEvent::Message(msg))) = events.next().await {
         let Some(text) = msg.text() else { continue };
         if !conn.owns(id, op) || !conn.session.borrow().is_active(id) {
@@ -181,8 +185,9 @@ async fn forward(
         let step = op.relay.borrow_mut().on_message(&text);
         match step {
             Step::Forward { frames, ack } => {
-                for frame in &frames {
-                    conn.send(frame);
+                for event in &frames {
+                    event.render(&frame_start, &mut frame);
+                    conn.send(&frame);
                 }
                 if let Some(ack) = ack {
                     let _ = internal.send_with_str(ack);
