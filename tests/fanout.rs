@@ -476,3 +476,86 @@ fn the_socket_state_survives_its_string_form_and_garbage_is_not_read_as_one() {
         assert_eq!(SocketState::decode(garbage), None, "{garbage:?}");
     }
 }
+
+fn event(id: &str, hotel: &str) -> ValidEvent {
+    ValidEvent {
+        unique_event_id: id.into(),
+        hotel_id: hotel.into(),
+        module_name: "Room".into(),
+        event_name: "CHECKIN".into(),
+        body: serde_json::to_string(&json!({"metadata": {"uniqueEventId": id}, "hotelId": hotel})).unwrap(),
+        minted: false,
+    }
+}
+
+/// Appends `batch` as the chain object does, recording what was stored.
+fn append_recording(log: &OffsetLog<MemoryStore>, recent: &mut RecentEvents, batch: &[ValidEvent], at: u64) {
+    let head_before = log.head().unwrap();
+    let offsets = log.append(batch, at).unwrap();
+    recent.record(head_before, batch, &offsets, at);
+}
+
+#[test]
+fn a_fan_out_serves_what_was_just_stored_from_memory_exactly_as_from_storage() {
+    let log = log_with(&["TTE01", "TTE02", "TTE01"]);
+    let mut recent = RecentEvents::default();
+    // Two publishes since the last fan-out; the second repeats an id of the log and one of
+    // its own batch, which get their first offsets and are not stored again.
+    append_recording(&log, &mut recent, &[event("a", "TTE01"), event("b", "TTE02")], 7);
+    append_recording(&log, &mut recent, &[event("u0", "TTE01"), event("c", "TTE01"), event("c", "TTE01")], 8);
+    let head = log.head().unwrap();
+    assert_eq!(head, 6);
+    let page = recent.take_page(head).expect("the events since the last fan-out reach the head");
+    assert_eq!(page.events.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![4, 5, 6]);
+    assert_eq!(*page, log.read_page(4, PAGE, PAGE_BYTES).unwrap(), "the same page storage gives");
+    assert!(recent.take_page(head).is_none(), "a fan-out takes them");
+
+    let only_tte01 = EventFilter { properties: Some(["TTE01".to_string()].into()), ..Default::default() };
+    for s in [spec(EventFilter::default()), spec(only_tte01)] {
+        let keys = SharingKeys::of(&s);
+        let mut from_memory = EventCache::starting_with(Some(page.clone()));
+        for next in 1..=7 {
+            let unlimited = || TurnBudget { pages: usize::MAX, bytes: usize::MAX };
+            let mut stored_cursor = Cursor { next, inflight: 0 };
+            let stored =
+                pump(&log, &s, &keys, &mut stored_cursor, head, 512, &mut EventCache::default(), &mut unlimited())
+                    .unwrap();
+            let reads = log.store().reads.get();
+            let mut cursor = Cursor { next, inflight: 0 };
+            let got = pump(&log, &s, &keys, &mut cursor, head, 512, &mut from_memory, &mut unlimited()).unwrap();
+            assert_eq!((&*got, cursor), (&*stored, stored_cursor), "from {next}");
+            if next >= 4 {
+                assert_eq!(log.store().reads.get(), reads, "from {next}: served from memory, no read");
+            }
+        }
+    }
+}
+
+#[test]
+fn recent_events_are_held_only_while_they_are_what_storage_holds_up_to_the_head_and_bounded() {
+    let log = log_with(&["TTE01"]);
+    let mut recent = RecentEvents::default();
+    // Retention may have deleted them.
+    append_recording(&log, &mut recent, &[event("a", "TTE01")], 1);
+    recent.clear();
+    append_recording(&log, &mut recent, &[event("b", "TTE01")], 2);
+    let page = recent.take_page(3).unwrap();
+    assert_eq!(page.events.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![3], "only what came after");
+    // A store the record did not see (cannot happen in the object): what is held does not
+    // reach the head, so the fan-out reads storage; and a later record does not continue it.
+    append_recording(&log, &mut recent, &[event("c", "TTE01")], 3);
+    log.append(&[event("d", "TTE01")], 4).unwrap();
+    assert!(recent.take_page(log.head().unwrap()).is_none());
+    append_recording(&log, &mut recent, &[event("c2", "TTE01")], 4);
+    log.append(&[event("d2", "TTE01")], 4).unwrap();
+    append_recording(&log, &mut recent, &[event("e", "TTE01")], 5);
+    let page = recent.take_page(log.head().unwrap()).unwrap();
+    assert_eq!(page.events.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![8], "no hole held");
+    // More than a page since the last fan-out: nothing is held until the next one.
+    let many: Vec<ValidEvent> = (0..=PAGE).map(|i| event(&format!("m{i}"), "TTE01")).collect();
+    append_recording(&log, &mut recent, &many, 6);
+    append_recording(&log, &mut recent, &[event("f", "TTE01")], 6);
+    assert!(recent.take_page(log.head().unwrap()).is_none());
+    append_recording(&log, &mut recent, &[event("g", "TTE01")], 7);
+    assert_eq!(recent.take_page(log.head().unwrap()).unwrap().events.len(), 1, "held again after a fan-out");
+}

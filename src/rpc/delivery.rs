@@ -2,7 +2,7 @@
 //! the gateway's answers:
 //!
 //! ```text
-//! B <through>[ g<requested>]\n<offset> <next frame>\n<offset> <next frame>...
+//! B <through>[ g<requested>]\n<offset> <payload>\n<offset> <payload>...
 //! E <code> <message>
 //! A <count> <through>
 //! ```
@@ -12,8 +12,11 @@
 //! `g<requested>` says retention dropped events from `requested` on before this batch's
 //! first frame: the gateway, which owns the pending gap until a frame carried it (also
 //! across reattaches), adds `extensions.gap` to the next frame it forwards. `E` ends the
-//! subscription with a GraphQL error (a frame over the limit). The gateway forwards the
-//! frames and answers `A`: `count` frames forwarded, through offset `through`.
+//! subscription with a GraphQL error (a frame over the limit). Each frame is the payload of
+//! a `next` message without the operation id, so every subscription alike (same selection,
+//! filter and cursor) is sent the very same batch, made once; the gateway renders the
+//! vendor's `next` frame around each payload, forwards it, and answers `A`: `count` frames
+//! forwarded, through offset `through`.
 
 use std::fmt::Write as _;
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::graphql::codes::FRAME_TOO_LARGE;
-use crate::log::{LogBounds, LogStore, Offset, OffsetLog, Page, StoreError, StoredEvent};
+use crate::log::{LogBounds, LogStore, Offset, OffsetLog, Page, StoreError, StoredEvent, ValidEvent};
 use crate::rpc::delivery::{failure_message, BatchWriter, MAX_BATCH_BYTES};
 use crate::stream::protocol::{next_start, NEXT_END};
 
@@ -293,6 +293,73 @@ impl SocketState {
     }
 }
 
+/// The events the chain object stored since its last fan-out, kept in memory so that the
+/// fan-out serves its caught-up subscriptions without reading back rows it has just
+/// written (a storage read per fan-out was the largest part of a quiet chain's fan-out).
+/// Held only while they run up to the head without a hole, and within [`PAGE`] events and
+/// [`PAGE_BYTES`] of bodies, as one page read from storage would be; past that nothing is
+/// held and the fan-out reads storage as before. Retention and restarts empty it.
+#[derive(Debug, Default)]
+pub struct RecentEvents {
+    events: Vec<StoredEvent>,
+    bytes: usize,
+    /// Too many since the last fan-out: hold nothing until then.
+    overflowed: bool,
+}
+
+impl RecentEvents {
+    /// A batch was stored: `offsets` are what the append returned for `batch`, and the
+    /// head was `head_before` before it. The new rows are the offsets past that head, in
+    /// order (an event already in the log, or repeated in the batch, got an older offset).
+    pub fn record(&mut self, head_before: Offset, batch: &[ValidEvent], offsets: &[Offset], stored_at: u64) {
+        if self.events.last().is_some_and(|e| e.offset != head_before) {
+            // Something was stored that is not held (cannot happen: every append records).
+            self.clear();
+        }
+        let mut next = head_before + 1;
+        for (event, &offset) in batch.iter().zip(offsets) {
+            if offset != next {
+                continue;
+            }
+            next += 1;
+            self.bytes += event.body.len();
+            if self.overflowed || self.events.len() >= PAGE || self.bytes > PAGE_BYTES {
+                self.events.clear();
+                self.overflowed = true;
+                continue;
+            }
+            self.events.push(StoredEvent {
+                offset,
+                unique_event_id: event.unique_event_id.clone(),
+                hotel_id: event.hotel_id.clone(),
+                module_name: event.module_name.clone(),
+                event_name: event.event_name.clone(),
+                stored_at,
+                body: event.body.clone(),
+            });
+        }
+    }
+
+    /// What a fan-out starts with: the held events as the page storage would give from the
+    /// first of them, if they reach `head` (the head the fan-out serves up to). Empties it.
+    pub fn take_page(&mut self, head: Offset) -> Option<Rc<Page>> {
+        let events = std::mem::take(&mut self.events);
+        let overflowed = std::mem::take(&mut self.overflowed);
+        self.bytes = 0;
+        if overflowed || events.last().is_none_or(|e| e.offset != head) {
+            return None;
+        }
+        Some(Rc::new(Page { events, next: head + 1, at_end: true }))
+    }
+
+    /// Rows were deleted (retention): what is held may no longer be stored.
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.bytes = 0;
+        self.overflowed = false;
+    }
+}
+
 /// Pages read and events parsed in one turn of the object, shared by every subscription
 /// it serves in that turn: after a publish, all caught-up subscribers read the same page,
 /// so the log is read and each event parsed once, not once per subscriber.
@@ -355,6 +422,18 @@ impl SharingKeys {
 }
 
 impl EventCache {
+    /// A cache that starts with `page` (events of this turn's head that the caller knows
+    /// are stored exactly so, see [`RecentEvents`]), which cost no budget.
+    pub fn starting_with(page: Option<Rc<Page>>) -> Self {
+        let mut cache = EventCache::default();
+        if let Some(page) = page {
+            if let Some(first) = page.events.first() {
+                cache.pages.insert(first.offset, page);
+            }
+        }
+        cache
+    }
+
     /// The stored events from `from` on, as a page read in this turn and the index of the
     /// first event at or after `from` in it; read from storage if no page of the turn
     /// covers `from` and the budget allows.

@@ -19,8 +19,8 @@ pub fn offers_subprotocol(header: &str) -> bool {
 
 /// The start of every `next` message of operation `id`, up to its payload: a `next` is
 /// this, the payload's JSON, and [`NEXT_END`]. The one builder of `next` frames: query
-/// results here, and the chain object's rendered events (`fanout`), which build it once
-/// per subscription.
+/// results here, and events in the gateway (`fanout::render_frame`, around the payload the
+/// chain object rendered), which builds it once per subscription.
 pub fn next_start(id: &str) -> String {
     format!("{{\"id\":{},\"type\":\"next\",\"payload\":", serde_json::to_string(id).unwrap_or_default())
 }

@@ -15,7 +15,7 @@ use crate::edge::{audit, now_ms, settings};
 use crate::log::{OffsetLog, StoreError};
 use crate::rpc;
 use crate::rpc::append::decode_batch;
-use crate::stream::fanout::{FanOutSchedule, SAVED_CURSOR_TTL_MS};
+use crate::stream::fanout::{FanOutSchedule, RecentEvents, SAVED_CURSOR_TTL_MS};
 
 pub struct ChainObject {
     pub(super) state: State,
@@ -24,6 +24,8 @@ pub struct ChainObject {
     /// Specs of attached subscriptions, loaded from the `subscriptions` table on demand.
     pub(super) specs: RefCell<HashMap<String, LoadedSpec>>,
     pub(super) fan_out: RefCell<FanOutSchedule>,
+    /// Events stored since the last fan-out, which it serves without reading them back.
+    pub(super) recent: RefCell<RecentEvents>,
     /// When the alarm this instance set will fire (ms). Spares a storage round trip on
     /// every publish; lost on restart, when the next publish asks storage again.
     alarm_at: Cell<Option<u64>>,
@@ -66,6 +68,7 @@ impl ChainObject {
             env,
             specs: RefCell::new(HashMap::new()),
             fan_out: RefCell::new(FanOutSchedule::default()),
+            recent: RefCell::new(RecentEvents::default()),
             alarm_at: Cell::new(None),
             chain_code: RefCell::new(None),
             webhooks_in_flight: RefCell::new(HashSet::new()),
@@ -155,6 +158,8 @@ impl ChainObject {
         if let Err(e) = self.wake_webhooks(webhooks::SKIPS_PER_WAKE).await {
             worker::console_error!("webhooks from the alarm: {e}");
         }
+        // What the next fan-out would serve from memory may be among the rows deleted.
+        self.recent.borrow_mut().clear();
         let outcome = self.log.apply_retention(now_ms(), self.retention_ms()).map_err(internal)?;
         if outcome.deleted > 0 {
             audit("retention.applied", serde_json::json!({"deleted": outcome.deleted}));
@@ -195,7 +200,9 @@ impl ChainObject {
         let batch = decode_batch(&req.bytes().await?).map_err(worker::Error::RustError)?;
         let now = now_ms();
         // One synchronous turn: offsets assigned and rows written together (see `mod.rs`).
+        let head_before = self.log.head().map_err(internal)?;
         let offsets = self.log.append(&batch, now).map_err(internal)?;
+        self.recent.borrow_mut().record(head_before, &batch, &offsets, now);
         self.schedule_fan_out(false);
         self.ensure_alarm(now).await?;
         // Before the answer: once a batch is acknowledged, its webhook deliveries are begun

@@ -1,8 +1,9 @@
 //! The chain object's side of streaming: a gateway attaches one internal socket per
 //! subscription (accepted with the hibernation API), and the object sends it batches of
-//! ready-made `next` frames from storage at its cursor. What to send, when to fan out and
-//! where to start are `stream::fanout`'s and `stream::subscribe`'s decisions; this file
-//! keeps the sockets, their attachments and the registry of specs.
+//! rendered `next` payloads from storage at its cursor (subscriptions alike share them).
+//! What to send, when to fan out and where to start are `stream::fanout`'s and
+//! `stream::subscribe`'s decisions; this file keeps the sockets, their attachments and the
+//! registry of specs.
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -14,7 +15,7 @@ use worker::{Headers, Request, Response, Result, WebSocket, WebSocketPair};
 use super::object::{internal, refuse, ChainObject};
 use crate::edge::{audit, now_ms, settings};
 use crate::graphql::ProjectionPlan;
-use crate::log::Offset;
+use crate::log::{Offset, Page};
 use crate::rpc;
 use crate::rpc::delivery::{parse_ack, WINDOW};
 use crate::stream::fanout::{
@@ -53,8 +54,9 @@ struct ServeTurn {
 }
 
 impl ServeTurn {
-    fn new() -> Self {
-        ServeTurn { cache: EventCache::default(), budget: TurnBudget::PER_TURN, messages: HashMap::new() }
+    /// `recent`: the events the object stored since its last fan-out, up to the head.
+    fn new(recent: Option<Rc<Page>>) -> Self {
+        ServeTurn { cache: EventCache::starting_with(recent), budget: TurnBudget::PER_TURN, messages: HashMap::new() }
     }
 
     fn send(&mut self, ws: &WebSocket, pumped: &Rc<Pumped>) -> Result<()> {
@@ -137,7 +139,7 @@ impl ChainObject {
                 self.storage().save_cursor(&cursor_key(&spec), through, now_ms())?;
             }
         }
-        match self.serve(ws, head, &mut ServeTurn::new(), count) {
+        match self.serve(ws, head, &mut ServeTurn::new(None), count) {
             Ok(true) => self.schedule_fan_out(true),
             Ok(false) => {}
             Err(e) => {
@@ -233,7 +235,7 @@ impl ChainObject {
             return false;
         };
         let Ok(head) = self.log.head() else { return false };
-        let mut turn = ServeTurn::new();
+        let mut turn = ServeTurn::new(self.recent.borrow_mut().take_page(head));
         let mut behind = false;
         for ws in sockets[first..].iter().chain(&sockets[..first]) {
             match self.serve(ws, head, &mut turn, 0) {
