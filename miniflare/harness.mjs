@@ -62,6 +62,10 @@ export async function startWorker(opts = {}) {
   }
   const mf = new Miniflare({
     ...workerScript,
+    // A build of another commit (its build/ folder), for a benchmark comparing the two.
+    ...(opts.buildDir
+      ? { scriptPath: path.join(opts.buildDir, "worker/shim.mjs"), modulesRoot: path.dirname(opts.buildDir) }
+      : {}),
     durableObjects: {
       CHAIN_LOG: { className: "ChainLog", useSQLite: true },
       LOGIN_GUARD: { className: "LoginGuardObject", useSQLite: true },

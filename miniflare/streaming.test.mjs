@@ -472,10 +472,12 @@ test("events arrive in order with every selected field (aliases, named fragment,
     const sent = Array.from({ length: 5 }, (_, i) => event(i % 2 ? "TTE02" : "TTE01", {
       eventName: ["CHECKIN", "CHECKOUT", "ROOMMOVE", "FOLIO", "CHECKIN"][i],
       uniqueEventId: uid(`sel${i}`),
-      detail: [{ elementName: `E${i}`, elementType: "String", newValue: `v${i}`, oldValue: "old" }],
+      // Outside ASCII, and outside the Basic Multilingual Plane: the gateway sends a batch's
+      // frames as slices of one string, cut at UTF-16 indices.
+      detail: [{ elementName: `E${i}`, elementType: "String", newValue: `v${i} Zoë 🏨`, oldValue: "old" }],
     }));
-    const offsets = [];
-    for (const e of sent) offsets.push(...(await pub("TTE", e)));
+    // One batch: its five frames reach the gateway in one message.
+    const offsets = await pub("TTE", sent);
     assert.deepEqual(offsets, range(h + 1, h + 5));
     const got = await s.take(5);
     got.forEach((payload, i) => {
@@ -485,7 +487,7 @@ test("events arrive in order with every selected field (aliases, named fragment,
         eventName: sent[i].eventName,
         hotel: sent[i].hotelId,
         metadata: { uniqueEventId: sent[i].uniqueEventId },
-        detail: [{ name: `E${i}`, newValue: `v${i}` }],
+        detail: [{ name: `E${i}`, newValue: `v${i} Zoë 🏨` }],
       };
       assert.deepEqual(payload, { data: { ev: expected } });
       assert.deepEqual(Object.keys(payload.data.ev), Object.keys(expected), "response keys in selection order");

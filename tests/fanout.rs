@@ -192,6 +192,7 @@ fn frames_are_graphql_ws_next_messages_and_a_gap_is_added_to_one() {
         json!({"id": "sub-1", "type": "next", "payload": {"data": {"newEvent": {"offset": "1", "hotel": "TTE01"}}}})
     );
     assert_eq!(frame.len(), frame_overhead(&s.id) + batch.frames[0].1.len(), "the frame limit counts the id");
+    frame.clear();
     render_frame(&start, batch.frames[0].1, Some(Gap { requested: 0, resumed_at: 1 }), &mut frame);
     let with: Value = serde_json::from_str(&frame).unwrap();
     assert_eq!(

@@ -164,3 +164,45 @@ fn an_e_message_fails_the_subscription_and_garbage_is_ignored() {
     assert_eq!(r.on_message("hello"), Step::Ignore);
     assert_eq!(r.on_message("B x"), Step::Ignore);
 }
+
+/// The gateway sends a batch's frames as slices of one JavaScript string: the ends it
+/// records are UTF-16 indices, so a frame with characters outside ASCII (a guest's name)
+/// and one outside the Basic Multilingual Plane must still cut exactly.
+#[test]
+fn rendered_frames_cut_at_utf16_ends_into_exactly_the_frames_rendered_one_by_one() {
+    use pms_events::stream::fanout::Gap;
+    use pms_events::stream::relay::{Frame, RenderedFrames};
+    let payloads = [r#"{"data":{"e":{"n":"Zoë Ångström"}}}"#, r#"{"data":{"e":{"n":"🏨 x"}}}"#, r#"{"data":{"e":1}}"#];
+    let frames: Vec<Frame> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Frame {
+            offset: i as u64 + 1,
+            payload: p,
+            gap: (i == 1).then_some(Gap { requested: 1, resumed_at: 2 }),
+        })
+        .collect();
+    let start = next_start("op-é");
+    let mut rendered = RenderedFrames::default();
+    rendered.render(&start, &frames);
+    let units: Vec<u16> = rendered.text.encode_utf16().collect();
+    let mut from = 0;
+    let mut one = String::new();
+    for (frame, &end) in frames.iter().zip(&rendered.ends) {
+        let slice = String::from_utf16(&units[from as usize..end as usize]).unwrap();
+        frame.render(&start, &mut one);
+        assert_eq!(slice, one);
+        let value: Value = serde_json::from_str(&slice).unwrap();
+        assert_eq!(value["id"], "op-é");
+        from = end;
+    }
+    assert_eq!(from as usize, units.len(), "the last end is the whole text");
+    // Reused: the next batch replaces the last.
+    rendered.render(&start, &frames[2..]);
+    assert_eq!(rendered.ends.len(), 1);
+    assert_eq!(rendered.text, {
+        let mut one = String::new();
+        frames[2].render(&start, &mut one);
+        one
+    });
+}

@@ -6,7 +6,9 @@
 //   npm run bench:peer [-- SECONDS --floors=ROUNDS]  also the streaming floors
 //                                                    (stream-floor.mjs), ROUNDS rounds per row
 //
-// env ROWS as side-by-side.mjs takes it (subscribers:events/s:batch,...).
+// env ROWS as side-by-side.mjs takes it (subscribers:events/s:batch,...). With --floors, env
+// BENCH_BEFORE=DIR adds another build of this service (DIR: its build/ folder, as
+// scripts/build.sh makes it in a checkout of an earlier commit), measured in the same rounds.
 import { spawn, execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -49,11 +51,15 @@ function cpuSeconds(pid) {
 
 const w = await startWorker({ direct: true, logs: { push() {} } });
 const oursPid = workerdChildren()[0];
+const beforeDir = floorRounds > 0 ? process.env.BENCH_BEFORE : undefined;
+const before = beforeDir ? await startWorker({ direct: true, logs: { push() {} }, buildDir: beforeDir }) : undefined;
+const beforePid = before ? workerdChildren().find((pid) => pid !== oursPid) : undefined;
 try {
   if (floorRounds > 0) await floors(w.base);
   else process.exitCode = (await node("side-by-side.mjs", [w.base, seconds])).code;
 } finally {
   await w.dispose();
+  await before?.dispose();
 }
 
 /**
@@ -65,12 +71,13 @@ try {
 async function floors(ours) {
   const rows = (process.env.ROWS ?? "10:1000:10,100:200:10").split(",").map((r) => r.split(":"));
   const floor = await startStreamFloor();
-  const floorPid = workerdChildren().find((pid) => pid !== oursPid);
+  const floorPid = workerdChildren().find((pid) => pid !== oursPid && pid !== beforePid);
   const port = 18789;
   const peer = spawn(process.execPath, [path.join(dir, "reference-server.mjs"), String(port)], { stdio: "ignore" });
   await new Promise((r) => setTimeout(r, 800));
   const targets = [
     ["ours", "this service", ours, oursPid],
+    ...(before ? [["before", `this service built from ${beforeDir}`, before.base, beforePid]] : []),
     ...Object.entries(STREAM_FLOOR_DESIGNS).map(([design, what]) => [design, what, `${floor.base}/${design}`, floorPid]),
     ["peer", "the in-memory graphql-ws reference peer (Node)", `http://127.0.0.1:${port}`, peer.pid],
   ];

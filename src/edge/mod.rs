@@ -7,6 +7,7 @@ mod ask;
 mod chain_object;
 mod gateway;
 mod guard_object;
+mod js_socket;
 mod pages;
 mod publish;
 mod pull;

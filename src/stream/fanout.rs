@@ -625,8 +625,8 @@ pub fn frame_overhead(id: &str) -> usize {
 /// A `next` frame of the operation whose [`next_start`] is `start`, carrying `payload`
 /// (as the chain object renders it), with `extensions.gap` added to the payload when
 /// retention dropped events before it: the first frame a subscription receives after that.
+/// Appended to `out`.
 pub fn render_frame(start: &str, payload: &str, gap: Option<Gap>, out: &mut String) {
-    out.clear();
     out.push_str(start);
     match gap {
         None => out.push_str(payload),

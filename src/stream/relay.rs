@@ -47,10 +47,37 @@ pub struct Frame<'a> {
 }
 
 impl Frame<'_> {
-    /// The `next` frame sent to the vendor, into `out`; `start` is the operation's
-    /// `protocol::next_start`.
+    /// The `next` frame sent to the vendor, into `out` (replacing what it held); `start` is
+    /// the operation's `protocol::next_start`.
     pub fn render(&self, start: &str, out: &mut String) {
+        out.clear();
         render_frame(start, self.payload, self.gap, out);
+    }
+}
+
+/// The frames of one batch rendered into one text, with where each ends in UTF-16 code
+/// units (JavaScript's string indices): the gateway hands the text to JavaScript once and
+/// sends each frame as a slice of it, rather than copying every frame out of wasm on its
+/// own (a text decoding per frame). Reused from batch to batch.
+#[derive(Debug, Default)]
+pub struct RenderedFrames {
+    pub text: String,
+    pub ends: Vec<u32>,
+}
+
+impl RenderedFrames {
+    pub fn render(&mut self, start: &str, frames: &[Frame<'_>]) {
+        self.text.clear();
+        self.ends.clear();
+        let mut units = 0usize;
+        for frame in frames {
+            let from = self.text.len();
+            render_frame(start, frame.payload, frame.gap, &mut self.text);
+            let added = &self.text[from..];
+            units += if added.is_ascii() { added.len() } else { added.encode_utf16().count() };
+            // A batch is under 1 MiB of UTF-8, so its UTF-16 length fits a u32.
+            self.ends.push(u32::try_from(units).unwrap_or(u32::MAX));
+        }
     }
 }
 

@@ -8,11 +8,11 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 use worker::{Headers, Request, Response, Result, WebSocket, WebSocketPair};
 
 use super::object::{internal, refuse, ChainObject};
+use crate::edge::js_socket::send_js;
 use crate::edge::{audit, now_ms, settings};
 use crate::graphql::ProjectionPlan;
 use crate::log::{Offset, Page};
@@ -28,15 +28,6 @@ use crate::stream::subscribe::still_granted;
 type Spec = SubscriptionSpec<ProjectionPlan>;
 /// A spec and the keys by which subscriptions alike share projections and messages.
 pub type LoadedSpec = (Rc<Spec>, SharingKeys);
-
-#[wasm_bindgen]
-extern "C" {
-    /// An internal socket as JavaScript has it: `send` of a message that already is a
-    /// JavaScript string (the worker crate's `send_with_str` copies from wasm every time).
-    type JsSocket;
-    #[wasm_bindgen(method, catch, js_name = send)]
-    fn send_value(this: &JsSocket, message: &JsValue) -> std::result::Result<(), JsValue>;
-}
 
 /// A socket's [`SocketState`], kept as its attachment (`None`: not one of ours).
 fn socket_state(ws: &WebSocket) -> Result<Option<SocketState>> {
@@ -67,9 +58,8 @@ impl ServeTurn {
             .messages
             .entry(Rc::as_ptr(pumped))
             .or_insert_with(|| (pumped.clone(), pumped.messages.iter().map(|m| JsValue::from_str(m)).collect()));
-        let socket: &JsSocket = AsRef::<worker::web_sys::WebSocket>::as_ref(ws).unchecked_ref();
         for message in messages.iter() {
-            socket.send_value(message)?;
+            send_js(ws, message)?;
         }
         Ok(())
     }

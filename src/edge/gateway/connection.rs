@@ -16,11 +16,12 @@ use worker::{Delay, Env, WebSocket, WebsocketEvent};
 use super::operation::start_operation;
 use super::OpenSlot;
 use crate::auth::connect::check_init;
+use crate::edge::js_socket::send_js;
 use crate::edge::settings::Settings;
 use crate::edge::{audit, now_ms};
 use crate::graphql::GraphQLError;
 use crate::stream::protocol::{close, Action, Close, GuardTick, Session, SessionLimits, SlowConsumerGuard};
-use crate::stream::relay::Relay;
+use crate::stream::relay::{Relay, RenderedFrames};
 
 pub(super) struct Connection {
     ws: WebSocket,
@@ -109,6 +110,26 @@ impl Connection {
             .borrow_mut()
             .as_mut()
             .map(|g| g.on_sent(text.len(), now_ms(), crate::auth::token::random_id));
+        self.on_guard(tick);
+    }
+
+    /// Sends a batch's frames to the vendor, each a slice of one JavaScript string (see
+    /// `RenderedFrames`), and tells the slow-consumer guard their bytes once.
+    pub(super) fn send_frames(self: &Rc<Self>, frames: &RenderedFrames) {
+        if frames.ends.is_empty() {
+            return;
+        }
+        let text = js_sys::JsString::from(frames.text.as_str());
+        let mut from = 0;
+        for &end in &frames.ends {
+            let _ = send_js(&self.ws, &text.substring(from, end));
+            from = end;
+        }
+        let tick = self
+            .slow_guard
+            .borrow_mut()
+            .as_mut()
+            .map(|g| g.on_sent(frames.text.len(), now_ms(), crate::auth::token::random_id));
         self.on_guard(tick);
     }
 

@@ -19,7 +19,7 @@ use crate::graphql::{GraphQLError, Operation, ProjectionPlan, QueryContext, Subs
 use crate::rpc;
 use crate::stream::fanout::SubscriptionSpec;
 use crate::stream::protocol::{close, next_start};
-use crate::stream::relay::{Retry, Step};
+use crate::stream::relay::{RenderedFrames, Retry, Step};
 use crate::stream::subscribe::plan_subscription;
 
 pub(super) async fn start_operation(conn: Rc<Connection>, id: String, payload: Value, op: Rc<RunningOperation>) {
@@ -175,7 +175,7 @@ async fn forward(
     // The chain object's payloads carry no operation id (they are shared by every
     // subscription alike): each frame gets this operation's start, in one reused buffer.
     let frame_start = next_start(id);
-    let mut frame = String::new();
+    let mut rendered = RenderedFrames::default();
     while let Some(Ok(WebsocketEvent::Message(msg))) = events.next().await {
         let Some(text) = msg.text() else { continue };
         if !conn.owns(id, op) || !conn.session.borrow().is_active(id) {
@@ -185,10 +185,8 @@ async fn forward(
         let step = op.relay.borrow_mut().on_message(&text);
         match step {
             Step::Forward { frames, ack } => {
-                for event in &frames {
-                    event.render(&frame_start, &mut frame);
-                    conn.send(&frame);
-                }
+                rendered.render(&frame_start, &frames);
+                conn.send_frames(&rendered);
                 if let Some(ack) = ack {
                     let _ = internal.send_with_str(ack);
                 }
