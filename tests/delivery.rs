@@ -262,7 +262,9 @@ fn the_fan_out_schedule_runs_once_per_request_and_rotates() {
     assert_eq!(schedule.request(false, 1_000, || false), None, "nobody attached: nothing to do");
     assert_eq!(schedule.request(false, 1_000, || true), Some(ThisTurn), "the first publish fans out at once");
     assert_eq!(schedule.request(false, 1_001, || true), None, "publishes meanwhile join the one scheduled");
+    assert!(!schedule.found_subscribers(), "no fan-out has run yet");
     assert_eq!(schedule.run(1_002, 100), Some(0));
+    assert!(schedule.found_subscribers());
     assert_eq!(
         schedule.request(false, 1_010, || unreachable!()),
         Some(After(0)),
@@ -275,6 +277,7 @@ fn the_fan_out_schedule_runs_once_per_request_and_rotates() {
     assert_eq!(schedule.run(1_030, 3), Some(0), "the rotation wraps around the sockets");
     schedule.request(false, 1_040, || unreachable!());
     assert_eq!(schedule.run(1_040, 0), None, "every socket left meanwhile");
+    assert!(!schedule.found_subscribers());
     assert_eq!(schedule.request(false, 1_050, || false), None, "and none came back");
 }
 

@@ -137,6 +137,12 @@ impl FanOutSchedule {
         Some(if now_ms.saturating_sub(self.last_at) >= quiet { FanOutStart::ThisTurn } else { FanOutStart::After(0) })
     }
 
+    /// Whether the last fan-out found subscriptions attached: only then are a publish's
+    /// events worth keeping in memory for the next one ([`RecentEvents`]).
+    pub fn found_subscribers(&self) -> bool {
+        self.last_sockets > 0
+    }
+
     /// The scheduled fan-out runs now over `sockets` sockets: the index of the one to serve
     /// first, a different one each time, so that none always waits for the others' scans.
     /// A fan-out that runs [`LATE_FAN_OUT_MS`] or more after it was due waited for other

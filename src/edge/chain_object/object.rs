@@ -202,7 +202,13 @@ impl ChainObject {
         // One synchronous turn: offsets assigned and rows written together (see `mod.rs`).
         let head_before = self.log.head().map_err(internal)?;
         let offsets = self.log.append(&batch, now).map_err(internal)?;
-        self.recent.borrow_mut().record(head_before, &batch, &offsets, now);
+        // Kept for the fan-out only where one will serve them (a chain nobody streams pays
+        // no copies); a publish not recorded leaves a hole, so the next fan-out reads storage.
+        if self.fan_out.borrow().found_subscribers() {
+            self.recent.borrow_mut().record(head_before, &batch, &offsets, now);
+        } else {
+            self.recent.borrow_mut().clear();
+        }
         self.schedule_fan_out(false);
         self.ensure_alarm(now).await?;
         // Before the answer: once a batch is acknowledged, its webhook deliveries are begun
