@@ -560,3 +560,47 @@ fn recent_events_are_held_only_while_they_are_what_storage_holds_up_to_the_head_
     append_recording(&log, &mut recent, &[event("g", "TTE01")], 7);
     assert_eq!(recent.take_page(log.head().unwrap()).unwrap().events.len(), 1, "held again after a fan-out");
 }
+
+/// Subscriptions that share nothing must not make a turn hold all their messages: pumps are
+/// kept for sharing only up to `SHARED_PUMP_BYTES` a turn; past it each is used once.
+#[test]
+fn a_turn_keeps_at_most_its_shared_bytes_of_pumps_for_sharing() {
+    let log = OffsetLog::new(MemoryStore::default());
+    let big = "x".repeat(60 * 1024);
+    let batch: Vec<ValidEvent> = (0..8)
+        .map(|i| ValidEvent {
+            body: serde_json::to_string(&json!({"metadata": {"offset": "0"}, "hotelId": "TTE01", "note": big}))
+                .unwrap(),
+            ..event(&format!("big{i}"), "TTE01")
+        })
+        .collect();
+    log.append(&batch, 0).unwrap();
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Everything;
+    impl Projector for Everything {
+        fn project_to_string(&self, event: &Value, _delta: bool, out: &mut String) {
+            out.push_str(&event.to_string());
+        }
+    }
+    // Four selections that differ only in their response key: nothing alike among them.
+    let specs: Vec<_> = (0..4)
+        .map(|i| SubscriptionSpec { response_key: format!("k{i}"), ..spec_with(EventFilter::default(), Everything) })
+        .collect();
+    let mut cache = EventCache::default();
+    let mut budget = TurnBudget { pages: usize::MAX, bytes: usize::MAX };
+    let mut pump_for = |s: &SubscriptionSpec<Everything>, cache: &mut EventCache| {
+        let mut cursor = Cursor { next: 1, inflight: 0 };
+        pump(&log, s, &SharingKeys::of(s), &mut cursor, 8, 512, cache, &mut budget).unwrap()
+    };
+    let pumped: Vec<_> = specs.iter().map(|s| pump_for(s, &mut cache)).collect();
+    let bytes = |p: &std::rc::Rc<Pumped>| p.messages.iter().map(String::len).sum::<usize>();
+    assert!(bytes(&pumped[0]) * 2 <= SHARED_PUMP_BYTES && bytes(&pumped[0]) * 3 > SHARED_PUMP_BYTES);
+    let shared: Vec<bool> = specs.iter().zip(&pumped).map(|(s, p)| cache.shares(&SharingKeys::of(s), 1, p)).collect();
+    assert_eq!(shared, [true, true, false, false], "two pumps fit the turn's bytes");
+    // Alike subscriptions: the kept pump is shared; one past the bound is built again, equal.
+    let again = pump_for(&specs[0], &mut cache);
+    assert!(std::rc::Rc::ptr_eq(&again, &pumped[0]));
+    let again = pump_for(&specs[3], &mut cache);
+    assert!(!std::rc::Rc::ptr_eq(&again, &pumped[3]));
+    assert_eq!(*again, *pumped[3]);
+}

@@ -381,7 +381,14 @@ pub struct EventCache {
     /// Pumps by (delivery key, first offset): subscriptions that would be sent the same
     /// messages get the same ones, built once (see [`SharingKeys`]).
     pumped: HashMap<(Rc<str>, Offset), SharedPump>,
+    /// The message bytes of the pumps kept in `pumped`, at most [`SHARED_PUMP_BYTES`].
+    pumped_bytes: usize,
 }
+
+/// The most message bytes a turn keeps for sharing. Past it a pump is used once and
+/// dropped, as if nothing were shared: subscriptions that share nothing (different
+/// selections replaying a long log) must not make a turn hold all their messages at once.
+pub const SHARED_PUMP_BYTES: usize = 1 << 20;
 
 /// A pump's result kept for the other subscriptions of its turn with the same delivery key
 /// and cursor.
@@ -428,6 +435,13 @@ impl SharingKeys {
 }
 
 impl EventCache {
+    /// Whether `pumped`, pumped for a subscription with `keys` from offset `from`, is kept
+    /// for other subscriptions of the turn (so worth keeping in any other form, such as the
+    /// runtime's strings, for them too).
+    pub fn shares(&self, keys: &SharingKeys, from: Offset, pumped: &Rc<Pumped>) -> bool {
+        self.pumped.get(&(keys.delivery.clone(), from)).is_some_and(|shared| Rc::ptr_eq(&shared.pumped, pumped))
+    }
+
     /// A cache that starts with `page` (events of this turn's head that the caller knows
     /// are stored exactly so, see [`RecentEvents`]), which cost no budget.
     pub fn starting_with(page: Option<Rc<Page>>) -> Self {
@@ -526,7 +540,12 @@ pub fn pump<S: LogStore, P: Projector>(
         return Ok(shared.pumped.clone());
     }
     let pumped = Rc::new(pump_once(log, spec, &keys.projection, cursor, head, window, cache, budget)?);
-    cache.pumped.insert(key, SharedPump { pumped: pumped.clone(), room, next: cursor.next });
+    let bytes: usize = pumped.messages.iter().map(String::len).sum();
+    if cache.pumped_bytes + bytes <= SHARED_PUMP_BYTES {
+        cache.pumped_bytes += bytes;
+        // A pump it replaces (same key, another room) stays counted: the bound holds.
+        cache.pumped.insert(key, SharedPump { pumped: pumped.clone(), room, next: cursor.next });
+    }
     Ok(pumped)
 }
 

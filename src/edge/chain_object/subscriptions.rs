@@ -50,8 +50,17 @@ impl ServeTurn {
         ServeTurn { cache: EventCache::starting_with(recent), budget: TurnBudget::PER_TURN, messages: HashMap::new() }
     }
 
-    fn send(&mut self, ws: &WebSocket, pumped: &Rc<Pumped>) -> Result<()> {
+    /// Sends what `pump` gave a subscription with `keys` from offset `from`. A pump the
+    /// turn shares is made into JavaScript strings once; one it does not share (it is over
+    /// the turn's `SHARED_PUMP_BYTES`) is sent and let go, so a turn never holds more.
+    fn send(&mut self, ws: &WebSocket, keys: &SharingKeys, from: Offset, pumped: &Rc<Pumped>) -> Result<()> {
         if pumped.messages.is_empty() {
+            return Ok(());
+        }
+        if !self.cache.shares(keys, from, pumped) {
+            for message in &pumped.messages {
+                ws.send_with_str(message)?;
+            }
             return Ok(());
         }
         let (_, messages) = self
@@ -175,9 +184,10 @@ impl ChainObject {
             return Ok(false);
         }
         let (spec, keys) = self.spec(&state.key)?;
+        let from = state.cursor.next;
         let pumped = pump(&self.log, &spec, &keys, &mut state.cursor, head, WINDOW, &mut turn.cache, &mut turn.budget)
             .map_err(internal)?;
-        turn.send(ws, &pumped)?;
+        turn.send(ws, &keys, from, &pumped)?;
         self.deliveries.set(self.deliveries.get() + u64::from(pumped.frames));
         if pumped.failed {
             // The `E` message said why; the gateway ends the operation.
