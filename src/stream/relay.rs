@@ -58,7 +58,7 @@ impl Frame<'_> {
 /// The frames of one batch rendered into one text, with where each ends in UTF-16 code
 /// units (JavaScript's string indices): the gateway hands the text to JavaScript once and
 /// sends each frame as a slice of it, rather than copying every frame out of wasm on its
-/// own (a text decoding per frame). Reused from batch to batch.
+/// own (a text decoding per frame).
 #[derive(Debug, Default)]
 pub struct RenderedFrames {
     pub text: String,

@@ -175,7 +175,6 @@ async fn forward(
     // The chain object's payloads carry no operation id (they are shared by every
     // subscription alike): each frame gets this operation's start, in one reused buffer.
     let frame_start = next_start(id);
-    let mut rendered = RenderedFrames::default();
     while let Some(Ok(WebsocketEvent::Message(msg))) = events.next().await {
         let Some(text) = msg.text() else { continue };
         if !conn.owns(id, op) || !conn.session.borrow().is_active(id) {
@@ -185,6 +184,9 @@ async fn forward(
         let step = op.relay.borrow_mut().on_message(&text);
         match step {
             Step::Forward { frames, ack } => {
+                // Made for each batch: a buffer kept across batches would hold every
+                // subscription's largest batch (up to half a MiB) for as long as it streams.
+                let mut rendered = RenderedFrames::default();
                 rendered.render(&frame_start, &frames);
                 conn.send_frames(&rendered);
                 if let Some(ack) = ack {
