@@ -357,32 +357,36 @@ fn spec_round_trips_as_json() {
     assert_eq!(back, s);
 }
 
-#[test]
-fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_bytes() {
+/// Projects the whole event, so frames are as large as the events.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Everything;
+
+impl Projector for Everything {
+    fn project_to_string(&self, event: &Value, _delta: bool, out: &mut String) {
+        out.push_str(&event.to_string());
+    }
+}
+
+/// A log of `count` events of ~60 KiB each.
+fn log_of_large_events(count: usize) -> OffsetLog<MemoryStore> {
     let log = OffsetLog::new(MemoryStore::default());
     let big = "x".repeat(60 * 1024);
-    let batch: Vec<ValidEvent> = (0..40)
+    let batch: Vec<ValidEvent> = (0..count)
         .map(|i| ValidEvent {
-            unique_event_id: format!("u{i}"),
-            hotel_id: "TTE01".into(),
-            module_name: "Reservation".into(),
-            event_name: "CHECKIN".into(),
             body: serde_json::to_string(
                 &json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": "TTE01", "note": big}),
             )
             .unwrap(),
-            minted: false,
+            ..event(&format!("u{i}"), "TTE01")
         })
         .collect();
     log.append(&batch, 0).unwrap();
-    /// Projects the whole event, so frames are as large as the events.
-    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-    struct Everything;
-    impl Projector for Everything {
-        fn project_to_string(&self, event: &Value, _delta: bool, out: &mut String) {
-            out.push_str(&event.to_string());
-        }
-    }
+    log
+}
+
+#[test]
+fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_bytes() {
+    let log = log_of_large_events(40);
     let s = spec_with(EventFilter::default(), Everything);
     let mut cursor = Cursor { next: 1, inflight: 0 };
     let batches =
@@ -565,23 +569,7 @@ fn recent_events_are_held_only_while_they_are_what_storage_holds_up_to_the_head_
 /// kept for sharing only up to `SHARED_PUMP_BYTES` a turn; past it each is used once.
 #[test]
 fn a_turn_keeps_at_most_its_shared_bytes_of_pumps_for_sharing() {
-    let log = OffsetLog::new(MemoryStore::default());
-    let big = "x".repeat(60 * 1024);
-    let batch: Vec<ValidEvent> = (0..8)
-        .map(|i| ValidEvent {
-            body: serde_json::to_string(&json!({"metadata": {"offset": "0"}, "hotelId": "TTE01", "note": big}))
-                .unwrap(),
-            ..event(&format!("big{i}"), "TTE01")
-        })
-        .collect();
-    log.append(&batch, 0).unwrap();
-    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-    struct Everything;
-    impl Projector for Everything {
-        fn project_to_string(&self, event: &Value, _delta: bool, out: &mut String) {
-            out.push_str(&event.to_string());
-        }
-    }
+    let log = log_of_large_events(8);
     // Four selections that differ only in their response key: nothing alike among them.
     let specs: Vec<_> = (0..4)
         .map(|i| SubscriptionSpec { response_key: format!("k{i}"), ..spec_with(EventFilter::default(), Everything) })

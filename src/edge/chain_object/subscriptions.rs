@@ -29,9 +29,15 @@ type Spec = SubscriptionSpec<ProjectionPlan>;
 /// A spec and the keys by which subscriptions alike share projections and messages.
 pub type LoadedSpec = (Rc<Spec>, SharingKeys);
 
-/// A socket's [`SocketState`], kept as its attachment (`None`: not one of ours).
+/// A socket's [`SocketState`], kept as its attachment (`None`: it has none). One that does
+/// not decode is lost state: an error, which closes the socket so the gateway reattaches.
 fn socket_state(ws: &WebSocket) -> Result<Option<SocketState>> {
-    Ok(ws.deserialize_attachment::<String>()?.as_deref().and_then(SocketState::decode))
+    let Some(text) = ws.deserialize_attachment::<String>()? else {
+        return Ok(None);
+    };
+    SocketState::decode(&text)
+        .map(Some)
+        .ok_or_else(|| worker::Error::RustError("a subscription socket's attachment does not decode".into()))
 }
 
 /// One turn's serving of subscriptions: the pages, projections and pumps they share, the

@@ -105,12 +105,7 @@ impl Connection {
     /// a ping to send or a verdict to close.
     pub(super) fn send(self: &Rc<Self>, text: &str) {
         let _ = self.ws.send_with_str(text);
-        let tick = self
-            .slow_guard
-            .borrow_mut()
-            .as_mut()
-            .map(|g| g.on_sent(text.len(), now_ms(), crate::auth::token::random_id));
-        self.on_guard(tick);
+        self.on_sent(text.len());
     }
 
     /// Sends a batch's frames to the vendor, each a slice of one JavaScript string (see
@@ -125,11 +120,14 @@ impl Connection {
             let _ = send_js(&self.ws, &text.substring(from, end));
             from = end;
         }
-        let tick = self
-            .slow_guard
-            .borrow_mut()
-            .as_mut()
-            .map(|g| g.on_sent(frames.text.len(), now_ms(), crate::auth::token::random_id));
+        self.on_sent(frames.text.len());
+    }
+
+    /// Tells the slow-consumer guard `bytes` were sent; it may answer with a ping to send
+    /// or a verdict to close.
+    fn on_sent(self: &Rc<Self>, bytes: usize) {
+        let tick =
+            self.slow_guard.borrow_mut().as_mut().map(|g| g.on_sent(bytes, now_ms(), crate::auth::token::random_id));
         self.on_guard(tick);
     }
 
