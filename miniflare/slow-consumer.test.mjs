@@ -6,10 +6,11 @@ import assert from "node:assert/strict";
 import { CheckedWebSocket as WebSocket } from "./harness.mjs";
 import { startWorker, tokenFor, publish, event, DEMO, demoConfig } from "./harness.mjs";
 
-function connect(w, token) {
+function connect(w, token, { offset, fields = "" } = {}) {
+  const from = offset ? `, offset: "${offset}"` : "";
   const ws = new WebSocket(w.base.replace("http", "ws") + "/subscriptions?key=QVBQS0VZMDAx", "graphql-transport-ws");
   const state = { messages: [], pings: 0 };
-  state.closed = new Promise((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  state.closed = new Promise((resolve) => ws.on("close", (code, reason) => resolve((state.close = { code, reason: reason.toString() }))));
   ws.on("message", (m) => {
     const msg = JSON.parse(m.toString());
     state.messages.push(msg);
@@ -20,7 +21,7 @@ function connect(w, token) {
   });
   ws.on("open", () => {
     ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token}`, "x-app-key": "APPKEY001" } }));
-    ws.send(JSON.stringify({ id: "s", type: "subscribe", payload: { query: 'subscription { newEvent(input: {chainCode: "TTE"}) { metadata { offset } } }' } }));
+    ws.send(JSON.stringify({ id: "s", type: "subscribe", payload: { query: `subscription { newEvent(input: {chainCode: "TTE"${from}}) { metadata { offset } ${fields} } }` } }));
   });
   return { ws, state };
 }
@@ -54,6 +55,40 @@ test("a client that stops reading is closed 4413 even while it sends pongs; one 
     const offsets = healthy.state.messages.filter((m) => m.type === "next").map((m) => Number(m.payload.data.newEvent.metadata.offset));
     assert.deepEqual(offsets, Array.from({ length: 200 }, (_, i) => i + 1));
     healthy.ws.close();
+  } finally {
+    await w.dispose();
+  }
+});
+
+test("a vendor that reads a long replay slower than it is sent is fed at its pace, not closed", async () => {
+  // 6 MiB of events against a 2 MiB unread limit: without pacing the gateway sent the whole
+  // replay into the runtime's buffer while the reader was paused, and closed it (4413).
+  const config = structuredClone(demoConfig);
+  config.limits = { slowConsumerBytes: 2 * 1024 * 1024 };
+  const w = await startWorker({ config });
+  try {
+    const [vendor, pms] = await Promise.all([tokenFor(w.base, DEMO.app1), tokenFor(w.base, DEMO.pms1)]);
+    const note = "x".repeat(60 * 1024);
+    for (let b = 0; b < 10; b++) {
+      const batch = Array.from({ length: 10 }, () => event("TTE01", { detail: [{ elementName: "Note", newValue: note }] }));
+      const res = await publish(w.base, pms, "TTE", batch);
+      assert.equal(res.status, 200, res.text);
+    }
+    const reader = connect(w, vendor, { offset: "1", fields: "detail { newValue }" });
+    await new Promise((r) => reader.ws.on("open", r));
+    reader.ws._socket.pause(); // a reader far slower than the replay, for three seconds
+    await new Promise((r) => setTimeout(r, 3000));
+    reader.ws._socket.resume();
+    const deadline = Date.now() + 20000;
+    const nexts = () => reader.state.messages.filter((m) => m.type === "next");
+    while (nexts().length < 100 && reader.ws.readyState === WebSocket.OPEN && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(reader.ws.readyState, WebSocket.OPEN, `still connected: ${JSON.stringify(reader.state.close)}`);
+    assert.deepEqual(nexts().map((m) => Number(m.payload.data.newEvent.metadata.offset)), Array.from({ length: 100 }, (_, i) => i + 1));
+    assert.ok(nexts().every((m) => m.payload.data.newEvent.detail[0].newValue === note), "whole events");
+    assert.ok(reader.state.pings >= 3, `paced by pings (${reader.state.pings})`);
+    reader.ws.close();
   } finally {
     await w.dispose();
   }

@@ -7,24 +7,30 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use pms_events::log::{MemoryStore, OffsetLog, ValidEvent};
-use pms_events::rpc::delivery::{parse_ack, parse_batch, ACK_EVERY, WINDOW};
+use pms_events::rpc::delivery::{frame_cost, parse_ack, parse_batch, ACK_EVERY, WINDOW};
 use pms_events::rpc::{decode_spec, encode_spec};
 use pms_events::stream::fanout::FanOutStart::{After, ThisTurn};
 use pms_events::stream::fanout::*;
+use pms_events::stream::protocol::{Close, GuardTick, SlowConsumerGuard};
 use pms_events::stream::relay::{Relay, Retry, Step};
 use pms_events::stream::subscribe::still_granted;
 use serde_json::{json, Value};
 
-/// Projects the offset only: enough to see what the vendor got.
+/// Projects the offset only (and an event's `pad`, for large frames): enough to see what
+/// the vendor got.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct OffsetOnly;
 
 impl Projector for OffsetOnly {
     fn project_to_string(&self, event: &Value, _delta: bool, out: &mut String) {
-        out.push_str(&json!({"offset": event["metadata"]["offset"]}).to_string());
+        let projected = match event.get("pad") {
+            Some(pad) => json!({"offset": event["metadata"]["offset"], "pad": pad}),
+            None => json!({"offset": event["metadata"]["offset"]}),
+        };
+        out.push_str(&projected.to_string());
     }
 }
 
@@ -33,15 +39,26 @@ fn spec(start: Start) -> SubscriptionSpec<OffsetOnly> {
 }
 
 fn publish(log: &OffsetLog<MemoryStore>, count: usize) {
+    publish_padded(log, count, 0);
+}
+
+/// Events whose frames carry `pad` bytes more.
+fn publish_padded(log: &OffsetLog<MemoryStore>, count: usize, pad: usize) {
     let first = log.head().unwrap() as usize;
     let batch: Vec<ValidEvent> = (first..first + count)
-        .map(|i| ValidEvent {
-            unique_event_id: format!("u{i}"),
-            hotel_id: "TTE01".into(),
-            module_name: "Reservation".into(),
-            event_name: "CHECKIN".into(),
-            body: json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": "TTE01"}).to_string(),
-            minted: false,
+        .map(|i| {
+            let mut body = json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": "TTE01"});
+            if pad > 0 {
+                body["pad"] = Value::from("x".repeat(pad));
+            }
+            ValidEvent {
+                unique_event_id: format!("u{i}"),
+                hotel_id: "TTE01".into(),
+                module_name: "Reservation".into(),
+                event_name: "CHECKIN".into(),
+                body: body.to_string(),
+                minted: false,
+            }
         })
         .collect();
     log.append(&batch, 0).unwrap();
@@ -125,14 +142,14 @@ impl Pipe {
     fn receive(&mut self, messages: &[String]) {
         for text in messages {
             match self.relay.on_message(text) {
-                Step::Forward { frames, ack } => {
+                Step::Forward { frames } => {
                     let start = pms_events::stream::protocol::next_start(&self.spec.id);
                     let mut out = String::new();
                     self.vendor.extend(frames.iter().map(|f| {
                         f.render(&start, &mut out);
                         serde_json::from_str::<Value>(&out).unwrap()
                     }));
-                    if let Some(ack) = ack {
+                    if let Some(ack) = self.relay.ack(false) {
                         let (count, _) = parse_ack(&ack).unwrap();
                         self.acked += count;
                     }
@@ -184,6 +201,117 @@ fn window_exhaustion_holds_the_object_until_the_gateway_acknowledges() {
     assert_eq!(pipe.offsets(), (1..=2_000).collect::<Vec<_>>(), "everything, once, in order");
     let final_ack = parse_ack(&pipe.relay.final_ack()).unwrap();
     assert_eq!(final_ack.1, 2_000, "the stop's acknowledgement saves the exact cursor");
+}
+
+/// What waits in the vendor's socket, in order: frames, and the guard's pings between
+/// them, each with its size.
+enum OnTheWire {
+    Frame(Value, usize),
+    Ping(String),
+}
+
+/// Streams the pipe's log to a vendor that reads `read_per_step` bytes per step (while
+/// the object serves once) and answers each ping as it reads it, with the gateway's
+/// slow-consumer guard in the loop. `paced`: the relay holds acknowledgements while the
+/// guard says the vendor is behind, as the gateway does. Returns the guard's close, if
+/// it closed the connection, and the most bytes ever unread.
+fn stream_to_a_slow_reader(
+    pipe: &mut Pipe,
+    guard: &mut SlowConsumerGuard,
+    read_per_step: usize,
+    paced: bool,
+) -> (Option<Close>, u64) {
+    let start = pms_events::stream::protocol::next_start(&pipe.spec.id);
+    let mut wire = VecDeque::new();
+    let mut most_unread = 0;
+    let mut nonces = 0;
+    let mut nonce = || {
+        nonces += 1;
+        format!("n{nonces}")
+    };
+    loop {
+        let messages = pipe.serve();
+        for text in &messages {
+            let Step::Forward { frames } = pipe.relay.on_message(text) else { panic!("{text}") };
+            let mut sent = 0;
+            for f in &frames {
+                let mut out = String::new();
+                f.render(&start, &mut out);
+                sent += out.len();
+                wire.push_back(OnTheWire::Frame(serde_json::from_str(&out).unwrap(), out.len()));
+            }
+            match guard.on_sent(sent, 0, &mut nonce) {
+                GuardTick::SendPing(ping) => wire.push_back(OnTheWire::Ping(ping)),
+                GuardTick::TooSlow(close) => return (Some(close), most_unread),
+                GuardTick::Nothing => {}
+            }
+            most_unread = most_unread.max(guard.unread_bytes());
+            if let Some(ack) = pipe.relay.ack(paced && guard.behind()) {
+                pipe.acked += parse_ack(&ack).unwrap().0;
+            }
+        }
+        if messages.is_empty() && wire.is_empty() {
+            return (None, most_unread);
+        }
+        let mut read = 0;
+        while read < read_per_step {
+            match wire.pop_front() {
+                None => break,
+                Some(OnTheWire::Frame(frame, bytes)) => {
+                    pipe.vendor.push(frame);
+                    read += bytes;
+                }
+                Some(OnTheWire::Ping(ping)) => {
+                    let payload = serde_json::from_str::<Value>(&ping).unwrap()["payload"].clone();
+                    if let GuardTick::SendPing(ping) = guard.on_pong(Some(&payload), 0, &mut nonce) {
+                        wire.push_back(OnTheWire::Ping(ping));
+                    }
+                    // What the gateway does on every pong: release held acknowledgements.
+                    if let Some(ack) = pipe.relay.ack(guard.behind()) {
+                        pipe.acked += parse_ack(&ack).unwrap().0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_vendor_reading_slower_than_a_replay_is_fed_at_its_pace_instead_of_being_closed() {
+    let limit = 2 << 20;
+    let replay = |paced: bool| {
+        let mut pipe = Pipe::new(Start::At(1));
+        publish_padded(&pipe.log, 400, 8 * 1024);
+        pipe.attach();
+        let mut guard = SlowConsumerGuard::new(30, limit, 0);
+        let outcome = stream_to_a_slow_reader(&mut pipe, &mut guard, 64 * 1024, paced);
+        (pipe, outcome)
+    };
+
+    // The window counts bytes too: the object stops after about WINDOW KiB of large frames
+    // (512 of them would be 4 MiB), and what the relay acknowledges frees exactly as much.
+    let mut pipe = Pipe::new(Start::At(1));
+    publish_padded(&pipe.log, 400, 8 * 1024);
+    pipe.attach();
+    let first = pipe.serve();
+    let frames: usize = first.iter().map(|m| parse_batch(m).unwrap().frames.len()).sum();
+    assert_eq!(frames, WINDOW.div_ceil(frame_cost(&"x".repeat(8 * 1024 + 30))) as usize);
+    assert!(pipe.serve().is_empty(), "a full window");
+    let inflight = pipe.object.as_ref().unwrap().cursor.inflight;
+    pipe.receive(&first);
+    assert_eq!(pipe.acked, inflight, "the relay counts what the object counted");
+
+    // Over (8 KiB + frame) × 400 ≈ 3.3 MiB, a reader of 64 KiB per serve.
+    let (pipe, (closed, most_unread)) = replay(true);
+    assert_eq!(closed, None, "paced: never closed");
+    assert_eq!(pipe.offsets(), (1..=400).collect::<Vec<_>>(), "everything, once, in order");
+    let window_bytes = u64::from(WINDOW) * 1024 + 64 * 1024;
+    assert!(most_unread <= limit / 4 + window_bytes, "unread at most the pace and a window: {most_unread}");
+
+    // The same without the pacing is closed: the runtime would have buffered the replay.
+    let (_, (closed, _)) = replay(false);
+    let closed = closed.expect("unpaced, the reader falls behind the limit");
+    assert_eq!(closed.code, pms_events::stream::protocol::close::TOO_SLOW);
 }
 
 #[test]

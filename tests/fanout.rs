@@ -389,8 +389,9 @@ fn large_events_are_split_into_batches_under_the_message_limit_and_pages_by_byte
     let log = log_of_large_events(40);
     let s = spec_with(EventFilter::default(), Everything);
     let mut cursor = Cursor { next: 1, inflight: 0 };
+    // A window wide enough for all 40 (it counts their bytes too: WINDOW takes 8 of them).
     let batches =
-        pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 40, 512, &mut EventCache::default()).unwrap();
+        pump_unbounded(&log, &s, &SharingKeys::of(&s), &mut cursor, 40, u32::MAX, &mut EventCache::default()).unwrap();
     assert!(batches.len() >= 4, "{} batches", batches.len());
     let mut all = Vec::new();
     let mut last_through = 0;

@@ -263,7 +263,7 @@ fn slow_consumer_guard_pings_then_closes_4413_when_the_pong_is_late() {
     let GuardTick::SendPing(ping) = g.on_tick(5000, || "n1".into()) else { panic!() };
     assert_eq!(serde_json::from_str::<Value>(&ping).unwrap()["type"], "ping");
     assert_eq!(g.on_tick(9000, || unreachable!()), GuardTick::Nothing, "waiting for the pong");
-    g.on_pong(Some(&nonce_of(&ping)));
+    g.on_pong(Some(&nonce_of(&ping)), 0, || unreachable!());
     assert!(matches!(g.on_tick(10_000, || "n2".into()), GuardTick::SendPing(_)), "answered: ping again");
     let GuardTick::TooSlow(c) = g.on_tick(20_000, || unreachable!()) else { panic!() };
     assert_eq!(c.code, close::TOO_SLOW);
@@ -276,17 +276,17 @@ fn unsolicited_or_guessed_pongs_do_not_defeat_the_guard() {
     let mut g = SlowConsumerGuard::new(10, 16 << 20, 0);
     let GuardTick::SendPing(_) = g.on_tick(5000, || "secret-nonce".into()) else { panic!() };
     // A stalled client sending pongs: none, a wrong nonce, a number, another shape.
-    g.on_pong(None);
-    g.on_pong(Some(&json!({"slowConsumerCheck": "guess"})));
-    g.on_pong(Some(&json!({"slowConsumerCheck": 5000})));
-    g.on_pong(Some(&json!("secret-nonce")));
+    g.on_pong(None, 0, || unreachable!());
+    g.on_pong(Some(&json!({"slowConsumerCheck": "guess"})), 0, || unreachable!());
+    g.on_pong(Some(&json!({"slowConsumerCheck": 5000})), 0, || unreachable!());
+    g.on_pong(Some(&json!("secret-nonce")), 0, || unreachable!());
     assert!(matches!(g.on_tick(15_000, || unreachable!()), GuardTick::TooSlow(_)), "still closed on time");
 }
 
 #[test]
 fn unread_bytes_are_bounded_pings_ride_with_the_data_and_pongs_confirm_in_order() {
     use pms_events::stream::protocol::{GuardTick, SlowConsumerGuard, PING_EVERY_BYTES};
-    let limit = 4 * PING_EVERY_BYTES;
+    let limit = 8 * PING_EVERY_BYTES;
     let mut g = SlowConsumerGuard::new(30, limit, 0);
     let mut pings = Vec::new();
     let mut n = 0;
@@ -304,7 +304,7 @@ fn unread_bytes_are_bounded_pings_ride_with_the_data_and_pongs_confirm_in_order(
     };
     assert_eq!(closed.code, close::TOO_SLOW);
     assert!(closed.reason.contains("unread"), "{}", closed.reason);
-    assert_eq!(pings.len(), 4, "one ping per MiB sent");
+    assert_eq!(pings.len(), 8, "one ping per MiB sent");
 
     // A client that reads: answering the third ping confirms everything sent before it.
     let mut g = SlowConsumerGuard::new(30, limit, 0);
@@ -315,15 +315,60 @@ fn unread_bytes_are_bounded_pings_ride_with_the_data_and_pongs_confirm_in_order(
         }
     }
     assert_eq!(pings.len(), 3);
-    g.on_pong(Some(&nonce_of(&pings[2])));
+    g.on_pong(Some(&nonce_of(&pings[2])), 0, || unreachable!());
     assert_eq!(g.unread_bytes(), 0);
     for i in 0..200 {
         match g.on_sent(64 * 1024, 200, || format!("k{i}")) {
             GuardTick::TooSlow(_) => panic!("a reading client is never closed"),
-            GuardTick::SendPing(p) => g.on_pong(Some(&nonce_of(&p))),
+            GuardTick::SendPing(p) => {
+                assert_eq!(g.on_pong(Some(&nonce_of(&p)), 200, || unreachable!()), GuardTick::Nothing)
+            }
             GuardTick::Nothing => {}
         }
     }
+}
+
+#[test]
+fn a_client_past_a_quarter_of_the_limit_unread_is_behind_until_a_pong_shows_it_caught_up() {
+    use pms_events::stream::protocol::{GuardTick, SlowConsumerGuard, PING_EVERY_BYTES};
+    let limit = 8 * PING_EVERY_BYTES;
+    let mut g = SlowConsumerGuard::new(30, limit, 0);
+    let mut pings = Vec::new();
+    let mut n = 0;
+    for _ in 0..8 {
+        if let GuardTick::SendPing(p) = g.on_sent(256 * 1024, 0, || {
+            n += 1;
+            format!("n{n}")
+        }) {
+            pings.push(p);
+        }
+        assert!(!g.behind(), "not yet a quarter of the limit: {}", g.unread_bytes());
+    }
+    g.on_sent(1, 0, || unreachable!());
+    assert!(g.behind(), "just past a quarter of the limit");
+    assert_eq!(pings.len(), 2, "a ping every MiB");
+    g.on_pong(Some(&nonce_of(&pings[0])), 0, || unreachable!());
+    assert!(!g.behind(), "the first MiB read brings it back under: {} unread", g.unread_bytes());
+}
+
+#[test]
+fn a_ping_due_while_sixteen_were_unanswered_goes_out_with_the_next_pong() {
+    use pms_events::stream::protocol::{GuardTick, SlowConsumerGuard, MAX_OUTSTANDING_PINGS, PING_EVERY_BYTES};
+    let mut g = SlowConsumerGuard::new(30, 64 * PING_EVERY_BYTES, 0);
+    let mut pings = Vec::new();
+    for i in 0..20 {
+        if let GuardTick::SendPing(p) = g.on_sent(PING_EVERY_BYTES as usize, 0, || format!("n{i}")) {
+            pings.push(p);
+        }
+    }
+    assert_eq!(pings.len(), MAX_OUTSTANDING_PINGS, "no more than sixteen unanswered");
+    // The first pong frees a place: the ping that was due (covering all 20 MiB) goes out,
+    // so a client held back as behind is released once it read everything.
+    let GuardTick::SendPing(last) = g.on_pong(Some(&nonce_of(&pings[0])), 0, || "last".into()) else { panic!() };
+    assert!(g.behind());
+    g.on_pong(Some(&nonce_of(&last)), 0, || unreachable!());
+    assert_eq!(g.unread_bytes(), 0);
+    assert!(!g.behind());
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The gateway's side of a subscription: forwarding, acknowledgement, reattach and gaps.
 
+use pms_events::rpc::delivery::frame_cost;
 use pms_events::stream::fanout::Start;
 use pms_events::stream::protocol::next_start;
 use pms_events::stream::relay::{Relay, Retry, Step, ACK_EVERY, MAX_ATTACH_FAILURES, MAX_BACKOFF_MS, STABLE_ATTACH_MS};
@@ -23,7 +24,7 @@ fn batch(through: u64, offsets: &[u64], gap: Option<u64>) -> String {
 
 fn forwarded(relay: &mut Relay, text: &str) -> (Vec<Value>, Option<String>) {
     match relay.on_message(text) {
-        Step::Forward { frames, ack } => {
+        Step::Forward { frames } => {
             let start = next_start("s");
             let mut out = String::new();
             let rendered = frames.iter().map(|f| {
@@ -32,7 +33,8 @@ fn forwarded(relay: &mut Relay, text: &str) -> (Vec<Value>, Option<String>) {
                 assert_eq!(frame["id"], "s", "the gateway renders the operation's frame");
                 frame
             });
-            (rendered.collect(), ack)
+            let rendered = rendered.collect();
+            (rendered, relay.ack(false))
         }
         other => panic!("{other:?}"),
     }
@@ -84,6 +86,25 @@ fn acknowledgements_come_every_quarter_window_and_once_more_at_stop() {
     assert_eq!(acks, ["A 150 150", "A 150 300", "A 150 450"], "every {ACK_EVERY} frames or more");
     assert_eq!(r.final_ack(), "A 50 500", "the rest at stop, so the saved cursor is exact");
     assert_eq!(r.final_ack(), "A 0 500");
+}
+
+#[test]
+fn acknowledgements_wait_while_the_vendor_is_behind_and_count_large_frames_by_their_size() {
+    let mut r = Relay::new();
+    r.on_attached(1, None, 0);
+    let large = |offset: u64| format!(r#"{{"data":{{"newEvent":{{"o":"{offset}","pad":"{}"}}}}}}"#, "x".repeat(10_000));
+    let cost = frame_cost(&large(1));
+    assert_eq!(cost, 10, "one unit, and one per KiB");
+    let mut sent = 0;
+    for offset in 1..=20 {
+        let message = format!("B {offset}\n{offset} {}", large(offset));
+        let Step::Forward { frames } = r.on_message(&message) else { panic!() };
+        assert_eq!(frames.len(), 1);
+        sent += cost;
+        assert_eq!(r.ack(true), None, "held while the vendor is behind");
+    }
+    assert_eq!(r.ack(false), Some(format!("A {sent} 20")), "all of it once the vendor caught up");
+    assert_eq!(r.ack(false), None);
 }
 
 #[test]

@@ -15,19 +15,34 @@
 //! subscription with a GraphQL error (a frame over the limit). Each frame is the payload of
 //! a `next` message without the operation id, so every subscription alike (same selection,
 //! filter and cursor) is sent the very same batch, made once; the gateway renders the
-//! vendor's `next` frame around each payload, forwards it, and answers `A`: `count` frames
-//! forwarded, through offset `through`.
+//! vendor's `next` frame around each payload, forwards it, and answers `A`: `count` window
+//! units forwarded (see [`frame_cost`]), through offset `through`. The gateway holds its
+//! answers while its vendor is behind in reading, so the object's window is what a vendor
+//! that reads slower than the object sends can have waiting, per subscription.
 
 use std::fmt::Write as _;
 
 use crate::log::Offset;
 
-/// Forwarded frames per acknowledgement: a quarter of the chain object's window, so the
-/// object always has room to send while the acknowledgement travels.
+/// Forwarded window units per acknowledgement: a quarter of the chain object's window, so
+/// the object always has room to send while the acknowledgement travels.
 pub const ACK_EVERY: u32 = 128;
-/// Frames the chain object sends a subscription before it waits for an acknowledgement.
+/// Window units the chain object sends a subscription before it waits for an
+/// acknowledgement: 512 small frames, or about 512 KiB of large ones.
 pub const WINDOW: u32 = 512;
 const _: () = assert!(ACK_EVERY * 4 == WINDOW);
+/// The payload bytes one window unit stands for.
+pub const WINDOW_UNIT_BYTES: usize = 1024;
+
+/// What a frame takes of the window: one unit, and one more per [`WINDOW_UNIT_BYTES`] of
+/// its payload. Counting frames alone let a replay of large events put 512 of them (up to
+/// 32 MiB) in flight per subscription, whatever the vendor read; counting bytes alone would
+/// let a stream of tiny frames run without bound. Both sides compute it from the same
+/// payload text.
+pub fn frame_cost(payload: &str) -> u32 {
+    // A payload is under 1 MiB, so its units fit a u32.
+    1 + u32::try_from(payload.len() / WINDOW_UNIT_BYTES).unwrap_or(u32::MAX - 1)
+}
 
 /// A Workers WebSocket message may not exceed 1 MiB; batches stay well under it (an event
 /// is at most 64 KiB by the publish limits, its frame a little more).

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::graphql::codes::FRAME_TOO_LARGE;
 use crate::log::{LogBounds, LogStore, Offset, OffsetLog, Page, StoreError, StoredEvent, ValidEvent};
-use crate::rpc::delivery::{failure_message, BatchWriter, MAX_BATCH_BYTES};
+use crate::rpc::delivery::{failure_message, frame_cost, BatchWriter, MAX_BATCH_BYTES};
 use crate::stream::protocol::{next_start, NEXT_END};
 
 /// How long the server remembers the last offset delivered to an app key on a chain.
@@ -260,12 +260,12 @@ pub fn resolve_start(
 pub struct Cursor {
     /// The next offset to consider.
     pub next: Offset,
-    /// Frames sent and not yet acknowledged.
+    /// Window units (`rpc::delivery::frame_cost`) sent and not yet acknowledged.
     pub inflight: u32,
 }
 
 impl Cursor {
-    /// The gateway acknowledged `count` frames, which frees the window by as many. Returns
+    /// The gateway acknowledged `count` window units, which frees the window by as many. Returns
     /// whether a [`pump`] could now change anything: events past the cursor up to `head`,
     /// or room in the window (when it returns `false`, the cursor is as it was).
     pub fn acknowledge(&mut self, count: u32, head: Offset) -> bool {
@@ -401,10 +401,10 @@ struct SharedPump {
 
 impl SharedPump {
     /// Whether a cursor with `room` in its window would have produced the same: the pump
-    /// compares the window only against the frames it sends, so either the room is the
-    /// same, or both rooms are larger than the frames (the window stopped neither).
+    /// compares the window only against the units it sends, so either the room is the
+    /// same, or both rooms are larger than the units (the window stopped neither).
     fn fits(&self, room: u32) -> bool {
-        room == self.room || (room > self.pumped.frames && self.room > self.pumped.frames)
+        room == self.room || (room > self.pumped.cost && self.room > self.pumped.cost)
     }
 }
 
@@ -509,6 +509,8 @@ pub struct Pumped {
     pub messages: Vec<String>,
     /// `next` frames among the messages (the object's delivery count).
     pub frames: u32,
+    /// What they take of the window (`rpc::delivery::frame_cost`).
+    pub cost: u32,
     pub cut_short: bool,
     /// The subscription failed (an `E` message is the last one): stop serving it.
     pub failed: bool,
@@ -536,7 +538,7 @@ pub fn pump<S: LogStore, P: Projector>(
     let key = (keys.delivery.clone(), cursor.next);
     if let Some(shared) = cache.pumped.get(&key).filter(|shared| shared.fits(room)) {
         cursor.next = shared.next;
-        cursor.inflight += shared.pumped.frames;
+        cursor.inflight += shared.pumped.cost;
         return Ok(shared.pumped.clone());
     }
     let pumped = Rc::new(pump_once(log, spec, &keys.projection, cursor, head, window, cache, budget)?);
@@ -608,7 +610,9 @@ fn pump_once<S: LogStore, P: Projector>(
             }
             cursor.next = e.offset + 1;
             batch.push(e.offset, &payload, &mut out.messages);
-            cursor.inflight += 1;
+            let cost = frame_cost(&payload);
+            cursor.inflight += cost;
+            out.cost += cost;
             out.frames += 1;
         }
         if page.at_end && cursor.inflight < window {

@@ -348,10 +348,18 @@ pub fn init_credentials(payload: &Map<String, Value>) -> (Option<&str>, Option<&
 /// confirms nothing. A client is closed (4413) when its oldest unanswered ping is older
 /// than the threshold, or when more than `max_unread_bytes` were sent since the last ping it
 /// answered: a stalled reader is never buffered beyond that, whatever it sends.
+///
+/// Before that, the guard paces: past a quarter of the limit unread, the client is
+/// [`behind`](Self::behind), and the gateway holds its acknowledgements to the chain
+/// objects until a pong shows it caught up, so they stop at their window. A client that
+/// reads slower than the service sends (a replay over a slow link) is then fed at its pace
+/// instead of being closed once the runtime buffered the limit for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlowConsumerGuard {
     threshold_ms: u64,
     max_unread_bytes: u64,
+    /// Unread bytes past which the client is behind: a quarter of `max_unread_bytes`.
+    pace_bytes: u64,
     sent_bytes: u64,
     /// Bytes sent before the last answered ping: known to be read.
     confirmed_bytes: u64,
@@ -379,6 +387,7 @@ impl SlowConsumerGuard {
         SlowConsumerGuard {
             threshold_ms: threshold_seconds.saturating_mul(1000),
             max_unread_bytes,
+            pace_bytes: max_unread_bytes / 4,
             sent_bytes: 0,
             confirmed_bytes: 0,
             outstanding: VecDeque::new(),
@@ -411,11 +420,26 @@ impl SlowConsumerGuard {
         if self.sent_bytes - self.confirmed_bytes > self.max_unread_bytes {
             return Self::too_slow("unread data over the limit");
         }
+        self.ping_if_due(now_ms, nonce)
+    }
+
+    /// Pings when [`PING_EVERY_BYTES`] (or half the pace, if less) were sent since the
+    /// last ping, and fewer than [`MAX_OUTSTANDING_PINGS`] are unanswered. So once every
+    /// ping is answered, less than half the pace is unconfirmed: a client held back as
+    /// [`behind`](Self::behind) always gets the pong that releases it.
+    fn ping_if_due(&mut self, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {
         let since_last = self.sent_bytes - self.outstanding.back().map_or(self.confirmed_bytes, |p| p.2);
-        if since_last >= PING_EVERY_BYTES && self.outstanding.len() < MAX_OUTSTANDING_PINGS {
+        let every = PING_EVERY_BYTES.min(self.pace_bytes / 2).max(1);
+        if since_last >= every && self.outstanding.len() < MAX_OUTSTANDING_PINGS {
             return self.ping(now_ms, nonce());
         }
         GuardTick::Nothing
+    }
+
+    /// Whether the client is behind in reading: more than a quarter of the limit is sent
+    /// and not confirmed read. The gateway holds acknowledgements meanwhile.
+    pub fn behind(&self) -> bool {
+        self.unread_bytes() > self.pace_bytes
     }
 
     pub fn on_tick(&mut self, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {
@@ -430,20 +454,24 @@ impl SlowConsumerGuard {
     }
 
     /// A `pong` arrived. Only one echoing an outstanding ping's nonce counts; it also
-    /// answers every older ping (pongs come back in order).
-    pub fn on_pong(&mut self, payload: Option<&Value>) {
-        let Some(nonce) = payload.and_then(|p| p.get(PING_NONCE_KEY)).and_then(Value::as_str) else {
-            return;
+    /// answers every older ping (pongs come back in order). A ping that was due while
+    /// [`MAX_OUTSTANDING_PINGS`] were unanswered is sent now.
+    pub fn on_pong(&mut self, payload: Option<&Value>, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {
+        let Some(nonce_echoed) = payload.and_then(|p| p.get(PING_NONCE_KEY)).and_then(Value::as_str) else {
+            return GuardTick::Nothing;
         };
-        let Some(position) =
-            self.outstanding.iter().position(|(n, _, _)| crate::constant_time_eq(n.as_bytes(), nonce.as_bytes()))
+        let Some(position) = self
+            .outstanding
+            .iter()
+            .position(|(n, _, _)| crate::constant_time_eq(n.as_bytes(), nonce_echoed.as_bytes()))
         else {
-            return;
+            return GuardTick::Nothing;
         };
         let answered = self.outstanding.drain(..=position).next_back();
         if let Some((_, _, bytes)) = answered {
             self.confirmed_bytes = self.confirmed_bytes.max(bytes);
         }
+        self.ping_if_due(now_ms, nonce)
     }
 
     /// Bytes sent and not yet known to be read.

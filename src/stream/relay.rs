@@ -8,12 +8,17 @@
 //!   batch resent after a reattach) are dropped, and every reattach starts there.
 //! - **Gaps are signalled once**: a retention gap (reported at attach or in a batch) stays
 //!   pending until a forwarded frame carried it, across any number of reattaches.
+//! - **Paced by the vendor's reading**: acknowledgements are what let the object send
+//!   more, so while the vendor's connection is behind in reading (see
+//!   `protocol::SlowConsumerGuard::behind`) they are held, and the object stops at its
+//!   window instead of the runtime buffering a whole replay for a vendor that reads it
+//!   slower than it is sent.
 //! - **Bounded retries**: an attach that fails, or that ends before it forwarded anything
 //!   within [`STABLE_ATTACH_MS`], counts as a failure; failures back off exponentially,
 //!   and after [`MAX_ATTACH_FAILURES`] in a row the operation ends with an error.
 
 use crate::log::Offset;
-use crate::rpc::delivery::{ack_message, parse_batch, parse_failure};
+use crate::rpc::delivery::{ack_message, frame_cost, parse_batch, parse_failure};
 use crate::stream::fanout::{render_frame, Gap, Start};
 
 pub use crate::rpc::delivery::{ACK_EVERY, WINDOW};
@@ -84,8 +89,8 @@ impl RenderedFrames {
 /// What the gateway does with one message from the chain object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step<'a> {
-    /// Send these frames to the vendor, then `ack` (if any) to the object.
-    Forward { frames: Vec<Frame<'a>>, ack: Option<String> },
+    /// Send these frames to the vendor, then ask [`Relay::ack`] whether to acknowledge.
+    Forward { frames: Vec<Frame<'a>> },
     /// The subscription failed with this GraphQL error code and message.
     Fail { code: &'a str, message: &'a str },
     /// Not a message of the internal protocol: ignore it.
@@ -98,7 +103,7 @@ pub struct Relay {
     next_offset: Option<Offset>,
     /// Retention dropped events from this offset on; not yet told to the vendor.
     pending_gap: Option<Offset>,
-    /// Frames forwarded since the last acknowledgement, and the offset they reach.
+    /// Window units forwarded since the last acknowledgement, and the offset they reach.
     unacked: u32,
     through: Offset,
     failures: u32,
@@ -170,10 +175,10 @@ impl Relay {
         };
         self.note_gap(batch.gap);
         let expected = self.next_offset.unwrap_or(0);
-        // A batch is at most 1 MiB, so its frames fit a u32 many times over.
-        let count = u32::try_from(batch.frames.len()).unwrap_or(u32::MAX);
         let mut frames = Vec::with_capacity(batch.frames.len());
         for (offset, payload) in batch.frames {
+            // The object counted every frame it sent, those dropped here too.
+            self.unacked = self.unacked.saturating_add(frame_cost(payload));
             // A batch resent after a reattach may overlap what was forwarded.
             if offset < expected {
                 continue;
@@ -189,9 +194,14 @@ impl Relay {
         }
         self.next_offset = Some(expected.max(batch.through + 1));
         self.through = self.through.max(batch.through);
-        self.unacked += count;
-        let ack = (self.unacked >= ACK_EVERY).then(|| ack_message(std::mem::take(&mut self.unacked), self.through));
-        Step::Forward { frames, ack }
+        Step::Forward { frames }
+    }
+
+    /// The acknowledgement to send the object now, if one is due: a quarter of the window
+    /// was forwarded, and the vendor is not `behind` in reading. One held while it was
+    /// behind is sent once it caught up (the connection asks again then).
+    pub fn ack(&mut self, behind: bool) -> Option<String> {
+        (self.unacked >= ACK_EVERY && !behind).then(|| ack_message(std::mem::take(&mut self.unacked), self.through))
     }
 
     /// The acknowledgement to send when the subscription stops: the object then saves the

@@ -144,6 +144,26 @@ impl Connection {
         }
     }
 
+    /// Whether the vendor is behind in reading what was sent: acknowledgements to the
+    /// chain objects wait, so they stop sending at their window.
+    pub(super) fn behind(&self) -> bool {
+        self.slow_guard.borrow().as_ref().is_some_and(SlowConsumerGuard::behind)
+    }
+
+    /// Sends the acknowledgements held while the vendor was behind, once it caught up.
+    fn send_held_acks(&self) {
+        if self.behind() {
+            return;
+        }
+        for op in self.operations.borrow().values() {
+            let Some(internal) = op.internal.borrow().clone() else { continue };
+            let ack = op.relay.borrow_mut().ack(false);
+            if let Some(ack) = ack {
+                let _ = internal.send_with_str(ack);
+            }
+        }
+    }
+
     /// Whether `op` is still the running operation `id` (not stopped, not replaced by a
     /// new operation reusing the id while this one awaited).
     pub(super) fn owns(&self, id: &str, op: &Rc<RunningOperation>) -> bool {
@@ -174,9 +194,13 @@ impl Connection {
                     spawn_local(start_operation(self.clone(), id, payload, op));
                 }
                 Action::PongReceived(payload) => {
-                    if let Some(guard) = self.slow_guard.borrow_mut().as_mut() {
-                        guard.on_pong(payload.as_ref());
-                    }
+                    let tick = self
+                        .slow_guard
+                        .borrow_mut()
+                        .as_mut()
+                        .map(|g| g.on_pong(payload.as_ref(), now_ms(), crate::auth::token::random_id));
+                    self.on_guard(tick);
+                    self.send_held_acks();
                 }
                 Action::Stop { id } => {
                     if let Some(op) = self.operations.borrow_mut().remove(&id) {

@@ -183,12 +183,14 @@ async fn forward(
         // The step borrows the message only; the relay's borrow ends with this statement.
         let step = op.relay.borrow_mut().on_message(&text);
         match step {
-            Step::Forward { frames, ack } => {
+            Step::Forward { frames } => {
                 // Made for each batch: a buffer kept across batches would hold every
                 // subscription's largest batch (up to half a MiB) for as long as it streams.
                 let mut rendered = RenderedFrames::default();
                 rendered.render(&frame_start, &frames);
                 conn.send_frames(&rendered);
+                // Held while the vendor is behind in reading; `Connection` sends it later.
+                let ack = op.relay.borrow_mut().ack(conn.behind());
                 if let Some(ack) = ack {
                     let _ = internal.send_with_str(ack);
                 }
