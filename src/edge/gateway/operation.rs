@@ -3,16 +3,18 @@
 //! to acknowledge and where and when to reattach are the relay's decisions
 //! (`stream::relay`); this performs them.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::channel::oneshot;
 use serde_json::{json, Value};
-use worker::{Delay, Env, Headers, Method, Request, RequestInit, Result, WebSocket, WebsocketEvent};
+use worker::{Delay, Env, Headers, Method, Request, RequestInit, Result, WebSocket};
 
 use super::api;
 use super::connection::{Connection, RunningOperation};
 use crate::edge::ask::{ask, whole_body, Ask};
+use crate::edge::js_socket::listen;
 use crate::edge::{chain_stub, now_ms};
 use crate::graphql::codes::{BAD_REQUEST, INTERNAL_SERVER_ERROR};
 use crate::graphql::{GraphQLError, Operation, ProjectionPlan, QueryContext, SubscribePayload};
@@ -150,7 +152,8 @@ async fn stream(
 
 /// Forwards what the chain object sends on one attached socket until it ends, and says
 /// what to do next. A failure the object reports ends the operation (`GiveUp` is not
-/// returned then: the operation is no longer owned).
+/// returned then: the operation is no longer owned). Each message is handled in the
+/// runtime's own event (`js_socket::listen`); this waits for the end.
 async fn forward(
     conn: &Rc<Connection>,
     id: &str,
@@ -159,7 +162,35 @@ async fn forward(
     start: u64,
     gap: Option<u64>,
 ) -> Retry {
-    let Ok(mut events) = internal.events() else {
+    let (ended, end) = oneshot::channel::<Ended>();
+    let ended = Rc::new(RefCell::new(Some(ended)));
+    let on_message = {
+        let (conn, op, internal, ended) = (conn.clone(), op.clone(), internal.clone(), ended.clone());
+        let id = id.to_string();
+        // The chain object's payloads carry no operation id (they are shared by every
+        // subscription alike): each frame gets this operation's start.
+        let frame_start = next_start(&id);
+        move |text: Option<String>| {
+            let Some(text) = text else { return };
+            if ended.borrow().is_none() {
+                return;
+            }
+            if let Some(how) = relay_message(&conn, &id, &op, &internal, &frame_start, &text) {
+                if let Some(ended) = ended.borrow_mut().take() {
+                    let _ = ended.send(how);
+                }
+            }
+        }
+    };
+    let on_end = {
+        let ended = ended.clone();
+        move || {
+            if let Some(ended) = ended.borrow_mut().take() {
+                let _ = ended.send(Ended::Detached);
+            }
+        }
+    };
+    let Ok(listening) = listen(&internal, on_message, on_end) else {
         return op.relay.borrow_mut().on_detached(now_ms());
     };
     if internal.accept().is_err() {
@@ -172,40 +203,63 @@ async fn forward(
     }
     let open = op.relay.borrow_mut().on_attached(start, gap, now_ms());
     let _ = internal.send_with_str(open);
-    // The chain object's payloads carry no operation id (they are shared by every
-    // subscription alike): each frame gets this operation's start, in one reused buffer.
-    let frame_start = next_start(id);
-    while let Some(Ok(WebsocketEvent::Message(msg))) = events.next().await {
-        let Some(text) = msg.text() else { continue };
-        if !conn.owns(id, op) || !conn.session.borrow().is_active(id) {
-            break;
-        }
-        // The step borrows the message only; the relay's borrow ends with this statement.
-        let step = op.relay.borrow_mut().on_message(&text);
-        match step {
-            Step::Forward { frames } => {
-                // Made for each batch: a buffer kept across batches would hold every
-                // subscription's largest batch (up to half a MiB) for as long as it streams.
-                let mut rendered = RenderedFrames::default();
-                rendered.render(&frame_start, &frames);
-                conn.send_frames(&rendered);
-                // Held while the vendor is behind in reading; `Connection` sends it later.
-                let ack = op.relay.borrow_mut().ack(conn.behind());
-                if let Some(ack) = ack {
-                    let _ = internal.send_with_str(ack);
-                }
-            }
-            Step::Fail { code, message } => {
-                op.internal.borrow_mut().take();
-                let _ = internal.close(Some(close::NORMAL), Some("subscription failed"));
-                conn.fail(id, op, &[GraphQLError::coded(message, code)]);
-                return Retry::After(0);
-            }
-            Step::Ignore => {}
+    let how = end.await.unwrap_or(Ended::Detached);
+    // After the callbacks returned: a listener must not be dropped while it runs.
+    drop(listening);
+    match how {
+        Ended::Failed => Retry::After(0),
+        Ended::Detached => {
+            op.internal.borrow_mut().take();
+            op.relay.borrow_mut().on_detached(now_ms())
         }
     }
-    op.internal.borrow_mut().take();
-    op.relay.borrow_mut().on_detached(now_ms())
+}
+
+/// How an attached socket's forwarding ended.
+enum Ended {
+    /// The socket ended, or the operation stopped or changed hands.
+    Detached,
+    /// The object reported a failure; the operation ended with it.
+    Failed,
+}
+
+/// One message from the chain object, performed as the relay decides. Returns how the
+/// forwarding ends, if it does.
+fn relay_message(
+    conn: &Rc<Connection>,
+    id: &str,
+    op: &Rc<RunningOperation>,
+    internal: &WebSocket,
+    frame_start: &str,
+    text: &str,
+) -> Option<Ended> {
+    if !conn.owns(id, op) || !conn.session.borrow().is_active(id) {
+        return Some(Ended::Detached);
+    }
+    // The step borrows the message only; the relay's borrow ends with this statement.
+    let step = op.relay.borrow_mut().on_message(text);
+    match step {
+        Step::Forward { frames } => {
+            // Made for each batch: a buffer kept across batches would hold every
+            // subscription's largest batch (up to half a MiB) for as long as it streams.
+            let mut rendered = RenderedFrames::default();
+            rendered.render(frame_start, &frames);
+            conn.send_frames(&rendered);
+            // Held while the vendor is behind in reading; `Connection` sends it later.
+            let ack = op.relay.borrow_mut().ack(conn.behind());
+            if let Some(ack) = ack {
+                let _ = internal.send_with_str(ack);
+            }
+            None
+        }
+        Step::Fail { code, message } => {
+            op.internal.borrow_mut().take();
+            let _ = internal.close(Some(close::NORMAL), Some("subscription failed"));
+            conn.fail(id, op, &[GraphQLError::coded(message, code)]);
+            Some(Ended::Failed)
+        }
+        Step::Ignore => None,
+    }
 }
 
 enum Attached {
