@@ -133,6 +133,48 @@ fn the_stored_body_is_the_event_with_its_id_in_metadata_and_no_nulls() {
     assert_eq!((stored[0].module_name.as_str(), stored[0].event_name.as_str()), ("Reservation", "CHECKIN"));
 }
 
+/// The stored body is written by hand: it must be what serde_json writes for the same
+/// object (keys sorted, nulls left out), byte for byte, whatever the strings hold.
+#[test]
+fn the_stored_body_is_exactly_serde_jsons_rendering_of_every_field() {
+    let tricky = [
+        "plain",
+        "quote \" and \\ backslash",
+        "tab\tnew\nline\r\u{8}\u{c}\u{1}\u{1f}",
+        "é ü 漢字 😀 \u{7f} \u{2028}",
+        "",
+    ];
+    for (i, text) in tricky.iter().enumerate() {
+        let mut e = json!({
+            "moduleName": format!("M{text}"), "eventName": format!("E{text}"), "primaryKey": format!("K{text}"),
+            "timestamp": "2026-11-27T10:00:00+01:00", "hotelId": "TTE01",
+            "publisherId": format!("P{text}"), "actionInstanceId": format!("A{text}"),
+            "uniqueEventId": format!("U{text}"),
+            "detail": [
+                {"elementName": format!("N{text}"), "elementRole": text, "elementSequence": -7, "elementType": text,
+                 "newValue": text, "oldValue": text, "scopeFrom": text, "scopeTo": text},
+                {"elementName": "Only", "newValue": null, "elementSequence": null},
+                {"elementName": "Second", "elementSequence": 2147483647}
+            ]
+        });
+        if i % 2 == 1 {
+            // Optional fields absent or null are left out.
+            e["publisherId"] = Value::Null;
+            e.as_object_mut().unwrap().remove("actionInstanceId");
+        }
+        let stored = run(e.clone()).unwrap_or_else(|err| panic!("{text:?}: {err:?}"));
+        let mut expected = e.clone();
+        let object = expected.as_object_mut().unwrap();
+        let id = object.remove("uniqueEventId").unwrap();
+        object.insert("metadata".into(), json!({"uniqueEventId": id}));
+        object.retain(|_, v| !v.is_null());
+        for entry in object["detail"].as_array_mut().unwrap() {
+            entry.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+        }
+        assert_eq!(stored[0].body, serde_json::to_string(&expected).unwrap(), "{text:?}");
+    }
+}
+
 #[test]
 fn an_event_that_does_not_fit_gets_every_fault_listed_and_a_repeated_field_is_refused() {
     let mut misfit = good("HTB01");

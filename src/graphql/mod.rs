@@ -773,7 +773,7 @@ fn write_object(fields: &[PlanField], source: &Value, delta: bool, out: &mut Str
 }
 
 /// Writes `s` as a JSON string literal.
-fn write_json_str(out: &mut String, s: &str) {
+pub(crate) fn write_json_str(out: &mut String, s: &str) {
     out.push('"');
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
