@@ -227,13 +227,13 @@ pub fn source_address(req: &Request) -> String {
 }
 
 /// The stub of a chain's log object: one per chain code.
-pub fn chain_stub(env: &Env, chain: &str) -> Result<worker::Stub> {
-    env.durable_object("CHAIN_LOG")?.id_from_name(chain)?.get_stub()
+pub fn chain_stub(env: &Env, chain: &str) -> Result<ask::ObjectStub> {
+    ask::ObjectStub::of(env, "CHAIN_LOG", chain)
 }
 
 /// The stub of a login guard object: one per name (`rpc::guard` says which names).
-pub fn guard_stub(env: &Env, name: &str) -> Result<worker::Stub> {
-    env.durable_object("LOGIN_GUARD")?.id_from_name(name)?.get_stub()
+pub fn guard_stub(env: &Env, name: &str) -> Result<ask::ObjectStub> {
+    ask::ObjectStub::of(env, "LOGIN_GUARD", name)
 }
 
 /// Maps an authorization failure to its response (401 with a Bearer challenge, or 403).

@@ -276,7 +276,7 @@ async fn attach(env: &Env, chain: &str, spec: &SubscriptionSpec<ProjectionPlan>)
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let req = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::SUBSCRIBE), &init)?;
-    let resp = chain_stub(env, chain)?.fetch_with_request(req).await?;
+    let resp = chain_stub(env, chain)?.fetch(&req).await?;
     if resp.status_code() == 101 {
         let header = |name: &str| resp.headers().get(name).ok().flatten();
         let at =
