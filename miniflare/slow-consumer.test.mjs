@@ -93,3 +93,48 @@ test("a vendor that reads a long replay slower than it is sent is fed at its pac
     await w.dispose();
   }
 });
+
+test("five replays on one slow connection are paced together: each gets everything, in order", async () => {
+  // 5 subscriptions x 60 events of ~20 KiB (6 MiB) against a 4 MiB limit: the connection is
+  // paced as a whole, each subscription adding at most its window while it is behind.
+  const config = structuredClone(demoConfig);
+  config.limits = { slowConsumerBytes: 4 * 1024 * 1024 };
+  const w = await startWorker({ config });
+  try {
+    const [vendor, pms] = await Promise.all([tokenFor(w.base, DEMO.app1), tokenFor(w.base, DEMO.pms1)]);
+    const note = "y".repeat(20 * 1024);
+    for (let b = 0; b < 3; b++) {
+      const batch = Array.from({ length: 20 }, () => event("TTE01", { detail: [{ elementName: "Note", newValue: note }] }));
+      const res = await publish(w.base, pms, "TTE", batch);
+      assert.equal(res.status, 200, res.text);
+    }
+    const reader = connect(w, vendor, { offset: "1", fields: "detail { newValue }" });
+    await new Promise((r) => reader.ws.on("open", r));
+    for (let i = 0; i < 4; i++) {
+      reader.ws.send(JSON.stringify({ id: `r${i}`, type: "subscribe", payload: { query: `subscription { a${i}: newEvent(input: {chainCode: "TTE", offset: "1"}) { metadata { offset } detail { newValue } } }` } }));
+    }
+    reader.ws._socket.pause();
+    await new Promise((r) => setTimeout(r, 3000));
+    reader.ws._socket.resume();
+    const byId = () => {
+      const got = new Map();
+      for (const m of reader.state.messages.filter((m) => m.type === "next")) {
+        const data = Object.values(m.payload.data)[0];
+        assert.equal(data.detail[0].newValue, note);
+        got.set(m.id, [...(got.get(m.id) ?? []), Number(data.metadata.offset)]);
+      }
+      return got;
+    };
+    const deadline = Date.now() + 30000;
+    while ([...byId().values()].reduce((n, l) => n + l.length, 0) < 300 && reader.ws.readyState === WebSocket.OPEN && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(reader.ws.readyState, WebSocket.OPEN, `still connected: ${JSON.stringify(reader.state.close)}`);
+    const got = byId();
+    assert.deepEqual([...got.keys()].sort(), ["r0", "r1", "r2", "r3", "s"]);
+    for (const [id, offsets] of got) assert.deepEqual(offsets, Array.from({ length: 60 }, (_, i) => i + 1), id);
+    reader.ws.close();
+  } finally {
+    await w.dispose();
+  }
+});
