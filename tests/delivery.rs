@@ -314,6 +314,37 @@ fn a_vendor_reading_slower_than_a_replay_is_fed_at_its_pace_instead_of_being_clo
     assert_eq!(closed.code, pms_events::stream::protocol::close::TOO_SLOW);
 }
 
+/// A gateway built before window units counts frames and sends specs without `window`
+/// (an isolate may outlive a deploy that restarted the objects): the object counts frames
+/// for it, so the 128 frames that gateway waits for before acknowledging always come.
+#[test]
+fn a_gateway_that_counts_frames_is_served_by_frames() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let current = spec(Start::At(1));
+    let mut json: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encode_spec(&current).unwrap()).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("window").expect("today's gateways say what they count");
+    // As the object reads the attach header of an older gateway.
+    let older: SubscriptionSpec<OffsetOnly> = decode_spec(&URL_SAFE_NO_PAD.encode(json.to_string())).unwrap();
+    assert_eq!(older.window, WindowCount::Frames);
+    let log = OffsetLog::new(MemoryStore::default());
+    publish_padded(&log, 600, 8 * 1024);
+    let frames_sent = |s: &SubscriptionSpec<OffsetOnly>| {
+        let mut cursor = Cursor { next: 1, inflight: 0 };
+        let mut budget = TurnBudget { pages: usize::MAX, bytes: usize::MAX };
+        let pumped =
+            pump(&log, s, &SharingKeys::of(s), &mut cursor, 600, WINDOW, &mut EventCache::default(), &mut budget)
+                .unwrap();
+        (pumped.frames, cursor.inflight)
+    };
+    assert_eq!(frames_sent(&older), (WINDOW, WINDOW), "a frame each");
+    let cost = frame_cost(&"x".repeat(8 * 1024 + 30));
+    let (frames, inflight) = frames_sent(&current);
+    assert_eq!(frames, WINDOW.div_ceil(cost), "sized by bytes");
+    assert_eq!(inflight, frames * cost);
+}
+
 #[test]
 fn an_object_restart_mid_batch_loses_nothing_and_repeats_nothing() {
     let mut pipe = Pipe::new(Start::At(1));

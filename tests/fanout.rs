@@ -466,7 +466,9 @@ fn the_delivery_key_separates_what_changes_the_messages_and_nothing_else() {
     let aliased = SubscriptionSpec { response_key: "e".into(), ..base.clone() };
     let filtered = spec(EventFilter { event_names: Some(["CHECKIN".to_string()].into()), ..Default::default() });
     let delta = SubscriptionSpec { delta: true, ..base.clone() };
-    for different in [longer, aliased, filtered, delta.clone()] {
+    // What the window counts decides where a pump stops.
+    let counting_frames = SubscriptionSpec { window: WindowCount::Frames, ..base.clone() };
+    for different in [longer, aliased, filtered, delta.clone(), counting_frames] {
         assert_ne!(SharingKeys::of(&different).delivery, keys.delivery, "{different:?}");
     }
     assert_eq!(SharingKeys::of(&SubscriptionSpec { response_key: "e".into(), ..base }).projection, keys.projection);

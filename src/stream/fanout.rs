@@ -199,6 +199,22 @@ pub struct SubscriptionSpec<P> {
     pub filter: EventFilter,
     pub start: Start,
     pub plan: P,
+    /// What the gateway's acknowledgements count. Absent from the specs of gateways built
+    /// before window units, which count frames: a gateway isolate that outlives a deploy
+    /// keeps being served as it counts, instead of waiting forever for an acknowledgement.
+    #[serde(default)]
+    pub window: WindowCount,
+}
+
+/// What a subscription's window and its gateway's acknowledgements count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WindowCount {
+    /// One per frame (gateways before window units).
+    #[default]
+    Frames,
+    /// `rpc::delivery::frame_cost` per frame: its size counts.
+    Units,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -425,7 +441,8 @@ impl SharingKeys {
     pub fn of<P: Serialize>(spec: &SubscriptionSpec<P>) -> Self {
         let projection = projection_key(spec);
         let delivery = Rc::from(format!(
-            "{}|{}|{}|{projection}",
+            "{:?}|{}|{}|{}|{projection}",
+            spec.window,
             frame_overhead(&spec.id),
             serde_json::to_string(&spec.response_key).unwrap_or_default(),
             serde_json::to_string(&spec.filter).unwrap_or_default(),
@@ -610,7 +627,10 @@ fn pump_once<S: LogStore, P: Projector>(
             }
             cursor.next = e.offset + 1;
             batch.push(e.offset, &payload, &mut out.messages);
-            let cost = frame_cost(&payload);
+            let cost = match spec.window {
+                WindowCount::Frames => 1,
+                WindowCount::Units => frame_cost(&payload),
+            };
             cursor.inflight += cost;
             out.cost += cost;
             out.frames += 1;

@@ -7,7 +7,7 @@ use crate::auth::access::{chain_access, AccessError};
 use crate::auth::token::AccessClaims;
 use crate::config::{Chain, Grant, Scope, ServiceConfig};
 use crate::graphql::{GraphQLError, PreparedSubscription, ProjectionPlan};
-use crate::stream::fanout::{EventFilter, Start, SubscriptionSpec};
+use crate::stream::fanout::{EventFilter, Start, SubscriptionSpec, WindowCount};
 
 use crate::graphql::codes::{BAD_USER_INPUT, FORBIDDEN, QUERY_TOO_COMPLEX};
 
@@ -57,6 +57,7 @@ pub fn plan_subscription(
         filter,
         start,
         plan: prepared.plan,
+        window: WindowCount::Units,
     };
     Ok((chain.code.clone(), spec))
 }

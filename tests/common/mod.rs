@@ -40,5 +40,6 @@ pub fn subscription<P>(
         filter,
         start: pms_events::stream::fanout::Start::At(1),
         plan,
+        window: pms_events::stream::fanout::WindowCount::Units,
     }
 }

@@ -194,13 +194,17 @@ impl Connection {
                     spawn_local(start_operation(self.clone(), id, payload, op));
                 }
                 Action::PongReceived(payload) => {
-                    let tick = self
-                        .slow_guard
-                        .borrow_mut()
-                        .as_mut()
-                        .map(|g| g.on_pong(payload.as_ref(), now_ms(), crate::auth::token::random_id));
+                    let (tick, confirmed) = self.slow_guard.borrow_mut().as_mut().map_or((None, false), |g| {
+                        let unread = g.unread_bytes();
+                        let tick = g.on_pong(payload.as_ref(), now_ms(), crate::auth::token::random_id);
+                        (Some(tick), g.unread_bytes() < unread)
+                    });
                     self.on_guard(tick);
-                    self.send_held_acks();
+                    // Only a pong that confirmed reading can release anything: unsolicited
+                    // ones cost no walk over the operations.
+                    if confirmed {
+                        self.send_held_acks();
+                    }
                 }
                 Action::Stop { id } => {
                     if let Some(op) = self.operations.borrow_mut().remove(&id) {
