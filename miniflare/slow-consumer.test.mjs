@@ -60,6 +60,22 @@ test("a client that stops reading is closed 4413 even while it sends pongs; one 
   }
 });
 
+/** Publishes `batches` batches of `perBatch` events, each carrying `note` in its detail. */
+async function publishNotes(w, pms, batches, perBatch, note) {
+  for (let b = 0; b < batches; b++) {
+    const batch = Array.from({ length: perBatch }, () => event("TTE01", { detail: [{ elementName: "Note", newValue: note }] }));
+    const res = await publish(w.base, pms, "TTE", batch);
+    assert.equal(res.status, 200, res.text);
+  }
+}
+
+/** A reader far slower than a replay: it reads nothing for `ms`, then everything. */
+async function pauseReading(reader, ms) {
+  reader.ws._socket.pause();
+  await new Promise((r) => setTimeout(r, ms));
+  reader.ws._socket.resume();
+}
+
 test("a vendor that reads a long replay slower than it is sent is fed at its pace, not closed", async () => {
   // 6 MiB of events against a 2 MiB unread limit: without pacing the gateway sent the whole
   // replay into the runtime's buffer while the reader was paused, and closed it (4413).
@@ -69,16 +85,10 @@ test("a vendor that reads a long replay slower than it is sent is fed at its pac
   try {
     const [vendor, pms] = await Promise.all([tokenFor(w.base, DEMO.app1), tokenFor(w.base, DEMO.pms1)]);
     const note = "x".repeat(60 * 1024);
-    for (let b = 0; b < 10; b++) {
-      const batch = Array.from({ length: 10 }, () => event("TTE01", { detail: [{ elementName: "Note", newValue: note }] }));
-      const res = await publish(w.base, pms, "TTE", batch);
-      assert.equal(res.status, 200, res.text);
-    }
+    await publishNotes(w, pms, 10, 10, note);
     const reader = connect(w, vendor, { offset: "1", fields: "detail { newValue }" });
     await new Promise((r) => reader.ws.on("open", r));
-    reader.ws._socket.pause(); // a reader far slower than the replay, for three seconds
-    await new Promise((r) => setTimeout(r, 3000));
-    reader.ws._socket.resume();
+    await pauseReading(reader, 3000);
     const deadline = Date.now() + 20000;
     const nexts = () => reader.state.messages.filter((m) => m.type === "next");
     while (nexts().length < 100 && reader.ws.readyState === WebSocket.OPEN && Date.now() < deadline) {
@@ -103,19 +113,13 @@ test("five replays on one slow connection are paced together: each gets everythi
   try {
     const [vendor, pms] = await Promise.all([tokenFor(w.base, DEMO.app1), tokenFor(w.base, DEMO.pms1)]);
     const note = "y".repeat(20 * 1024);
-    for (let b = 0; b < 3; b++) {
-      const batch = Array.from({ length: 20 }, () => event("TTE01", { detail: [{ elementName: "Note", newValue: note }] }));
-      const res = await publish(w.base, pms, "TTE", batch);
-      assert.equal(res.status, 200, res.text);
-    }
+    await publishNotes(w, pms, 3, 20, note);
     const reader = connect(w, vendor, { offset: "1", fields: "detail { newValue }" });
     await new Promise((r) => reader.ws.on("open", r));
     for (let i = 0; i < 4; i++) {
       reader.ws.send(JSON.stringify({ id: `r${i}`, type: "subscribe", payload: { query: `subscription { a${i}: newEvent(input: {chainCode: "TTE", offset: "1"}) { metadata { offset } detail { newValue } } }` } }));
     }
-    reader.ws._socket.pause();
-    await new Promise((r) => setTimeout(r, 3000));
-    reader.ws._socket.resume();
+    await pauseReading(reader, 3000);
     const byId = () => {
       const got = new Map();
       for (const m of reader.state.messages.filter((m) => m.type === "next")) {

@@ -168,36 +168,34 @@ fn stored_body(shape: &EventShape<'_>, unique_event_id: &str) -> String {
 
 fn push_detail(out: &mut String, entry: &DetailShape<'_>) {
     out.push('{');
-    let mut first = true;
-    let mut separate = |out: &mut String| {
-        if !std::mem::take(&mut first) {
-            out.push(',');
-        }
-    };
-    for (key, value) in [("elementName", &entry.element_name), ("elementRole", &entry.element_role)] {
-        if let Some(value) = value {
-            separate(out);
-            push_field(out, key, value);
-        }
-    }
+    push_optional(out, "elementName", entry.element_name.as_deref());
+    push_optional(out, "elementRole", entry.element_role.as_deref());
     if let Some(n) = entry.element_sequence {
         separate(out);
         // Writing to a String cannot fail.
         let _ = write!(out, "\"elementSequence\":{n}");
     }
-    for (key, value) in [
-        ("elementType", &entry.element_type),
-        ("newValue", &entry.new_value),
-        ("oldValue", &entry.old_value),
-        ("scopeFrom", &entry.scope_from),
-        ("scopeTo", &entry.scope_to),
-    ] {
-        if let Some(value) = value {
-            separate(out);
-            push_field(out, key, value);
-        }
-    }
+    push_optional(out, "elementType", entry.element_type.as_deref());
+    push_optional(out, "newValue", entry.new_value.as_deref());
+    push_optional(out, "oldValue", entry.old_value.as_deref());
+    push_optional(out, "scopeFrom", entry.scope_from.as_deref());
+    push_optional(out, "scopeTo", entry.scope_to.as_deref());
     out.push('}');
+}
+
+/// A field of an object being written, if it has a value.
+fn push_optional(out: &mut String, key: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        separate(out);
+        push_field(out, key, value);
+    }
+}
+
+/// The comma before a field, unless it is the object's first.
+fn separate(out: &mut String) {
+    if !out.ends_with('{') {
+        out.push(',');
+    }
 }
 
 /// `"key":"value"`; `key` needs no escaping.

@@ -1,7 +1,9 @@
-//! Sending a message that already is a JavaScript string. The worker crate's
-//! `send_with_str` copies its `&str` out of wasm (a text decoding) on every call; the chain
-//! object sends one shared batch to many sockets, and the gateway slices one batch text
-//! into many frames, so both make the JavaScript string once and send it as it is.
+//! The socket calls the worker crate makes costlier than they need be, on hot paths.
+//! - Sending a message that already is a JavaScript string ([`send_js`]): `send_with_str`
+//!   copies its `&str` out of wasm (a text decoding) on every call; the chain object sends
+//!   one shared batch to many sockets, and the gateway slices one batch text into many
+//!   frames, so both make the JavaScript string once and send it as it is.
+//! - Listening ([`listen`]): handlers called in the socket's own events.
 
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;

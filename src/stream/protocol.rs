@@ -358,8 +358,6 @@ pub fn init_credentials(payload: &Map<String, Value>) -> (Option<&str>, Option<&
 pub struct SlowConsumerGuard {
     threshold_ms: u64,
     max_unread_bytes: u64,
-    /// Unread bytes past which the client is behind: a quarter of `max_unread_bytes`.
-    pace_bytes: u64,
     sent_bytes: u64,
     /// Bytes sent before the last answered ping: known to be read.
     confirmed_bytes: u64,
@@ -387,7 +385,6 @@ impl SlowConsumerGuard {
         SlowConsumerGuard {
             threshold_ms: threshold_seconds.saturating_mul(1000),
             max_unread_bytes,
-            pace_bytes: max_unread_bytes / 4,
             sent_bytes: 0,
             confirmed_bytes: 0,
             outstanding: VecDeque::new(),
@@ -429,7 +426,7 @@ impl SlowConsumerGuard {
     /// [`behind`](Self::behind) always gets the pong that releases it.
     fn ping_if_due(&mut self, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {
         let since_last = self.sent_bytes - self.outstanding.back().map_or(self.confirmed_bytes, |p| p.2);
-        let every = PING_EVERY_BYTES.min(self.pace_bytes / 2).max(1);
+        let every = PING_EVERY_BYTES.min(self.pace_bytes() / 2).max(1);
         if since_last >= every && self.outstanding.len() < MAX_OUTSTANDING_PINGS {
             return self.ping(now_ms, nonce());
         }
@@ -439,7 +436,12 @@ impl SlowConsumerGuard {
     /// Whether the client is behind in reading: more than a quarter of the limit is sent
     /// and not confirmed read. The gateway holds acknowledgements meanwhile.
     pub fn behind(&self) -> bool {
-        self.unread_bytes() > self.pace_bytes
+        self.unread_bytes() > self.pace_bytes()
+    }
+
+    /// Unread bytes past which the client is behind: a quarter of the limit.
+    fn pace_bytes(&self) -> u64 {
+        self.max_unread_bytes / 4
     }
 
     pub fn on_tick(&mut self, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {

@@ -176,19 +176,13 @@ async fn forward(
                 return;
             }
             if let Some(how) = relay_message(&conn, &id, &op, &internal, &frame_start, &text) {
-                if let Some(ended) = ended.borrow_mut().take() {
-                    let _ = ended.send(how);
-                }
+                end_with(&ended, how);
             }
         }
     };
     let on_end = {
         let ended = ended.clone();
-        move || {
-            if let Some(ended) = ended.borrow_mut().take() {
-                let _ = ended.send(Ended::Detached);
-            }
-        }
+        move || end_with(&ended, Ended::Detached)
     };
     let Ok(listening) = listen(&internal, on_message, on_end) else {
         return op.relay.borrow_mut().on_detached(now_ms());
@@ -212,6 +206,13 @@ async fn forward(
             op.internal.borrow_mut().take();
             op.relay.borrow_mut().on_detached(now_ms())
         }
+    }
+}
+
+/// Tells `forward` how its socket's forwarding ended; only the first word counts.
+fn end_with(ended: &RefCell<Option<oneshot::Sender<Ended>>>, how: Ended) {
+    if let Some(ended) = ended.borrow_mut().take() {
+        let _ = ended.send(how);
     }
 }
 
