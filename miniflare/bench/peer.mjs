@@ -63,6 +63,21 @@ try {
 }
 
 /**
+ * A target's CPU for a row's setup alone: a load-generator run with `subscribers`
+ * subscribers that publishes a single event (its two tokens, then per subscriber: connect,
+ * authenticate, subscribe, attach, one delivery, close; and the idle seconds in between).
+ * /proc counts CPU in 10 ms ticks, so at 10 subscribers this is coarse.
+ */
+async function connectionCpu(base, pid, subscribers) {
+  const cpu0 = cpuSeconds(pid);
+  const { out } = await node("fanout.mjs", [base, subscribers, "1", "1", "1"], { capture: true });
+  const result = JSON.parse(out.trim().split("\n").at(-1) || "{}");
+  if (result.delivered !== result.expected) throw new Error(`connection run against ${base}: ${result.delivered} of ${result.expected} delivered`);
+  const seconds = cpuSeconds(pid) - cpu0;
+  return { seconds, perSubscriberMs: (seconds * 1000) / subscribers };
+}
+
+/**
  * Every row against this service, the three streaming floors and the peer, ROUNDS times, the
  * order rotated each round; prints the median p50, p99 (with its range), deliveries/s and the
  * server's CPU per delivery (workerd's, or the peer's Node process) of each, and the p99
@@ -91,8 +106,8 @@ async function floors(ours) {
           const cpu0 = cpuSeconds(pid);
           const { out } = await node("fanout.mjs", [base, ...row.slice(0, 2), seconds, row[2]], { capture: true });
           const result = JSON.parse(out.trim().split("\n").at(-1) || "{}");
-          // The server's CPU over the whole run (its connections and subscriptions too: a few
-          // per cent at 10 s), per delivery.
+          // The server's CPU over the whole run, its connections and subscriptions too (see
+          // `connectionCpu`), per delivery.
           result.cpuMicros = ((cpuSeconds(pid) - cpu0) * 1e6) / result.delivered;
           if (!(result.expected > 0) || result.delivered !== result.expected) {
             throw new Error(`${name} at ${row.join(":")}: ${result.delivered ?? 0} of ${result.expected ?? 0} delivered`);
@@ -100,6 +115,11 @@ async function floors(ours) {
           runs[name].push(result);
         }
       }
+      // What each target's CPU per delivery owes to the row's setup (tokens, connections,
+      // subscriptions): a run with the row's subscribers that publishes one event, after
+      // the rounds (warm).
+      const setup = {};
+      for (const [name, , base, pid] of targets) setup[name] = await connectionCpu(base, pid, row[0]);
       console.log(`\n${row[0]} subscribers x ${row[1]} events/s (batches of ${row[2]}), ${floorRounds} rounds of ${seconds} s, medians:`);
       const peerP99 = median(runs.peer.map((r) => Number(r.p99ms)));
       for (const [name, what] of targets) {
@@ -109,12 +129,15 @@ async function floors(ours) {
           `  ${name.padEnd(6)} p50 ${median(runs[name].map((r) => Number(r.p50ms))).toFixed(1).padStart(6)} ms, ` +
             `p99 ${p99.toFixed(1).padStart(6)} ms (${Math.min(...p99s).toFixed(1)}-${Math.max(...p99s).toFixed(1)}), ` +
             `${String(median(runs[name].map((r) => r.deliveredPerSec))).padStart(6)}/s, ` +
-            `server CPU ${median(runs[name].map((r) => r.cpuMicros)).toFixed(1).padStart(5)} µs/delivery, ` +
+            `server CPU ${median(runs[name].map((r) => r.cpuMicros)).toFixed(1).padStart(5)} µs/delivery ` +
+            `(${median(runs[name].map((r) => r.cpuMicros - (setup[name].seconds * 1e6) / r.delivered)).toFixed(1).padStart(4)} ` +
+            `past setup, ${setup[name].perSubscriberMs.toFixed(2)} ms per subscriber), ` +
             `p99 peer/this ${(peerP99 / p99).toFixed(2)}  ${what}`,
         );
       }
     }
-    console.log("\nevery run delivered every event to every subscriber");
+    console.log("\nevery run delivered every event to every subscriber; server CPU covers the whole run, and");
+    console.log("(past setup) what is left of it without the CPU of a run that only sets up the row's subscribers");
   } finally {
     peer.kill();
     await floor.dispose();
