@@ -1,5 +1,6 @@
-// What the profiling tools share: a session with the runtime's V8 inspector, and a vendor
-// subscription that is opened and then left alone.
+// What the profiling tools share: a session with the runtime's V8 inspector, a vendor
+// subscription that is opened and then left alone, and the workerd processes to measure.
+import { execFileSync } from "node:child_process";
 import WebSocket from "ws";
 import { DEMO } from "../harness.mjs";
 
@@ -43,3 +44,8 @@ export function subscribe(base, token, selection = "metadata { offset } hotelId 
     ws.on("error", reject);
   });
 }
+
+/** This process's workerd children (each Miniflare runs one), oldest first. */
+export const workerdChildren = () =>
+  execFileSync("ps", ["--ppid", String(process.pid), "-o", "pid=,comm="], { encoding: "utf8" }).split("\n")
+    .map((l) => l.trim().split(/\s+/)).filter(([, comm]) => comm?.startsWith("workerd")).map(([pid]) => Number(pid));

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { startWorker } from "../harness.mjs";
 import { startStreamFloor, STREAM_FLOOR_DESIGNS } from "./stream-floor.mjs";
+import { workerdChildren } from "./inspector.mjs";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 const shared = process.env.BENCH_PEER_DIR ?? path.resolve(root, "../shared/bench");
@@ -38,10 +39,6 @@ function node(script, args, { capture = false } = {}) {
   return new Promise((resolve) => child.on("exit", (code) => resolve({ code: code ?? 1, out })));
 }
 
-/** This process's workerd children (each Miniflare runs one). */
-const workerdChildren = () =>
-  execFileSync("ps", ["--ppid", String(process.pid), "-o", "pid=,comm="], { encoding: "utf8" }).split("\n")
-    .map((l) => l.trim().split(/\s+/)).filter(([, comm]) => comm?.startsWith("workerd")).map(([pid]) => Number(pid));
 /** User + system CPU seconds of a process, all threads (fields 14 and 15 of /proc/PID/stat). */
 function cpuSeconds(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");

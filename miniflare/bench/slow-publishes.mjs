@@ -16,8 +16,8 @@
 // first seen writing to a WebSocket after the send (`WebSocket::pump`; sampled at ~3 kHz, so
 // within ~0.3 ms). For the slowest (by last frame), the share of workerd's samples in the
 // publish's window that were garbage collection, and the most frequent frames.
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, createReadStream } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -25,6 +25,7 @@ import WebSocket from "ws";
 import { createClient } from "graphql-ws";
 import { startWorker, tokenFor, DEMO, sleep } from "../harness.mjs";
 import { startStreamFloor } from "./stream-floor.mjs";
+import { workerdChildren } from "./inspector.mjs";
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const [SUBS, RATE, SECONDS, BATCH] = [positional[0] ?? 100, positional[1] ?? 200, positional[2] ?? 8, positional[3] ?? 10].map(Number);
@@ -36,20 +37,18 @@ const CHAIN = "HTBTTE";
 /** Monotonic microseconds: the clock `perf record --clockid monotonic` stamps samples with. */
 const monoMicros = () => Number(process.hrtime.bigint() / 1000n);
 
-const workerdPids = () => new Set(
-  execFileSync("ps", ["--ppid", String(process.pid), "-o", "pid=,comm="], { encoding: "utf8" }).split("\n")
-    .map((l) => l.trim().split(/\s+/)).filter(([, comm]) => comm?.startsWith("workerd")).map(([pid]) => Number(pid)),
-);
+/** How long a run waits for its subscribers to attach (and get the newest event once). */
+const ATTACH_WAIT_MS = 1500 + SUBS * 5;
 
 const server = FLOOR ? await startStreamFloor() : await startWorker({ direct: true, logs: { push() {} } });
 const base = FLOOR ? `${server.base}/relay` : server.base;
-const [pid] = workerdPids();
+const [pid] = workerdChildren();
 try {
   const vendorToken = FLOOR ? "floor" : await tokenFor(base, DEMO.app1);
   const publisherToken = FLOOR ? "floor" : await tokenFor(base, DEMO.pms1);
   await load(vendorToken, publisherToken);
   const perfFile = path.join(mkdtempSync(path.join(tmpdir(), "pms-perf-")), "perf.data");
-  const perf = spawn("perf", ["record", "-F", "2999", "-g", "--clockid", "monotonic", "-p", String(pid), "-o", perfFile, "--", "sleep", String(SECONDS + 3)], { stdio: "ignore" });
+  const perf = spawn("perf", ["record", "-F", "2999", "-g", "--clockid", "monotonic", "-p", String(pid), "-o", perfFile, "--", "sleep", String(Math.ceil(ATTACH_WAIT_MS / 1000 + SECONDS + 3))], { stdio: "ignore" });
   const perfDone = new Promise((resolve) => { perf.on("exit", resolve); perf.on("error", () => resolve(null)); });
   await sleep(300);
   const publishes = await load(vendorToken, publisherToken);
@@ -85,7 +84,7 @@ async function load(vendorToken, publisherToken) {
     });
     return client;
   });
-  await sleep(1500 + SUBS * 5); // attached (and given the newest event once)
+  await sleep(ATTACH_WAIT_MS);
   const interval = 1000 / (RATE / BATCH);
   const until = Date.now() + SECONDS * 1000;
   while (Date.now() < until) {
