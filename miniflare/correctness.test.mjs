@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Miniflare } from "miniflare";
-import { startWorker, tokenFor, publish, event, request, vendorSocket, workerScript, newSigningKeys, DEMO, demoConfig, sleep, until } from "./harness.mjs";
+import { startWorker, tokenFor, publish, event, request, vendorSocket, workerScript, newSigningKeys, tempDir, DEMO, demoConfig, sleep, until } from "./harness.mjs";
 
 const adminStats = async (base, ops, chain) =>
   (await request(base, "GET", `/admin/v1/chains/${chain}`, { headers: { authorization: `Bearer ${ops}` } })).json;
@@ -128,6 +128,60 @@ test("the server-side cursor only moves forward, and a filtered subscription kee
     await until(() => r.offsets("resume-checkouts").length >= 1, 5000, "the next checkout");
     assert.deepEqual(r.offsets("resume-checkouts"), [Number(next.json.offsets[0])]);
     for (const s of [a, f, r]) s.ws.close();
+  } finally {
+    await w.dispose();
+  }
+});
+
+// The chain object writes acknowledged cursor moves together, within a second
+// (`stream::cursors`): one stored before the runtime goes away is the resume point, and an
+// operator's restart writes what is pending first.
+test("the resume cursor is stored within a second of its move, and before an operator's restart", { timeout: 60_000 }, async () => {
+  const options = { persist: tempDir("pms-cursor-"), signingKeys: newSigningKeys() };
+  let w = await startWorker(options);
+  const tokens = (base) => Promise.all([tokenFor(base, DEMO.pms1), tokenFor(base, DEMO.app1), tokenFor(base, DEMO.ops, { scope: "urn:pms:admin" })]);
+  const publishOne = async (base, pms) => {
+    const res = await publish(base, pms, "TTE", [event("TTE01")]);
+    assert.equal(res.status, 200, res.text);
+    return Number(res.json.offsets[0]);
+  };
+  try {
+    let [pms, app1, admin] = await tokens(w.base);
+    assert.equal((await publish(w.base, pms, "TTE", [event("TTE01"), event("TTE01"), event("TTE01")])).status, 200);
+    // A vendor streams 1..3 and leaves: its last acknowledgement moves the cursor to 3.
+    const a = vendorSocket(w.base, app1);
+    await a.acked;
+    a.subscribe("a", '{chainCode: "TTE", offset: "1"}');
+    await until(() => a.offsets("a").length >= 3, 5000, "offsets 1..3");
+    a.ws.close();
+    await a.closed;
+    await sleep(300);
+    // An event nobody streams, then the operator restarts the object right away.
+    const missed = await publishOne(w.base, pms);
+    const restarted = await request(w.base, "POST", "/admin/v1/chains/TTE/restart", { headers: { authorization: `Bearer ${admin}` } });
+    assert.equal(restarted.status, 202);
+    const r = vendorSocket(w.base, app1);
+    await r.acked;
+    r.subscribe("r", '{chainCode: "TTE"}');
+    await until(() => r.offsets("r").length >= 1, 5000, "the event published while nobody streamed");
+    const live = await publishOne(w.base, pms);
+    await until(() => r.offsets("r").length >= 2, 5000, "the live event");
+    assert.deepEqual(r.offsets("r"), [missed, live], "resumed after 3, where the first vendor left off");
+    r.ws.close();
+    await r.closed;
+    // Past the flush time, the whole runtime goes away and comes back on the same storage.
+    await sleep(1_500);
+    await w.dispose();
+    w = await startWorker(options);
+    [pms, app1] = await tokens(w.base);
+    const after = await publishOne(w.base, pms);
+    const s = vendorSocket(w.base, app1);
+    await s.acked;
+    s.subscribe("s", '{chainCode: "TTE"}');
+    await until(() => s.offsets("s").length >= 1, 5000, "the event published while the runtime was away");
+    await sleep(300);
+    assert.deepEqual(s.offsets("s"), [after], `resumed after ${live}, not before`);
+    s.ws.close();
   } finally {
     await w.dispose();
   }

@@ -13,7 +13,8 @@
 //!   sees an offset that a crash could take back.
 //! - A deploy or eviction restarts the object: nothing lives only in memory except caches
 //!   (head, subscription specs, the pending alarm, the fan-out schedule) that are rebuilt
-//!   from storage on demand.
+//!   from storage on demand, and cursor moves waiting for their write (`stream::cursors`:
+//!   at most a second; an operator's restart writes them first).
 
 mod object;
 mod sql;

@@ -15,6 +15,7 @@ use crate::edge::{audit, now_ms, settings};
 use crate::log::{OffsetLog, StoreError};
 use crate::rpc;
 use crate::rpc::append::decode_batch;
+use crate::stream::cursors::PendingCursors;
 use crate::stream::fanout::{FanOutSchedule, RecentEvents, SAVED_CURSOR_TTL_MS};
 
 pub struct ChainObject {
@@ -26,6 +27,9 @@ pub struct ChainObject {
     pub(super) fan_out: RefCell<FanOutSchedule>,
     /// Events stored since the last fan-out, which it serves without reading them back.
     pub(super) recent: RefCell<RecentEvents>,
+    /// Saved-cursor moves acknowledged and not yet written (written together, see
+    /// `stream::cursors`).
+    pub(super) cursors: RefCell<PendingCursors>,
     /// When the alarm this instance set will fire (ms). Spares a storage round trip on
     /// every publish; lost on restart, when the next publish asks storage again.
     alarm_at: Cell<Option<u64>>,
@@ -69,6 +73,7 @@ impl ChainObject {
             specs: RefCell::new(HashMap::new()),
             fan_out: RefCell::new(FanOutSchedule::default()),
             recent: RefCell::new(RecentEvents::default()),
+            cursors: RefCell::new(PendingCursors::default()),
             alarm_at: Cell::new(None),
             chain_code: RefCell::new(None),
             webhooks_in_flight: RefCell::new(HashSet::new()),
@@ -236,6 +241,8 @@ impl ChainObject {
     /// timer after this answer: an exception unwinding through wasm frames would leave the
     /// isolate's future executor stuck mid-poll, and every request of the isolate would hang.
     fn restart(&self) -> Result<Response> {
+        // A restart the service chose loses no cursor move.
+        self.flush_cursors();
         let state = self.state.as_raw();
         let abort = js_sys::Reflect::get(state, &"abort".into())?;
         let abort: &js_sys::Function = wasm_bindgen::JsCast::unchecked_ref(&abort);

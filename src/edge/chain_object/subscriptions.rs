@@ -2,8 +2,8 @@
 //! subscription (accepted with the hibernation API), and the object sends it batches of
 //! rendered `next` payloads from storage at its cursor (subscriptions alike share them).
 //! What to send, when to fan out and where to start are `stream::fanout`'s and
-//! `stream::subscribe`'s decisions; this file keeps the sockets, their attachments and the
-//! registry of specs.
+//! `stream::subscribe`'s decisions; this file keeps the sockets, their attachments, the
+//! registry of specs and the saved-cursor moves waiting for their write (`stream::cursors`).
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -18,6 +18,7 @@ use crate::graphql::ProjectionPlan;
 use crate::log::{Offset, Page};
 use crate::rpc;
 use crate::rpc::delivery::{parse_ack, WINDOW};
+use crate::stream::cursors::CURSOR_FLUSH_MS;
 use crate::stream::fanout::{
     cursor_key, pump, resolve_start, Cursor, EventCache, FanOutStart, Pumped, SharingKeys, SocketState, StartError,
     SubscriptionSpec, TurnBudget,
@@ -26,8 +27,22 @@ use crate::stream::protocol::close;
 use crate::stream::subscribe::still_granted;
 
 type Spec = SubscriptionSpec<ProjectionPlan>;
-/// A spec and the keys by which subscriptions alike share projections and messages.
-pub type LoadedSpec = (Rc<Spec>, SharingKeys);
+
+/// An attached subscription's spec, with what is derived from it on every serve or
+/// acknowledgement: the keys by which subscriptions alike share projections and messages,
+/// and the key of its saved cursor.
+#[derive(Clone)]
+pub struct LoadedSpec {
+    spec: Rc<Spec>,
+    keys: SharingKeys,
+    cursor_key: Rc<str>,
+}
+
+impl LoadedSpec {
+    fn of(spec: Spec) -> Self {
+        LoadedSpec { keys: SharingKeys::of(&spec), cursor_key: cursor_key(&spec).into(), spec: Rc::new(spec) }
+    }
+}
 
 /// A socket's [`SocketState`], kept as its attachment (`None`: it has none). One that does
 /// not decode is lost state: an error, which closes the socket so the gateway reattaches.
@@ -104,7 +119,9 @@ impl ChainObject {
             return refuse(403, &rpc::Refusal { code: crate::graphql::codes::FORBIDDEN.into(), message: why });
         }
         let bounds = self.log.bounds().map_err(internal)?;
-        let saved = self.storage().saved_cursor(&cursor_key(&spec))?;
+        let loaded = LoadedSpec::of(spec);
+        let saved = self.cursors.borrow().newest(&loaded.cursor_key, self.storage().saved_cursor(&loaded.cursor_key)?);
+        let spec: &Spec = &loaded.spec;
         let (start, gap) = match resolve_start(spec.start, &bounds, saved, now_ms()) {
             Ok(s) => s,
             Err(StartError::OutOfRange { requested, head }) => {
@@ -120,8 +137,7 @@ impl ChainObject {
         pair.server.serialize_attachment(
             SocketState { key: key.clone(), cursor: Cursor { next: start, inflight: 0 } }.encode(),
         )?;
-        let keys = SharingKeys::of(&spec);
-        self.specs.borrow_mut().insert(key, (Rc::new(spec), keys));
+        self.specs.borrow_mut().insert(key, loaded);
         let headers = Headers::new();
         headers.set(rpc::START_HEADER, &start.to_string())?;
         // The gateway keeps the gap until a frame it forwards carries it.
@@ -131,8 +147,8 @@ impl ChainObject {
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
     }
 
-    /// A gateway's acknowledgement (`A <count> <through>`): the cursor to save, and room in
-    /// the window to fill.
+    /// A gateway's acknowledgement (`A <count> <through>`): the cursor to save (with the
+    /// others moved within [`CURSOR_FLUSH_MS`]), and room in the window to fill.
     pub fn on_gateway_message(self: &Rc<Self>, ws: &WebSocket, text: &str) -> Result<()> {
         let Some((count, through)) = parse_ack(text) else {
             return Ok(());
@@ -140,8 +156,10 @@ impl ChainObject {
         let head = self.log.head().map_err(internal)?;
         if through > 0 {
             if let Some(state) = socket_state(ws)? {
-                let (spec, _) = self.spec(&state.key)?;
-                self.storage().save_cursor(&cursor_key(&spec), through, now_ms())?;
+                let loaded = self.spec(&state.key)?;
+                if self.cursors.borrow_mut().record(&loaded.cursor_key, through, now_ms()) {
+                    self.schedule_cursor_flush();
+                }
             }
         }
         match self.serve(ws, head, &mut ServeTurn::new(None), count) {
@@ -162,7 +180,7 @@ impl ChainObject {
         let _ = ws.close(Some(code), Some("closed"));
     }
 
-    /// A subscription's spec and sharing keys, from memory or from the registry table.
+    /// A subscription's loaded spec, from memory or from the registry table.
     fn spec(&self, key: &str) -> Result<LoadedSpec> {
         if let Some(entry) = self.specs.borrow().get(key) {
             return Ok(entry.clone());
@@ -172,8 +190,7 @@ impl ChainObject {
             .subscription(key)?
             .ok_or_else(|| worker::Error::RustError(format!("subscription {key} is not registered")))?;
         let spec: Spec = serde_json::from_str(&json).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let keys = SharingKeys::of(&spec);
-        let entry = (Rc::new(spec), keys);
+        let entry = LoadedSpec::of(spec);
         self.specs.borrow_mut().insert(key.to_string(), entry.clone());
         Ok(entry)
     }
@@ -189,7 +206,7 @@ impl ChainObject {
             // Not even the spec is needed.
             return Ok(false);
         }
-        let (spec, keys) = self.spec(&state.key)?;
+        let LoadedSpec { spec, keys, .. } = self.spec(&state.key)?;
         let from = state.cursor.next;
         let pumped = pump(&self.log, &spec, &keys, &mut state.cursor, head, WINDOW, &mut turn.cache, &mut turn.budget)
             .map_err(internal)?;
@@ -254,6 +271,26 @@ impl ChainObject {
             }
         }
         behind
+    }
+
+    /// Writes the pending cursor moves in [`CURSOR_FLUSH_MS`], all in one turn.
+    fn schedule_cursor_flush(self: &Rc<Self>) {
+        let object = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            worker::Delay::from(std::time::Duration::from_millis(CURSOR_FLUSH_MS)).await;
+            object.flush_cursors();
+        });
+    }
+
+    /// Writes every pending cursor move now (one commit: no await between the writes).
+    pub(super) fn flush_cursors(&self) {
+        let moved = self.cursors.borrow_mut().take();
+        for (key, (through, at)) in moved {
+            if let Err(e) = self.storage().save_cursor(&key, through, at) {
+                // The cursor stays where it was saved: a resume repeats events, loses none.
+                worker::console_error!("saving a stream cursor: {e}");
+            }
+        }
     }
 
     pub(super) fn forget(&self, ws: &WebSocket) {
