@@ -19,6 +19,10 @@
 //! units forwarded (see [`frame_cost`]), through offset `through`. The gateway holds its
 //! answers while its vendor is behind in reading, so the object's window is what a vendor
 //! that reads slower than the object sends can have waiting, per subscription.
+//!
+//! The object sends `B` and `E` as binary messages (the text's UTF-8 bytes): the gateway
+//! copies them into wasm as they are, where a text message is re-encoded on its way in.
+//! The gateway's `A` is text.
 
 use std::fmt::Write as _;
 

@@ -56,7 +56,7 @@ fn socket_state(ws: &WebSocket) -> Result<Option<SocketState>> {
 }
 
 /// One turn's serving of subscriptions: the pages, projections and pumps they share, the
-/// storage budget, and each shared message as a JavaScript string, made once and sent to
+/// storage budget, and each shared message as the runtime's value, made once and sent to
 /// every socket it is for.
 struct ServeTurn {
     cache: EventCache,
@@ -72,7 +72,7 @@ impl ServeTurn {
     }
 
     /// Sends what `pump` gave a subscription with `keys` from offset `from`. A pump the
-    /// turn shares is made into JavaScript strings once; one it does not share (it is over
+    /// turn shares is made into the runtime's messages once; one it does not share (it is over
     /// the turn's `SHARED_PUMP_BYTES`) is sent and let go, so a turn never holds more.
     fn send(&mut self, ws: &WebSocket, keys: &SharingKeys, from: Offset, pumped: &Rc<Pumped>) -> Result<()> {
         if pumped.messages.is_empty() {
@@ -80,19 +80,25 @@ impl ServeTurn {
         }
         if !self.cache.shares(keys, from, pumped) {
             for message in &pumped.messages {
-                ws.send_with_str(message)?;
+                ws.send_with_bytes(message.as_bytes())?;
             }
             return Ok(());
         }
         let (_, messages) = self
             .messages
             .entry(Rc::as_ptr(pumped))
-            .or_insert_with(|| (pumped.clone(), pumped.messages.iter().map(|m| JsValue::from_str(m)).collect()));
+            .or_insert_with(|| (pumped.clone(), pumped.messages.iter().map(|m| binary_message(m)).collect()));
         for message in messages.iter() {
             send_js(ws, message)?;
         }
         Ok(())
     }
+}
+
+/// A message for a gateway as the runtime sends it: binary, its UTF-8 bytes (see
+/// `rpc::delivery`).
+fn binary_message(message: &str) -> JsValue {
+    js_sys::Uint8Array::from(message.as_bytes()).into()
 }
 
 /// Why an internal socket is closed when its subscription's state cannot be read.
