@@ -74,6 +74,10 @@ impl RenderedFrames {
     pub fn render(&mut self, start: &str, frames: &[Frame<'_>]) {
         self.text.clear();
         self.ends.clear();
+        // Every frame but one after a gap is exactly this long: one allocation per batch.
+        let overhead = start.len() + crate::stream::protocol::NEXT_END.len();
+        self.text.reserve(frames.iter().map(|f| f.payload.len() + overhead).sum());
+        self.ends.reserve(frames.len());
         let mut units = 0usize;
         for frame in frames {
             let from = self.text.len();
