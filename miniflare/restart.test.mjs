@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "graphql-ws";
 import { CheckedWebSocket as WebSocket } from "./harness.mjs";
-import { startWorker, request, DEMO, tokenFor, publish, event, sleep, until, auditLines } from "./harness.mjs";
+import { startWorker, request, DEMO, tokenFor, publish, event, sleep, until, auditLines, vendorSocket } from "./harness.mjs";
 
 const restart = (base, token, chain) =>
   request(base, "POST", `/admin/v1/chains/${chain}/restart`, { headers: { authorization: `Bearer ${token}` } });
@@ -99,6 +99,48 @@ test("restarting a chain needs an admin token for that chain", async () => {
     assert.match(other.json.message ?? other.text, /OTH|chain/i);
     const get = await request(w.base, "GET", "/admin/v1/chains/TTE/restart", { headers: { authorization: `Bearer ${ops}` } });
     assert.equal(get.status, 405);
+  } finally {
+    await w.dispose();
+  }
+});
+
+// Hibernation: an idle chain object leaves memory and keeps its sockets connected; the next
+// publish wakes it, and it rebuilds its subscriptions from the sockets' attachments, which
+// hold the cursors it keeps in memory while awake (written within a second of each move).
+test("a chain object woken from hibernation serves its subscriptions on from their cursors", { timeout: 90_000 }, async () => {
+  const w = await startWorker();
+  try {
+    const [app1, pms, ops] = await Promise.all([DEMO.app1, DEMO.pms1, DEMO.ops].map((c) => tokenFor(w.base, c)));
+    const stats = async () =>
+      (await request(w.base, "GET", "/admin/v1/chains/TTE", { headers: { authorization: `Bearer ${ops}` } })).json;
+    const v = vendorSocket(w.base, app1);
+    await v.acked;
+    v.subscribe("all", '{chainCode: "TTE", offset: "1"}');
+    v.subscribe("tte02", '{chainCode: "TTE", offset: "1", hotelCode: "TTE02"}');
+    const hotels = ["TTE01", "TTE02", "TTE01", "TTE02", "TTE01"];
+    assert.equal((await publish(w.base, pms, "TTE", hotels.map((h) => event(h)))).status, 200);
+    await until(() => v.offsets("all").length >= 5 && v.offsets("tte02").length >= 2, 5000, "the first five");
+    const awake = await stats();
+    // Idle until the runtime takes the object out of memory (10 s without an event; its
+    // constructor runs again when it wakes: a new `countingSince`). Each look wakes it.
+    let woke = null;
+    for (let i = 0; i < 4 && !woke; i++) {
+      await sleep(12_000);
+      const now = await stats();
+      if (now.countingSince !== awake.countingSince) woke = now;
+    }
+    assert.ok(woke, "the object hibernated and woke within a minute");
+    assert.equal(woke.subscribers, 2, "both sockets stayed attached");
+    const more = ["TTE02", "TTE01", "TTE02"];
+    assert.equal((await publish(w.base, pms, "TTE", more.map((h) => event(h)))).status, 200);
+    await until(() => v.offsets("all").length >= 8 && v.offsets("tte02").length >= 4, 5000, "the next three");
+    await sleep(300);
+    assert.deepEqual(v.offsets("all"), [1, 2, 3, 4, 5, 6, 7, 8], "no gap and no repeat across the wake");
+    assert.deepEqual(v.offsets("tte02"), [2, 4, 6, 8]);
+    // The gateway drops frames it already forwarded, so only the object's count shows
+    // where it resumed: from the cursors it wrote before hibernating, not from older ones.
+    assert.equal((await stats()).deliveries, 3 + 2, "the object sent only the three new events");
+    v.ws.close();
   } finally {
     await w.dispose();
   }

@@ -5,16 +5,6 @@
 use pms_events::stream::cursors::PendingCursors;
 
 #[test]
-fn only_the_first_move_since_a_flush_schedules_one() {
-    let mut pending = PendingCursors::default();
-    assert!(pending.record("app|{}", 128, 1_000));
-    assert!(!pending.record("app|{}", 256, 1_010));
-    assert!(!pending.record("other|{}", 64, 1_020), "one flush writes every key");
-    assert_eq!(pending.take().len(), 2);
-    assert!(pending.record("app|{}", 300, 2_000), "after a flush the next move schedules another");
-}
-
-#[test]
 fn a_key_is_written_once_at_its_furthest_offset_and_latest_time() {
     let mut pending = PendingCursors::default();
     pending.record("app|{}", 256, 1_000);

@@ -26,20 +26,17 @@ pub type SavedCursor = (Offset, u64);
 #[derive(Debug, Default)]
 pub struct PendingCursors {
     moved: HashMap<String, SavedCursor>,
-    flush_due: bool,
 }
 
 impl PendingCursors {
-    /// The cursor `key` was acknowledged through `through` at `now_ms`. Returns whether a
-    /// flush must be scheduled (none is pending yet).
-    pub fn record(&mut self, key: &str, through: Offset, now_ms: u64) -> bool {
+    /// The cursor `key` was acknowledged through `through` at `now_ms`.
+    pub fn record(&mut self, key: &str, through: Offset, now_ms: u64) {
         match self.moved.get_mut(key) {
             Some(saved) => *saved = (saved.0.max(through), now_ms),
             None => {
                 self.moved.insert(key.to_string(), (through, now_ms));
             }
         }
-        !std::mem::replace(&mut self.flush_due, true)
     }
 
     /// The cursor `key` as a new subscription resumes from it: the pending move, if it is
@@ -52,10 +49,8 @@ impl PendingCursors {
         }
     }
 
-    /// The moves to write now, in no particular order; the next `record` schedules a
-    /// new flush.
+    /// The moves to write now, in no particular order.
     pub fn take(&mut self) -> Vec<(String, SavedCursor)> {
-        self.flush_due = false;
         self.moved.drain().collect()
     }
 }

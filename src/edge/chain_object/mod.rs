@@ -12,10 +12,13 @@
 //! - The output gate holds the response until those writes are durable: a publisher never
 //!   sees an offset that a crash could take back.
 //! - A deploy or eviction restarts the object: nothing lives only in memory except caches
-//!   (head, subscription specs, the pending alarm, the fan-out schedule) that are rebuilt
-//!   from storage on demand, and cursor moves waiting for their write (`stream::cursors`:
-//!   at most a second; an operator's restart writes them first).
+//!   (head, the attached subscriptions, the pending alarm, the fan-out schedule) that are
+//!   rebuilt from storage and the sockets' attachments on demand, and what waits at most a
+//!   second for its write: saved-cursor moves (`stream::cursors`; an operator's restart
+//!   writes them first) and the sockets' cursors (`attached`; only hibernation reads them,
+//!   and a pending timer keeps the object awake).
 
+mod attached;
 mod object;
 mod sql;
 mod subscriptions;

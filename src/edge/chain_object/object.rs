@@ -3,13 +3,13 @@
 //! Streaming is in `subscriptions`, webhook deliveries in `webhooks`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use worker::{Env, Method, Request, Response, Result, State};
 
+use super::attached::AttachedList;
 use super::sql::ChainStorage;
-use super::subscriptions::LoadedSpec;
 use super::webhooks;
 use crate::edge::{audit, now_ms, settings};
 use crate::log::{OffsetLog, StoreError};
@@ -22,14 +22,16 @@ pub struct ChainObject {
     pub(super) state: State,
     pub(super) env: Env,
     pub(super) log: OffsetLog<ChainStorage>,
-    /// Specs of attached subscriptions, loaded from the `subscriptions` table on demand.
-    pub(super) specs: RefCell<HashMap<String, LoadedSpec>>,
+    /// The attached subscriptions (`None` until read from the runtime's sockets).
+    pub(super) attached: RefCell<Option<AttachedList>>,
     pub(super) fan_out: RefCell<FanOutSchedule>,
     /// Events stored since the last fan-out, which it serves without reading them back.
     pub(super) recent: RefCell<RecentEvents>,
     /// Saved-cursor moves acknowledged and not yet written (written together, see
     /// `stream::cursors`).
     pub(super) cursors: RefCell<PendingCursors>,
+    /// A timer will write the cursors' moves and the sockets' attachments.
+    pub(super) flush_scheduled: Cell<bool>,
     /// When the alarm this instance set will fire (ms). Spares a storage round trip on
     /// every publish; lost on restart, when the next publish asks storage again.
     alarm_at: Cell<Option<u64>>,
@@ -70,10 +72,11 @@ impl ChainObject {
             log: OffsetLog::new(ChainStorage::open(storage.sql(), raw_storage)),
             state,
             env,
-            specs: RefCell::new(HashMap::new()),
+            attached: RefCell::new(None),
             fan_out: RefCell::new(FanOutSchedule::default()),
             recent: RefCell::new(RecentEvents::default()),
             cursors: RefCell::new(PendingCursors::default()),
+            flush_scheduled: Cell::new(false),
             alarm_at: Cell::new(None),
             chain_code: RefCell::new(None),
             webhooks_in_flight: RefCell::new(HashSet::new()),
@@ -242,7 +245,7 @@ impl ChainObject {
     /// isolate's future executor stuck mid-poll, and every request of the isolate would hang.
     fn restart(&self) -> Result<Response> {
         // A restart the service chose loses no cursor move.
-        self.flush_cursors();
+        self.flush();
         let state = self.state.as_raw();
         let abort = js_sys::Reflect::get(state, &"abort".into())?;
         let abort: &js_sys::Function = wasm_bindgen::JsCast::unchecked_ref(&abort);

@@ -2,47 +2,30 @@
 //! subscription (accepted with the hibernation API), and the object sends it batches of
 //! rendered `next` payloads from storage at its cursor (subscriptions alike share them).
 //! What to send, when to fan out and where to start are `stream::fanout`'s and
-//! `stream::subscribe`'s decisions; this file keeps the sockets, their attachments, the
-//! registry of specs and the saved-cursor moves waiting for their write (`stream::cursors`).
+//! `stream::subscribe`'s decisions; this file performs them over the attached sockets kept
+//! in memory (`attached`), and keeps the registry of specs and the saved-cursor moves
+//! waiting for their write (`stream::cursors`).
 
+use std::cell::RefMut;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use wasm_bindgen::JsValue;
 use worker::{Headers, Request, Response, Result, WebSocket, WebSocketPair};
 
+use super::attached::{Attached, AttachedList, LoadedSpec, Spec};
 use super::object::{internal, refuse, ChainObject};
 use crate::edge::js_socket::send_js;
 use crate::edge::{audit, now_ms, settings};
-use crate::graphql::ProjectionPlan;
 use crate::log::{Offset, Page};
 use crate::rpc;
 use crate::rpc::delivery::{parse_ack, WINDOW};
 use crate::stream::cursors::CURSOR_FLUSH_MS;
 use crate::stream::fanout::{
-    cursor_key, pump, resolve_start, Cursor, EventCache, FanOutStart, Pumped, SharingKeys, SocketState, StartError,
-    SubscriptionSpec, TurnBudget,
+    pump, resolve_start, Cursor, EventCache, FanOutStart, Pumped, SharingKeys, SocketState, StartError, TurnBudget,
 };
 use crate::stream::protocol::close;
 use crate::stream::subscribe::still_granted;
-
-type Spec = SubscriptionSpec<ProjectionPlan>;
-
-/// An attached subscription's spec, with what is derived from it on every serve or
-/// acknowledgement: the keys by which subscriptions alike share projections and messages,
-/// and the key of its saved cursor.
-#[derive(Clone)]
-pub struct LoadedSpec {
-    spec: Rc<Spec>,
-    keys: SharingKeys,
-    cursor_key: Rc<str>,
-}
-
-impl LoadedSpec {
-    fn of(spec: Spec) -> Self {
-        LoadedSpec { keys: SharingKeys::of(&spec), cursor_key: cursor_key(&spec).into(), spec: Rc::new(spec) }
-    }
-}
 
 /// A socket's [`SocketState`], kept as its attachment (`None`: it has none). One that does
 /// not decode is lost state: an error, which closes the socket so the gateway reattaches.
@@ -127,23 +110,24 @@ impl ChainObject {
         let bounds = self.log.bounds().map_err(internal)?;
         let loaded = LoadedSpec::of(spec);
         let saved = self.cursors.borrow().newest(&loaded.cursor_key, self.storage().saved_cursor(&loaded.cursor_key)?);
-        let spec: &Spec = &loaded.spec;
+        let spec = &loaded.spec;
         let (start, gap) = match resolve_start(spec.start, &bounds, saved, now_ms()) {
             Ok(s) => s,
             Err(StartError::OutOfRange { requested, head }) => {
                 return refuse(409, &rpc::Refusal::offset_out_of_range("offset", requested, head));
             }
         };
+        // Before the new socket is accepted: a list rebuilt after it would hold it twice.
+        drop(self.attached());
         let key = crate::auth::token::random_id();
-        let spec_json = serde_json::to_string(&spec).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let spec_json = serde_json::to_string(spec).map_err(|e| worker::Error::RustError(e.to_string()))?;
         self.storage().register_subscription(&key, &spec_json)?;
         let pair = WebSocketPair::new()?;
         let conn_tag = rpc::connection_tag(&spec.connection_id);
         self.state.accept_websocket_with_tags(&pair.server, &[key.as_str(), spec.app_key.as_str(), conn_tag.as_str()]);
-        pair.server.serialize_attachment(
-            SocketState { key: key.clone(), cursor: Cursor { next: start, inflight: 0 } }.encode(),
-        )?;
-        self.specs.borrow_mut().insert(key, loaded);
+        let cursor = Cursor { next: start, inflight: 0 };
+        pair.server.serialize_attachment(SocketState { key: key.clone(), cursor }.encode())?;
+        self.attached().insert(Attached::new(pair.server, key.into(), cursor, loaded));
         let headers = Headers::new();
         headers.set(rpc::START_HEADER, &start.to_string())?;
         // The gateway keeps the gap until a frame it forwards carries it.
@@ -153,25 +137,65 @@ impl ChainObject {
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
     }
 
+    /// The attached subscriptions, rebuilt from the runtime's sockets if this instance has
+    /// not yet (it started, or woke from hibernation). A socket whose state cannot be read
+    /// is closed, so that its gateway reattaches.
+    pub(super) fn attached(&self) -> RefMut<'_, AttachedList> {
+        let mut attached = self.attached.borrow_mut();
+        if attached.is_none() {
+            let mut list = AttachedList::default();
+            for ws in self.state.get_websockets() {
+                match self.read_attached(&ws) {
+                    Ok(Some(sub)) => list.insert(sub),
+                    Ok(None) => {}
+                    Err(e) => {
+                        worker::console_error!("chain log attached socket: {e}");
+                        let _ = ws.close(Some(close::INTERNAL_ERROR), Some(STATE_LOST));
+                    }
+                }
+            }
+            *attached = Some(list);
+        }
+        RefMut::map(attached, |a| a.get_or_insert_with(AttachedList::default))
+    }
+
+    /// A socket's subscription as its attachment and the registry table hold it.
+    fn read_attached(&self, ws: &WebSocket) -> Result<Option<Attached>> {
+        let Some(state) = socket_state(ws)? else { return Ok(None) };
+        let json = self
+            .storage()
+            .subscription(&state.key)?
+            .ok_or_else(|| worker::Error::RustError(format!("subscription {} is not registered", state.key)))?;
+        let spec: Spec = serde_json::from_str(&json).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        Ok(Some(Attached::new(ws.clone(), state.key.into(), state.cursor, LoadedSpec::of(spec))))
+    }
+
     /// A gateway's acknowledgement (`A <count> <through>`): the cursor to save (with the
     /// others moved within [`CURSOR_FLUSH_MS`]), and room in the window to fill.
     pub fn on_gateway_message(self: &Rc<Self>, ws: &WebSocket, text: &str) -> Result<()> {
         let Some((count, through)) = parse_ack(text) else {
             return Ok(());
         };
+        // The attachment's key never changes; its cursor may be behind the one in memory.
+        let Some(SocketState { key, .. }) = socket_state(ws)? else { return Ok(()) };
         let head = self.log.head().map_err(internal)?;
-        if through > 0 {
-            if let Some(state) = socket_state(ws)? {
-                let loaded = self.spec(&state.key)?;
-                if self.cursors.borrow_mut().record(&loaded.cursor_key, through, now_ms()) {
-                    self.schedule_cursor_flush();
-                }
+        let served = {
+            let mut attached = self.attached();
+            let Some(sub) = attached.get_mut(&key) else { return Ok(()) };
+            if through > 0 {
+                self.cursors.borrow_mut().record(&sub.loaded.cursor_key, through, now_ms());
             }
-        }
-        match self.serve(ws, head, &mut ServeTurn::new(None), count) {
-            Ok(true) => self.schedule_fan_out(true),
-            Ok(false) => {}
-            Err(e) => {
+            let served = self.serve(sub, head, &mut ServeTurn::new(None), count);
+            (served, through > 0 || sub.unwritten())
+        };
+        match served {
+            (Ok(Served::CutShort), unwritten) => {
+                self.schedule_fan_out(true);
+                self.flush_later(unwritten);
+            }
+            (Ok(Served::Waiting), unwritten) => self.flush_later(unwritten),
+            (Ok(Served::Failed), _) => self.fail(ws),
+            (Err(e), _) => {
                 worker::console_error!("chain log serve: {e}");
                 let _ = ws.close(Some(close::INTERNAL_ERROR), Some(STATE_LOST));
             }
@@ -186,55 +210,38 @@ impl ChainObject {
         let _ = ws.close(Some(code), Some("closed"));
     }
 
-    /// A subscription's loaded spec, from memory or from the registry table.
-    fn spec(&self, key: &str) -> Result<LoadedSpec> {
-        if let Some(entry) = self.specs.borrow().get(key) {
-            return Ok(entry.clone());
+    /// Sends a subscription what its window and the turn's budget allow, from storage at
+    /// its cursor. Its cursor moves in memory only (see `attached`).
+    fn serve(&self, sub: &mut Attached, head: Offset, turn: &mut ServeTurn, acked: u32) -> Result<Served> {
+        if !sub.cursor.acknowledge(acked, head) {
+            return Ok(Served::Waiting);
         }
-        let json = self
-            .storage()
-            .subscription(key)?
-            .ok_or_else(|| worker::Error::RustError(format!("subscription {key} is not registered")))?;
-        let spec: Spec = serde_json::from_str(&json).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let entry = LoadedSpec::of(spec);
-        self.specs.borrow_mut().insert(key.to_string(), entry.clone());
-        Ok(entry)
+        let LoadedSpec { spec, keys, .. } = &sub.loaded;
+        let from = sub.cursor.next;
+        let pumped = pump(&self.log, spec, keys, &mut sub.cursor, head, WINDOW, &mut turn.cache, &mut turn.budget)
+            .map_err(internal)?;
+        turn.send(&sub.ws, keys, from, &pumped)?;
+        self.deliveries.set(self.deliveries.get() + u64::from(pumped.frames));
+        Ok(if pumped.failed {
+            Served::Failed
+        } else if pumped.cut_short {
+            Served::CutShort
+        } else {
+            Served::Waiting
+        })
     }
 
-    /// Sends a subscription what its window and the turn's budget allow, from storage at
-    /// its cursor. Returns whether the budget cut it short (it needs another turn).
-    fn serve(&self, ws: &WebSocket, head: Offset, turn: &mut ServeTurn, acked: u32) -> Result<bool> {
-        let Some(mut state) = socket_state(ws)? else {
-            return Ok(false);
-        };
-        let saved = state.cursor;
-        if !state.cursor.acknowledge(acked, head) {
-            // Not even the spec is needed.
-            return Ok(false);
-        }
-        let LoadedSpec { spec, keys, .. } = self.spec(&state.key)?;
-        let from = state.cursor.next;
-        let pumped = pump(&self.log, &spec, &keys, &mut state.cursor, head, WINDOW, &mut turn.cache, &mut turn.budget)
-            .map_err(internal)?;
-        turn.send(ws, &keys, from, &pumped)?;
-        self.deliveries.set(self.deliveries.get() + u64::from(pumped.frames));
-        if pumped.failed {
-            // The `E` message said why; the gateway ends the operation.
-            self.forget(ws);
-            let _ = ws.close(Some(close::NORMAL), Some("subscription failed"));
-            return Ok(false);
-        }
-        if state.cursor != saved {
-            ws.serialize_attachment(state.encode())?;
-        }
-        Ok(pumped.cut_short)
+    /// A subscription failed (its `E` message said why; the gateway ends the operation).
+    fn fail(&self, ws: &WebSocket) {
+        self.forget(ws);
+        let _ = ws.close(Some(close::NORMAL), Some("subscription failed"));
     }
 
     /// Schedules a fan-out as `FanOutSchedule` decides: after a publish, or `resume` after
     /// one ran out of budget. The output gate still holds its frames until the rows they
     /// carry are durable.
     pub(super) fn schedule_fan_out(self: &Rc<Self>, resume: bool) {
-        let start = self.fan_out.borrow_mut().request(resume, now_ms(), || !self.state.get_websockets().is_empty());
+        let start = self.fan_out.borrow_mut().request(resume, now_ms(), || !self.attached().is_empty());
         match start {
             None => {}
             Some(FanOutStart::ThisTurn) => self.fan_out_and_go_on(),
@@ -258,38 +265,55 @@ impl ChainObject {
 
     /// Serves every subscription behind the head within one turn's budget, starting where
     /// the schedule says. Returns whether some were left unserved.
-    fn fan_out(&self) -> bool {
-        let sockets = self.state.get_websockets();
-        let Some(first) = self.fan_out.borrow_mut().run(now_ms(), sockets.len()) else {
-            return false;
-        };
+    fn fan_out(self: &Rc<Self>) -> bool {
         let Ok(head) = self.log.head() else { return false };
-        let mut turn = ServeTurn::new(self.recent.borrow_mut().take_page(head));
         let mut behind = false;
-        for ws in sockets[first..].iter().chain(&sockets[..first]) {
-            match self.serve(ws, head, &mut turn, 0) {
-                Ok(cut_short) => behind |= cut_short,
-                Err(e) => {
-                    // One broken subscription must not stop delivery to the others.
-                    worker::console_error!("chain log fan-out: {e}");
-                    let _ = ws.close(Some(close::INTERNAL_ERROR), Some(STATE_LOST));
+        let mut unwritten = false;
+        let mut failed = Vec::new();
+        {
+            let mut attached = self.attached();
+            let Some(first) = self.fan_out.borrow_mut().run(now_ms(), attached.len()) else {
+                return false;
+            };
+            let mut turn = ServeTurn::new(self.recent.borrow_mut().take_page(head));
+            for sub in attached.rotated_from(first) {
+                match self.serve(sub, head, &mut turn, 0) {
+                    Ok(Served::Waiting) => {}
+                    Ok(Served::CutShort) => behind = true,
+                    Ok(Served::Failed) => failed.push(sub.ws.clone()),
+                    Err(e) => {
+                        // One broken subscription must not stop delivery to the others.
+                        worker::console_error!("chain log fan-out: {e}");
+                        let _ = sub.ws.close(Some(close::INTERNAL_ERROR), Some(STATE_LOST));
+                    }
                 }
+                unwritten |= sub.unwritten();
             }
         }
+        for ws in failed {
+            self.fail(&ws);
+        }
+        self.flush_later(unwritten);
         behind
     }
 
-    /// Writes the pending cursor moves in [`CURSOR_FLUSH_MS`], all in one turn.
-    fn schedule_cursor_flush(self: &Rc<Self>) {
+    /// When `needed`, makes sure a flush runs within [`CURSOR_FLUSH_MS`]: of the saved
+    /// cursors' moves and of the sockets' attachments.
+    fn flush_later(self: &Rc<Self>, needed: bool) {
+        if !needed || self.flush_scheduled.replace(true) {
+            return;
+        }
         let object = self.clone();
         wasm_bindgen_futures::spawn_local(async move {
             worker::Delay::from(std::time::Duration::from_millis(CURSOR_FLUSH_MS)).await;
-            object.flush_cursors();
+            object.flush_scheduled.set(false);
+            object.flush();
         });
     }
 
-    /// Writes every pending cursor move now (one commit: no await between the writes).
-    pub(super) fn flush_cursors(&self) {
+    /// Writes what is kept in memory only: every pending saved-cursor move (one commit: no
+    /// await between the writes) and every socket's cursor into its attachment.
+    pub(super) fn flush(&self) {
         let moved = self.cursors.borrow_mut().take();
         for (key, (through, at)) in moved {
             if let Err(e) = self.storage().save_cursor(&key, through, at) {
@@ -297,11 +321,19 @@ impl ChainObject {
                 worker::console_error!("saving a stream cursor: {e}");
             }
         }
+        if let Some(attached) = self.attached.borrow_mut().as_mut() {
+            for sub in attached.iter_mut() {
+                if let Err(e) = sub.write_attachment() {
+                    worker::console_error!("writing a subscription's attachment: {e}");
+                }
+            }
+        }
     }
 
     pub(super) fn forget(&self, ws: &WebSocket) {
         if let Ok(Some(state)) = socket_state(ws) {
-            self.specs.borrow_mut().remove(&state.key);
+            // Rebuilt first if need be: a list rebuilt later could still find the socket.
+            self.attached().remove(&state.key);
             let _ = self.storage().unregister_subscription(&state.key);
         }
     }
@@ -320,4 +352,14 @@ impl ChainObject {
             let _ = self.storage().unregister_subscription(&key);
         }
     }
+}
+
+/// How serving a subscription ended.
+enum Served {
+    /// It has what its window and the head allow.
+    Waiting,
+    /// The turn's budget ran out before it had: it needs another turn.
+    CutShort,
+    /// A frame over the limit ended it.
+    Failed,
 }
