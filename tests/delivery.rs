@@ -535,3 +535,19 @@ fn the_attach_answer_and_the_active_query_travel_as_shared_types() {
     let back: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
     assert_eq!(back, [("appKey".into(), "APP KEY&1".into()), ("connection".into(), "c=1".into())]);
 }
+
+/// A gateway built before binary batches reads text messages only (its listener ignores
+/// anything else) and sends specs without `batches`: the object sends it text, so an isolate
+/// that outlives a deploy keeps streaming.
+#[test]
+fn a_gateway_that_reads_text_only_is_sent_text() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let current = spec(Start::At(1));
+    let mut json: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encode_spec(&current).unwrap()).unwrap()).unwrap();
+    assert_eq!(json["batches"], "binary", "today's gateways say they read binary batches");
+    json.as_object_mut().unwrap().remove("batches");
+    let older: SubscriptionSpec<OffsetOnly> = decode_spec(&URL_SAFE_NO_PAD.encode(json.to_string())).unwrap();
+    assert_eq!(older.batches, BatchEncoding::Text);
+}

@@ -20,9 +20,10 @@
 //! answers while its vendor is behind in reading, so the object's window is what a vendor
 //! that reads slower than the object sends can have waiting, per subscription.
 //!
-//! The object sends `B` and `E` as binary messages (the text's UTF-8 bytes): the gateway
-//! copies them into wasm as they are, where a text message is re-encoded on its way in.
-//! The gateway's `A` is text.
+//! The object sends `B` and `E` as binary messages (the text's UTF-8 bytes) to gateways
+//! that say they read them (`fanout::BatchEncoding`, in the subscription's spec): the
+//! gateway copies them into wasm as they are, where a text message is re-encoded on its way
+//! in. Gateways built before that get text. The gateway's `A` is text.
 
 use std::fmt::Write as _;
 

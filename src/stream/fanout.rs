@@ -204,6 +204,22 @@ pub struct SubscriptionSpec<P> {
     /// keeps being served as it counts, instead of waiting forever for an acknowledgement.
     #[serde(default)]
     pub window: WindowCount,
+    /// How the gateway reads the object's batches. Absent from the specs of gateways built
+    /// before binary batches, which read text only (their listener ignores anything else):
+    /// such an isolate outliving a deploy keeps getting text.
+    #[serde(default)]
+    pub batches: BatchEncoding,
+}
+
+/// How the chain object sends a subscription's batches (`rpc::delivery`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BatchEncoding {
+    /// Text messages (gateways before binary batches).
+    #[default]
+    Text,
+    /// Binary messages of the text's UTF-8 bytes.
+    Binary,
 }
 
 /// What a subscription's window and its gateway's acknowledgements count.

@@ -7,7 +7,7 @@ use crate::auth::access::{chain_access, AccessError};
 use crate::auth::token::AccessClaims;
 use crate::config::{Chain, Grant, Scope, ServiceConfig};
 use crate::graphql::{GraphQLError, PreparedSubscription, ProjectionPlan};
-use crate::stream::fanout::{EventFilter, Start, SubscriptionSpec, WindowCount};
+use crate::stream::fanout::{BatchEncoding, EventFilter, Start, SubscriptionSpec, WindowCount};
 
 use crate::graphql::codes::{BAD_USER_INPUT, FORBIDDEN, QUERY_TOO_COMPLEX};
 
@@ -58,6 +58,7 @@ pub fn plan_subscription(
         start,
         plan: prepared.plan,
         window: WindowCount::Units,
+        batches: BatchEncoding::Binary,
     };
     Ok((chain.code.clone(), spec))
 }

@@ -41,5 +41,6 @@ pub fn subscription<P>(
         start: pms_events::stream::fanout::Start::At(1),
         plan,
         window: pms_events::stream::fanout::WindowCount::Units,
+        batches: pms_events::stream::fanout::BatchEncoding::Binary,
     }
 }

@@ -22,7 +22,7 @@ use crate::rpc;
 use crate::rpc::delivery::{parse_ack, WINDOW};
 use crate::stream::cursors::CURSOR_FLUSH_MS;
 use crate::stream::fanout::{
-    pump, resolve_start, Cursor, EventCache, FanOutStart, Pumped, SharingKeys, SocketState, StartError, TurnBudget,
+    pump, resolve_start, BatchEncoding, Cursor, EventCache, FanOutStart, Pumped, SocketState, StartError, TurnBudget,
 };
 use crate::stream::protocol::close;
 use crate::stream::subscribe::still_granted;
@@ -38,14 +38,18 @@ fn socket_state(ws: &WebSocket) -> Result<Option<SocketState>> {
         .ok_or_else(|| worker::Error::RustError("a subscription socket's attachment does not decode".into()))
 }
 
+/// A pump shared in a turn, and the form its messages are sent in.
+type SharedMessagesKey = (*const Pumped, BatchEncoding);
+
 /// One turn's serving of subscriptions: the pages, projections and pumps they share, the
 /// storage budget, and each shared message as the runtime's value, made once and sent to
 /// every socket it is for.
 struct ServeTurn {
     cache: EventCache,
     budget: TurnBudget,
-    /// By the pump's address; the `Rc` held here keeps that address unique in the turn.
-    messages: HashMap<*const Pumped, (Rc<Pumped>, Vec<JsValue>)>,
+    /// By the pump's address and the encoding; the `Rc` held here keeps that address unique
+    /// in the turn.
+    messages: HashMap<SharedMessagesKey, (Rc<Pumped>, Vec<JsValue>)>,
 }
 
 impl ServeTurn {
@@ -57,20 +61,23 @@ impl ServeTurn {
     /// Sends what `pump` gave a subscription with `keys` from offset `from`. A pump the
     /// turn shares is made into the runtime's messages once; one it does not share (it is over
     /// the turn's `SHARED_PUMP_BYTES`) is sent and let go, so a turn never holds more.
-    fn send(&mut self, ws: &WebSocket, keys: &SharingKeys, from: Offset, pumped: &Rc<Pumped>) -> Result<()> {
+    fn send(&mut self, sub: &Attached, from: Offset, pumped: &Rc<Pumped>) -> Result<()> {
         if pumped.messages.is_empty() {
             return Ok(());
         }
-        if !self.cache.shares(keys, from, pumped) {
+        let (ws, encoding) = (&sub.ws, sub.loaded.spec.batches);
+        if !self.cache.shares(&sub.loaded.keys, from, pumped) {
             for message in &pumped.messages {
-                ws.send_with_bytes(message.as_bytes())?;
+                match encoding {
+                    BatchEncoding::Binary => ws.send_with_bytes(message.as_bytes())?,
+                    BatchEncoding::Text => ws.send_with_str(message)?,
+                }
             }
             return Ok(());
         }
-        let (_, messages) = self
-            .messages
-            .entry(Rc::as_ptr(pumped))
-            .or_insert_with(|| (pumped.clone(), pumped.messages.iter().map(|m| binary_message(m)).collect()));
+        let (_, messages) = self.messages.entry((Rc::as_ptr(pumped), encoding)).or_insert_with(|| {
+            (pumped.clone(), pumped.messages.iter().map(|m| runtime_message(m, encoding)).collect())
+        });
         for message in messages.iter() {
             send_js(ws, message)?;
         }
@@ -78,10 +85,12 @@ impl ServeTurn {
     }
 }
 
-/// A message for a gateway as the runtime sends it: binary, its UTF-8 bytes (see
-/// `rpc::delivery`).
-fn binary_message(message: &str) -> JsValue {
-    js_sys::Uint8Array::from(message.as_bytes()).into()
+/// A message for a gateway as the runtime sends it (see `rpc::delivery`).
+fn runtime_message(message: &str, encoding: BatchEncoding) -> JsValue {
+    match encoding {
+        BatchEncoding::Binary => js_sys::Uint8Array::from(message.as_bytes()).into(),
+        BatchEncoding::Text => JsValue::from_str(message),
+    }
 }
 
 /// Why an internal socket is closed when its subscription's state cannot be read.
@@ -220,7 +229,7 @@ impl ChainObject {
         let from = sub.cursor.next;
         let pumped = pump(&self.log, spec, keys, &mut sub.cursor, head, WINDOW, &mut turn.cache, &mut turn.budget)
             .map_err(internal)?;
-        turn.send(&sub.ws, keys, from, &pumped)?;
+        turn.send(sub, from, &pumped)?;
         self.deliveries.set(self.deliveries.get() + u64::from(pumped.frames));
         Ok(if pumped.failed {
             Served::Failed
