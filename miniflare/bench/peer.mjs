@@ -39,9 +39,11 @@ function node(script, args, { capture = false } = {}) {
   return new Promise((resolve) => child.on("exit", (code) => resolve({ code: code ?? 1, out })));
 }
 
-/** User + system CPU seconds of a process, all threads (fields 14 and 15 of /proc/PID/stat). */
-function cpuSeconds(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+/** User + system CPU seconds of a process, all threads (fields 14 and 15 of /proc/PID/stat),
+ *  or of its main thread alone (`/proc/PID/task/PID/stat`: the thread that runs JavaScript
+ *  and wasm; the others are V8's compilers and concurrent collector, and the runtime's). */
+function cpuSeconds(pid, { mainThread = false } = {}) {
+  const stat = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
 }
@@ -101,11 +103,13 @@ async function floors(ours) {
         for (let i = 0; i < targets.length; i++) {
           const [name, , base, pid] = targets[(i + round) % targets.length];
           const cpu0 = cpuSeconds(pid);
+          const main0 = cpuSeconds(pid, { mainThread: true });
           const { out } = await node("fanout.mjs", [base, ...row.slice(0, 2), seconds, row[2]], { capture: true });
           const result = JSON.parse(out.trim().split("\n").at(-1) || "{}");
           // The server's CPU over the whole run, its connections and subscriptions too (see
           // `connectionCpu`), per delivery.
           result.cpuMicros = ((cpuSeconds(pid) - cpu0) * 1e6) / result.delivered;
+          result.mainThreadMicros = ((cpuSeconds(pid, { mainThread: true }) - main0) * 1e6) / result.delivered;
           if (!(result.expected > 0) || result.delivered !== result.expected) {
             throw new Error(`${name} at ${row.join(":")}: ${result.delivered ?? 0} of ${result.expected ?? 0} delivered`);
           }
@@ -128,7 +132,8 @@ async function floors(ours) {
             `${String(median(runs[name].map((r) => r.deliveredPerSec))).padStart(6)}/s, ` +
             `server CPU ${median(runs[name].map((r) => r.cpuMicros)).toFixed(1).padStart(5)} µs/delivery ` +
             `(${median(runs[name].map((r) => r.cpuMicros - (setup[name].seconds * 1e6) / r.delivered)).toFixed(1).padStart(4)} ` +
-            `past setup, ${setup[name].perSubscriberMs.toFixed(2)} ms per subscriber), ` +
+            `past setup, ${median(runs[name].map((r) => r.mainThreadMicros)).toFixed(1)} on the main thread, ` +
+            `${setup[name].perSubscriberMs.toFixed(2)} ms per subscriber), ` +
             `p99 peer/this ${(peerP99 / p99).toFixed(2)}  ${what}`,
         );
       }

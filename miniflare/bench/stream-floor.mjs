@@ -126,6 +126,6 @@ export const STREAM_FLOOR_DESIGNS = {
 };
 
 /** Starts the streaming floor on its own workerd (a direct socket, the service's settings). */
-export function startStreamFloor() {
-  return startFloorWorker(SCRIPT, { CHAIN: "Chain" }, { direct: true });
+export function startStreamFloor(miniflare = {}) {
+  return startFloorWorker(SCRIPT, { CHAIN: "Chain" }, { direct: true, miniflare });
 }
