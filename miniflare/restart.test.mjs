@@ -106,9 +106,11 @@ test("restarting a chain needs an admin token for that chain", async () => {
 
 // Hibernation: an idle chain object leaves memory and keeps its sockets connected; the next
 // publish wakes it, and it rebuilds its subscriptions from the sockets' attachments, which
-// hold the cursors it keeps in memory while awake (written within a second of each move).
+// hold the cursors it keeps in memory while awake, and from its registry of their specs
+// (both written within a second of an attach or a move).
 test("a chain object woken from hibernation serves its subscriptions on from their cursors", { timeout: 90_000 }, async () => {
-  const w = await startWorker();
+  const logs = [];
+  const w = await startWorker({ logs });
   try {
     const [app1, pms, ops] = await Promise.all([DEMO.app1, DEMO.pms1, DEMO.ops].map((c) => tokenFor(w.base, c)));
     const stats = async () =>
@@ -140,6 +142,10 @@ test("a chain object woken from hibernation serves its subscriptions on from the
     // The gateway drops frames it already forwarded, so only the object's count shows
     // where it resumed: from the cursors it wrote before hibernating, not from older ones.
     assert.equal((await stats()).deliveries, 3 + 2, "the object sent only the three new events");
+    // A subscription the woken object could not rebuild (no registry row) is closed, and its
+    // gateway attaches it again: the vendor would see nothing, so the audit log must.
+    const reattached = auditLines(logs).filter((l) => l.audit === "subscription.reattached");
+    assert.deepEqual(reattached, [], "the woken object rebuilt both subscriptions itself");
     v.ws.close();
   } finally {
     await w.dispose();

@@ -5,8 +5,12 @@
 //! and the timer that will write it keeps the object from hibernating until then (the
 //! runtime hibernates an object only when no timer is set). Reading the attachment back
 //! and writing it again on every serve had cost ~2 µs of the object's ~8 µs per
-//! subscription served, on the chain's one thread. After a start or a wake from hibernation
-//! the memory is empty; the list is rebuilt from the runtime's sockets at first use.
+//! subscription served, on the chain's one thread. A new subscription's registry row (its
+//! spec, which a woken object needs and which does not fit an attachment) is written by the
+//! same flush, so an attach waits for no commit and a reconnecting crowd costs one commit,
+//! not one each; a subscription closed within the second is never written at all. After a
+//! start or a wake from hibernation the memory is empty; the list is rebuilt from the
+//! runtime's sockets (and the registry) at first use.
 
 use std::rc::Rc;
 
@@ -41,22 +45,35 @@ pub struct Attached {
     pub cursor: Cursor,
     /// The cursor as the socket's attachment holds it.
     pub written: Cursor,
+    /// Whether its registry row is written.
+    pub registered: bool,
     pub loaded: LoadedSpec,
 }
 
 impl Attached {
-    /// A subscription whose socket's attachment holds `cursor`.
+    /// A registered subscription whose socket's attachment holds `cursor`.
     pub fn new(ws: WebSocket, key: Rc<str>, cursor: Cursor, loaded: LoadedSpec) -> Self {
-        Attached { ws, key, cursor, written: cursor, loaded }
+        Attached { ws, key, cursor, written: cursor, registered: true, loaded }
     }
 
+    /// A subscription attached in this turn: its registry row is not written yet.
+    pub fn attaching(ws: WebSocket, key: Rc<str>, cursor: Cursor, loaded: LoadedSpec) -> Self {
+        Attached { registered: false, ..Attached::new(ws, key, cursor, loaded) }
+    }
+
+    /// Whether a flush has something of it to write.
     pub fn unwritten(&self) -> bool {
-        self.cursor != self.written
+        self.cursor != self.written || !self.registered
+    }
+
+    /// Its spec as the registry row holds it.
+    pub fn spec_json(&self) -> Result<String> {
+        serde_json::to_string(&self.loaded.spec).map_err(|e| worker::Error::RustError(e.to_string()))
     }
 
     /// Writes the cursor into the socket's attachment, if it moved since the last write.
     pub fn write_attachment(&mut self) -> Result<()> {
-        if self.unwritten() {
+        if self.cursor != self.written {
             self.ws.serialize_attachment(SocketState { key: self.key.to_string(), cursor: self.cursor }.encode())?;
             self.written = self.cursor;
         }

@@ -30,7 +30,10 @@ pub struct ChainObject {
     /// Saved-cursor moves acknowledged and not yet written (written together, see
     /// `stream::cursors`).
     pub(super) cursors: RefCell<PendingCursors>,
-    /// A timer will write the cursors' moves and the sockets' attachments.
+    /// Registry rows of subscriptions that ended, to delete in the next flush (a woken
+    /// object reads rows only for the sockets it has, and a start drops every row).
+    pub(super) unregistered: RefCell<Vec<Rc<str>>>,
+    /// A timer will write the cursors' moves, the sockets' attachments and the registry.
     pub(super) flush_scheduled: Cell<bool>,
     /// When the alarm this instance set will fire (ms). Spares a storage round trip on
     /// every publish; lost on restart, when the next publish asks storage again.
@@ -76,6 +79,7 @@ impl ChainObject {
             fan_out: RefCell::new(FanOutSchedule::default()),
             recent: RefCell::new(RecentEvents::default()),
             cursors: RefCell::new(PendingCursors::default()),
+            unregistered: RefCell::new(Vec::new()),
             flush_scheduled: Cell::new(false),
             alarm_at: Cell::new(None),
             chain_code: RefCell::new(None),

@@ -98,7 +98,7 @@ const STATE_LOST: &str = "subscription state lost; resubscribe";
 
 impl ChainObject {
     /// Attaches a gateway's internal socket for one subscription.
-    pub(super) fn subscribe(&self, req: &Request) -> Result<Response> {
+    pub(super) fn subscribe(self: &Rc<Self>, req: &Request) -> Result<Response> {
         let header = req.headers().get(rpc::SUBSCRIPTION_HEADER)?.unwrap_or_default();
         let spec: Spec =
             rpc::decode_spec(&header).ok_or_else(|| worker::Error::RustError("malformed subscription spec".into()))?;
@@ -129,14 +129,14 @@ impl ChainObject {
         // Before the new socket is accepted: a list rebuilt after it would hold it twice.
         drop(self.attached());
         let key = crate::auth::token::random_id();
-        let spec_json = serde_json::to_string(spec).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        self.storage().register_subscription(&key, &spec_json)?;
         let pair = WebSocketPair::new()?;
         let conn_tag = rpc::connection_tag(&spec.connection_id);
         self.state.accept_websocket_with_tags(&pair.server, &[key.as_str(), spec.app_key.as_str(), conn_tag.as_str()]);
         let cursor = Cursor { next: start, inflight: 0 };
         pair.server.serialize_attachment(SocketState { key: key.clone(), cursor }.encode())?;
-        self.attached().insert(Attached::new(pair.server, key.into(), cursor, loaded));
+        // Its registry row is written by the next flush, within a second (see `attached`).
+        self.attached().insert(Attached::attaching(pair.server, key.into(), cursor, loaded));
+        self.flush_later(true);
         let headers = Headers::new();
         headers.set(rpc::START_HEADER, &start.to_string())?;
         // The gateway keeps the gap until a frame it forwards carries it.
@@ -213,7 +213,7 @@ impl ChainObject {
     }
 
     /// The gateway closed a subscription's socket: forget it and complete the close.
-    pub fn on_gateway_close(&self, ws: &WebSocket, code: usize) {
+    pub fn on_gateway_close(self: &Rc<Self>, ws: &WebSocket, code: usize) {
         self.forget(ws);
         let code = close::echo(u16::try_from(code).unwrap_or(0));
         let _ = ws.close(Some(code), Some("closed"));
@@ -241,7 +241,7 @@ impl ChainObject {
     }
 
     /// A subscription failed (its `E` message said why; the gateway ends the operation).
-    fn fail(&self, ws: &WebSocket) {
+    fn fail(self: &Rc<Self>, ws: &WebSocket) {
         self.forget(ws);
         let _ = ws.close(Some(close::NORMAL), Some("subscription failed"));
     }
@@ -316,34 +316,60 @@ impl ChainObject {
         wasm_bindgen_futures::spawn_local(async move {
             worker::Delay::from(std::time::Duration::from_millis(CURSOR_FLUSH_MS)).await;
             object.flush_scheduled.set(false);
-            object.flush();
+            let left = object.flush();
+            // A registry row that failed to write is tried again: a woken object needs it.
+            object.flush_later(left);
         });
     }
 
-    /// Writes what is kept in memory only: every pending saved-cursor move (one commit: no
-    /// await between the writes) and every socket's cursor into its attachment.
-    pub(super) fn flush(&self) {
+    /// Writes what is kept in memory only, in one commit (no await between the writes):
+    /// every pending saved-cursor move, the registry rows of subscriptions attached or
+    /// ended since the last flush, and every socket's cursor into its attachment. Returns
+    /// whether a registry row is left unwritten.
+    pub(super) fn flush(&self) -> bool {
+        let storage = self.storage();
         let moved = self.cursors.borrow_mut().take();
         for (key, (through, at)) in moved {
-            if let Err(e) = self.storage().save_cursor(&key, through, at) {
+            if let Err(e) = storage.save_cursor(&key, through, at) {
                 // The cursor stays where it was saved: a resume repeats events, loses none.
                 worker::console_error!("saving a stream cursor: {e}");
             }
         }
+        for key in self.unregistered.take() {
+            // A row left behind is dropped when the object next starts (`drop_orphans`).
+            if let Err(e) = storage.unregister_subscription(&key) {
+                worker::console_error!("deleting a subscription's registry row: {e}");
+            }
+        }
+        let mut left = false;
         if let Some(attached) = self.attached.borrow_mut().as_mut() {
             for sub in attached.iter_mut() {
+                if !sub.registered {
+                    match sub.spec_json().and_then(|json| storage.register_subscription(&sub.key, &json)) {
+                        Ok(()) => sub.registered = true,
+                        Err(e) => {
+                            worker::console_error!("writing a subscription's registry row: {e}");
+                            left = true;
+                        }
+                    }
+                }
                 if let Err(e) = sub.write_attachment() {
                     worker::console_error!("writing a subscription's attachment: {e}");
                 }
             }
         }
+        left
     }
 
-    pub(super) fn forget(&self, ws: &WebSocket) {
+    pub(super) fn forget(self: &Rc<Self>, ws: &WebSocket) {
         if let Ok(Some(state)) = socket_state(ws) {
             // Rebuilt first if need be: a list rebuilt later could still find the socket.
-            self.attached().remove(&state.key);
-            let _ = self.storage().unregister_subscription(&state.key);
+            let removed = self.attached().remove(&state.key);
+            // One never written has no row to delete.
+            if removed.is_none_or(|sub| sub.registered) {
+                self.unregistered.borrow_mut().push(state.key.into());
+                self.flush_later(true);
+            }
         }
     }
 
