@@ -8,7 +8,8 @@
 //
 // env ROWS as side-by-side.mjs takes it (subscribers:events/s:batch,...). With --floors, env
 // BENCH_BEFORE=DIR adds another build of this service (DIR: its build/ folder, as
-// scripts/build.sh makes it in a checkout of an earlier commit), measured in the same rounds.
+// scripts/build.sh makes it in a checkout of an earlier commit), measured in the same rounds;
+// TARGETS=ours,relay,peer (say) keeps only those, for more rounds in the same time.
 import { spawn, execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -94,7 +95,8 @@ async function floors(ours) {
     ...(before ? [["before", `this service built from ${beforeDir}`, before.base, beforePid]] : []),
     ...Object.entries(STREAM_FLOOR_DESIGNS).map(([design, what]) => [design, what, `${floor.base}/${design}`, floorPid]),
     ["peer", "the in-memory graphql-ws reference peer (Node)", `http://127.0.0.1:${port}`, peer.pid],
-  ];
+  ].filter(([name]) => !process.env.TARGETS || process.env.TARGETS.split(",").includes(name));
+  if (!targets.some(([name]) => name === "peer")) throw new Error("TARGETS must keep the peer: the ratios are to it");
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   try {
     for (const row of rows) {
