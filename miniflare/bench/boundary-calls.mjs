@@ -10,9 +10,8 @@
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import WebSocket from "ws";
 import { startWorker, tokenFor, publish, event, until, DEMO } from "../harness.mjs";
-import { subscribe } from "./inspector.mjs";
+import { cdp, subscribe } from "./inspector.mjs";
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => {
   const m = /^--([a-z]+)=(.*)$/.exec(a);
@@ -38,32 +37,18 @@ const counter = `function __countingImports(o){const c=globalThis.__wasmImportCa
   `m[k]=function(...a){c.set(k,(c.get(k)??0)+1);return f.apply(this,a)}}return o}`;
 writeFileSync(shim, counter + source.replace(instantiate, "new WebAssembly.Instance($1,__countingImports($2()))"));
 
-/** An inspector session that also learns the isolate's execution context. */
+/** An inspector session on the isolate, reading the counts from its global object. */
 async function session(url) {
-  const ws = new WebSocket(url);
-  await new Promise((r, j) => { ws.once("open", r); ws.once("error", j); });
-  let id = 0;
-  const pending = new Map();
-  const contexts = [];
-  ws.on("message", (d) => {
-    const m = JSON.parse(d.toString());
-    if (m.method === "Runtime.executionContextCreated") contexts.push(m.params.context.id);
-    if (m.id && pending.has(m.id)) { pending.get(m.id)(m); pending.delete(m.id); }
-  });
-  const send = (method, params = {}) => new Promise((resolve, reject) => {
-    const n = ++id;
-    pending.set(n, (m) => (m.error ? reject(new Error(`${method}: ${m.error.message}`)) : resolve(m.result)));
-    ws.send(JSON.stringify({ id: n, method, params }));
-  });
-  await send("Runtime.enable");
-  await until(() => contexts.length > 0, 2000, "the isolate's execution context");
+  const s = await cdp(url);
+  await s.send("Runtime.enable");
+  await until(() => s.contexts.length > 0, 2000, "the isolate's execution context");
   return {
     async counts() {
       const expression = "JSON.stringify([...(globalThis.__wasmImportCalls ?? new Map())])";
-      const { result } = await send("Runtime.evaluate", { contextId: contexts[0], expression, returnByValue: true });
+      const { result } = await s.send("Runtime.evaluate", { contextId: s.contexts[0], expression, returnByValue: true });
       return new Map(JSON.parse(result.value));
     },
-    close: () => ws.close(),
+    close: () => s.close(),
   };
 }
 

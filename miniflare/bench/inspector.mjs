@@ -4,17 +4,21 @@ import { execFileSync } from "node:child_process";
 import WebSocket from "ws";
 import { DEMO } from "../harness.mjs";
 
-/** A minimal Chrome DevTools Protocol session over the inspector's WebSocket. */
+/** A minimal Chrome DevTools Protocol session over the inspector's WebSocket. `contexts`
+ *  collects the execution contexts the isolate reports once `Runtime.enable` was sent. */
 export async function cdp(url) {
   const ws = new WebSocket(url);
   await new Promise((r, j) => { ws.once("open", r); ws.once("error", j); });
   let id = 0;
   const pending = new Map();
+  const contexts = [];
   ws.on("message", (d) => {
     const m = JSON.parse(d.toString());
+    if (m.method === "Runtime.executionContextCreated") contexts.push(m.params.context.id);
     if (m.id && pending.has(m.id)) { pending.get(m.id)(m); pending.delete(m.id); }
   });
   return {
+    contexts,
     send(method, params = {}) {
       return new Promise((resolve, reject) => {
         const n = ++id;
