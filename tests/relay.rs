@@ -186,11 +186,11 @@ fn an_e_message_fails_the_subscription_and_garbage_is_ignored() {
     assert_eq!(r.on_message("B x"), Step::Ignore);
 }
 
-/// The gateway sends a batch's frames as slices of one JavaScript string: the ends it
-/// records are UTF-16 indices, so a frame with characters outside ASCII (a guest's name)
-/// and one outside the Basic Multilingual Plane must still cut exactly.
+/// The gateway renders a batch's frames into one text and sends each as its own string:
+/// the ends it records must cut exactly the frames rendered one by one, also around
+/// characters outside ASCII (a guest's name) and outside the Basic Multilingual Plane.
 #[test]
-fn rendered_frames_cut_at_utf16_ends_into_exactly_the_frames_rendered_one_by_one() {
+fn rendered_frames_cut_into_exactly_the_frames_rendered_one_by_one() {
     use pms_events::stream::fanout::Gap;
     use pms_events::stream::relay::{Frame, RenderedFrames};
     let payloads = [r#"{"data":{"e":{"n":"Zoë Ångström"}}}"#, r#"{"data":{"e":{"n":"🏨 x"}}}"#, r#"{"data":{"e":1}}"#];
@@ -206,21 +206,19 @@ fn rendered_frames_cut_at_utf16_ends_into_exactly_the_frames_rendered_one_by_one
     let start = next_start("op-é");
     let mut rendered = RenderedFrames::default();
     rendered.render(&start, &frames);
-    let units: Vec<u16> = rendered.text.encode_utf16().collect();
-    let mut from = 0;
-    let mut one = String::new();
-    for (frame, &end) in frames.iter().zip(&rendered.ends) {
-        let slice = String::from_utf16(&units[from as usize..end as usize]).unwrap();
+    let cut: Vec<&str> = rendered.frames().collect();
+    assert_eq!(cut.len(), frames.len());
+    for (frame, slice) in frames.iter().zip(&cut) {
+        let mut one = String::new();
         frame.render(&start, &mut one);
-        assert_eq!(slice, one);
-        let value: Value = serde_json::from_str(&slice).unwrap();
+        assert_eq!(*slice, one);
+        let value: Value = serde_json::from_str(slice).unwrap();
         assert_eq!(value["id"], "op-é");
-        from = end;
     }
-    assert_eq!(from as usize, units.len(), "the last end is the whole text");
+    assert_eq!(cut.concat(), rendered.text, "the frames are the whole text");
     // Reused: the next batch replaces the last.
     rendered.render(&start, &frames[2..]);
-    assert_eq!(rendered.ends.len(), 1);
+    assert_eq!(rendered.frames().count(), 1);
     assert_eq!(rendered.text, {
         let mut one = String::new();
         frames[2].render(&start, &mut one);

@@ -1,8 +1,8 @@
 //! The socket calls the worker crate makes costlier than they need be, on hot paths.
 //! - Sending a message that already is a JavaScript value ([`send_js`]): `send_with_str`
 //!   and `send_with_bytes` copy it out of wasm on every call; the chain object sends one
-//!   shared batch to many sockets, and the gateway slices one batch text into many frames,
-//!   so both make the JavaScript value once and send it as it is.
+//!   shared batch to many sockets, so it makes the JavaScript value once and sends it as it
+//!   is.
 //! - Listening ([`listen`]): handlers called in the socket's own events, with text and
 //!   binary messages alike as text.
 

@@ -60,14 +60,16 @@ impl Frame<'_> {
     }
 }
 
-/// The frames of one batch rendered into one text, with where each ends in UTF-16 code
-/// units (JavaScript's string indices): the gateway hands the text to JavaScript once and
-/// sends each frame as a slice of it, rather than copying every frame out of wasm on its
-/// own (a text decoding per frame).
+/// The frames of one batch rendered into one text, with where each ends (a byte offset,
+/// on a character boundary): one allocation per batch in wasm. The gateway sends each frame
+/// as a JavaScript string of its own. Slices of one shared string were tried (2026-12-06):
+/// the runtime's `send` keeps what it is given alive past the next minor collection, and a
+/// slice keeps its whole batch text with it, so every scavenge copied every batch text still
+/// referenced: scavenge pauses of up to 33 ms at 100 subscribers (README: Benchmarks).
 #[derive(Debug, Default)]
 pub struct RenderedFrames {
     pub text: String,
-    pub ends: Vec<u32>,
+    pub ends: Vec<usize>,
 }
 
 impl RenderedFrames {
@@ -78,15 +80,16 @@ impl RenderedFrames {
         let overhead = start.len() + crate::stream::protocol::NEXT_END.len();
         self.text.reserve(frames.iter().map(|f| f.payload.len() + overhead).sum());
         self.ends.reserve(frames.len());
-        let mut units = 0usize;
         for frame in frames {
-            let from = self.text.len();
             render_frame(start, frame.payload, frame.gap, &mut self.text);
-            let added = &self.text[from..];
-            units += if added.is_ascii() { added.len() } else { added.encode_utf16().count() };
-            // A batch is under 1 MiB of UTF-8, so its UTF-16 length fits a u32.
-            self.ends.push(u32::try_from(units).unwrap_or(u32::MAX));
+            self.ends.push(self.text.len());
         }
+    }
+
+    /// Each frame's text, in order.
+    pub fn frames(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(from, &end)| &self.text[from..end])
     }
 }
 

@@ -16,7 +16,6 @@ use worker::{Delay, Env, WebSocket, WebsocketEvent};
 use super::operation::start_operation;
 use super::OpenSlot;
 use crate::auth::connect::check_init;
-use crate::edge::js_socket::send_js;
 use crate::edge::settings::Settings;
 use crate::edge::{audit, now_ms};
 use crate::graphql::GraphQLError;
@@ -108,17 +107,14 @@ impl Connection {
         self.on_sent(text.len());
     }
 
-    /// Sends a batch's frames to the vendor, each a slice of one JavaScript string (see
+    /// Sends a batch's frames to the vendor, each its own JavaScript string (see
     /// `RenderedFrames`), and tells the slow-consumer guard their bytes once.
     pub(super) fn send_frames(self: &Rc<Self>, frames: &RenderedFrames) {
         if frames.ends.is_empty() {
             return;
         }
-        let text = js_sys::JsString::from(frames.text.as_str());
-        let mut from = 0;
-        for &end in &frames.ends {
-            let _ = send_js(&self.ws, &text.substring(from, end));
-            from = end;
+        for frame in frames.frames() {
+            let _ = self.ws.send_with_str(frame);
         }
         self.on_sent(frames.text.len());
     }
