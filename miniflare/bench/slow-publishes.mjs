@@ -4,13 +4,15 @@
 // late on the server or only at the client, and what the server was doing meanwhile.
 //
 //   node miniflare/bench/slow-publishes.mjs [SUBSCRIBERS] [EVENTS_PER_S] [SECONDS] [BATCH]
-//                                           [--floor] [--slowest=N]
+//                                           [--floor] [--slowest=N] [--no-perf]
 //
 // Runs the load generator's shape (graphql-ws subscribers on HTBTTE selecting the offset and
 // primary key, one publisher at a fixed rate), twice on one workerd: a warm-up run, then the
 // measured one with `perf record` on workerd (Debian: `linux-perf`), its samples stamped with
 // the monotonic clock this process stamps each publish with. `--floor` runs the relay floor
-// of stream-floor.mjs instead of this service.
+// of stream-floor.mjs instead of this service. `--no-perf` skips `perf` (for runs of a minute or
+// more: the client-side distributions alone, which say whether a row's tail is late first
+// frames, a publish reaching its first subscriber late, or a long spread, the fan-out itself).
 //
 // For each publish: its first and last frame at the client, and when workerd's main thread was
 // first seen writing to a WebSocket after the send (`WebSocket::pump`; sampled at ~3 kHz, so
@@ -31,6 +33,7 @@ const positional = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const [SUBS, RATE, SECONDS, BATCH] = [positional[0] ?? 100, positional[1] ?? 200, positional[2] ?? 8, positional[3] ?? 10].map(Number);
 const FLOOR = process.argv.includes("--floor");
 const SLOWEST = Number(process.argv.find((a) => a.startsWith("--slowest="))?.split("=")[1] ?? 5);
+const PERF = !process.argv.includes("--no-perf");
 const GC_FRAME = /Scaveng|MarkCompact|Heap::|Sweep|HeapTracer|cppgc|Finaliz|IncrementalMarking|ConcurrentMarking|MinorMS/;
 const CHAIN = "HTBTTE";
 
@@ -47,13 +50,17 @@ try {
   const vendorToken = FLOOR ? "floor" : await tokenFor(base, DEMO.app1);
   const publisherToken = FLOOR ? "floor" : await tokenFor(base, DEMO.pms1);
   await load(vendorToken, publisherToken);
-  const perfFile = path.join(mkdtempSync(path.join(tmpdir(), "pms-perf-")), "perf.data");
-  const perf = spawn("perf", ["record", "-F", "2999", "-g", "--clockid", "monotonic", "-p", String(pid), "-o", perfFile, "--", "sleep", String(Math.ceil(ATTACH_WAIT_MS / 1000 + SECONDS + 3))], { stdio: "ignore" });
-  const perfDone = new Promise((resolve) => { perf.on("exit", resolve); perf.on("error", () => resolve(null)); });
-  await sleep(300);
-  const publishes = await load(vendorToken, publisherToken);
-  const recorded = (await perfDone) === 0;
-  report(publishes, recorded ? await perfSamples(perfFile) : null);
+  if (!PERF) {
+    report(await load(vendorToken, publisherToken), null);
+  } else {
+    const perfFile = path.join(mkdtempSync(path.join(tmpdir(), "pms-perf-")), "perf.data");
+    const perf = spawn("perf", ["record", "-F", "2999", "-g", "--clockid", "monotonic", "-p", String(pid), "-o", perfFile, "--", "sleep", String(Math.ceil(ATTACH_WAIT_MS / 1000 + SECONDS + 3))], { stdio: "ignore" });
+    const perfDone = new Promise((resolve) => { perf.on("exit", resolve); perf.on("error", () => resolve(null)); });
+    await sleep(300);
+    const publishes = await load(vendorToken, publisherToken);
+    const recorded = (await perfDone) === 0;
+    report(publishes, recorded ? await perfSamples(perfFile) : null);
+  }
 } finally {
   await server.dispose();
 }
@@ -133,9 +140,14 @@ function report(publishes, samples) {
   const sorted = (key) => rows.map((r) => r[key]).sort((a, b) => a - b);
   const quantile = (xs, q) => xs[Math.min(xs.length - 1, Math.floor(q * xs.length))];
   console.log(`${FLOOR ? "relay floor" : "this service"}: ${SUBS} subscribers, ${RATE} events/s in batches of ${BATCH}, ${rows.length} publishes`);
-  console.log(`first frame p50 ${ms(quantile(sorted("first"), 0.5))} ms; last frame p50 ${ms(quantile(sorted("last"), 0.5))}, p99 ${ms(quantile(sorted("last"), 0.99))} ms`);
+  const spread = rows.map((r) => r.last - r.first).sort((a, b) => a - b);
+  const percentiles = (xs) => [0.5, 0.9, 0.99].map((q) => ms(quantile(xs, q))).join(" / ");
+  console.log(`p50 / p90 / p99, ms after the send: first frame ${percentiles(sorted("first"))}; last frame ${percentiles(sorted("last"))}`);
+  console.log(`spread (last frame after first) p50 / p90 / p99: ${percentiles(spread)} ms`);
+  const over = (limit) => rows.filter((r) => r.last > limit * 1000).length;
+  console.log(`publishes whose last frame came after 25 / 30 / 40 ms: ${over(25)} / ${over(30)} / ${over(40)}`);
   if (!samples) {
-    console.log("(no perf samples: is `perf` installed and allowed? the server-side columns need it)");
+    if (PERF) console.log("(no perf samples: is `perf` installed and allowed? the server-side columns need it)");
     return;
   }
   const counts = new Map();
