@@ -23,7 +23,8 @@
 //! The object sends `B` and `E` as binary messages (the text's UTF-8 bytes) to gateways
 //! that say they read them (`fanout::BatchEncoding`, in the subscription's spec): the
 //! gateway copies them into wasm as they are, where a text message is re-encoded on its way
-//! in. Gateways built before that get text. The gateway's `A` is text.
+//! in, and empties their buffers (`edge::js_socket`). Gateways built before that get text.
+//! The gateway's `A` is text.
 
 use std::fmt::Write as _;
 
