@@ -9,14 +9,18 @@
 // env ROWS as side-by-side.mjs takes it (subscribers:events/s:batch,...). With --floors, env
 // BENCH_BEFORE=DIR adds another build of this service (DIR: its build/ folder, as
 // scripts/build.sh makes it in a checkout of an earlier commit), measured in the same rounds;
-// TARGETS=ours,relay,peer (say) keeps only those, for more rounds in the same time.
+// TARGETS=ours,relay,peer (say) keeps only those, for more rounds in the same time. With
+// `ours` among them, each row ends with one more run of this service under the V8 CPU
+// profiler, its time split by role: chain object, gateway, the Worker's other requests
+// (cpu-split.mjs).
 import { spawn, execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startWorker } from "../harness.mjs";
 import { startStreamFloor, STREAM_FLOOR_DESIGNS } from "./stream-floor.mjs";
-import { workerdChildren } from "./inspector.mjs";
+import { cdp, workerdChildren } from "./inspector.mjs";
+import { describeSplit, splitByRole } from "./cpu-split.mjs";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 const shared = process.env.BENCH_PEER_DIR ?? path.resolve(root, "../shared/bench");
@@ -78,6 +82,43 @@ async function connectionCpu(base, pid, subscribers) {
 }
 
 /**
+ * This service's CPU split by role (`cpu-split.mjs`): a fresh instance with the inspector
+ * on, a short warm-up run of the row, then one run of it under the V8 CPU profiler (sampling
+ * every 100 µs adds its own cost, so the parts compare with each other, not with the rounds'
+ * CPU). The runtime's work between calls (socket I/O, event dispatch) and garbage collection
+ * are reported apart: nothing in a profile says which side they served.
+ */
+async function profiledSplit(row) {
+  const inspectorPort = 9300 + Math.floor(Math.random() * 500);
+  const profiled = await startWorker({ direct: true, logs: { push() {} }, miniflare: { inspectorPort } });
+  try {
+    const load = async (runSeconds) => {
+      const { out } = await node("fanout.mjs", [profiled.base, ...row.slice(0, 2), runSeconds, row[2]], { capture: true });
+      const result = JSON.parse(out.trim().split("\n").at(-1) || "{}");
+      if (!(result.expected > 0) || result.delivered !== result.expected) {
+        throw new Error(`profiled run at ${row.join(":")}: ${result.delivered ?? 0} of ${result.expected ?? 0} delivered`);
+      }
+      return result;
+    };
+    await load("2");
+    const target = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json()).find((t) => t.id === "core:user:");
+    const session = await cdp(target.webSocketDebuggerUrl);
+    try {
+      await session.send("Profiler.enable");
+      await session.send("Profiler.setSamplingInterval", { interval: 100 });
+      await session.send("Profiler.start");
+      const result = await load(seconds);
+      const { profile } = await session.send("Profiler.stop");
+      return { ...splitByRole(profile), delivered: result.delivered };
+    } finally {
+      session.close();
+    }
+  } finally {
+    await profiled.dispose();
+  }
+}
+
+/**
  * Every row against this service, the three streaming floors and the peer, ROUNDS times, the
  * order rotated each round; prints the median p50, p99 (with its range), deliveries/s and the
  * server's CPU per delivery (workerd's, or the peer's Node process) of each, and the p99
@@ -123,6 +164,7 @@ async function floors(ours) {
       // the rounds (warm).
       const setup = {};
       for (const [name, , base, pid] of targets) setup[name] = await connectionCpu(base, pid, row[0]);
+      const split = targets.some(([name]) => name === "ours") ? await profiledSplit(row) : null;
       console.log(`\n${row[0]} subscribers x ${row[1]} events/s (batches of ${row[2]}), ${floorRounds} rounds of ${seconds} s, medians:`);
       const peerP99 = median(runs.peer.map((r) => Number(r.p99ms)));
       for (const [name, what] of targets) {
@@ -139,9 +181,11 @@ async function floors(ours) {
             `p99 peer/this ${(peerP99 / p99).toFixed(2)}  ${what}`,
         );
       }
+      if (split) console.log(`  ours, one more run under the V8 CPU profiler: ${describeSplit(split, split.delivered)}`);
     }
     console.log("\nevery run delivered every event to every subscriber; server CPU covers the whole run, and");
-    console.log("(past setup) what is left of it without the CPU of a run that only sets up the row's subscribers");
+    console.log("(past setup) what is left of it without the CPU of a run that only sets up the row's subscribers;");
+    console.log("the profiled run splits this service's isolate by role (miniflare/bench/cpu-split.mjs)");
   } finally {
     peer.kill();
     await floor.dispose();
