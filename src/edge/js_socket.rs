@@ -74,8 +74,9 @@ pub fn listen(
 /// each received message alive past the next minor collection, so its buffer would be
 /// promoted with it and its bytes counted as external memory until the next full
 /// collection: at a chain object's ~1.3 KiB per batch and subscription, that held V8's
-/// old-generation limit down to a third of a text-only isolate's, and doubled the full
-/// collections. Emptied (`transfer(0)` detaches it), only the small buffer object survives.
+/// old-generation limit at 17–38 MiB where a text-only isolate grew to ~63, and made full
+/// collections 1.6 times as frequent (100 × 200, README's Benchmarks). Emptied
+/// (`transfer(0)` detaches it), only the small buffer object survives.
 fn message_text(data: &JsValue) -> Option<String> {
     if let Some(text) = data.as_string() {
         return Some(text);
