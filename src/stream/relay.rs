@@ -68,8 +68,9 @@ impl Frame<'_> {
 /// referenced: scavenge pauses of up to 33 ms at 100 subscribers (README: Benchmarks).
 #[derive(Debug, Default)]
 pub struct RenderedFrames {
+    /// Every frame, one after the other (empty: no frame, since no frame is empty).
     pub text: String,
-    pub ends: Vec<usize>,
+    ends: Vec<usize>,
 }
 
 impl RenderedFrames {

@@ -110,7 +110,7 @@ impl Connection {
     /// Sends a batch's frames to the vendor, each its own JavaScript string (see
     /// `RenderedFrames`), and tells the slow-consumer guard their bytes once.
     pub(super) fn send_frames(self: &Rc<Self>, frames: &RenderedFrames) {
-        if frames.ends.is_empty() {
+        if frames.text.is_empty() {
             return;
         }
         for frame in frames.frames() {
