@@ -26,15 +26,21 @@ export function splitByRole(profile) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const roleOf = new Map();
-  /** A node's role: its outermost claiming frame's, or by its own name at the root. */
-  const role = (id) => {
-    if (roleOf.has(id)) return roleOf.get(id);
+  // The Worker's samples are the gateway's when any frame is the gateway's code.
+  const GATEWAY = /pms_events::edge::(gateway|js_socket)::/;
+  /** What a node's stack says: its outermost claiming frame's role, and whether any frame
+   *  is the gateway's. */
+  const stackOf = new Map();
+  const stack = (id) => {
+    if (stackOf.has(id)) return stackOf.get(id);
     const name = byId.get(id).callFrame.functionName;
     const up = parent.get(id);
-    let found = up === undefined ? null : role(up);
-    if (found === null) found = ROLE_PATTERNS.find(([, pattern]) => pattern.test(name))?.[0] ?? null;
-    roleOf.set(id, found);
+    const above = up === undefined ? { role: null, gateway: false } : stack(up);
+    const found = {
+      role: above.role ?? ROLE_PATTERNS.find(([, pattern]) => pattern.test(name))?.[0] ?? null,
+      gateway: above.gateway || GATEWAY.test(name),
+    };
+    stackOf.set(id, found);
     return found;
   };
   // A sample's time is the gap since the one before, and the sampler pauses while the
@@ -42,24 +48,14 @@ export function splitByRole(profile) {
   // seconds). Each sample counts for at most twice the usual gap.
   const gaps = [...profile.timeDeltas].sort((a, b) => a - b);
   const cap = 2 * (gaps[Math.floor(gaps.length / 2)] ?? 0);
-  // The Worker's samples are the gateway's when any frame is the gateway's code.
-  const GATEWAY = /pms_events::edge::(gateway|js_socket)::/;
-  const gatewayOf = new Map();
-  const inGateway = (id) => {
-    if (gatewayOf.has(id)) return gatewayOf.get(id);
-    const up = parent.get(id);
-    const found = GATEWAY.test(byId.get(id).callFrame.functionName) || (up !== undefined && inGateway(up));
-    gatewayOf.set(id, found);
-    return found;
-  };
   const ms = { object: 0, gateway: 0, requests: 0, guards: 0, gc: 0, unclaimed: 0 };
   profile.samples.forEach((sample, i) => {
     const dt = Math.min(profile.timeDeltas[i] ?? 0, cap) / 1000;
     const leaf = byId.get(sample).callFrame.functionName;
     if (leaf === "(idle)") return;
-    const claimed = role(sample);
-    if (claimed === "worker") ms[inGateway(sample) ? "gateway" : "requests"] += dt;
-    else if (claimed) ms[claimed] += dt;
+    const { role, gateway } = stack(sample);
+    if (role === "worker") ms[gateway ? "gateway" : "requests"] += dt;
+    else if (role) ms[role] += dt;
     else if (leaf === "(garbage collector)") ms.gc += dt;
     else ms.unclaimed += dt;
   });

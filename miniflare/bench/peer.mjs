@@ -44,6 +44,17 @@ function node(script, args, { capture = false } = {}) {
   return new Promise((resolve) => child.on("exit", (code) => resolve({ code: code ?? 1, out })));
 }
 
+/** One run of the load generator (`fanout.mjs` with `args`), its result checked: every
+ *  event reached every subscriber, or this throws, naming the run as `what`. */
+async function fanout(what, args) {
+  const { out } = await node("fanout.mjs", args, { capture: true });
+  const result = JSON.parse(out.trim().split("\n").at(-1) || "{}");
+  if (!(result.expected > 0) || result.delivered !== result.expected) {
+    throw new Error(`${what}: ${result.delivered ?? 0} of ${result.expected ?? 0} delivered`);
+  }
+  return result;
+}
+
 /** User + system CPU seconds of a process, all threads (fields 14 and 15 of /proc/PID/stat),
  *  or of its main thread alone (`/proc/PID/task/PID/stat`: the thread that runs JavaScript
  *  and wasm; the others are V8's compilers and concurrent collector, and the runtime's). */
@@ -74,9 +85,7 @@ try {
  */
 async function connectionCpu(base, pid, subscribers) {
   const cpu0 = cpuSeconds(pid);
-  const { out } = await node("fanout.mjs", [base, subscribers, "1", "1", "1"], { capture: true });
-  const result = JSON.parse(out.trim().split("\n").at(-1) || "{}");
-  if (result.delivered !== result.expected) throw new Error(`connection run against ${base}: ${result.delivered} of ${result.expected} delivered`);
+  await fanout(`connection run against ${base}`, [base, subscribers, "1", "1", "1"]);
   const seconds = cpuSeconds(pid) - cpu0;
   return { seconds, perSubscriberMs: (seconds * 1000) / subscribers };
 }
@@ -92,14 +101,7 @@ async function profiledSplit(row) {
   const inspectorPort = 9300 + Math.floor(Math.random() * 500);
   const profiled = await startWorker({ direct: true, logs: { push() {} }, miniflare: { inspectorPort } });
   try {
-    const load = async (runSeconds) => {
-      const { out } = await node("fanout.mjs", [profiled.base, ...row.slice(0, 2), runSeconds, row[2]], { capture: true });
-      const result = JSON.parse(out.trim().split("\n").at(-1) || "{}");
-      if (!(result.expected > 0) || result.delivered !== result.expected) {
-        throw new Error(`profiled run at ${row.join(":")}: ${result.delivered ?? 0} of ${result.expected ?? 0} delivered`);
-      }
-      return result;
-    };
+    const load = (runSeconds) => fanout(`profiled run at ${row.join(":")}`, [profiled.base, ...row.slice(0, 2), runSeconds, row[2]]);
     await load("2");
     const target = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json()).find((t) => t.id === "core:user:");
     const session = await cdp(target.webSocketDebuggerUrl);
@@ -147,15 +149,11 @@ async function floors(ours) {
           const [name, , base, pid] = targets[(i + round) % targets.length];
           const cpu0 = cpuSeconds(pid);
           const main0 = cpuSeconds(pid, { mainThread: true });
-          const { out } = await node("fanout.mjs", [base, ...row.slice(0, 2), seconds, row[2]], { capture: true });
-          const result = JSON.parse(out.trim().split("\n").at(-1) || "{}");
+          const result = await fanout(`${name} at ${row.join(":")}`, [base, ...row.slice(0, 2), seconds, row[2]]);
           // The server's CPU over the whole run, its connections and subscriptions too (see
           // `connectionCpu`), per delivery.
           result.cpuMicros = ((cpuSeconds(pid) - cpu0) * 1e6) / result.delivered;
           result.mainThreadMicros = ((cpuSeconds(pid, { mainThread: true }) - main0) * 1e6) / result.delivered;
-          if (!(result.expected > 0) || result.delivered !== result.expected) {
-            throw new Error(`${name} at ${row.join(":")}: ${result.delivered ?? 0} of ${result.expected ?? 0} delivered`);
-          }
           runs[name].push(result);
         }
       }
