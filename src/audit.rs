@@ -1,4 +1,4 @@
-//! Audit lines (CONTRACT §6): one JSON object per line, stable field names, written to
+//! Audit lines (docs/protocol.md, Audit log): one JSON object per line, stable field names, written to
 //! the runtime console so Workers Logs and Logpush pick them up. Callers pass only
 //! identifiers: never a secret, a hash or a token.
 

@@ -1,15 +1,16 @@
 //! PMS Events: real-time hotel PMS event streaming. The modules below are plain Rust and
 //! know nothing of the Workers runtime; `edge` is the thin glue that only exists in the
-//! wasm build. The parts of the system:
+//! wasm build. The parts of the system, from the ground up:
 //!
-//! - `auth`: tokens, the OAuth endpoint, grants, the vendor's `connection_init`, guards;
-//! - `publish` validates what the PMS publishes; `log` numbers and keeps it, per chain;
+//! - `log`: one chain's offset log and how it is read; `config`: the service configuration;
+//!   `graphql`: the schema, operations and projections;
+//! - `auth`: tokens, the OAuth endpoint, grants, guards; `publish` validates what the PMS
+//!   publishes;
 //! - `stream`: the WebSocket session, subscriptions, delivery from the log and its relay;
 //!   `pull` and `webhook` are the other two ways events leave the log;
-//! - `graphql`: the schema, operations and projections;
-//! - `rpc`: the internal wire between the Worker and its Durable Objects (paths, bodies,
-//!   the batch codecs), used by both sides;
-//! - `config`, `routes`, `audit`, `pages`, `specs`: the service around them.
+//! - `rpc`: the internal requests between the Worker and its Durable Objects;
+//! - `chain`: the chain object's core, over storage and socket traits;
+//! - `routes`, `audit`, `pages`, `specs`: the service around them.
 
 // `clippy::pedantic` is clean but for these, allowed on purpose:
 #![allow(
@@ -26,6 +27,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod chain;
 pub mod config;
 pub mod graphql;
 pub mod log;

@@ -1,4 +1,4 @@
-//! Publish batches (CONTRACT §5): the whole batch is checked before anything is stored, and
+//! Publish batches (docs/protocol.md, Publishing): the whole batch is checked before anything is stored, and
 //! every bad event is reported with its index, so a publisher fixes a batch in one round.
 
 use std::borrow::Cow;
@@ -327,7 +327,7 @@ fn collect(
 
 /// Refuses a batch holding events for properties outside the publisher's grant (`None`:
 /// every property of the chain). A grant restricted to some properties restricts
-/// publishing as it restricts streaming (CONTRACT §5).
+/// publishing as it restricts streaming.
 pub fn check_grant(
     events: &[ValidEvent],
     granted: Option<&std::collections::BTreeSet<String>>,

@@ -1,4 +1,4 @@
-//! The pull API (CONTRACT §9): `GET /events/v1/chains/{chainCode}/events?from=N&limit=M`,
+//! The pull API: `GET /events/v1/chains/{chainCode}/events?from=N&limit=M`,
 //! for systems that cannot hold a socket and for re-reading history. The same grants,
 //! property restriction and filters as a subscription, full `EventHeader`s, and the same
 //! retention-gap signal; one chain-object turn per request, bounded like any other.
@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::log::{LogStore, Offset, OffsetLog, StoreError};
-use crate::stream::fanout::{resolve_start, EventFilter, Gap, Start, StartError, TurnBudget, PAGE, PAGE_BYTES};
+use crate::log::read::{start_at, OutOfRange, PAGE, PAGE_BYTES};
+use crate::log::{write_event_header, EventFilter, Gap, LogStore, Offset, OffsetLog, StoreError, TurnBudget};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1_000;
@@ -38,9 +38,7 @@ pub fn parse_params(query: &str) -> Result<PullParams, String> {
         let list = || value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
         match key.as_ref() {
             "from" => {
-                let offset =
-                    crate::stream::subscribe::parse_offset(&value).map_err(|e| format!("from: {}", e.message))?;
-                params.from = Some(offset);
+                params.from = Some(crate::log::parse_offset(&value).map_err(|e| format!("from: {e}"))?);
             }
             "limit" => {
                 params.limit = value
@@ -93,10 +91,10 @@ impl From<StoreError> for ReadError {
 pub fn read<S: LogStore>(log: &OffsetLog<S>, request: &ReadRequest) -> Result<String, ReadError> {
     let bounds = log.bounds()?;
     let head = bounds.head_offset;
-    let start = Start::At(request.from.unwrap_or_else(|| bounds.oldest_offset.unwrap_or(head + 1)));
-    let (mut next, mut gap) = match resolve_start(start, &bounds, None, 0) {
+    let from = request.from.unwrap_or_else(|| bounds.oldest_offset.unwrap_or(head + 1));
+    let (mut next, mut gap) = match start_at(from, &bounds) {
         Ok(resolved) => resolved,
-        Err(StartError::OutOfRange { requested, head }) => return Err(ReadError::OutOfRange { requested, head }),
+        Err(OutOfRange { requested, head }) => return Err(ReadError::OutOfRange { requested, head }),
     };
     let limit = request.limit.clamp(1, MAX_LIMIT);
     let mut budget = TurnBudget::PER_TURN;
@@ -123,7 +121,7 @@ pub fn read<S: LogStore>(log: &OffsetLog<S>, request: &ReadRequest) -> Result<St
             if count > 0 {
                 events.push(',');
             }
-            write_event(&e.body, e.offset, &mut events);
+            write_event_header(&e.body, e.offset, &mut events);
             count += 1;
             bytes += e.body.len();
         }
@@ -138,29 +136,4 @@ pub fn read<S: LogStore>(log: &OffsetLog<S>, request: &ReadRequest) -> Result<St
     }
     out.push('}');
     Ok(out)
-}
-
-/// The stored body with its offset put into `metadata`: the full `EventHeader`.
-///
-/// Bodies stored by `publish` are written by one serializer, with `"metadata":{` once and
-/// only as the top-level key (every string before it is escaped JSON, so its quotes cannot
-/// form that text): the offset is spliced in there, without parsing the event. A body of
-/// any other shape is parsed and rewritten.
-pub fn write_event(body: &str, offset: Offset, out: &mut String) {
-    const METADATA: &str = "\"metadata\":{";
-    if let Some(i) = body.find(METADATA) {
-        let at = i + METADATA.len();
-        out.push_str(&body[..at]);
-        let _ = write!(out, "\"offset\":\"{offset}\"");
-        if !body[at..].starts_with('}') {
-            out.push(',');
-        }
-        out.push_str(&body[at..]);
-        return;
-    }
-    let mut value: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
-    if let Some(meta) = value.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
-        meta.insert("offset".into(), serde_json::Value::String(offset.to_string()));
-    }
-    out.push_str(&value.to_string());
 }

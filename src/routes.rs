@@ -16,7 +16,7 @@ pub enum Route {
     Publish {
         chain: String,
     },
-    /// The pull API: the chain's events from an offset (CONTRACT §9).
+    /// The pull API: the chain's events from an offset.
     Pull {
         chain: String,
     },
@@ -29,7 +29,7 @@ pub enum Route {
     AdminRestart {
         chain: String,
     },
-    /// A chain's webhooks and where each stands (CONTRACT §10).
+    /// A chain's webhooks and where each stands.
     AdminWebhooks {
         chain: String,
     },

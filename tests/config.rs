@@ -32,8 +32,8 @@ fn demo_configuration_loads_with_contract_section_7_values() {
     assert_eq!(app2.grants.len(), 1);
     assert_eq!(app2.grants[0].properties.as_ref().unwrap().iter().collect::<Vec<_>>(), vec!["TTE01"]);
     assert!(c.client("pms-core-001").unwrap().scopes.contains(&Scope::Publish));
-    assert!(c.client("client-app-001").unwrap().secret.verify("secret-001"));
-    assert!(!c.client("client-app-001").unwrap().secret.verify("secret-002"));
+    assert!(c.client("client-app-001").unwrap().secret_matches("secret-001"));
+    assert!(!c.client("client-app-001").unwrap().secret_matches("secret-002"));
     assert_eq!(c.chain("TTE").unwrap().properties.len(), 2);
     assert_eq!(c.client_by_app_key("OPSKEY001").unwrap().id, "ops-admin");
 }
@@ -271,7 +271,7 @@ fn zero_slow_consumer_seconds_is_refused() {
 #[test]
 fn every_limit_has_bounds_and_a_value_past_them_is_refused_by_name() {
     use pms_events::config::LIMIT_RANGES;
-    for (name, min, max) in LIMIT_RANGES {
+    for &(name, min, max) in LIMIT_RANGES {
         let over = with(demo_json(), |d| d["limits"] = json!({ name: max + 1 }));
         assert_names(over, &[&format!("limits.{name}"), &max.to_string()]);
         if min > 0 {

@@ -5,9 +5,9 @@ mod common;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::{demo_config, keys, SEED_A};
-use pms_events::auth::connect::{check_init, hex_sha256, resolve_url_key};
 use pms_events::auth::token::AccessClaims;
 use pms_events::config::Scope;
+use pms_events::stream::connect::{check_init, hex_sha256, resolve_url_key};
 use serde_json::{json, Map, Value};
 
 const NOW: u64 = 1_800_000_000;

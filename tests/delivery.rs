@@ -1,206 +1,296 @@
-//! The delivery protocol between a chain object and a gateway, both sides at once and
-//! without I/O: the object serving a subscription from its log (`fanout::serve`), the
-//! gateway's relay forwarding to the vendor and acknowledging (`Relay`), and reattaches
-//! after the object restarted (`resolve_start` at the relay's next offset). The vendor
-//! must see every event once, in order, whatever happens in between: the "no gap, no
-//! repeat" promise of CONTRACT §4.
+//! Both sides of a subscription at once, without I/O: the chain object's real core
+//! (`chain::ChainCore`, over the in-memory store and recorded sockets) serving from its log,
+//! and the gateway's relay forwarding to the vendor and acknowledging. The vendor must see
+//! every event once, in order, whatever happens in between: restarts, hibernation, resends,
+//! a full window, a slow reader; and a vendor that resumes without an offset never starts
+//! after an event it did not read.
 
 mod common;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
+use std::rc::Rc;
 
-use pms_events::log::{MemoryStore, OffsetLog, ValidEvent};
-use pms_events::rpc::delivery::{frame_cost, parse_ack, parse_batch, ACK_EVERY, WINDOW};
-use pms_events::rpc::{decode_spec, encode_spec};
-use pms_events::stream::fanout::FanOutStart::{After, ThisTurn};
-use pms_events::stream::fanout::*;
-use pms_events::stream::protocol::{Close, GuardTick, SlowConsumerGuard};
-use pms_events::stream::relay::{Relay, Retry, Step};
-use pms_events::stream::subscribe::still_granted;
+use common::object::{events, subscription, Object, RecordedSocket};
+use common::{demo_config, parse_ack, parse_batch};
+use pms_events::chain::attached::Spec;
+use pms_events::chain::host::Effects;
+use pms_events::stream::protocol::{close, next_start, Close};
+use pms_events::stream::relay::{Relay, Retry, Step, ACK_EVERY, WINDOW};
+use pms_events::stream::slow_consumer::{GuardTick, SlowConsumerGuard};
+use pms_events::stream::spec::Start;
 use serde_json::{json, Value};
 
-/// Projects the offset only (and an event's `pad`, for large frames): enough to see what
-/// the vendor got.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct OffsetOnly;
-
-impl Projector for OffsetOnly {
-    fn project_to_string(&self, event: &Value, _delta: bool, out: &mut String) {
-        let projected = match event.get("pad") {
-            Some(pad) => json!({"offset": event["metadata"]["offset"], "pad": pad}),
-            None => json!({"offset": event["metadata"]["offset"]}),
-        };
-        out.push_str(&projected.to_string());
-    }
-}
-
-fn spec(start: Start) -> SubscriptionSpec<OffsetOnly> {
-    SubscriptionSpec { start, ..common::subscription(EventFilter::default(), OffsetOnly) }
-}
-
-fn publish(log: &OffsetLog<MemoryStore>, count: usize) {
-    publish_padded(log, count, 0);
-}
-
-/// Events whose frames carry `pad` bytes more.
-fn publish_padded(log: &OffsetLog<MemoryStore>, count: usize, pad: usize) {
-    let first = log.head().unwrap() as usize;
-    let batch: Vec<ValidEvent> = (first..first + count)
-        .map(|i| {
-            let mut body = json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": "TTE01"});
-            if pad > 0 {
-                body["pad"] = Value::from("x".repeat(pad));
-            }
-            ValidEvent {
-                unique_event_id: format!("u{i}"),
-                hotel_id: "TTE01".into(),
-                module_name: "Reservation".into(),
-                event_name: "CHECKIN".into(),
-                body: body.to_string(),
-                minted: false,
-            }
-        })
-        .collect();
-    log.append(&batch, 0).unwrap();
-}
-
-/// The chain object's side of one attached subscription: its cursor, lost when the
-/// object restarts.
-struct Attached {
-    cursor: Cursor,
-}
-
-/// Both sides and what the vendor received.
-struct Pipe {
-    log: OffsetLog<MemoryStore>,
-    spec: SubscriptionSpec<OffsetOnly>,
-    key: SharingKeys,
+/// The gateway's side of one subscription, and what its vendor received.
+struct Gateway {
+    id: String,
+    spec: Spec,
     relay: Relay,
-    object: Option<Attached>,
-    /// Acknowledged frames not yet given to the object.
-    acked: u32,
+    socket: Rc<RecordedSocket>,
     vendor: Vec<Value>,
-    messages_sent: usize,
+    /// Bytes sent to the vendor: it reads them at once, so all are confirmed.
+    output: u64,
 }
 
-impl Pipe {
-    fn new(start: Start) -> Pipe {
-        let spec = spec(start);
-        let key = SharingKeys::of(&spec);
-        Pipe {
-            log: OffsetLog::new(MemoryStore::default()),
-            spec,
-            key,
-            relay: Relay::new(),
-            object: None,
-            acked: 0,
-            vendor: Vec::new(),
-            messages_sent: 0,
-        }
-    }
-
-    /// The gateway attaches where its relay says; the object resolves the start as it does
-    /// on every attach.
-    fn attach(&mut self) {
-        let start = self.relay.start(self.spec.start);
-        let (first, gap) = resolve_start(start, &self.log.bounds().unwrap(), None, 0).unwrap();
-        let open = self.relay.on_attached(first, gap.map(|g| g.requested), 0);
+impl Gateway {
+    fn attach(object: &mut Object, spec: Spec, now: u64) -> Gateway {
+        let mut relay = Relay::new();
+        let (socket, start, gap) = object.attach(spec.clone(), now).expect("attached");
+        let open = relay.on_attached(start, gap, now);
         assert_eq!(parse_ack(&open), Some((0, 0)), "the attach opens the window");
-        self.object = Some(Attached { cursor: Cursor { next: first, inflight: 0 } });
-        self.acked = 0;
+        object.gateway_says(&socket, &open, now);
+        Gateway { id: spec.id.clone(), spec, relay, socket, vendor: Vec::new(), output: 0 }
     }
 
-    /// One serve of the object (a fan-out, or an acknowledgement arriving): the messages it
-    /// sends on the internal socket.
-    fn serve(&mut self) -> Vec<String> {
-        let head = self.log.head().unwrap();
-        let object = self.object.as_mut().expect("attached");
-        let mut budget = TurnBudget { pages: usize::MAX, bytes: usize::MAX };
-        let acked = std::mem::take(&mut self.acked);
-        // As the chain object serves a socket: the acknowledgement, then a pump if it can
-        // change anything.
-        if !object.cursor.acknowledge(acked, head) {
-            return Vec::new();
-        }
-        let pumped = pump(
-            &self.log,
-            &self.spec,
-            &self.key,
-            &mut object.cursor,
-            head,
-            WINDOW,
-            &mut EventCache::default(),
-            &mut budget,
-        )
-        .unwrap();
-        let messages = pumped.messages.clone();
-        self.messages_sent += messages.len();
-        messages
+    /// Attaches again where the relay says, after the object went away.
+    fn reattach(&mut self, object: &mut Object, now: u64) {
+        let mut spec = self.spec.clone();
+        spec.start = self.relay.start(self.spec.start);
+        self.reattach_at(object, spec, now);
     }
 
-    /// The gateway receives `messages`: frames go to the vendor, acknowledgements back.
-    fn receive(&mut self, messages: &[String]) {
-        for text in messages {
-            match self.relay.on_message(text) {
-                Step::Forward { frames } => {
-                    let start = pms_events::stream::protocol::next_start(&self.spec.id);
-                    let mut out = String::new();
-                    self.vendor.extend(frames.iter().map(|f| {
-                        f.render(&start, &mut out);
-                        serde_json::from_str::<Value>(&out).unwrap()
-                    }));
-                    if let Some(ack) = self.relay.ack(false) {
-                        let (count, _) = parse_ack(&ack).unwrap();
-                        self.acked += count;
-                    }
-                }
-                other => panic!("unexpected {other:?}"),
+    fn reattach_at(&mut self, object: &mut Object, spec: Spec, now: u64) {
+        let (socket, start, gap) = object.attach(spec, now).expect("reattached");
+        let open = self.relay.on_attached(start, gap, now);
+        object.gateway_says(&socket, &open, now);
+        self.socket = socket;
+    }
+
+    /// Forwards what arrived to the vendor and sends the acknowledgements due. Returns how
+    /// many messages arrived.
+    fn forward(&mut self, object: &mut Object, now: u64) -> usize {
+        let messages = self.socket.take();
+        let start = next_start(&self.id);
+        for text in &messages {
+            let Step::Forward { frames } = self.relay.on_message(text) else { panic!("{text}") };
+            let mut out = String::new();
+            for frame in &frames {
+                frame.render(&start, &mut out);
+                self.output += out.len() as u64;
+                self.vendor.push(serde_json::from_str(&out).unwrap());
+            }
+            self.relay.on_sent(self.output, now);
+            if let Some(ack) = self.relay.ack(false, self.output, now) {
+                object.gateway_says(&self.socket.clone(), &ack, now);
             }
         }
-    }
-
-    /// Serves and receives until neither side has anything left to do.
-    fn settle(&mut self) {
-        loop {
-            let messages = self.serve();
-            if messages.is_empty() {
-                return;
-            }
-            self.receive(&messages);
-        }
-    }
-
-    /// The object restarts (a deploy, an eviction): its socket and cursor are gone; the
-    /// gateway is told the socket ended.
-    fn restart_object(&mut self) {
-        self.object = None;
-        assert_eq!(self.relay.on_detached(1), Retry::After(0), "the first reattach is immediate");
+        messages.len()
     }
 
     fn offsets(&self) -> Vec<u64> {
-        // Offsets travel as decimal strings.
         self.vendor
             .iter()
-            .map(|f| f["payload"]["data"]["newEvent"]["offset"].as_str().unwrap().parse().unwrap())
+            .map(|f| f["payload"]["data"]["newEvent"]["metadata"]["offset"].as_str().unwrap().parse().unwrap())
             .collect()
     }
 }
 
+/// Runs timers and forwards until neither side has anything left to do.
+fn settle(object: &mut Object, gateways: &mut [&mut Gateway], now: u64) {
+    loop {
+        object.run_timers(now + 1_000);
+        let moved: usize = gateways.iter_mut().map(|g| g.forward(object, now)).sum();
+        if moved == 0 && object.fan_out_due.is_none() {
+            return;
+        }
+    }
+}
+
+fn offsets_only(config: &pms_events::config::ServiceConfig, id: &str, input: &str) -> Spec {
+    subscription(config, id, input, "metadata { offset }")
+}
+
 #[test]
 fn window_exhaustion_holds_the_object_until_the_gateway_acknowledges() {
-    let mut pipe = Pipe::new(Start::At(1));
-    publish(&pipe.log, 2_000);
-    pipe.attach();
-    let first = pipe.serve();
+    let config = demo_config();
+    let mut object = Object::start(config.clone(), 0);
+    object.publish(&events(0, 2_000, 0), 1);
+    let spec = offsets_only(&config, "s", r#"{chainCode: "TTE", offset: "1"}"#);
+    let mut gateway = Gateway::attach(&mut object, spec, 2);
+    let first = gateway.socket.take();
     let sent: usize = first.iter().map(|m| parse_batch(m).unwrap().frames.len()).sum();
     assert_eq!(sent, WINDOW as usize, "the object stops at a full window");
-    assert!(pipe.serve().is_empty(), "and sends nothing more without an acknowledgement");
-    pipe.receive(&first);
-    assert!(pipe.acked >= ACK_EVERY, "the gateway acknowledged what it forwarded");
-    pipe.settle();
-    assert_eq!(pipe.offsets(), (1..=2_000).collect::<Vec<_>>(), "everything, once, in order");
-    let final_ack = parse_ack(&pipe.relay.final_ack()).unwrap();
-    assert_eq!(final_ack.1, 2_000, "the stop's acknowledgement saves the exact cursor");
+    object.run_timers(10_000);
+    assert!(gateway.socket.take().is_empty(), "and sends nothing more without an acknowledgement");
+    gateway.socket.received.borrow_mut().extend(first);
+    settle(&mut object, &mut [&mut gateway], 3);
+    assert_eq!(gateway.offsets(), (1..=2_000).collect::<Vec<_>>(), "everything, once, in order");
+    let final_ack = parse_ack(&gateway.relay.final_ack(gateway.output, 3)).unwrap();
+    assert_eq!(final_ack.1, 2_000, "what the vendor read is what the saved cursor says");
+}
+
+#[test]
+fn an_object_restart_mid_batch_loses_nothing_and_repeats_nothing() {
+    let config = demo_config();
+    let mut object = Object::start(config.clone(), 0);
+    object.publish(&events(0, 300, 0), 1);
+    let mut gateway = Gateway::attach(&mut object, offsets_only(&config, "s", r#"{chainCode: "TTE", offset: "1"}"#), 2);
+    settle(&mut object, &mut [&mut gateway], 3);
+    object.publish(&events(300, 300, 0), 10_000);
+    object.run_timers(10_000);
+    // The object sent the next batch and restarted before the gateway received it.
+    assert!(!gateway.socket.take().is_empty());
+    object.restart(10_001);
+    assert_eq!(gateway.relay.on_detached(10_001), Retry::After(0), "the first reattach is immediate");
+    gateway.reattach(&mut object, 10_002);
+    settle(&mut object, &mut [&mut gateway], 10_003);
+    assert_eq!(gateway.offsets(), (1..=600).collect::<Vec<_>>());
+}
+
+#[test]
+fn frames_an_object_resends_after_a_reattach_reach_the_vendor_once() {
+    let config = demo_config();
+    let mut object = Object::start(config.clone(), 0);
+    object.publish(&events(0, 300, 0), 1);
+    let mut gateway = Gateway::attach(&mut object, offsets_only(&config, "s", r#"{chainCode: "TTE", offset: "1"}"#), 2);
+    settle(&mut object, &mut [&mut gateway], 3);
+    object.restart(20);
+    gateway.relay.on_detached(20);
+    // A new object that starts behind what was forwarded (say, from a saved cursor that
+    // lagged): everything below the relay's next offset is dropped.
+    let mut behind = gateway.spec.clone();
+    behind.start = Start::At(201);
+    gateway.reattach_at(&mut object, behind, 21);
+    object.publish(&events(300, 50, 0), 22);
+    settle(&mut object, &mut [&mut gateway], 23);
+    assert_eq!(gateway.offsets(), (1..=350).collect::<Vec<_>>());
+    assert_eq!(gateway.relay.forwarded, 350);
+}
+
+#[test]
+fn retention_during_a_restart_is_told_once_on_the_first_frame_after_it() {
+    let config = demo_config();
+    let mut object = Object::start(config.clone(), 0);
+    object.publish(&events(0, 10, 0), 1);
+    let mut gateway = Gateway::attach(&mut object, offsets_only(&config, "s", r#"{chainCode: "TTE", offset: "1"}"#), 2);
+    settle(&mut object, &mut [&mut gateway], 3);
+    object.publish(&events(10, 10, 0), 4);
+    object.restart(5);
+    gateway.relay.on_detached(5);
+    // Retention dropped 11..=15 while the subscription was detached.
+    object.store.log.delete(1..=15);
+    gateway.reattach(&mut object, 6);
+    settle(&mut object, &mut [&mut gateway], 7);
+    assert_eq!(gateway.offsets(), [(1..=10).collect::<Vec<_>>(), (16..=20).collect()].concat());
+    let gaps: Vec<&Value> = gateway.vendor.iter().filter_map(|f| f["payload"].get("extensions")).collect();
+    assert_eq!(gaps, [&json!({"gap": {"requested": "11", "resumedAt": "16"}})], "one gap, on offset 16");
+}
+
+#[test]
+fn a_caught_up_subscription_costs_no_message() {
+    let config = demo_config();
+    let mut object = Object::start(config.clone(), 0);
+    object.publish(&events(0, 5, 0), 1);
+    let mut gateway = Gateway::attach(&mut object, offsets_only(&config, "s", r#"{chainCode: "TTE", offset: "1"}"#), 2);
+    settle(&mut object, &mut [&mut gateway], 3);
+    for now in 10..20 {
+        let mut fx = Effects::default();
+        object.core.fan_out(now, &mut fx);
+        object.gateway_says(&gateway.socket.clone(), "A 0 5", now);
+    }
+    assert!(gateway.socket.take().is_empty(), "nothing to send, nothing sent");
+}
+
+/// Subscriptions alike (same selection, filter and cursor) are sent the very same batch:
+/// made into the runtime's message once per turn, whoever it goes to.
+#[test]
+fn subscriptions_alike_share_one_message_per_turn() {
+    let config = demo_config();
+    let mut object = Object::start(config.clone(), 0);
+    let mut gateways: Vec<Gateway> = (0..5)
+        .map(|i| Gateway::attach(&mut object, offsets_only(&config, &format!("s{i}"), r#"{chainCode: "TTE"}"#), 1))
+        .collect();
+    let made_before = object.sockets.made.get();
+    object.publish(&events(0, 10, 0), 100);
+    let made = object.sockets.made.get() - made_before;
+    assert_eq!(made, 1, "one message for five subscriptions");
+    let mut all: Vec<&mut Gateway> = gateways.iter_mut().collect();
+    settle(&mut object, &mut all, 101);
+    for g in &gateways {
+        assert_eq!(g.offsets(), (1..=10).collect::<Vec<_>>(), "{}", g.id);
+        assert_eq!(g.vendor[0]["id"], g.id.as_str(), "each vendor's frame carries its own operation id");
+    }
+}
+
+/// A fan-out that cannot read the head must not leave the schedule waiting for a fan-out
+/// that never comes: the next publish is delivered, with the one before it.
+#[test]
+fn a_failed_head_read_does_not_stop_later_fan_outs() {
+    let config = demo_config();
+    let mut object = Object::start(config.clone(), 0);
+    let mut gateway = Gateway::attach(&mut object, offsets_only(&config, "s", r#"{chainCode: "TTE"}"#), 1);
+    object.publish(&events(0, 1, 0), 100); // quiet: fans out in its own turn
+    object.publish(&events(1, 1, 0), 101); // close behind: a timer
+    assert!(object.fan_out_due.is_some());
+    // A publish that fails makes the object forget the head it knew...
+    object.store.log.fail_insert_after.set(Some(0));
+    let mut fx = Effects::default();
+    assert!(object.core.append(&events(2, 1, 0), &object.config, 102, &mut fx).is_err());
+    object.store.log.fail_insert_after.set(None);
+    // ...and reading it again fails once, in the timer's fan-out.
+    object.store.log.fail_head_reads.set(1);
+    object.run_timers(103);
+    object.publish(&events(3, 1, 0), 200);
+    settle(&mut object, &mut [&mut gateway], 201);
+    assert_eq!(gateway.offsets(), [1, 2, 3], "the publishes after the failure are delivered");
+}
+
+/// Woken from hibernation, the object rebuilds its subscriptions from their sockets'
+/// attachments and its registry, written by the flush within a second of the attach.
+#[test]
+fn a_woken_object_serves_its_sockets_from_where_their_attachments_say() {
+    let config = demo_config();
+    let mut object = Object::start(config.clone(), 0);
+    object.publish(&events(0, 50, 0), 1);
+    let mut gateway = Gateway::attach(&mut object, offsets_only(&config, "s", r#"{chainCode: "TTE", offset: "1"}"#), 2);
+    settle(&mut object, &mut [&mut gateway], 3);
+    let (socket, start, gap) = object.attach(offsets_only(&config, "t", r#"{chainCode: "TTE"}"#), 3).unwrap();
+    assert_eq!((start, gap), (51, None));
+    assert!(object.flush_due.is_some(), "an attach leaves a flush pending: it keeps the object awake");
+    use pms_events::chain::host::ChainTables;
+    assert_eq!(object.store.subscription_keys().unwrap().len(), 1, "the new row waits for the flush");
+    settle(&mut object, &mut [&mut gateway], 4);
+    assert_eq!(object.store.subscription_keys().unwrap().len(), 2, "both registered by the flush");
+    assert!(socket.attachment.borrow().is_some());
+    object.wake(60_000);
+    object.publish(&events(50, 10, 0), 60_001);
+    settle(&mut object, &mut [&mut gateway], 60_002);
+    assert_eq!(gateway.offsets(), (1..=60).collect::<Vec<_>>(), "no repeat, no gap across hibernation");
+}
+
+/// A vendor that resumes without an offset (OHIP's default) after dropping with frames
+/// unread in buffers starts at the first frame it did not read, not after the last sent.
+#[test]
+fn a_resume_without_an_offset_never_starts_after_an_unread_frame() {
+    let config = demo_config();
+    let mut object = Object::start(config.clone(), 0);
+    object.publish(&events(0, 10, 0), 1);
+    let spec = offsets_only(&config, "s", r#"{chainCode: "TTE", offset: "1"}"#);
+    let mut gateway = Gateway::attach(&mut object, spec, 2);
+    settle(&mut object, &mut [&mut gateway], 3);
+    let read = gateway.output;
+    // The vendor stops reading; 200 more are sent into its buffers; then its socket drops.
+    object.publish(&events(10, 200, 0), 1_000);
+    object.run_timers(1_000);
+    let start = next_start("s");
+    let mut out = String::new();
+    for text in gateway.socket.take() {
+        let Step::Forward { frames } = gateway.relay.on_message(&text) else { panic!() };
+        for frame in frames {
+            frame.render(&start, &mut out);
+            gateway.output += out.len() as u64;
+        }
+        gateway.relay.on_sent(gateway.output, 1_001);
+        if let Some(ack) = gateway.relay.ack(false, read, 1_001) {
+            object.gateway_says(&gateway.socket.clone(), &ack, 1_001);
+        }
+    }
+    let stop = gateway.relay.final_ack(read, 2_000);
+    object.gateway_says(&gateway.socket.clone(), &stop, 2_000);
+    object.run_timers(5_000);
+    let resume = offsets_only(&config, "again", r#"{chainCode: "TTE"}"#);
+    let (_, first, _) = object.attach(resume, 6_000).unwrap();
+    assert!(first <= 11, "the resume starts at {first}, after frames the vendor never read");
+    assert_eq!(first, 11, "and repeats nothing it did read");
 }
 
 /// What waits in the vendor's socket, in order: frames, and the guard's pings between
@@ -210,18 +300,18 @@ enum OnTheWire {
     Ping(String),
 }
 
-/// Streams the pipe's log to a vendor that reads `read_per_step` bytes per step (while
-/// the object serves once) and answers each ping as it reads it, with the gateway's
-/// slow-consumer guard in the loop. `paced`: the relay holds acknowledgements while the
-/// guard says the vendor is behind, as the gateway does. Returns the guard's close, if
-/// it closed the connection, and the most bytes ever unread.
+/// Streams the object's log to a vendor that reads `read_per_step` bytes per step, with
+/// the gateway's slow-consumer guard in the loop. `paced`: the relay holds
+/// acknowledgements while the guard says the vendor is behind, as the gateway does.
+/// Returns the guard's close, if it closed the connection, and the most bytes ever unread.
 fn stream_to_a_slow_reader(
-    pipe: &mut Pipe,
+    object: &mut Object,
+    gateway: &mut Gateway,
     guard: &mut SlowConsumerGuard,
     read_per_step: usize,
     paced: bool,
 ) -> (Option<Close>, u64) {
-    let start = pms_events::stream::protocol::next_start(&pipe.spec.id);
+    let start = next_start(&gateway.id);
     let mut wire = VecDeque::new();
     let mut most_unread = 0;
     let mut nonces = 0;
@@ -229,10 +319,13 @@ fn stream_to_a_slow_reader(
         nonces += 1;
         format!("n{nonces}")
     };
+    let mut now = 10;
     loop {
-        let messages = pipe.serve();
+        now += 10;
+        object.run_timers(now);
+        let messages = gateway.socket.take();
         for text in &messages {
-            let Step::Forward { frames } = pipe.relay.on_message(text) else { panic!("{text}") };
+            let Step::Forward { frames } = gateway.relay.on_message(text) else { panic!("{text}") };
             let mut sent = 0;
             for f in &frames {
                 let mut out = String::new();
@@ -240,14 +333,15 @@ fn stream_to_a_slow_reader(
                 sent += out.len();
                 wire.push_back(OnTheWire::Frame(serde_json::from_str(&out).unwrap(), out.len()));
             }
-            match guard.on_sent(sent, 0, &mut nonce) {
+            match guard.on_sent(sent, now, &mut nonce) {
                 GuardTick::SendPing(ping) => wire.push_back(OnTheWire::Ping(ping)),
                 GuardTick::TooSlow(close) => return (Some(close), most_unread),
                 GuardTick::Nothing => {}
             }
             most_unread = most_unread.max(guard.unread_bytes());
-            if let Some(ack) = pipe.relay.ack(paced && guard.behind()) {
-                pipe.acked += parse_ack(&ack).unwrap().0;
+            gateway.relay.on_sent(guard.sent_bytes(), now);
+            if let Some(ack) = gateway.relay.ack(paced && guard.behind(), guard.confirmed_bytes(), now) {
+                object.gateway_says(&gateway.socket.clone(), &ack, now);
             }
         }
         if messages.is_empty() && wire.is_empty() {
@@ -258,17 +352,17 @@ fn stream_to_a_slow_reader(
             match wire.pop_front() {
                 None => break,
                 Some(OnTheWire::Frame(frame, bytes)) => {
-                    pipe.vendor.push(frame);
+                    gateway.vendor.push(frame);
                     read += bytes;
                 }
                 Some(OnTheWire::Ping(ping)) => {
                     let payload = serde_json::from_str::<Value>(&ping).unwrap()["payload"].clone();
-                    if let GuardTick::SendPing(ping) = guard.on_pong(Some(&payload), 0, &mut nonce) {
+                    if let GuardTick::SendPing(ping) = guard.on_pong(Some(&payload), now, &mut nonce) {
                         wire.push_back(OnTheWire::Ping(ping));
                     }
                     // What the gateway does on every pong: release held acknowledgements.
-                    if let Some(ack) = pipe.relay.ack(guard.behind()) {
-                        pipe.acked += parse_ack(&ack).unwrap().0;
+                    if let Some(ack) = gateway.relay.ack(guard.behind(), guard.confirmed_bytes(), now) {
+                        object.gateway_says(&gateway.socket.clone(), &ack, now);
                     }
                 }
             }
@@ -279,275 +373,39 @@ fn stream_to_a_slow_reader(
 #[test]
 fn a_vendor_reading_slower_than_a_replay_is_fed_at_its_pace_instead_of_being_closed() {
     let limit = 2 << 20;
+    let config = demo_config();
     let replay = |paced: bool| {
-        let mut pipe = Pipe::new(Start::At(1));
-        publish_padded(&pipe.log, 400, 8 * 1024);
-        pipe.attach();
-        let mut guard = SlowConsumerGuard::new(30, limit, 0);
-        let outcome = stream_to_a_slow_reader(&mut pipe, &mut guard, 64 * 1024, paced);
-        (pipe, outcome)
+        let mut object = Object::start(config.clone(), 0);
+        // Over (8 KiB + frame) × 400 ≈ 3.3 MiB, a reader of 64 KiB per step.
+        object.publish(&events(0, 400, 8 * 1024), 1);
+        let spec =
+            subscription(&config, "s", r#"{chainCode: "TTE", offset: "1"}"#, "metadata { offset } detail { newValue }");
+        let mut gateway = Gateway::attach(&mut object, spec, 2);
+        let mut guard = SlowConsumerGuard::new(30, limit);
+        let outcome = stream_to_a_slow_reader(&mut object, &mut gateway, &mut guard, 64 * 1024, paced);
+        (gateway, outcome)
     };
-
-    // The window counts bytes too: the object stops after about WINDOW KiB of large frames
-    // (512 of them would be 4 MiB), and what the relay acknowledges frees exactly as much.
-    let mut pipe = Pipe::new(Start::At(1));
-    publish_padded(&pipe.log, 400, 8 * 1024);
-    pipe.attach();
-    let first = pipe.serve();
-    let frames: usize = first.iter().map(|m| parse_batch(m).unwrap().frames.len()).sum();
-    assert_eq!(frames, WINDOW.div_ceil(frame_cost(&"x".repeat(8 * 1024 + 30))) as usize);
-    assert!(pipe.serve().is_empty(), "a full window");
-    let inflight = pipe.object.as_ref().unwrap().cursor.inflight;
-    pipe.receive(&first);
-    assert_eq!(pipe.acked, inflight, "the relay counts what the object counted");
-
-    // Over (8 KiB + frame) × 400 ≈ 3.3 MiB, a reader of 64 KiB per serve.
-    let (pipe, (closed, most_unread)) = replay(true);
+    let (gateway, (closed, most_unread)) = replay(true);
     assert_eq!(closed, None, "paced: never closed");
-    assert_eq!(pipe.offsets(), (1..=400).collect::<Vec<_>>(), "everything, once, in order");
+    assert_eq!(gateway.offsets(), (1..=400).collect::<Vec<_>>(), "everything, once, in order");
     let window_bytes = u64::from(WINDOW) * 1024 + 64 * 1024;
     assert!(most_unread <= limit / 4 + window_bytes, "unread at most the pace and a window: {most_unread}");
 
     // The same without the pacing is closed: the runtime would have buffered the replay.
     let (_, (closed, _)) = replay(false);
-    let closed = closed.expect("unpaced, the reader falls behind the limit");
-    assert_eq!(closed.code, pms_events::stream::protocol::close::TOO_SLOW);
-}
-
-/// A gateway built before window units counts frames and sends specs without `window`
-/// (an isolate may outlive a deploy that restarted the objects): the object counts frames
-/// for it, so the 128 frames that gateway waits for before acknowledging always come.
-#[test]
-fn a_gateway_that_counts_frames_is_served_by_frames() {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    let current = spec(Start::At(1));
-    let mut json: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encode_spec(&current).unwrap()).unwrap()).unwrap();
-    json.as_object_mut().unwrap().remove("window").expect("today's gateways say what they count");
-    // As the object reads the attach header of an older gateway.
-    let older: SubscriptionSpec<OffsetOnly> = decode_spec(&URL_SAFE_NO_PAD.encode(json.to_string())).unwrap();
-    assert_eq!(older.window, WindowCount::Frames);
-    let log = OffsetLog::new(MemoryStore::default());
-    publish_padded(&log, 600, 8 * 1024);
-    let frames_sent = |s: &SubscriptionSpec<OffsetOnly>| {
-        let mut cursor = Cursor { next: 1, inflight: 0 };
-        let mut budget = TurnBudget { pages: usize::MAX, bytes: usize::MAX };
-        let pumped =
-            pump(&log, s, &SharingKeys::of(s), &mut cursor, 600, WINDOW, &mut EventCache::default(), &mut budget)
-                .unwrap();
-        (pumped.frames, cursor.inflight)
-    };
-    assert_eq!(frames_sent(&older), (WINDOW, WINDOW), "a frame each");
-    let cost = frame_cost(&"x".repeat(8 * 1024 + 30));
-    let (frames, inflight) = frames_sent(&current);
-    assert_eq!(frames, WINDOW.div_ceil(cost), "sized by bytes");
-    assert_eq!(inflight, frames * cost);
+    assert_eq!(closed.expect("unpaced, the reader falls behind the limit").code, close::TOO_SLOW);
 }
 
 #[test]
-fn an_object_restart_mid_batch_loses_nothing_and_repeats_nothing() {
-    let mut pipe = Pipe::new(Start::At(1));
-    publish(&pipe.log, 300);
-    pipe.attach();
-    pipe.settle();
-    publish(&pipe.log, 300);
-    // The object sends the next batch and restarts before the gateway received it.
-    let lost = pipe.serve();
-    assert!(!lost.is_empty());
-    pipe.restart_object();
-    pipe.attach();
-    assert_eq!(pipe.object.as_ref().unwrap().cursor.next, 301, "the reattach starts at the next offset owed");
-    pipe.settle();
-    assert_eq!(pipe.offsets(), (1..=600).collect::<Vec<_>>());
-}
-
-#[test]
-fn frames_the_object_resends_after_a_reattach_reach_the_vendor_once() {
-    let mut pipe = Pipe::new(Start::At(1));
-    publish(&pipe.log, 300);
-    pipe.attach();
-    pipe.settle();
-    pipe.restart_object();
-    pipe.attach();
-    // A new object that starts behind what was forwarded (say, from a saved cursor that
-    // lagged): everything below the relay's next offset is dropped.
-    pipe.object.as_mut().unwrap().cursor.next = 201;
-    publish(&pipe.log, 50);
-    pipe.settle();
-    assert_eq!(pipe.offsets(), (1..=350).collect::<Vec<_>>());
-    assert_eq!(pipe.relay.forwarded, 350);
-}
-
-#[test]
-fn retention_during_a_restart_is_told_once_on_the_first_frame_after_it() {
-    let mut pipe = Pipe::new(Start::At(1));
-    publish(&pipe.log, 10);
-    pipe.attach();
-    pipe.settle();
-    publish(&pipe.log, 10);
-    pipe.restart_object();
-    // Retention dropped 11..=15 while the subscription was detached.
-    pipe.log.store().delete(1..=15);
-    pipe.attach();
-    pipe.settle();
-    assert_eq!(pipe.offsets(), [(1..=10).collect::<Vec<_>>(), (16..=20).collect()].concat());
-    let gaps: Vec<&Value> = pipe.vendor.iter().filter_map(|f| f["payload"].get("extensions")).collect();
-    assert_eq!(gaps, [&json!({"gap": {"requested": "11", "resumedAt": "16"}})], "one gap, on offset 16");
-}
-
-#[test]
-fn a_caught_up_subscription_costs_no_message() {
-    let mut pipe = Pipe::new(Start::At(1));
-    publish(&pipe.log, 5);
-    pipe.attach();
-    pipe.settle();
-    let sent = pipe.messages_sent;
-    for _ in 0..10 {
-        assert!(pipe.serve().is_empty());
-    }
-    assert_eq!(pipe.messages_sent, sent);
-    let cursor = pipe.object.as_ref().unwrap().cursor;
-    assert!(!cursor.clone().acknowledge(0, 5));
-    assert!(cursor.clone().acknowledge(0, 6), "a publish gives it work");
-    let mut acked = cursor;
-    assert!(acked.acknowledge(1, 5), "so does an acknowledgement");
-    assert_eq!(acked.inflight, cursor.inflight.saturating_sub(1));
-}
-
-#[test]
-fn the_fan_out_schedule_runs_once_per_request_and_rotates() {
-    let mut schedule = FanOutSchedule::default();
-    assert_eq!(schedule.request(false, 1_000, || false), None, "nobody attached: nothing to do");
-    assert_eq!(schedule.request(false, 1_000, || true), Some(ThisTurn), "the first publish fans out at once");
-    assert_eq!(schedule.request(false, 1_001, || true), None, "publishes meanwhile join the one scheduled");
-    assert!(!schedule.found_subscribers(), "no fan-out has run yet");
-    assert_eq!(schedule.run(1_002, 100), Some(0));
-    assert!(schedule.found_subscribers());
-    assert_eq!(
-        schedule.request(false, 1_010, || unreachable!()),
-        Some(After(0)),
-        "sockets were found: not asked again"
-    );
-    assert_eq!(schedule.run(1_010, 100), Some(1), "each fan-out starts at the next socket");
-    schedule.request(false, 1_020, || unreachable!());
-    assert_eq!(schedule.run(1_020, 3), Some(2));
-    schedule.request(false, 1_030, || unreachable!());
-    assert_eq!(schedule.run(1_030, 3), Some(0), "the rotation wraps around the sockets");
-    schedule.request(false, 1_040, || unreachable!());
-    assert_eq!(schedule.run(1_040, 0), None, "every socket left meanwhile");
-    assert!(!schedule.found_subscribers());
-    assert_eq!(schedule.request(false, 1_050, || false), None, "and none came back");
-}
-
-#[test]
-fn fan_outs_are_paced_only_while_the_object_is_busy() {
-    let mut schedule = FanOutSchedule::default();
-    // Idle: every fan-out runs without waiting, however many subscribers.
-    for t in [1_000, 1_010, 1_020] {
-        assert!(matches!(schedule.request(false, t, || true), Some(ThisTurn | After(0))));
-        schedule.run(t + 1, 100);
-    }
-    // A fan-out that ran late (the object was busy with other work) paces the next one.
-    schedule.request(false, 1_030, || true);
-    schedule.run(1_030 + LATE_FAN_OUT_MS, 100);
-    let ran_at = 1_030 + LATE_FAN_OUT_MS;
-    assert_eq!(schedule.request(false, ran_at + 2, || true), Some(After(backlog_pace_ms(100) - 2)));
-    // Busy still: the paced one ran late too, so the next is paced again.
-    schedule.run(ran_at + backlog_pace_ms(100) + LATE_FAN_OUT_MS, 100);
-    let ran_at = ran_at + backlog_pace_ms(100) + LATE_FAN_OUT_MS;
-    assert_eq!(schedule.request(true, ran_at, || true), Some(After(0)), "a resumed fan-out is never paced");
-    // On time: the object is idle again, and the next fan-out runs at once.
-    schedule.run(ran_at, 100);
-    assert_eq!(schedule.request(false, ran_at + 1, || true), Some(After(0)));
-    assert_eq!(backlog_pace_ms(1), 0, "a lone subscriber is never paced");
-    assert_eq!(backlog_pace_ms(100_000), MAX_FAN_OUT_PACE_MS);
-}
-
-#[test]
-fn a_quiet_object_fans_out_in_the_publish_turn_and_a_busy_one_by_timer() {
-    let mut schedule = FanOutSchedule::default();
-    assert_eq!(schedule.request(false, 1_000, || true), Some(ThisTurn), "no fan-out before: the publish's own turn");
-    schedule.run(1_000, 10);
-    // The next publish within QUIET_FAN_OUT_MS: a timer, which later publishes may join.
-    let soon = 1_000 + QUIET_FAN_OUT_MS - 1;
-    assert_eq!(schedule.request(false, soon, || true), Some(After(0)));
-    assert_eq!(schedule.request(false, soon + 1, || true), None, "joins the scheduled one");
-    schedule.run(soon + 1, 10);
-    let quiet = soon + 1 + QUIET_FAN_OUT_MS;
-    assert_eq!(schedule.clone().request(true, quiet, || true), Some(After(0)), "a resume yields to waiting work");
-    assert_eq!(schedule.request(false, quiet, || true), Some(ThisTurn));
-    // With many subscriptions, quiet means no fan-out for their pace.
-    schedule.run(quiet, 100);
-    let paced = quiet + backlog_pace_ms(100);
-    assert_eq!(schedule.request(false, paced - 1, || true), Some(After(0)), "publishes closer than the pace batch");
-    schedule.run(paced - 1, 100);
-    let quiet = paced - 1 + backlog_pace_ms(100);
-    assert_eq!(schedule.request(false, quiet, || true), Some(ThisTurn));
-    // A late fan-out (backlog) paces the next: never in the publish's turn.
-    schedule.run(quiet + LATE_FAN_OUT_MS, 10);
-    let later = quiet + LATE_FAN_OUT_MS + QUIET_FAN_OUT_MS + 100;
-    assert_eq!(schedule.request(false, later, || true), Some(After(0)));
-}
-
-#[test]
-fn an_attach_is_refused_once_the_client_no_longer_holds_what_it_streams() {
-    let config = common::demo_config();
-    let mut s = spec(Start::At(1));
-    assert_eq!(still_granted(&config, Some("TTE"), &s), Ok(()));
-    assert_eq!(still_granted(&config, None, &s), Ok(()), "an old gateway names no chain: the client is checked");
-    assert!(still_granted(&config, Some("OTH"), &s).unwrap_err().contains("chain is no longer granted"));
-    s.app_key = "APPKEY002".into();
-    assert!(still_granted(&config, Some("TTE"), &s).unwrap_err().contains("no longer configured"));
-    // client-app-002 holds TTE for TTE01 only.
-    let mut s = spec(Start::At(1));
-    s.client_id = "client-app-002".into();
-    s.app_key = "APPKEY002".into();
-    s.filter.properties = Some(BTreeSet::from(["TTE01".to_string()]));
-    assert_eq!(still_granted(&config, Some("TTE"), &s), Ok(()));
-    s.filter.properties = Some(BTreeSet::from(["TTE01".to_string(), "TTE02".to_string()]));
-    assert!(still_granted(&config, Some("TTE"), &s).unwrap_err().contains("property"));
-    s.filter.properties = None;
-    assert!(still_granted(&config, Some("TTE"), &s).is_err(), "all properties is more than the grant");
-}
-
-#[test]
-fn the_spec_header_round_trips_and_rejects_anything_else() {
-    let s = spec(Start::Resume);
-    let header = encode_spec(&s).unwrap();
-    assert!(header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "a header value");
-    let back: SubscriptionSpec<OffsetOnly> = decode_spec(&header).unwrap();
-    assert_eq!(encode_spec(&back).unwrap(), header);
-    assert!(decode_spec::<OffsetOnly>("not base64!").is_none());
-    assert!(decode_spec::<OffsetOnly>(&header[..header.len() / 2]).is_none());
-}
-
-#[test]
-fn the_attach_answer_and_the_active_query_travel_as_shared_types() {
-    use pms_events::rpc::{chain, ActiveQuery, AttachedAt};
-    assert_eq!(AttachedAt::from_headers(Some("42"), Some("7")), AttachedAt { start: 42, gap: Some(7) });
-    assert_eq!(AttachedAt::from_headers(Some("42"), None), AttachedAt { start: 42, gap: None });
-    assert_eq!(AttachedAt::from_headers(None, Some("x")), AttachedAt { start: 0, gap: None });
-    let query = ActiveQuery { app_key: "APP KEY&1".into(), connection: "c=1".into() };
-    let path = query.path();
-    let (route, q) = path.split_once('?').unwrap();
-    assert_eq!(route, chain::ACTIVE);
-    let back: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
-    assert_eq!(back, [("appKey".into(), "APP KEY&1".into()), ("connection".into(), "c=1".into())]);
-}
-
-/// A gateway built before binary batches reads text messages only (its listener ignores
-/// anything else) and sends specs without `batches`: the object sends it text, so an isolate
-/// that outlives a deploy keeps streaming.
-#[test]
-fn a_gateway_that_reads_text_only_is_sent_text() {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    let current = spec(Start::At(1));
-    let mut json: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encode_spec(&current).unwrap()).unwrap()).unwrap();
-    assert_eq!(json["batches"], "binary", "today's gateways say they read binary batches");
-    json.as_object_mut().unwrap().remove("batches");
-    let older: SubscriptionSpec<OffsetOnly> = decode_spec(&URL_SAFE_NO_PAD.encode(json.to_string())).unwrap();
-    assert_eq!(older.batches, BatchEncoding::Text);
+fn acknowledgements_every_quarter_window_move_the_saved_cursor_a_new_subscription_resumes_from() {
+    let config = demo_config();
+    let mut object = Object::start(config.clone(), 0);
+    object.publish(&events(0, 1_000, 0), 1);
+    let mut gateway = Gateway::attach(&mut object, offsets_only(&config, "s", r#"{chainCode: "TTE", offset: "1"}"#), 2);
+    // Read long ago by the time it is acknowledged: the cursor follows.
+    settle(&mut object, &mut [&mut gateway], 100_000);
+    assert!(gateway.relay.forwarded >= u64::from(ACK_EVERY));
+    object.run_timers(200_000);
+    let (_, first, _) = object.attach(offsets_only(&config, "again", r#"{chainCode: "TTE"}"#), 200_001).unwrap();
+    assert!(first > 1 && first <= 1_001, "resumes after what was acknowledged as read: {first}");
 }

@@ -1,9 +1,10 @@
 //! The pull API's query parameters and reads over the in-memory log.
 
+use pms_events::log::read::PAGE;
+use pms_events::log::{EventFilter, TurnBudget};
 use pms_events::log::{MemoryStore, OffsetLog};
 use pms_events::publish::ValidEvent;
 use pms_events::pull::{parse_params, read, ReadError, ReadRequest, DEFAULT_LIMIT, MAX_LIMIT};
-use pms_events::stream::fanout::{EventFilter, TurnBudget, PAGE};
 use serde_json::Value;
 
 fn log_of(names: &[&str]) -> OffsetLog<MemoryStore> {
@@ -110,7 +111,7 @@ fn a_filter_matching_nothing_reads_at_most_one_turns_budget() {
 
 #[test]
 fn the_offset_is_spliced_into_a_stored_body_as_parsing_would_put_it() {
-    use pms_events::pull::write_event;
+    use pms_events::log::write_event_header as write_event;
     let config: pms_events::config::ServiceConfig =
         pms_events::config::ServiceConfig::parse(include_str!("../config/demo.json")).unwrap();
     // A real stored body, with text that looks like the key inside a value.

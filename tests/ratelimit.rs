@@ -80,22 +80,43 @@ fn upgrades_are_admitted_up_to_the_limit_per_window_then_refused_with_the_wait()
 }
 
 #[test]
-fn open_connections_are_counted_per_app_key_and_given_back() {
+fn open_connections_of_an_app_key_are_counted_across_isolates_and_given_back() {
     use pms_events::auth::ratelimit::OpenConnections;
     let mut open = OpenConnections::default();
-    assert!(open.take("A", 2));
-    assert!(open.take("A", 2));
-    assert!(!open.take("A", 2), "a third is over the limit");
-    assert!(open.take("B", 2), "another app key has its own count");
-    assert_eq!((open.of("A"), open.of("B")), (2, 1));
-    open.give_back("A");
-    assert!(open.take("A", 2), "a slot given back can be taken again");
-    open.give_back("A");
-    open.give_back("A");
-    open.give_back("B");
-    assert_eq!(open.app_keys(), 0, "app keys with no connection are forgotten");
-    open.give_back("B");
-    assert_eq!(open.of("B"), 0, "giving back more than taken never underflows");
-    assert!(!open.take("C", 0));
-    assert_eq!(open.app_keys(), 0, "a refused app key leaves nothing behind");
+    assert!(open.admit("isolate-a", 3, 0));
+    assert!(open.admit("isolate-a", 3, 0));
+    assert!(open.admit("isolate-b", 3, 0), "another isolate adds to the same count");
+    assert!(!open.admit("isolate-c", 3, 0), "a fourth is over the ceiling, wherever it lands");
+    assert_eq!(open.open(0), 3);
+    open.release("isolate-b");
+    assert!(open.admit("isolate-c", 3, 0), "a connection given back can be taken again");
+    open.release("isolate-c");
+    open.release("isolate-c");
+    assert_eq!(open.open(0), 2, "giving back more than taken never underflows");
+}
+
+#[test]
+fn an_isolate_that_stops_renewing_is_forgotten_and_one_that_renews_is_kept() {
+    use pms_events::auth::ratelimit::{OpenConnections, CONNECTION_LEASE_MS, CONNECTION_RENEW_MS};
+    let mut open = OpenConnections::default();
+    for _ in 0..2 {
+        assert!(open.admit("evicted", 4, 0));
+    }
+    assert!(open.admit("alive", 4, 0));
+    assert!(open.admit("alive", 4, 0));
+    assert!(!open.admit("new", 4, 1));
+    // The evicted isolate never says goodbye; the live one renews on time.
+    let mut now = 0;
+    while now < CONNECTION_LEASE_MS {
+        now += CONNECTION_RENEW_MS;
+        open.renew("alive", 2, now);
+    }
+    assert_eq!(open.open(now), 2, "the evicted isolate's count lapsed, the renewed one holds");
+    assert!(open.admit("new", 4, now));
+    // A renewal says what the isolate holds now: a release that got lost is corrected.
+    open.renew("alive", 1, now);
+    assert_eq!(open.open(now), 2);
+    open.renew("alive", 0, now);
+    open.release("new");
+    assert!(open.is_empty(), "nothing held, nothing kept");
 }

@@ -1,9 +1,12 @@
 //! The gateway's side of a subscription: forwarding, acknowledgement, reattach and gaps.
 
-use pms_events::rpc::delivery::frame_cost;
-use pms_events::stream::fanout::Start;
 use pms_events::stream::protocol::next_start;
-use pms_events::stream::relay::{Relay, Retry, Step, ACK_EVERY, MAX_ATTACH_FAILURES, MAX_BACKOFF_MS, STABLE_ATTACH_MS};
+use pms_events::stream::relay::{
+    Relay, Retry, Step, ACK_EVERY, MAX_ATTACH_FAILURES, MAX_BACKOFF_MS, MAX_UNREAD_SENDS, READ_WITHIN_MS,
+    STABLE_ATTACH_MS,
+};
+use pms_events::stream::spec::Start;
+use pms_events::stream::wire::frame_cost;
 use serde_json::Value;
 
 /// A payload as the chain object renders it (no operation id: the gateway adds it).
@@ -34,7 +37,9 @@ fn forwarded(relay: &mut Relay, text: &str) -> (Vec<Value>, Option<String>) {
                 frame
             });
             let rendered = rendered.collect();
-            (rendered, relay.ack(false))
+            // Frames sent long enough ago count as read.
+            relay.on_sent(0, 0);
+            (rendered, relay.ack(false, 0, READ_WITHIN_MS))
         }
         other => panic!("{other:?}"),
     }
@@ -84,8 +89,8 @@ fn acknowledgements_come_every_quarter_window_and_once_more_at_stop() {
         acks.extend(ack);
     }
     assert_eq!(acks, ["A 150 150", "A 150 300", "A 150 450"], "every {ACK_EVERY} frames or more");
-    assert_eq!(r.final_ack(), "A 50 500", "the rest at stop, so the saved cursor is exact");
-    assert_eq!(r.final_ack(), "A 0 500");
+    assert_eq!(r.final_ack(0, READ_WITHIN_MS), "A 50 500", "the rest at stop, so the saved cursor is exact");
+    assert_eq!(r.final_ack(0, READ_WITHIN_MS), "A 0 500");
 }
 
 #[test]
@@ -101,10 +106,12 @@ fn acknowledgements_wait_while_the_vendor_is_behind_and_count_large_frames_by_th
         let Step::Forward { frames } = r.on_message(&message) else { panic!() };
         assert_eq!(frames.len(), 1);
         sent += cost;
-        assert_eq!(r.ack(true), None, "held while the vendor is behind");
+        r.on_sent(u64::from(sent) * 1024, 0);
+        assert_eq!(r.ack(true, 0, 0), None, "held while the vendor is behind");
     }
-    assert_eq!(r.ack(false), Some(format!("A {sent} 20")), "all of it once the vendor caught up");
-    assert_eq!(r.ack(false), None);
+    let all = u64::from(sent) * 1024;
+    assert_eq!(r.ack(false, all, 0), Some(format!("A {sent} 20")), "all of it once the vendor caught up");
+    assert_eq!(r.ack(false, all, 0), None);
 }
 
 #[test]
@@ -191,7 +198,7 @@ fn an_e_message_fails_the_subscription_and_garbage_is_ignored() {
 /// characters outside ASCII (a guest's name) and outside the Basic Multilingual Plane.
 #[test]
 fn rendered_frames_cut_into_exactly_the_frames_rendered_one_by_one() {
-    use pms_events::stream::fanout::Gap;
+    use pms_events::log::Gap;
     use pms_events::stream::relay::{Frame, RenderedFrames};
     let payloads = [r#"{"data":{"e":{"n":"Zoë Ångström"}}}"#, r#"{"data":{"e":{"n":"🏨 x"}}}"#, r#"{"data":{"e":1}}"#];
     let frames: Vec<Frame> = payloads
@@ -224,4 +231,47 @@ fn rendered_frames_cut_into_exactly_the_frames_rendered_one_by_one() {
         frames[2].render(&start, &mut one);
         one
     });
+}
+
+/// The saved cursor a resume without an offset continues from moves only through frames the
+/// vendor has read: confirmed by the pong of a ping sent after them, or sent long enough
+/// ago on a connection still open. Frames sent just before a drop are sent again.
+#[test]
+fn the_saved_cursor_counts_what_was_read_not_what_was_sent() {
+    let mut r = Relay::new();
+    r.on_attached(1, None, 0);
+    let mut output = 0;
+    let mut send = |r: &mut Relay, from: u64, to: u64, at: u64| {
+        let offsets: Vec<u64> = (from..=to).collect();
+        let Step::Forward { .. } = r.on_message(&batch(to, &offsets, None)) else { panic!() };
+        output += (to - from + 1) * 100;
+        r.on_sent(output, at);
+        output
+    };
+    let after_100 = send(&mut r, 1, 100, 1_000);
+    send(&mut r, 101, 200, 2_000);
+    send(&mut r, 201, 300, 3_000);
+    // Nothing confirmed and nothing old: a drop now saves nothing past what was read.
+    assert_eq!(r.read_through(0, 3_500), 0);
+    // A pong confirmed the output up to the first batch.
+    assert_eq!(r.read_through(after_100, 3_500), 100);
+    // Time confirms the rest, batch by batch.
+    assert_eq!(r.read_through(after_100, 2_000 + READ_WITHIN_MS), 200);
+    assert_eq!(r.final_ack(after_100, 2_000 + READ_WITHIN_MS), "A 300 200", "the window is freed, the cursor is not");
+}
+
+#[test]
+fn unread_sends_are_bounded_and_merging_them_never_moves_the_cursor_too_far() {
+    let mut r = Relay::new();
+    r.on_attached(1, None, 0);
+    for i in 1..=(MAX_UNREAD_SENDS as u64 * 4) {
+        let Step::Forward { .. } = r.on_message(&batch(i, &[i], None)) else { panic!() };
+        r.on_sent(i * 100, i);
+    }
+    // Whatever the pong confirms, the cursor never passes it.
+    for confirmed in [0, 100, 5_000, 12_800, 20_000, 25_600] {
+        let read = r.clone().read_through(confirmed, 0);
+        assert!(read * 100 <= confirmed, "{read} read, {confirmed} bytes confirmed");
+    }
+    assert_eq!(r.read_through(25_600, 0), 256, "all of it once all of it is confirmed");
 }

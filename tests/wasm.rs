@@ -47,7 +47,7 @@ fn tokens_sign_and_verify_in_wasm() {
 #[wasm_bindgen_test]
 fn secret_hashes_verify_in_wasm() {
     let config = ServiceConfig::parse(DEMO).unwrap();
-    let hash = &config.client("pms-core-001").unwrap().secret;
-    assert!(hash.verify("pms-secret-001"));
-    assert!(!hash.verify("pms-secret-002"));
+    let client = config.client("pms-core-001").unwrap();
+    assert!(client.secret_matches("pms-secret-001"));
+    assert!(!client.secret_matches("pms-secret-002"));
 }

@@ -1,18 +1,16 @@
-//! Webhooks (CONTRACT §10): configuration within grants, the Standard Webhooks signature,
+//! Webhooks: configuration within grants, the Standard Webhooks signature,
 //! and every transition of a webhook's delivery state, against the in-memory log.
 
 mod common;
 
 use common::demo_json;
-use pms_events::config::{Limits, ServiceConfig};
-use pms_events::log::{MemoryStore, OffsetLog};
+use pms_events::config::endpoint::{WebhookSecret, WebhookUrl};
+use pms_events::config::{Limits, ServiceConfig, Webhook};
+use pms_events::log::{Gap, MemoryStore, OffsetLog};
 use pms_events::publish::ValidEvent;
-use pms_events::stream::fanout::Gap;
 use pms_events::webhook::delivery::{AfterFailure, ResumeError};
 use pms_events::webhook::signature::{message_id, sign};
-use pms_events::webhook::{
-    BatchRange, Failure, Plan, RetryPolicy, Webhook, WebhookSecret, WebhookState, WebhookUrl, MAX_BODY_BYTES,
-};
+use pms_events::webhook::{BatchRange, Failure, Plan, RetryPolicy, WebhookState, MAX_BODY_BYTES};
 use serde_json::{json, Value};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -183,7 +181,7 @@ fn policy() -> RetryPolicy {
     RetryPolicy::from_limits(&Limits::default())
 }
 
-fn posted(plan: Plan) -> pms_events::webhook::Batch {
+fn posted(plan: Plan) -> pms_events::webhook::WebhookBatch {
     match plan {
         Plan::Post(batch) => batch,
         other => panic!("expected a post, got {other:?}"),

@@ -1,10 +1,8 @@
 //! Who may do what: access tokens and the OAuth token endpoint that issues them, the
-//! grants a token carries, the vendor's `connection_init` check, client secrets, and the
-//! login and upgrade guards that bound how often anyone may try.
+//! grants a token carries, and the guards that bound how often anyone may try to log in,
+//! connect, or hold connections open.
 
 pub mod access;
-pub mod connect;
 pub mod oauth;
 pub mod ratelimit;
-pub mod secret;
 pub mod token;

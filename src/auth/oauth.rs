@@ -1,5 +1,5 @@
-//! `POST /oauth/v1/tokens`: the OAuth 2.0 client-credentials grant (RFC 6749 §4.4) as
-//! CONTRACT §3 shapes it. Parsing and authentication are pure; the Worker adds the
+//! `POST /oauth/v1/tokens`: the OAuth 2.0 client-credentials grant (RFC 6749 §4.4), as
+//! docs/protocol.md (Tokens) describes it. Parsing and authentication are pure; the Worker adds the
 //! login guard and the clock.
 
 use std::collections::BTreeSet;
@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::auth::secret;
+use crate::config::secret_hash;
 use crate::config::{Client, Scope, ServiceConfig};
 
 /// An RFC 6749 §5.2 error, with the HTTP status it travels with.
@@ -152,10 +152,10 @@ fn header_value(value: Option<&str>, name: &str) -> Result<String, OAuthError> {
 /// same answer, and an unknown client id costs the same hashing work as a wrong secret.
 pub fn authenticate<'c>(config: &'c ServiceConfig, req: &TokenRequest) -> Result<&'c Client, OAuthError> {
     let Some(client) = config.client(&req.client_id) else {
-        secret::decoy_verify(&req.client_secret, decoy_iterations(config));
+        secret_hash::decoy_verify(&req.client_secret, decoy_iterations(config));
         return Err(OAuthError::invalid_client());
     };
-    let secret_ok = client.secret.verify(&req.client_secret);
+    let secret_ok = client.secret_matches(&req.client_secret);
     let app_key_ok = crate::constant_time_eq(client.app_key.as_bytes(), req.app_key.as_bytes());
     let enterprise_ok = client.enterprise == req.enterprise_id;
     if secret_ok && app_key_ok && enterprise_ok {
@@ -166,7 +166,10 @@ pub fn authenticate<'c>(config: &'c ServiceConfig, req: &TokenRequest) -> Result
 }
 
 fn decoy_iterations(config: &ServiceConfig) -> u32 {
-    config.clients().next().map_or(secret::MIN_ITERATIONS, |c| c.secret.iterations())
+    config
+        .clients()
+        .find_map(|c| c.secrets.first())
+        .map_or(secret_hash::MIN_ITERATIONS, secret_hash::SecretHash::iterations)
 }
 
 /// The scopes the token will carry: those asked for (all must be held), or all held.
@@ -192,7 +195,7 @@ pub fn select_scopes(client: &Client, requested: Option<&str>) -> Result<BTreeSe
     Ok(scopes)
 }
 
-/// The `200` body of CONTRACT §3.
+/// The `200` body of a token request.
 pub fn success_body(access_token: &str, scopes: &BTreeSet<Scope>) -> serde_json::Value {
     serde_json::json!({
         "access_token": access_token,

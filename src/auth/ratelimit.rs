@@ -6,6 +6,8 @@
 //!   and many addresses together still meet a ceiling. The check runs before the secret's
 //!   hash is computed, so a locked-out caller costs no PBKDF2.
 //! - WebSocket upgrades per app key in a sliding window.
+//! - Open WebSocket connections per app key across the deployment: each gateway isolate
+//!   reports what it holds, and a count its isolate stops renewing lapses.
 
 use std::collections::BTreeMap;
 
@@ -136,44 +138,62 @@ impl UpgradeWindow {
     }
 }
 
-/// Open vendor connections per app key (in one isolate): a connection takes a slot when it
-/// opens and gives it back when it ends, and an app key holds at most `max`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How long an isolate's count of open connections holds without a renewal (ms): an isolate
+/// that was evicted, or lost its connections without a close, is forgotten this long after
+/// its last word.
+pub const CONNECTION_LEASE_MS: u64 = 180_000;
+/// How often an isolate renews its counts (ms): well inside the lease.
+pub const CONNECTION_RENEW_MS: u64 = 60_000;
+
+/// The open connections of one app key, by the gateway isolate that holds them. Bounded by
+/// the ceiling: an isolate is counted only while it holds at least one connection, so there
+/// are never more isolates than connections allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenConnections {
-    by_app_key: std::collections::HashMap<String, usize>,
+    /// Isolate id: (connections, when the count lapses, ms).
+    isolates: BTreeMap<String, (u32, u64)>,
 }
 
 impl OpenConnections {
-    /// Takes a slot for one more connection of `app_key`, unless it holds `max` already.
-    pub fn take(&mut self, app_key: &str, max: usize) -> bool {
-        let n = self.by_app_key.entry(app_key.to_string()).or_insert(0);
-        if *n >= max {
-            if *n == 0 {
-                self.by_app_key.remove(app_key);
-            }
+    /// Connections open now, across every isolate whose count has not lapsed.
+    pub fn open(&mut self, now_ms: u64) -> u64 {
+        self.isolates.retain(|_, (count, until)| *count > 0 && *until > now_ms);
+        self.isolates.values().map(|(count, _)| u64::from(*count)).sum()
+    }
+
+    /// One more connection of `isolate`, unless the app key holds `max` already.
+    pub fn admit(&mut self, isolate: &str, max: u64, now_ms: u64) -> bool {
+        if self.open(now_ms) >= max {
             return false;
         }
-        *n += 1;
+        let (count, until) = self.isolates.entry(isolate.to_string()).or_insert((0, 0));
+        *count = count.saturating_add(1);
+        *until = now_ms + CONNECTION_LEASE_MS;
         true
     }
 
-    /// Gives a slot of `app_key` back; an app key with none left is forgotten.
-    pub fn give_back(&mut self, app_key: &str) {
-        if let Some(n) = self.by_app_key.get_mut(app_key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.by_app_key.remove(app_key);
+    /// A connection of `isolate` ended.
+    pub fn release(&mut self, isolate: &str) {
+        if let Some((count, _)) = self.isolates.get_mut(isolate) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.isolates.remove(isolate);
             }
         }
     }
 
-    /// Connections `app_key` holds.
-    pub fn of(&self, app_key: &str) -> usize {
-        self.by_app_key.get(app_key).copied().unwrap_or(0)
+    /// `isolate` holds `count` connections now: what it says replaces what was counted,
+    /// so a lost release is corrected by the next renewal.
+    pub fn renew(&mut self, isolate: &str, count: u32, now_ms: u64) {
+        if count == 0 {
+            self.isolates.remove(isolate);
+        } else {
+            self.isolates.insert(isolate.to_string(), (count, now_ms + CONNECTION_LEASE_MS));
+        }
     }
 
-    /// App keys holding at least one connection.
-    pub fn app_keys(&self) -> usize {
-        self.by_app_key.len()
+    /// Whether nothing is counted (nothing to store).
+    pub fn is_empty(&self) -> bool {
+        self.isolates.is_empty()
     }
 }

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Client, Grant, Scope};
 
-/// Access tokens live 60 minutes (CONTRACT §3).
+/// Access tokens live 60 minutes.
 pub const TOKEN_LIFETIME_SECONDS: u64 = 3600;
 /// Clock skew tolerated between this service's isolates and the client (documented in the
 /// README). Applies to `exp` and to an `iat` in the future.

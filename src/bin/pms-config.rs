@@ -20,7 +20,7 @@ fn main() {}
 mod cli {
     use std::io::Read;
 
-    use pms_events::auth::secret::SecretHash;
+    use pms_events::config::secret_hash::SecretHash;
     use pms_events::config::ServiceConfig;
 
     const USAGE: &str = "usage: pms-config check FILE | pms-config hash-secret [ITERATIONS] (secret on stdin)";

@@ -26,34 +26,9 @@ fn authorize<'c>(
     Ok((token, chain_config))
 }
 
-/// A chain's numbers as operators read them. Offsets travel as strings to vendors and
-/// operators alike (exact in JavaScript).
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ChainStats<'a> {
-    chain_code: &'a str,
-    head_offset: String,
-    oldest_offset: Option<String>,
-    retained_events: u64,
-    subscribers: usize,
-    last_publish_at: Option<u64>,
-    deliveries: u64,
-    counting_since: u64,
-}
-
-async fn chain_stats<'a>(env: &Env, chain: &'a Chain) -> Result<ChainStats<'a>> {
-    let n: rpc::ChainNumbers =
-        ask_chain(env, &chain.code, Method::Get, rpc::chain::STATS, Ask::Empty).await?.decode()?;
-    Ok(ChainStats {
-        chain_code: &chain.code,
-        head_offset: n.head_offset.to_string(),
-        oldest_offset: n.oldest_offset.map(|o| o.to_string()),
-        retained_events: n.retained_events,
-        subscribers: n.subscribers,
-        last_publish_at: n.last_publish_at,
-        deliveries: n.deliveries,
-        counting_since: n.counting_since,
-    })
+/// A chain's numbers, as its object gives them to operators.
+async fn chain_stats(env: &Env, chain: &Chain) -> Result<rpc::ChainNumbers> {
+    ask_chain(env, &chain.code, Method::Get, rpc::chain::STATS, Ask::Empty).await?.decode()
 }
 
 pub async fn chain(req: Request, env: &Env, settings: &Settings, chain: &str, _request_id: &str) -> Result<Response> {

@@ -1,4 +1,4 @@
-//! The `extensions.code` of every GraphQL error the service sends (CONTRACT §4, §8): one
+//! The `extensions.code` of every GraphQL error the service sends (docs/protocol.md, Errors): one
 //! constant each, so the specs, the tests and the code name the same strings.
 
 /// The document does not parse.
@@ -15,7 +15,7 @@ pub const FORBIDDEN: &str = "FORBIDDEN";
 pub const OFFSET_OUT_OF_RANGE: &str = "OFFSET_OUT_OF_RANGE";
 /// A selection over the field or depth limits.
 pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
-/// A rendered event would exceed the frame limit (CONTRACT §8).
+/// A rendered event would exceed the frame limit.
 pub const FRAME_TOO_LARGE: &str = "FRAME_TOO_LARGE";
 /// A `subscribe` over the connection's subscription limit.
 pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";

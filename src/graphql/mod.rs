@@ -1,4 +1,4 @@
-//! GraphQL over the streaming socket (CONTRACT §4), on top of `apollo-compiler`.
+//! GraphQL over the streaming socket, on top of `apollo-compiler`.
 //!
 //! apollo-compiler parses and validates every document against
 //! `schema/pms-events.graphql`, selects the operation (`operationName`), coerces variables
@@ -648,7 +648,7 @@ impl ProjectionPlan {
     /// The most times one field of the event appears in the output of one event, with the
     /// path of that field: aliases of a field, and of the objects and lists above it, each
     /// repeat it. The output of an event is at most this many times the event, so bounding
-    /// it bounds what a subscription can make of one event (CONTRACT §8).
+    /// it bounds what a subscription can make of one event.
     pub fn max_field_copies(&self) -> (u64, String) {
         fn walk(fields: &[PlanField], path: &str, counts: &mut BTreeMap<String, u64>) {
             for field in fields {

@@ -65,3 +65,40 @@ pub struct ValidEvent {
     /// may have stored it.
     pub minted: bool,
 }
+
+/// An offset as vendors and operators write it: decimal digits (spaces around are
+/// ignored), at most [`MAX_OFFSET`]. The error says why, naming the text.
+pub fn parse_offset(s: &str) -> Result<Offset, String> {
+    let t = s.trim();
+    if !is_decimal(t) {
+        return Err(format!("offset {s:?} must be decimal digits"));
+    }
+    t.parse::<u64>().ok().filter(|n| *n <= MAX_OFFSET).ok_or_else(|| format!("offset {s:?} is out of range"))
+}
+
+/// A stored body with its offset put into `metadata`: the full `EventHeader`, appended to
+/// `out`.
+///
+/// Bodies stored by the publish API are written by one serializer, with `"metadata":{` once
+/// and only as the top-level key (every string before it is escaped JSON, so its quotes
+/// cannot form that text): the offset is spliced in there, without parsing the event. A
+/// body of any other shape is parsed and rewritten.
+pub fn write_event_header(body: &str, offset: Offset, out: &mut String) {
+    use std::fmt::Write as _;
+    const METADATA: &str = "\"metadata\":{";
+    if let Some(i) = body.find(METADATA) {
+        let at = i + METADATA.len();
+        out.push_str(&body[..at]);
+        let _ = write!(out, "\"offset\":\"{offset}\"");
+        if !body[at..].starts_with('}') {
+            out.push(',');
+        }
+        out.push_str(&body[at..]);
+        return;
+    }
+    let mut value: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    if let Some(meta) = value.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
+        meta.insert("offset".into(), serde_json::Value::String(offset.to_string()));
+    }
+    out.push_str(&value.to_string());
+}

@@ -7,14 +7,17 @@ use super::{LogStore, NewEvent, Offset, StoreError, StoredEvent};
 
 /// An in-memory store with the same semantics as the `SQLite` one: the reference the
 /// native tests run against. `fail_insert_after` makes an insert fail once that many rows
-/// were written, to prove that a failed append leaves nothing behind; `reads` counts
-/// `read_from` calls, to prove that delivery work per turn is bounded.
+/// were written, to prove that a failed append leaves nothing behind; `fail_head_reads`
+/// makes that many head reads fail; `reads` counts `read_from` calls and `rows_read` the
+/// rows every read returned, to prove that work per turn and per request is bounded.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     head: RefCell<Offset>,
     events: RefCell<BTreeMap<Offset, StoredEvent>>,
     pub fail_insert_after: Cell<Option<usize>>,
+    pub fail_head_reads: Cell<usize>,
     pub reads: Cell<usize>,
+    pub rows_read: Cell<usize>,
 }
 
 impl MemoryStore {
@@ -33,6 +36,11 @@ impl MemoryStore {
 
 impl LogStore for MemoryStore {
     fn head(&self) -> Result<Offset, StoreError> {
+        if self.fail_head_reads.get() > 0 {
+            self.fail_head_reads.set(self.fail_head_reads.get() - 1);
+            return Err(StoreError("injected failure of a head read".into()));
+        }
+        self.rows_read.set(self.rows_read.get() + 1);
         let stored = self.events.borrow().last_key_value().map_or(0, |(o, _)| *o);
         Ok((*self.head.borrow()).max(stored))
     }
@@ -59,16 +67,15 @@ impl LogStore for MemoryStore {
     }
 
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError> {
+        self.rows_read.set(self.rows_read.get() + 1);
         Ok(self.events.borrow().values().next().map(|e| (e.offset, e.stored_at)))
-    }
-
-    fn count(&self) -> Result<u64, StoreError> {
-        Ok(self.events.borrow().len() as u64)
     }
 
     fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         self.reads.set(self.reads.get() + 1);
-        Ok(self.events.borrow().range(from..).take(limit).map(|(_, e)| e.clone()).collect())
+        let rows: Vec<StoredEvent> = self.events.borrow().range(from..).take(limit).map(|(_, e)| e.clone()).collect();
+        self.rows_read.set(self.rows_read.get() + rows.len());
+        Ok(rows)
     }
 
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {

@@ -6,14 +6,16 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 mod event;
 pub mod event_id;
+mod filter;
 mod memory;
+pub mod read;
 
-pub use event::{is_decimal, NewEvent, Offset, StoredEvent, ValidEvent, MAX_OFFSET};
+pub use event::{is_decimal, parse_offset, write_event_header, NewEvent, Offset, StoredEvent, ValidEvent, MAX_OFFSET};
+pub use filter::EventFilter;
 pub use memory::MemoryStore;
+pub use read::{Gap, TurnBudget};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError(pub String);
@@ -39,7 +41,6 @@ pub trait LogStore {
     fn insert_all(&self, events: &[NewEvent<'_>]) -> Result<(), StoreError>;
     /// The oldest retained event's offset and store time.
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError>;
-    fn count(&self) -> Result<u64, StoreError>;
     /// Up to `limit` events with `offset >= from`, in offset order.
     fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
     /// Deletes up to `limit` of the oldest events stored before `cutoff` (ms), first
@@ -55,13 +56,13 @@ pub struct LogBounds {
     pub oldest_offset: Option<Offset>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChainStats {
-    pub head_offset: Offset,
-    /// `None` when nothing is retained.
-    pub oldest_offset: Option<Offset>,
-    pub retained_events: u64,
+impl LogBounds {
+    /// Events retained: offsets are gapless and retention deletes the oldest first, so they
+    /// are the offsets from the oldest to the head. Counted without reading a row (a count
+    /// of the table scans it: millions of rows at a week's retention).
+    pub fn retained_events(&self) -> u64 {
+        self.oldest_offset.map_or(0, |oldest| (self.head_offset + 1).saturating_sub(oldest))
+    }
 }
 
 /// A bounded slice of the log, for replay.
@@ -163,19 +164,9 @@ impl<S: LogStore> OffsetLog<S> {
         Ok((head, offsets))
     }
 
-    /// Head and oldest offset: two index lookups, unlike [`OffsetLog::stats`], whose count
-    /// scans the table.
+    /// Head and oldest offset: two index lookups, whatever the log's length.
     pub fn bounds(&self) -> Result<LogBounds, StoreError> {
         Ok(LogBounds { head_offset: self.head()?, oldest_offset: self.store.oldest()?.map(|(o, _)| o) })
-    }
-
-    pub fn stats(&self) -> Result<ChainStats, StoreError> {
-        let bounds = self.bounds()?;
-        Ok(ChainStats {
-            head_offset: bounds.head_offset,
-            oldest_offset: bounds.oldest_offset,
-            retained_events: self.store.count()?,
-        })
     }
 
     /// Reads at most `max_count` events and about `max_bytes` of bodies from `from` on;
@@ -216,5 +207,32 @@ impl<S: LogStore> OffsetLog<S> {
     /// would run its alarm for every few events that expire, competing with its publishes.
     pub fn next_expiry(&self, retention_ms: u64) -> Result<Option<u64>, StoreError> {
         Ok(self.store.oldest()?.map(|(_, stored_at)| stored_at + retention_ms + retention_slack(retention_ms)))
+    }
+}
+
+/// A store shared by several owners (a test that restarts an object over the same storage).
+impl<T: LogStore + ?Sized> LogStore for std::rc::Rc<T> {
+    fn head(&self) -> Result<Offset, StoreError> {
+        (**self).head()
+    }
+
+    fn offsets_of(&self, unique_event_ids: &[&str]) -> Result<HashMap<String, Offset>, StoreError> {
+        (**self).offsets_of(unique_event_ids)
+    }
+
+    fn insert_all(&self, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
+        (**self).insert_all(events)
+    }
+
+    fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError> {
+        (**self).oldest()
+    }
+
+    fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        (**self).read_from(from, limit)
+    }
+
+    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
+        (**self).delete_stored_before(cutoff, limit)
     }
 }

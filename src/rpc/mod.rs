@@ -1,19 +1,16 @@
 //! The internal wire between the Worker and its Durable Objects: every path is a constant
-//! here and every body a type both sides use, so the two cannot drift. The two batch
-//! formats have their codecs, both directions, next to their types: [`append`] for
-//! publish, [`delivery`] for the frames a chain object sends a gateway.
+//! here and every body a type both sides use, so the two cannot drift. The publish batch
+//! has its codec, both directions, next to its type ([`append`]); the guard objects' bodies
+//! are in [`guard`]. (The frames a chain object streams to a gateway are streaming's own:
+//! `stream::wire`.)
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::log::Offset;
-use crate::stream::fanout::SubscriptionSpec;
 
 pub mod append;
-pub mod delivery;
 pub mod guard;
+mod offset_text;
 
 /// Internal requests need an absolute URL; the host is never resolved.
 pub const CHAIN_ORIGIN: &str = "https://chain.internal";
@@ -21,7 +18,7 @@ pub const GUARD_ORIGIN: &str = "https://guard.internal";
 
 /// Chain object paths.
 pub mod chain {
-    /// `POST`, body `wire::encode_batch`; answer [`super::Stored`].
+    /// `POST`, body [`super::append::encode_batch`]; answer [`super::Stored`].
     pub const APPEND: &str = "/append";
     /// `GET`; answer [`super::ChainNumbers`].
     pub const STATS: &str = "/stats";
@@ -43,7 +40,7 @@ pub mod chain {
     pub const RESUME_WEBHOOK: &str = "/webhooks/resume";
 }
 
-/// The subscription spec, base64url JSON.
+/// The subscription spec (`stream::spec::encode_spec`).
 pub const SUBSCRIPTION_HEADER: &str = "x-subscription";
 /// The chain code the gateway attaches to (grants are re-checked against it).
 pub const CHAIN_HEADER: &str = "x-chain-code";
@@ -58,11 +55,15 @@ pub struct Stored {
     pub offsets: Vec<Offset>,
 }
 
-/// A chain's numbers, as its object knows them.
+/// A chain's numbers as its object knows them, and as operators read them (offsets as
+/// strings, exact in JavaScript).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainNumbers {
+    pub chain_code: String,
+    #[serde(with = "offset_text")]
     pub head_offset: Offset,
+    #[serde(with = "offset_text::optional")]
     pub oldest_offset: Option<Offset>,
     pub retained_events: u64,
     pub subscribers: usize,
@@ -138,16 +139,6 @@ pub struct ResumeWebhook {
 pub struct WebhookResumed {
     pub was_paused: bool,
     pub webhook: crate::webhook::Status,
-}
-
-/// The [`SUBSCRIPTION_HEADER`] value of a subscription's spec.
-pub fn encode_spec<P: Serialize>(spec: &SubscriptionSpec<P>) -> Result<String, serde_json::Error> {
-    Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(spec)?))
-}
-
-/// The spec a [`SUBSCRIPTION_HEADER`] value carries, if it is one.
-pub fn decode_spec<P: DeserializeOwned>(header: &str) -> Option<SubscriptionSpec<P>> {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()
 }
 
 /// Where a [`chain::SUBSCRIBE`] attached the subscription, from the `101`'s

@@ -1,5 +1,5 @@
-//! Saved cursors: where a stream without an offset resumes (CONTRACT §4: after the last
-//! offset delivered to its app key on its chain, within 24 h). The gateway acknowledges
+//! Saved cursors: where a stream without an offset resumes (after the last offset its app
+//! key read on its chain with the same filter, within 24 h). The gateway acknowledges
 //! every quarter window, and subscriptions alike acknowledge together: a hundred vendors of
 //! one app key streaming one chain acknowledge the same batch within a few milliseconds,
 //! each in an event of its own. Saving each was a storage write and a commit per

@@ -66,4 +66,8 @@ impl<T: Keyed> KeyedList<T> {
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.list.iter_mut()
     }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.list.iter()
+    }
 }

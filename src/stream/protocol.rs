@@ -1,13 +1,17 @@
 //! The graphql-transport-ws protocol (graphql-ws `PROTOCOL.md`) as a state machine with
 //! no I/O: it takes the client's frames and timer events and answers with actions. The
-//! gateway performs the actions; everything the protocol decides is tested natively.
+//! gateway performs the actions; everything the protocol decides is tested natively. The
+//! `next` frame is built here too, both for query results and around the payloads the
+//! chain object renders for events.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use serde_json::{json, Map, Value};
 
 use crate::auth::token::VerifiedToken;
 use crate::graphql::codes::TOO_MANY_SUBSCRIPTIONS;
+use crate::log::Gap;
 
 pub const SUBPROTOCOL: &str = "graphql-transport-ws";
 
@@ -19,7 +23,7 @@ pub fn offers_subprotocol(header: &str) -> bool {
 
 /// The start of every `next` message of operation `id`, up to its payload: a `next` is
 /// this, the payload's JSON, and [`NEXT_END`]. The one builder of `next` frames: query
-/// results here, and events in the gateway (`fanout::render_frame`, around the payload the
+/// results here, and events in the gateway ([`render_frame`], around the payload the
 /// chain object rendered), which builds it once per subscription.
 pub fn next_start(id: &str) -> String {
     format!("{{\"id\":{},\"type\":\"next\",\"payload\":", serde_json::to_string(id).unwrap_or_default())
@@ -28,7 +32,33 @@ pub fn next_start(id: &str) -> String {
 /// What closes a `next` message after its payload.
 pub const NEXT_END: &str = "}";
 
-/// Close codes of CONTRACT §4 and the graphql-ws protocol.
+/// The bytes a `next` frame of operation `id` adds around its payload.
+pub fn frame_overhead(id: &str) -> usize {
+    next_start(id).len() + NEXT_END.len()
+}
+
+/// A `next` frame of the operation whose [`next_start`] is `start`, carrying `payload`
+/// (as the chain object renders it), with `extensions.gap` added to the payload when
+/// retention dropped events before it: the first frame a subscription receives after that.
+/// Appended to `out`.
+pub fn render_frame(start: &str, payload: &str, gap: Option<Gap>, out: &mut String) {
+    out.push_str(start);
+    match gap {
+        None => out.push_str(payload),
+        Some(gap) => {
+            // A payload is a JSON object: the extensions go before its closing brace.
+            out.push_str(payload.strip_suffix('}').unwrap_or(payload));
+            let _ = write!(
+                out,
+                ",\"extensions\":{{\"gap\":{{\"requested\":\"{}\",\"resumedAt\":\"{}\"}}}}}}",
+                gap.requested, gap.resumed_at
+            );
+        }
+    }
+    out.push_str(NEXT_END);
+}
+
+/// Close codes: the graphql-ws protocol's, and this service's (docs/protocol.md, Errors).
 pub mod close {
     pub const NORMAL: u16 = 1000;
     /// Reported, never sent (RFC 6455 §7.4.1): the close carried no code.
@@ -147,7 +177,7 @@ enum Phase {
     Closed,
 }
 
-/// The bounds of one connection (CONTRACT §8), from the configuration's `limits`.
+/// The bounds of one connection, from the configuration's `limits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionLimits {
     pub max_frame_bytes: usize,
@@ -338,146 +368,4 @@ impl Session {
 pub fn init_credentials(payload: &Map<String, Value>) -> (Option<&str>, Option<&str>) {
     let get = |name: &str| payload.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str());
     (get("authorization"), get("x-app-key"))
-}
-
-/// Slow-consumer detection (on by default, CONTRACT §8). The runtime gives no backpressure
-/// signal on a socket, but a `ping` queues behind every frame already sent, so its `pong`
-/// proves the client has read everything sent before it. The guard pings every
-/// [`PING_EVERY_BYTES`] sent (and at least every half threshold), each ping with a random
-/// nonce that only its pong echoes: an unsolicited pong, or one sent ahead without reading,
-/// confirms nothing. A client is closed (4413) when its oldest unanswered ping is older
-/// than the threshold, or when more than `max_unread_bytes` were sent since the last ping it
-/// answered: a stalled reader is never buffered beyond that, whatever it sends.
-///
-/// Before that, the guard paces: past a quarter of the limit unread, the client is
-/// [`behind`](Self::behind), and the gateway holds its acknowledgements to the chain
-/// objects until a pong shows it caught up, so they stop at their window. A client that
-/// reads slower than the service sends (a replay over a slow link) is then fed at its pace
-/// instead of being closed once the runtime buffered the limit for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlowConsumerGuard {
-    threshold_ms: u64,
-    max_unread_bytes: u64,
-    sent_bytes: u64,
-    /// Bytes sent before the last answered ping: known to be read.
-    confirmed_bytes: u64,
-    /// Unanswered pings, oldest first: (nonce, sent at ms, bytes sent before it).
-    outstanding: VecDeque<(String, u64, u64)>,
-    last_ping_at: u64,
-}
-
-/// Bytes sent between two pings while frames flow.
-pub const PING_EVERY_BYTES: u64 = 1024 * 1024;
-/// Unanswered pings at most; past it no new ping is sent until one is answered.
-pub const MAX_OUTSTANDING_PINGS: usize = 16;
-/// The key of a server ping's payload that carries its nonce.
-pub const PING_NONCE_KEY: &str = "slowConsumerCheck";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GuardTick {
-    Nothing,
-    SendPing(String),
-    TooSlow(Close),
-}
-
-impl SlowConsumerGuard {
-    pub fn new(threshold_seconds: u64, max_unread_bytes: u64, now_ms: u64) -> Self {
-        SlowConsumerGuard {
-            threshold_ms: threshold_seconds.saturating_mul(1000),
-            max_unread_bytes,
-            sent_bytes: 0,
-            confirmed_bytes: 0,
-            outstanding: VecDeque::new(),
-            last_ping_at: now_ms,
-        }
-    }
-
-    /// How often `on_tick` should run.
-    pub fn tick_interval_ms(&self) -> u64 {
-        (self.threshold_ms / 2).max(500)
-    }
-
-    fn too_slow(why: &str) -> GuardTick {
-        GuardTick::TooSlow(Close::new(
-            close::TOO_SLOW,
-            format!("consumer too slow ({why}): reconnect and resume from your last offset"),
-        ))
-    }
-
-    fn ping(&mut self, now_ms: u64, nonce: String) -> GuardTick {
-        let text = json!({"type": "ping", "payload": {PING_NONCE_KEY: nonce}}).to_string();
-        self.outstanding.push_back((nonce, now_ms, self.sent_bytes));
-        self.last_ping_at = now_ms;
-        GuardTick::SendPing(text)
-    }
-
-    /// `bytes` were just sent to the client. `nonce` makes the next ping, if one is due.
-    pub fn on_sent(&mut self, bytes: usize, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {
-        self.sent_bytes = self.sent_bytes.saturating_add(bytes as u64);
-        if self.sent_bytes - self.confirmed_bytes > self.max_unread_bytes {
-            return Self::too_slow("unread data over the limit");
-        }
-        self.ping_if_due(now_ms, nonce)
-    }
-
-    /// Pings when [`PING_EVERY_BYTES`] (or half the pace, if less) were sent since the
-    /// last ping, and fewer than [`MAX_OUTSTANDING_PINGS`] are unanswered. So once every
-    /// ping is answered, less than half the pace is unconfirmed: a client held back as
-    /// [`behind`](Self::behind) always gets the pong that releases it.
-    fn ping_if_due(&mut self, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {
-        let since_last = self.sent_bytes - self.outstanding.back().map_or(self.confirmed_bytes, |p| p.2);
-        let every = PING_EVERY_BYTES.min(self.pace_bytes() / 2).max(1);
-        if since_last >= every && self.outstanding.len() < MAX_OUTSTANDING_PINGS {
-            return self.ping(now_ms, nonce());
-        }
-        GuardTick::Nothing
-    }
-
-    /// Whether the client is behind in reading: more than a quarter of the limit is sent
-    /// and not confirmed read. The gateway holds acknowledgements meanwhile.
-    pub fn behind(&self) -> bool {
-        self.unread_bytes() > self.pace_bytes()
-    }
-
-    /// Unread bytes past which the client is behind: a quarter of the limit.
-    fn pace_bytes(&self) -> u64 {
-        self.max_unread_bytes / 4
-    }
-
-    pub fn on_tick(&mut self, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {
-        match self.outstanding.front() {
-            Some((_, sent_at, _)) if now_ms.saturating_sub(*sent_at) >= self.threshold_ms => {
-                Self::too_slow("no answer to a ping")
-            }
-            None if now_ms.saturating_sub(self.last_ping_at) >= self.tick_interval_ms() => self.ping(now_ms, nonce()),
-            // A ping is outstanding and not yet late, or the last one was just sent.
-            Some(_) | None => GuardTick::Nothing,
-        }
-    }
-
-    /// A `pong` arrived. Only one echoing an outstanding ping's nonce counts; it also
-    /// answers every older ping (pongs come back in order). A ping that was due while
-    /// [`MAX_OUTSTANDING_PINGS`] were unanswered is sent now.
-    pub fn on_pong(&mut self, payload: Option<&Value>, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {
-        let Some(nonce_echoed) = payload.and_then(|p| p.get(PING_NONCE_KEY)).and_then(Value::as_str) else {
-            return GuardTick::Nothing;
-        };
-        let Some(position) = self
-            .outstanding
-            .iter()
-            .position(|(n, _, _)| crate::constant_time_eq(n.as_bytes(), nonce_echoed.as_bytes()))
-        else {
-            return GuardTick::Nothing;
-        };
-        let answered = self.outstanding.drain(..=position).next_back();
-        if let Some((_, _, bytes)) = answered {
-            self.confirmed_bytes = self.confirmed_bytes.max(bytes);
-        }
-        self.ping_if_due(now_ms, nonce)
-    }
-
-    /// Bytes sent and not yet known to be read.
-    pub fn unread_bytes(&self) -> u64 {
-        self.sent_bytes - self.confirmed_bytes
-    }
 }

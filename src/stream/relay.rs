@@ -10,18 +10,41 @@
 //!   pending until a forwarded frame carried it, across any number of reattaches.
 //! - **Paced by the vendor's reading**: acknowledgements are what let the object send
 //!   more, so while the vendor's connection is behind in reading (see
-//!   `protocol::SlowConsumerGuard::behind`) they are held, and the object stops at its
+//!   `slow_consumer::SlowConsumerGuard::behind`) they are held, and the object stops at its
 //!   window instead of the runtime buffering a whole replay for a vendor that reads it
 //!   slower than it is sent.
+//! - **The saved cursor counts what was read**: an acknowledgement frees the object's window
+//!   by what was forwarded, but moves the subscription's saved cursor (where a resume
+//!   without an offset continues) only through frames the vendor has read: confirmed by an
+//!   answered ping, or sent at least [`READ_WITHIN_MS`] ago on a connection still open. A
+//!   vendor that drops with frames unread in buffers is sent them again when it resumes
+//!   without an offset (at least once: vendors deduplicate by offset).
 //! - **Bounded retries**: an attach that fails, or that ends before it forwarded anything
 //!   within [`STABLE_ATTACH_MS`], counts as a failure; failures back off exponentially,
 //!   and after [`MAX_ATTACH_FAILURES`] in a row the operation ends with an error.
 
-use crate::log::Offset;
-use crate::rpc::delivery::{ack_message, frame_cost, parse_batch, parse_failure};
-use crate::stream::fanout::{render_frame, Gap, Start};
+use std::collections::VecDeque;
 
-pub use crate::rpc::delivery::{ACK_EVERY, WINDOW};
+use crate::log::{Gap, Offset};
+use crate::stream::protocol::{render_frame, NEXT_END};
+use crate::stream::spec::Start;
+use crate::stream::wire::{ack_message, frame_cost, DeliveryMessage};
+
+pub use crate::stream::wire::{ACK_EVERY, WINDOW};
+
+pub use crate::stream::slow_consumer::READ_WITHIN_MS;
+/// Sends remembered per subscription until they count as read; past it the two oldest are
+/// merged, which only ever makes a resume repeat more, never skip.
+pub const MAX_UNREAD_SENDS: usize = 64;
+
+/// Frames forwarded through `through`, the connection's output having reached
+/// `output_bytes` with them, at `at_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    through: Offset,
+    output_bytes: u64,
+    at_ms: u64,
+}
 
 /// Consecutive failed attaches before the operation ends with `INTERNAL_SERVER_ERROR`.
 pub const MAX_ATTACH_FAILURES: u32 = 8;
@@ -78,7 +101,7 @@ impl RenderedFrames {
         self.text.clear();
         self.ends.clear();
         // Every frame but one after a gap is exactly this long: one allocation per batch.
-        let overhead = start.len() + crate::stream::protocol::NEXT_END.len();
+        let overhead = start.len() + NEXT_END.len();
         self.text.reserve(frames.iter().map(|f| f.payload.len() + overhead).sum());
         self.ends.reserve(frames.len());
         for frame in frames {
@@ -114,6 +137,10 @@ pub struct Relay {
     /// Window units forwarded since the last acknowledgement, and the offset they reach.
     unacked: u32,
     through: Offset,
+    /// Forwarded frames not yet known to be read, oldest first.
+    unread: VecDeque<Sent>,
+    /// Every frame through this offset is read, as far as can be told.
+    read_through: Offset,
     failures: u32,
     attached_at: u64,
     forwarded_since_attach: bool,
@@ -136,6 +163,8 @@ impl Relay {
             pending_gap: None,
             unacked: 0,
             through: 0,
+            unread: VecDeque::new(),
+            read_through: 0,
             failures: 0,
             attached_at: 0,
             forwarded_since_attach: false,
@@ -175,11 +204,10 @@ impl Relay {
 
     /// One message from the chain object.
     pub fn on_message<'a>(&mut self, text: &'a str) -> Step<'a> {
-        if let Some((code, message)) = parse_failure(text) {
-            return Step::Fail { code, message };
-        }
-        let Some(batch) = parse_batch(text) else {
-            return Step::Ignore;
+        let batch = match DeliveryMessage::decode(text) {
+            Some(DeliveryMessage::Batch(batch)) => batch,
+            Some(DeliveryMessage::Failed { code, message }) => return Step::Fail { code, message },
+            Some(DeliveryMessage::Ack { .. }) | None => return Step::Ignore,
         };
         self.note_gap(batch.gap);
         let expected = self.next_offset.unwrap_or(0);
@@ -205,17 +233,52 @@ impl Relay {
         Step::Forward { frames }
     }
 
+    /// What was just forwarded reached the vendor's connection, whose output now stands at
+    /// `output_bytes` (every byte sent on it so far), at `now_ms`.
+    pub fn on_sent(&mut self, output_bytes: u64, now_ms: u64) {
+        if self.through <= self.read_through || self.unread.back().is_some_and(|s| s.through == self.through) {
+            return;
+        }
+        if self.unread.len() == MAX_UNREAD_SENDS {
+            // The older of the two is dropped: the merged one counts as read only once the
+            // newer does.
+            self.unread.pop_front();
+        }
+        self.unread.push_back(Sent { through: self.through, output_bytes, at_ms: now_ms });
+    }
+
+    /// The last offset the vendor has read as far as can be told: everything in the
+    /// connection's output before `confirmed_bytes` (the last answered ping) is read, and so
+    /// is anything sent [`READ_WITHIN_MS`] before `now_ms`.
+    pub fn read_through(&mut self, confirmed_bytes: u64, now_ms: u64) -> Offset {
+        while let Some(sent) = self.unread.front() {
+            if sent.output_bytes > confirmed_bytes && now_ms.saturating_sub(sent.at_ms) < READ_WITHIN_MS {
+                break;
+            }
+            self.read_through = self.read_through.max(sent.through);
+            self.unread.pop_front();
+        }
+        self.read_through
+    }
+
     /// The acknowledgement to send the object now, if one is due: a quarter of the window
     /// was forwarded, and the vendor is not `behind` in reading. One held while it was
-    /// behind is sent once it caught up (the connection asks again then).
-    pub fn ack(&mut self, behind: bool) -> Option<String> {
-        (self.unacked >= ACK_EVERY && !behind).then(|| ack_message(std::mem::take(&mut self.unacked), self.through))
+    /// behind is sent once it caught up (the connection asks again then). It moves the
+    /// saved cursor through what was read (see [`Relay::read_through`]).
+    pub fn ack(&mut self, behind: bool, confirmed_bytes: u64, now_ms: u64) -> Option<String> {
+        if self.unacked < ACK_EVERY || behind {
+            return None;
+        }
+        let read = self.read_through(confirmed_bytes, now_ms);
+        Some(ack_message(std::mem::take(&mut self.unacked), read))
     }
 
     /// The acknowledgement to send when the subscription stops: the object then saves the
-    /// exact cursor.
-    pub fn final_ack(&mut self) -> String {
-        ack_message(std::mem::take(&mut self.unacked), self.through)
+    /// cursor through what was read. Frames sent shortly before and not confirmed stay
+    /// unsaved, so a resume without an offset sends them again.
+    pub fn final_ack(&mut self, confirmed_bytes: u64, now_ms: u64) -> String {
+        let read = self.read_through(confirmed_bytes, now_ms);
+        ack_message(std::mem::take(&mut self.unacked), read)
     }
 
     /// An attach attempt failed.

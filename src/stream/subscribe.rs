@@ -7,7 +7,8 @@ use crate::auth::access::{chain_access, AccessError};
 use crate::auth::token::AccessClaims;
 use crate::config::{Chain, Grant, Scope, ServiceConfig};
 use crate::graphql::{GraphQLError, PreparedSubscription, ProjectionPlan};
-use crate::stream::fanout::{BatchEncoding, EventFilter, Start, SubscriptionSpec, WindowCount};
+use crate::log::EventFilter;
+use crate::stream::spec::{BatchEncoding, Projector, Start, SubscriptionSpec, WindowCount};
 
 use crate::graphql::codes::{BAD_USER_INPUT, FORBIDDEN, QUERY_TOO_COMPLEX};
 
@@ -110,17 +111,10 @@ pub fn event_filter(
 
 /// Offsets travel as decimal strings.
 pub fn parse_offset(s: &str) -> Result<u64, GraphQLError> {
-    let t = s.trim();
-    if !crate::log::is_decimal(t) {
-        return Err(GraphQLError::coded(format!("offset {s:?} must be decimal digits"), BAD_USER_INPUT));
-    }
-    t.parse::<u64>()
-        .ok()
-        .filter(|n| *n <= crate::log::MAX_OFFSET)
-        .ok_or_else(|| GraphQLError::coded(format!("offset {s:?} is out of range"), BAD_USER_INPUT))
+    crate::log::parse_offset(s).map_err(|why| GraphQLError::coded(why, BAD_USER_INPUT))
 }
 
-impl crate::stream::fanout::Projector for ProjectionPlan {
+impl Projector for ProjectionPlan {
     fn project_to_string(&self, event: &serde_json::Value, delta: bool, out: &mut String) {
         ProjectionPlan::project_to_string(self, event, delta, out);
     }

@@ -12,11 +12,10 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::endpoint::Webhook;
 use super::{MAX_BODY_BYTES, MAX_ERROR_CHARS};
-use crate::config::Limits;
-use crate::log::{LogBounds, LogStore, Offset, OffsetLog, StoreError};
-use crate::stream::fanout::{Gap, TurnBudget, PAGE, PAGE_BYTES};
+use crate::config::{Limits, Webhook};
+use crate::log::read::{PAGE, PAGE_BYTES};
+use crate::log::{write_event_header, Gap, LogBounds, LogStore, Offset, OffsetLog, StoreError, TurnBudget};
 
 /// The offsets a batch covers, both inclusive (filtered-out events included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,12 +111,12 @@ pub enum Plan {
     Skip {
         through: Offset,
     },
-    Post(Batch),
+    Post(WebhookBatch),
 }
 
 /// One request's worth of events.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
+pub struct WebhookBatch {
     /// The `webhook-id` of every attempt of this batch.
     pub id: String,
     pub range: BatchRange,
@@ -242,7 +241,13 @@ impl WebhookState {
         }
         let range = BatchRange { from, through: scan.through };
         let id = super::signature::message_id(&webhook.chain, &webhook.id, self.resumes, range);
-        Ok(Plan::Post(Batch { id, range, body: body(&webhook.chain, &scan.events, gap), events: scan.count, gap }))
+        Ok(Plan::Post(WebhookBatch {
+            id,
+            range,
+            body: body(&webhook.chain, &scan.events, gap),
+            events: scan.count,
+            gap,
+        }))
     }
 
     /// An attempt of `range` starts: it is the batch until accepted, and the lease keeps any
@@ -423,7 +428,7 @@ fn scan<S: LogStore>(
                     break 'scan;
                 }
                 rendered.clear();
-                crate::pull::write_event(&e.body, e.offset, &mut rendered);
+                write_event_header(&e.body, e.offset, &mut rendered);
                 if out.count > 0 && out.events.len() + 1 + rendered.len() > limit {
                     break 'scan;
                 }

@@ -1,23 +1,22 @@
-//! Push delivery to vendor webhooks (CONTRACT §10): the chain's object posts its events, in
+//! Push delivery to vendor webhooks: the chain's object posts its events, in
 //! offset order and signed the Standard Webhooks way, to each configured endpoint, and
 //! retries the same batch until a 2xx accepts it. The same log, filters and gap signal as
 //! the stream and the pull API.
 //!
-//! - [`endpoint`]: a webhook as configured (URL, secret, filters), only built valid.
-//! - [`signature`]: the Standard Webhooks headers of one attempt.
 //! - [`delivery`]: where a webhook stands, which batch it posts next, and what an answer,
 //!   a failure or an operator's resume does to it.
+//! - [`slots`]: which webhooks get the object's few outgoing connections, fairly.
+//! - [`signature`]: the Standard Webhooks headers of one attempt.
 //!
-//! The chain object (`edge::webhooks`) only performs what these decide: it reads and writes
-//! the state, sends the request with its timeout, and keeps the object's outgoing
-//! connections under the runtime's limit.
+//! A webhook as configured (URL, secret, filters) is the configuration's (`config::Webhook`).
+//! The chain object's core (`chain::webhooks`) performs what these decide, and its glue
+//! sends the request with its timeout.
 
 pub mod delivery;
-pub mod endpoint;
 pub mod signature;
+pub mod slots;
 
-pub use delivery::{AfterFailure, Batch, BatchRange, Failure, Plan, RetryPolicy, Status, WebhookState};
-pub use endpoint::{Webhook, WebhookSecret, WebhookUrl};
+pub use delivery::{AfterFailure, BatchRange, Failure, Plan, RetryPolicy, Status, WebhookBatch, WebhookState};
 
 /// Simultaneous webhook requests of one chain object. The runtime allows an invocation six
 /// open outgoing connections
@@ -29,14 +28,6 @@ pub const MAX_PARALLEL_DELIVERIES: usize = 4;
 /// A webhook request body stays under this (at least one event, whatever its size: an
 /// event is at most `maxEventBytes`, 512 KiB at most).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
-
-/// Webhooks one chain may have (all clients together): each is a cursor the object serves
-/// after every publish.
-pub const MAX_WEBHOOKS_PER_CHAIN: usize = 20;
-
-/// `maxBatch` when the configuration names none, and its largest value.
-pub const DEFAULT_MAX_BATCH: usize = 100;
-pub const MAX_MAX_BATCH: usize = 1_000;
 
 /// An error body of a receiver kept in the state and shown to operators, at most this long.
 pub const MAX_ERROR_CHARS: usize = 200;
@@ -62,11 +53,9 @@ pub fn parse_resume_body(body: &[u8]) -> Result<Option<crate::log::Offset>, Stri
     }
     match from {
         None => Ok(None),
-        Some(serde_json::Value::String(s)) => {
-            crate::stream::subscribe::parse_offset(&s).map(Some).map_err(|e| format!("from: {}", e.message))
-        }
+        Some(serde_json::Value::String(s)) => crate::log::parse_offset(&s).map(Some).map_err(|e| format!("from: {e}")),
         Some(serde_json::Value::Number(n)) => {
-            crate::stream::subscribe::parse_offset(&n.to_string()).map(Some).map_err(|e| format!("from: {}", e.message))
+            crate::log::parse_offset(&n.to_string()).map(Some).map_err(|e| format!("from: {e}"))
         }
         Some(other) => Err(format!("from must be an offset (a string of digits), got {other}")),
     }

@@ -8,8 +8,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::endpoint::WebhookSecret;
 use super::BatchRange;
+use crate::config::endpoint::WebhookSecret;
 
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";

@@ -1,5 +1,8 @@
-//! The one helper every native test uses: the demo configuration and a test key set.
+//! The one helper every native test uses: the demo configuration and a test key set; and a
+//! chain object's core with recorded sockets (`object`).
 #![allow(dead_code)]
+
+pub mod object;
 
 use pms_events::auth::token::KeySet;
 use pms_events::config::ServiceConfig;
@@ -26,11 +29,8 @@ pub fn keys(list: &[(&str, &str)]) -> KeySet {
 }
 
 /// client-app-001's subscription `sub-1` to `newEvent`, from offset 1, with `plan`.
-pub fn subscription<P>(
-    filter: pms_events::stream::fanout::EventFilter,
-    plan: P,
-) -> pms_events::stream::fanout::SubscriptionSpec<P> {
-    pms_events::stream::fanout::SubscriptionSpec {
+pub fn subscription<P>(filter: pms_events::log::EventFilter, plan: P) -> pms_events::stream::spec::SubscriptionSpec<P> {
+    pms_events::stream::spec::SubscriptionSpec {
         id: "sub-1".into(),
         app_key: "APPKEY001".into(),
         client_id: "client-app-001".into(),
@@ -38,9 +38,25 @@ pub fn subscription<P>(
         response_key: "newEvent".into(),
         delta: false,
         filter,
-        start: pms_events::stream::fanout::Start::At(1),
+        start: pms_events::stream::spec::Start::At(1),
         plan,
-        window: pms_events::stream::fanout::WindowCount::Units,
-        batches: pms_events::stream::fanout::BatchEncoding::Binary,
+        window: pms_events::stream::spec::WindowCount::Units,
+        batches: pms_events::stream::spec::BatchEncoding::Binary,
+    }
+}
+
+/// A `B` message of the delivery wire, read as the gateway reads it.
+pub fn parse_batch(text: &str) -> Option<pms_events::stream::wire::DeliveryBatch<'_>> {
+    match pms_events::stream::wire::DeliveryMessage::decode(text)? {
+        pms_events::stream::wire::DeliveryMessage::Batch(batch) => Some(batch),
+        _ => None,
+    }
+}
+
+/// An `A` message of the delivery wire: the window units and the offset read through.
+pub fn parse_ack(text: &str) -> Option<(u32, u64)> {
+    match pms_events::stream::wire::DeliveryMessage::decode(text)? {
+        pms_events::stream::wire::DeliveryMessage::Ack { count, through } => Some((count, through)),
+        _ => None,
     }
 }

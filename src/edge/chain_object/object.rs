@@ -1,63 +1,43 @@
-//! The chain object's state and its requests: append, stats, the pull API's reads, the
-//! operator's restart, and the alarm (retention, stale cursors, webhook retries).
-//! Streaming is in `subscriptions`, webhook deliveries in `webhooks`.
+//! The chain object's glue: each runtime event and internal request goes to the core
+//! (`chain::ChainCore`) in one synchronous call, and what the core hands back (`Effects`)
+//! is performed here: timers, webhook attempts, the alarm, log lines.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
-use worker::{Env, Method, Request, Response, Result, State};
+use wasm_bindgen_futures::spawn_local;
+use worker::{Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketPair};
 
-use super::attached::AttachedList;
+use super::sockets::RuntimeSockets;
 use super::sql::ChainStorage;
-use super::webhooks;
-use crate::edge::{audit, now_ms, settings};
-use crate::log::{OffsetLog, StoreError};
+use super::webhook_post::post;
+use crate::chain::alarm::AlarmStep;
+use crate::chain::attached::{SocketState, Spec};
+use crate::chain::host::{ChainError, Effects, WebhookPost};
+use crate::chain::{ChainCore, WebhookAnswer};
+use crate::edge::settings::{self, Settings};
+use crate::edge::{audit, now_ms};
 use crate::rpc;
-use crate::rpc::append::decode_batch;
-use crate::stream::cursors::PendingCursors;
-use crate::stream::fanout::{FanOutSchedule, RecentEvents, SAVED_CURSOR_TTL_MS};
+use crate::stream::pump::Cursor;
+use crate::stream::spec::decode_spec;
+
+type Core = ChainCore<ChainStorage, RuntimeSockets>;
 
 pub struct ChainObject {
-    pub(super) state: State,
-    pub(super) env: Env,
-    pub(super) log: OffsetLog<ChainStorage>,
-    /// The attached subscriptions (`None` until read from the runtime's sockets).
-    pub(super) attached: RefCell<Option<AttachedList>>,
-    pub(super) fan_out: RefCell<FanOutSchedule>,
-    /// Events stored since the last fan-out, which it serves without reading them back.
-    pub(super) recent: RefCell<RecentEvents>,
-    /// Saved-cursor moves acknowledged and not yet written (written together, see
-    /// `stream::cursors`).
-    pub(super) cursors: RefCell<PendingCursors>,
-    /// Registry rows of subscriptions that ended, to delete in the next flush (a woken
-    /// object reads rows only for the sockets it has, and a start drops every row).
-    pub(super) unregistered: RefCell<Vec<Rc<str>>>,
-    /// A timer will write the cursors' moves, the sockets' attachments and the registry.
-    pub(super) flush_scheduled: Cell<bool>,
-    /// When the alarm this instance set will fire (ms). Spares a storage round trip on
-    /// every publish; lost on restart, when the next publish asks storage again.
-    alarm_at: Cell<Option<u64>>,
-    /// The chain this object holds (from the gateway's requests, kept in storage): the
-    /// alarm, which comes with no request, needs it to find the chain's webhooks.
-    chain_code: RefCell<Option<String>>,
-    /// Webhooks with an attempt in flight in this instance.
-    pub(super) webhooks_in_flight: RefCell<HashSet<String>>,
-    /// Every configured webhook has a state row (see `register_webhooks`).
-    pub(super) webhooks_registered: Cell<bool>,
-    /// `next` frames sent since `started_at` (ms): the admin API's delivery count. Kept in
-    /// memory, not storage: a write per fan-out would cost more than the count is worth.
-    pub(super) deliveries: Cell<u64>,
-    started_at: u64,
+    state: State,
+    env: Env,
+    core: RefCell<Core>,
 }
 
-/// A log failure, as the runtime's error.
-pub(super) fn internal(e: StoreError) -> worker::Error {
+/// A core failure, as the runtime's error.
+#[allow(clippy::needless_pass_by_value, reason = "the shape `map_err` takes")]
+fn internal(e: ChainError) -> worker::Error {
     worker::Error::RustError(e.0)
 }
 
 /// A refusal the gateway turns into the vendor's or operator's error.
-pub(super) fn refuse(status: u16, refusal: &rpc::Refusal) -> Result<Response> {
+fn refuse(status: u16, refusal: &rpc::Refusal) -> Result<Response> {
     Response::from_json(refusal).map(|r| r.with_status(status))
 }
 
@@ -67,189 +47,202 @@ fn scheduled_at(ms: u64) -> worker::ScheduledTime {
     worker::ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64)))
 }
 
+fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| worker::Error::RustError(e.to_string()))
+}
+
 impl ChainObject {
     pub fn new(state: State, env: Env) -> Self {
         let storage = state.storage();
-        let raw_storage: wasm_bindgen::JsValue = AsRef::<wasm_bindgen::JsValue>::as_ref(storage.as_raw()).clone();
-        let object = ChainObject {
-            log: OffsetLog::new(ChainStorage::open(storage.sql(), raw_storage)),
-            state,
-            env,
-            attached: RefCell::new(None),
-            fan_out: RefCell::new(FanOutSchedule::default()),
-            recent: RefCell::new(RecentEvents::default()),
-            cursors: RefCell::new(PendingCursors::default()),
-            unregistered: RefCell::new(Vec::new()),
-            flush_scheduled: Cell::new(false),
-            alarm_at: Cell::new(None),
-            chain_code: RefCell::new(None),
-            webhooks_in_flight: RefCell::new(HashSet::new()),
-            webhooks_registered: Cell::new(false),
-            deliveries: Cell::new(0),
-            started_at: now_ms(),
-        };
-        object.drop_orphans();
-        object
+        let raw: wasm_bindgen::JsValue = AsRef::<wasm_bindgen::JsValue>::as_ref(storage.as_raw()).clone();
+        let store = ChainStorage::open(storage.sql(), raw);
+        // The runtime's state object, held a second time by the sockets' glue.
+        let raw_state: wasm_bindgen::JsValue = AsRef::<wasm_bindgen::JsValue>::as_ref(state.as_raw()).clone();
+        let raw_state = wasm_bindgen::JsCast::unchecked_into::<worker::worker_sys::DurableObjectState>(raw_state);
+        let sockets = RuntimeSockets { state: State::from(raw_state) };
+        let core = ChainCore::new(store, sockets, now_ms());
+        ChainObject { state, env, core: RefCell::new(core) }
     }
 
-    /// The object's storage: the log's rows and its own tables.
-    pub(super) fn storage(&self) -> &ChainStorage {
-        self.log.store()
+    fn settings(&self) -> Result<Rc<Settings>> {
+        settings::load(&self.env).map_err(worker::Error::RustError)
     }
 
-    pub async fn fetch(self: &Rc<Self>, req: Request) -> Result<Response> {
+    /// Runs one call of the core and performs its effects (the alarm before returning).
+    async fn call<T>(self: &Rc<Self>, f: impl FnOnce(&mut Core, &mut Effects) -> T) -> Result<T> {
+        let mut fx = Effects::default();
+        let out = f(&mut self.core.borrow_mut(), &mut fx);
+        self.perform(fx).await?;
+        Ok(out)
+    }
+
+    /// Performs what a call of the core handed back. The alarm is awaited (an answer that
+    /// follows must find it set); everything else runs as tasks of its own.
+    async fn perform(self: &Rc<Self>, fx: Effects) -> Result<()> {
+        for line in fx.audit {
+            audit(line.event, line.fields);
+        }
+        for error in fx.errors {
+            worker::console_error!("{error}");
+        }
+        if let Some(wait) = fx.fan_out_after {
+            self.later(wait, |core, fx| core.fan_out(now_ms(), fx));
+        }
+        if let Some(wait) = fx.flush_after {
+            self.later(wait, Core::flush);
+        }
+        if fx.webhooks_again {
+            let settings = self.settings()?;
+            self.later(0, move |core, fx| core.wake_webhooks(&settings.config, now_ms(), fx));
+        }
+        for attempt in fx.posts {
+            self.attempt(attempt);
+        }
+        if let Some(at) = fx.alarm_by {
+            self.wake_by(at).await?;
+        }
+        Ok(())
+    }
+
+    /// Calls the core after `wait` ms, in a turn of its own (0: after the work waiting).
+    fn later(self: &Rc<Self>, wait: u64, f: impl FnOnce(&mut Core, &mut Effects) + 'static) {
+        let object = self.clone();
+        spawn_local(async move {
+            worker::Delay::from(Duration::from_millis(wait)).await;
+            if let Err(e) = object.call(f).await {
+                worker::console_error!("chain log: {e}");
+            }
+        });
+    }
+
+    /// One webhook attempt, as a task of its own; its answer goes back to the core.
+    fn attempt(self: &Rc<Self>, attempt: WebhookPost) {
+        let object = self.clone();
+        spawn_local(async move {
+            let started_ms = now_ms();
+            let batch = &attempt.batch;
+            let outcome = post(&attempt.webhook, &batch.id, &batch.body, started_ms / 1000, attempt.timeout_ms).await;
+            let answer = WebhookAnswer { outcome, started_ms, answered_ms: now_ms(), jitter: js_sys::Math::random() };
+            let done = match object.settings() {
+                Ok(settings) => {
+                    object.call(|core, fx| core.webhook_answered(&attempt, answer, &settings.config, fx)).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done.and_then(|moved| moved.map_err(internal)) {
+                worker::console_error!("webhook {}: {e}", attempt.webhook.id);
+            }
+        });
+    }
+
+    /// The alarm fires at or before `at`, as the core's alarm clock decides.
+    async fn wake_by(&self, at: u64) -> Result<()> {
+        let mut step = self.core.borrow_mut().alarm_wish(at, now_ms());
+        if step == AlarmStep::ReadStored {
+            let stored = self.state.storage().get_alarm().await?.and_then(|set| u64::try_from(set).ok());
+            step = self.core.borrow_mut().alarm_read(stored, at, now_ms());
+        }
+        if let AlarmStep::Set(at) = step {
+            self.state.storage().set_alarm(scheduled_at(at)).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn fetch(self: &Rc<Self>, mut req: Request) -> Result<Response> {
+        let chain = req.headers().get(rpc::CHAIN_HEADER)?;
+        self.core.borrow_mut().remember_chain(chain.as_deref()).map_err(internal)?;
         match (req.method(), req.path().as_str()) {
-            (Method::Post, rpc::chain::APPEND) => self.append(req).await,
-            (Method::Get, rpc::chain::STATS) => self.stats(),
-            (Method::Post, rpc::chain::RESTART) => self.restart(),
-            (Method::Get, rpc::chain::SUBSCRIBE) => self.subscribe(&req),
+            (Method::Post, rpc::chain::APPEND) => {
+                // The Worker validated and encoded the batch (`rpc::append`): here it is only sliced.
+                let batch = rpc::append::decode_batch(&req.bytes().await?).map_err(worker::Error::RustError)?;
+                let settings = self.settings()?;
+                let stored = self.call(|core, fx| core.append(&batch, &settings.config, now_ms(), fx)).await?;
+                Response::from_json(&stored.map_err(internal)?)
+            }
+            (Method::Get, rpc::chain::STATS) => {
+                let subscribers = self.state.get_websockets().len();
+                Response::from_json(&self.core.borrow_mut().numbers(subscribers).map_err(internal)?)
+            }
+            (Method::Post, rpc::chain::RESTART) => self.restart().await,
+            (Method::Get, rpc::chain::SUBSCRIBE) => self.subscribe(&req, chain.as_deref()).await,
             (Method::Get, rpc::chain::ACTIVE) => self.active(&req),
-            (Method::Post, rpc::chain::READ) => self.read(req).await,
+            (Method::Post, rpc::chain::READ) => {
+                let request: crate::pull::ReadRequest = json_body(&req.bytes().await?)?;
+                match crate::pull::read(self.core.borrow().log(), &request) {
+                    Ok(body) => {
+                        let mut resp = Response::ok(body)?;
+                        resp.headers_mut().set("Content-Type", "application/json")?;
+                        Ok(resp)
+                    }
+                    Err(crate::pull::ReadError::OutOfRange { requested, head }) => {
+                        refuse(409, &rpc::Refusal::offset_out_of_range("from", requested, head))
+                    }
+                    Err(crate::pull::ReadError::Store(e)) => Err(internal(e.into())),
+                }
+            }
             (Method::Get, rpc::chain::WEBHOOKS) => {
-                self.remember_chain(&req)?;
-                self.webhooks()
+                let settings = self.settings()?;
+                let list = self.core.borrow_mut().webhooks(&settings.config, now_ms()).map_err(internal)?;
+                Response::from_json(&list)
             }
             (Method::Post, rpc::chain::RESUME_WEBHOOK) => {
-                self.remember_chain(&req)?;
-                self.resume_webhook(req).await
+                let ask: rpc::ResumeWebhook = json_body(&req.bytes().await?)?;
+                let settings = self.settings()?;
+                let resumed = self
+                    .call(|core, fx| core.resume_webhook(&ask.id, ask.from, &settings.config, now_ms(), fx))
+                    .await?;
+                match resumed.map_err(internal)? {
+                    Ok(resumed) => Response::from_json(&resumed),
+                    Err((status, refusal)) => refuse(status, &refusal),
+                }
             }
             _ => Response::error("unknown chain log operation", 404),
         }
     }
 
-    pub(super) fn retention_ms(&self) -> u64 {
-        settings::load(&self.env).map_or(crate::config::DEFAULT_RETENTION_SECONDS, |s| s.config.retention_seconds)
-            * 1000
-    }
-
-    /// Makes sure a retention alarm is pending while events are retained. Only an alarm in
-    /// the future counts: one firing right now still reads as set in storage (and is cleared
-    /// when its handler ends). An alarm this instance set for later needs no storage read.
-    async fn ensure_alarm(&self, now: u64) -> Result<()> {
-        if self.alarm_at.get().is_some_and(|at| at > now) {
-            return Ok(());
-        }
-        if let Some(at) = self.log.next_expiry(self.retention_ms()).map_err(internal)? {
-            self.wake_by(at).await?;
-        }
-        Ok(())
-    }
-
-    /// An alarm at or before `at` (ms) is pending: the one already set, or this one. Safe
-    /// against callers interleaving at its awaits: the time is recorded before the write is
-    /// issued, and storage applies alarm writes in the order they were issued, so the
-    /// earliest request wins.
-    pub(super) async fn wake_by(&self, at: u64) -> Result<()> {
+    /// Attaches a gateway's internal socket for one subscription.
+    async fn subscribe(self: &Rc<Self>, req: &Request, chain: Option<&str>) -> Result<Response> {
+        let header = req.headers().get(rpc::SUBSCRIPTION_HEADER)?.unwrap_or_default();
+        let spec: Spec =
+            decode_spec(&header).ok_or_else(|| worker::Error::RustError("malformed subscription spec".into()))?;
+        let settings = self.settings()?;
+        let (app_key, connection_tag) = (spec.app_key.clone(), rpc::connection_tag(&spec.connection_id));
         let now = now_ms();
-        let covered = |set: Option<u64>| set.is_some_and(|set| set > now && set <= at);
-        if covered(self.alarm_at.get()) {
-            return Ok(());
+        let admitted = self.call(|core, fx| core.admit(spec, chain, &settings.config, now, fx)).await?;
+        let admitted = match admitted.map_err(internal)? {
+            Ok(admitted) => admitted,
+            Err((status, refusal)) => return refuse(status, &refusal),
+        };
+        let key = crate::auth::token::random_id();
+        let pair = WebSocketPair::new()?;
+        self.state.accept_websocket_with_tags(&pair.server, &[key.as_str(), app_key.as_str(), &connection_tag]);
+        let cursor = Cursor { next: admitted.start, inflight: 0 };
+        pair.server.serialize_attachment(SocketState { key: key.clone(), cursor }.encode())?;
+        let headers = Headers::new();
+        headers.set(rpc::START_HEADER, &admitted.start.to_string())?;
+        // The gateway keeps the gap until a frame it forwards carries it.
+        if let Some(gap) = admitted.gap {
+            headers.set(rpc::GAP_HEADER, &gap.requested.to_string())?;
         }
-        let storage = self.state.storage();
-        if self.alarm_at.get().is_none() {
-            // Not known in this instance (it restarted): storage may hold an earlier one.
-            let alarm = storage.get_alarm().await?.and_then(|set| u64::try_from(set).ok());
-            if let Some(set) = alarm.filter(|set| *set > now) {
-                if self.alarm_at.get().is_none_or(|known| set < known) {
-                    self.alarm_at.set(Some(set));
-                }
-            }
-            if covered(self.alarm_at.get()) {
-                return Ok(());
-            }
-        }
-        let at = at.max(now + 1);
-        self.alarm_at.set(Some(at));
-        storage.set_alarm(scheduled_at(at)).await?;
-        Ok(())
+        self.call(|core, fx| core.attach(pair.server, key.into(), admitted, now, fx)).await?;
+        Ok(Response::from_websocket(pair.client)?.with_headers(headers))
     }
 
-    pub async fn alarm(self: &Rc<Self>) -> Result<Response> {
-        self.alarm_at.set(None);
-        // Webhooks first: a retention error below must not hold up their retries.
-        if let Err(e) = self.wake_webhooks(webhooks::SKIPS_PER_WAKE).await {
-            worker::console_error!("webhooks from the alarm: {e}");
-        }
-        // What the next fan-out would serve from memory may be among the rows deleted.
-        self.recent.borrow_mut().clear();
-        let outcome = self.log.apply_retention(now_ms(), self.retention_ms()).map_err(internal)?;
-        if outcome.deleted > 0 {
-            audit("retention.applied", serde_json::json!({"deleted": outcome.deleted}));
-        }
-        // Saved cursors are only read within a day of their last move.
-        self.storage().drop_cursors_before(now_ms().saturating_sub(SAVED_CURSOR_TTL_MS))?;
-        if let Some(at) = outcome.next_alarm {
-            self.wake_by(at).await?;
-        }
-        Response::ok("")
-    }
-
-    /// The chain code, from memory or storage.
-    pub(super) fn chain_code(&self) -> Option<String> {
-        if let Some(code) = self.chain_code.borrow().as_ref() {
-            return Some(code.clone());
-        }
-        let code = self.storage().chain_code().ok()??;
-        *self.chain_code.borrow_mut() = Some(code.clone());
-        Some(code)
-    }
-
-    /// Keeps the chain code a gateway request names (the object's name: it never changes).
-    pub(super) fn remember_chain(&self, req: &Request) -> Result<()> {
-        if self.chain_code.borrow().is_some() {
-            return Ok(());
-        }
-        let Some(code) = req.headers().get(rpc::CHAIN_HEADER)? else { return Ok(()) };
-        self.storage().set_chain_code(&code)?;
-        *self.chain_code.borrow_mut() = Some(code);
-        Ok(())
-    }
-
-    async fn append(self: &Rc<Self>, mut req: Request) -> Result<Response> {
-        self.remember_chain(&req)?;
-        self.register_webhooks()?;
-        // The Worker validated and encoded the batch (`rpc::append`): here it is only sliced.
-        let batch = decode_batch(&req.bytes().await?).map_err(worker::Error::RustError)?;
-        let now = now_ms();
-        // One synchronous turn: offsets assigned and rows written together (see `mod.rs`).
-        let head_before = self.log.head().map_err(internal)?;
-        let offsets = self.log.append(&batch, now).map_err(internal)?;
-        // Kept for the fan-out only where one will serve them (a chain nobody streams pays
-        // no copies); a publish not recorded leaves a hole, so the next fan-out reads storage.
-        if self.fan_out.borrow().found_subscribers() {
-            self.recent.borrow_mut().record(head_before, &batch, &offsets, now);
-        } else {
-            self.recent.borrow_mut().clear();
-        }
-        self.schedule_fan_out(false);
-        self.ensure_alarm(now).await?;
-        // Before the answer: once a batch is acknowledged, its webhook deliveries are begun
-        // or scheduled in storage (a restart right after still makes them).
-        if let Err(e) = self.wake_webhooks(1).await {
-            worker::console_error!("webhooks after a publish: {e}");
-        }
-        Response::from_json(&rpc::Stored { offsets })
-    }
-
-    fn stats(&self) -> Result<Response> {
-        let stats = self.log.stats().map_err(internal)?;
-        Response::from_json(&rpc::ChainNumbers {
-            head_offset: stats.head_offset,
-            oldest_offset: stats.oldest_offset,
-            retained_events: stats.retained_events,
-            subscribers: self.state.get_websockets().len(),
-            last_publish_at: self.storage().last_publish_at().map_err(internal)?,
-            deliveries: self.deliveries.get(),
-            counting_since: self.started_at,
-        })
+    /// Whether an app key streams on a connection other than the asking one.
+    fn active(&self, req: &Request) -> Result<Response> {
+        let q: rpc::ActiveQuery = req.query()?;
+        let own = rpc::connection_tag(&q.connection);
+        let active =
+            self.state.get_websockets_with_tag(&q.app_key).iter().any(|ws| !self.state.get_tags(ws).contains(&own));
+        Response::from_json(&rpc::Active { active })
     }
 
     /// `ctx.abort()` resets this object, as a deploy would. It throws, so it runs from a JS
     /// timer after this answer: an exception unwinding through wasm frames would leave the
     /// isolate's future executor stuck mid-poll, and every request of the isolate would hang.
-    fn restart(&self) -> Result<Response> {
+    async fn restart(self: &Rc<Self>) -> Result<Response> {
         // A restart the service chose loses no cursor move.
-        self.flush();
+        self.call(Core::flush).await?;
         let state = self.state.as_raw();
         let abort = js_sys::Reflect::get(state, &"abort".into())?;
         let abort: &js_sys::Function = wasm_bindgen::JsCast::unchecked_ref(&abort);
@@ -261,28 +254,22 @@ impl ChainObject {
         Response::ok("")
     }
 
-    /// One answer of the pull API, read in this turn within its budget.
-    async fn read(&self, mut req: Request) -> Result<Response> {
-        let request: crate::pull::ReadRequest =
-            serde_json::from_slice(&req.bytes().await?).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        match crate::pull::read(&self.log, &request) {
-            Ok(body) => {
-                let mut resp = Response::ok(body)?;
-                resp.headers_mut().set("Content-Type", "application/json")?;
-                Ok(resp)
-            }
-            Err(crate::pull::ReadError::OutOfRange { requested, head }) => {
-                refuse(409, &rpc::Refusal::offset_out_of_range("from", requested, head))
-            }
-            Err(crate::pull::ReadError::Store(e)) => Err(internal(e)),
-        }
+    pub async fn alarm(self: &Rc<Self>) -> Result<Response> {
+        let settings = self.settings()?;
+        self.call(|core, fx| core.alarm(&settings.config, now_ms(), fx)).await?.map_err(internal)?;
+        Response::ok("")
     }
 
-    fn active(&self, req: &Request) -> Result<Response> {
-        let q: rpc::ActiveQuery = req.query()?;
-        let own = rpc::connection_tag(&q.connection);
-        let active =
-            self.state.get_websockets_with_tag(&q.app_key).iter().any(|ws| !self.state.get_tags(ws).contains(&own));
-        Response::from_json(&rpc::Active { active })
+    pub async fn on_message(self: &Rc<Self>, ws: &WebSocket, text: &str) -> Result<()> {
+        self.call(|core, fx| core.on_gateway_message(ws, text, now_ms(), fx)).await?.map_err(internal)
+    }
+
+    pub async fn on_close(self: &Rc<Self>, ws: &WebSocket, code: usize) -> Result<()> {
+        let code = u16::try_from(code).unwrap_or(0);
+        self.call(|core, fx| core.on_gateway_close(ws, code, fx)).await
+    }
+
+    pub async fn on_error(self: &Rc<Self>, ws: &WebSocket) -> Result<()> {
+        self.call(|core, fx| core.on_gateway_error(ws, fx)).await
     }
 }

@@ -8,8 +8,11 @@
 //! No `unwrap` here: a panic would reset the wasm instance and silently break every other
 //! connection in the isolate. Every failure becomes a close code or an `error` message.
 
+mod attach;
 mod connection;
+mod lease;
 mod operation;
+mod session_loop;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,13 +24,13 @@ use worker::{Env, Headers, Method, Request, Response, Result, WebSocketPair};
 use super::ask::{ask, Ask};
 use super::settings::Settings;
 use super::{audit, guard_stub, reply};
-use crate::auth::connect::resolve_url_key;
-use crate::auth::ratelimit::OpenConnections;
 use crate::graphql::Api;
 use crate::rpc;
-use crate::rpc::guard::{UpgradeRequest, UpgradeVerdict};
+use crate::rpc::guard::{UpgradeRefusal, UpgradeRequest, UpgradeVerdict};
+use crate::stream::connect::resolve_url_key;
 use crate::stream::protocol::{offers_subprotocol, SessionLimits, SUBPROTOCOL};
 use connection::Connection;
+use lease::{guard_name, isolate_id, ConnectionLease};
 
 /// Frames larger than this close the connection with 1009.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -36,23 +39,6 @@ const CONNECTIONS_RETRY_AFTER_SECONDS: u64 = 10;
 
 thread_local! {
     static API: RefCell<Option<Rc<Api>>> = const { RefCell::new(None) };
-    /// Open vendor connections per app key in this isolate.
-    static OPEN: RefCell<OpenConnections> = RefCell::new(OpenConnections::default());
-}
-
-/// One open connection of an app key, counted while it lives.
-pub(super) struct OpenSlot(String);
-
-impl OpenSlot {
-    fn take(app_key: &str, max: usize) -> Option<OpenSlot> {
-        OPEN.with(|open| open.borrow_mut().take(app_key, max)).then(|| OpenSlot(app_key.to_string()))
-    }
-}
-
-impl Drop for OpenSlot {
-    fn drop(&mut self) {
-        OPEN.with(|open| open.borrow_mut().give_back(&self.0));
-    }
 }
 
 fn too_many(request_id: &str, app_key: &str, retry_after: u64, why: String) -> Result<Response> {
@@ -61,17 +47,18 @@ fn too_many(request_id: &str, app_key: &str, retry_after: u64, why: String) -> R
     reply::with_header(resp, "Retry-After", &retry_after.to_string())
 }
 
-/// Asks the app key's guard object whether one more upgrade fits its window.
-async fn admit_upgrade(env: &Env, app_key: &str, settings: &Settings) -> Result<Option<u64>> {
+/// Asks the app key's guard object whether one more connection fits: within its open
+/// connections across the deployment and its upgrade window.
+async fn admit_upgrade(env: &Env, app_key: &str, settings: &Settings) -> Result<UpgradeVerdict> {
     let limits = &settings.config.limits;
-    let stub = guard_stub(env, &format!("upgrade:{app_key}"))?;
+    let stub = guard_stub(env, &guard_name(app_key))?;
     let body = Ask::json(&UpgradeRequest {
         max: limits.max_upgrades_per_app_key,
         window_seconds: limits.upgrade_window_seconds,
+        isolate: isolate_id(),
+        max_open: limits.max_connections_per_app_key as u64,
     })?;
-    let verdict: UpgradeVerdict =
-        ask(&stub, rpc::GUARD_ORIGIN, Method::Post, rpc::guard::UPGRADE, None, body).await?.decode()?;
-    Ok(verdict.retry_after)
+    ask(&stub, rpc::GUARD_ORIGIN, Method::Post, rpc::guard::UPGRADE, None, body).await?.decode()
 }
 
 /// The GraphQL schema of this isolate, built on first use (never at module start: the
@@ -100,33 +87,31 @@ pub async fn upgrade(req: Request, env: &Env, settings: Rc<Settings>, request_id
         return reply::with_header(resp, "Upgrade", "websocket");
     }
     let limits = settings.config.limits.clone();
-    let Some(slot) = OpenSlot::take(&client.app_key, limits.max_connections_per_app_key) else {
-        return too_many(
-            request_id,
-            &client.app_key,
-            CONNECTIONS_RETRY_AFTER_SECONDS,
-            format!(
+    // A guard that cannot be asked does not lock vendors out: the upgrade goes ahead, and
+    // this isolate's next renewal counts the connection.
+    let verdict = admit_upgrade(env, &client.app_key, &settings).await.unwrap_or_else(|e| {
+        worker::console_warn!("connection limits of {}: {e}; admitted", client.app_key);
+        UpgradeVerdict { retry_after: None, refused: None }
+    });
+    match verdict.refused {
+        None => {}
+        Some(UpgradeRefusal::Open) => {
+            let why = format!(
                 "this app key already holds {} open connections, the most it may",
                 limits.max_connections_per_app_key
-            ),
-        );
-    };
-    // A rate limit that cannot be asked does not lock vendors out: the upgrade goes ahead.
-    let verdict = admit_upgrade(env, &client.app_key, &settings).await.unwrap_or_else(|e| {
-        worker::console_warn!("upgrade rate of {}: {e}; admitted", client.app_key);
-        None
-    });
-    if let Some(retry_after) = verdict {
-        return too_many(
-            request_id,
-            &client.app_key,
-            retry_after,
-            format!(
+            );
+            return too_many(request_id, &client.app_key, CONNECTIONS_RETRY_AFTER_SECONDS, why);
+        }
+        Some(UpgradeRefusal::Rate) => {
+            let retry_after = verdict.retry_after.unwrap_or(1);
+            let why = format!(
                 "more than {} connections of this app key in {} s; retry after {retry_after} s",
                 limits.max_upgrades_per_app_key, limits.upgrade_window_seconds
-            ),
-        );
+            );
+            return too_many(request_id, &client.app_key, retry_after, why);
+        }
     }
+    let lease = ConnectionLease::hold(env, &client.app_key);
     let offered = req.headers().get("Sec-WebSocket-Protocol").ok().flatten().unwrap_or_default();
     let protocol_ok = offers_subprotocol(&offered);
     let pair = WebSocketPair::new()?;
@@ -135,12 +120,12 @@ pub async fn upgrade(req: Request, env: &Env, settings: Rc<Settings>, request_id
         max_subscriptions: limits.max_subscriptions_per_connection,
         max_id_bytes: limits.max_operation_id_bytes,
     };
-    let conn = Rc::new(Connection::new(pair.server, env, settings, request_id, &client.app_key, session_limits, slot));
+    let conn = Rc::new(Connection::new(pair.server, env, settings, request_id, &client.app_key, session_limits, lease));
     audit(
         "connection.opened",
         json!({"requestId": request_id, "connectionId": conn.id, "appKey": client.app_key, "clientId": client.id}),
     );
-    spawn_local(connection::run(conn, protocol_ok));
+    spawn_local(session_loop::run(conn, protocol_ok));
     let resp = Response::from_websocket(pair.client)?;
     if !protocol_ok {
         return Ok(resp);

@@ -1,30 +1,100 @@
 //! One operation of a connection: a query answered at once, or a subscription attached
 //! to its chain's object and relayed to the vendor until it ends. What to forward, when
 //! to acknowledge and where and when to reattach are the relay's decisions
-//! (`stream::relay`); this performs them.
+//! (`stream::relay`); this performs them. The connection owns its operations and is reached
+//! through [`OperationHost`]: an operation never names the connection's type.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
 use serde_json::{json, Value};
-use worker::{Delay, Env, Headers, Method, Request, RequestInit, Result, WebSocket};
+use worker::{Delay, Env, WebSocket};
 
 use super::api;
-use super::connection::{Connection, RunningOperation};
-use crate::edge::ask::{ask, whole_body, Ask};
+use super::attach::{app_key_active_elsewhere, attach, AttachOutcome};
+use crate::auth::token::VerifiedToken;
+use crate::config::ServiceConfig;
 use crate::edge::js_socket::listen;
-use crate::edge::{chain_stub, now_ms};
+use crate::edge::now_ms;
 use crate::graphql::codes::{BAD_REQUEST, INTERNAL_SERVER_ERROR};
 use crate::graphql::{GraphQLError, Operation, ProjectionPlan, QueryContext, SubscribePayload};
 use crate::rpc;
-use crate::stream::fanout::SubscriptionSpec;
 use crate::stream::protocol::{close, next_start};
-use crate::stream::relay::{RenderedFrames, Retry, Step};
+use crate::stream::relay::{Relay, RenderedFrames, Retry, Step};
+use crate::stream::spec::SubscriptionSpec;
 use crate::stream::subscribe::plan_subscription;
 
-pub(super) async fn start_operation(conn: Rc<Connection>, id: String, payload: Value, op: Rc<RunningOperation>) {
+/// How far the vendor has read what its connection was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Reading {
+    /// Behind in reading: acknowledgements wait.
+    pub behind: bool,
+    /// Bytes of the connection's output sent so far, and known read.
+    pub sent_bytes: u64,
+    pub confirmed_bytes: u64,
+}
+
+/// What an operation needs of its connection.
+pub(super) trait OperationHost: 'static {
+    fn env(&self) -> &Env;
+    fn config(&self) -> &ServiceConfig;
+    fn connection_id(&self) -> &str;
+    fn principal(&self) -> Option<VerifiedToken>;
+    /// Whether `op` is still the running operation `id` (not stopped, not replaced by a new
+    /// operation reusing the id while this one awaited).
+    fn owns(&self, id: &str, op: &Rc<RunningOperation>) -> bool;
+    /// Operation `id` failed: an `error` for it, unless it is no longer `op`.
+    fn fail(self: &Rc<Self>, id: &str, op: &Rc<RunningOperation>, errors: &[GraphQLError]);
+    /// Operation `id` is a query with this result (JSON text): `next`, then `complete`.
+    fn answer(self: &Rc<Self>, id: &str, result_json: &str);
+    fn audit(&self, event: &str, fields: Value);
+    /// Sends a batch's frames to the vendor.
+    fn send_frames(self: &Rc<Self>, frames: &RenderedFrames);
+    fn reading(&self) -> Reading;
+}
+
+/// One running operation (a subscription's pipeline).
+pub(super) struct RunningOperation {
+    pub(super) stopped: Cell<bool>,
+    pub(super) internal: RefCell<Option<WebSocket>>,
+    /// The subscription's relay decisions (forwarding, acknowledgement, reattach).
+    pub(super) relay: RefCell<Relay>,
+}
+
+impl RunningOperation {
+    pub(super) fn new() -> Self {
+        RunningOperation { stopped: Cell::new(false), internal: RefCell::new(None), relay: RefCell::new(Relay::new()) }
+    }
+
+    /// Stops forwarding; the object is told where the vendor has read up to, so that a
+    /// resume without an offset continues there.
+    pub(super) fn stop(&self, reading: Reading) {
+        self.stopped.set(true);
+        if let Some(ws) = self.internal.borrow_mut().take() {
+            // Sent before the close, so it arrives first.
+            let _ = ws.send_with_str(self.relay.borrow_mut().final_ack(reading.confirmed_bytes, now_ms()));
+            let _ = ws.close(Some(close::NORMAL), Some("subscription complete"));
+        }
+    }
+
+    /// The acknowledgement held while the vendor was behind, if it is due now.
+    pub(super) fn send_held_ack(&self, reading: Reading) {
+        let Some(internal) = self.internal.borrow().clone() else { return };
+        let ack = self.relay.borrow_mut().ack(reading.behind, reading.confirmed_bytes, now_ms());
+        if let Some(ack) = ack {
+            let _ = internal.send_with_str(ack);
+        }
+    }
+}
+
+pub(super) async fn start_operation<H: OperationHost>(
+    conn: Rc<H>,
+    id: String,
+    payload: Value,
+    op: Rc<RunningOperation>,
+) {
     let payload: SubscribePayload = match serde_json::from_value(payload) {
         Ok(p) => p,
         Err(e) => {
@@ -35,30 +105,25 @@ pub(super) async fn start_operation(conn: Rc<Connection>, id: String, payload: V
         Ok(p) => p,
         Err(errors) => return conn.fail(&id, &op, &errors),
     };
-    let Some(token) = conn.session.borrow().principal().cloned() else {
-        return;
-    };
+    let Some(token) = conn.principal() else { return };
     match prepared {
         Operation::Query(query) => {
-            let active =
-                if query.selects_connection() { app_key_active_elsewhere(&conn, &token.claims).await } else { false };
+            let active = query.selects_connection()
+                && app_key_active_elsewhere(conn.env(), &token.claims, conn.connection_id()).await;
             // The id may have been completed, or reused by a new operation, meanwhile.
             if !conn.owns(&id, &op) {
                 return;
             }
             let ctx = QueryContext {
-                connection_id: conn.id.clone(),
+                connection_id: conn.connection_id().to_string(),
                 connection_active: active,
-                help_base_url: conn.settings.config.issuer.clone(),
+                help_base_url: conn.config().issuer.clone(),
             };
             // JSON text, keys in selection order (GraphQL §7.1).
-            let result = query.execute_json(&ctx);
-            conn.operations.borrow_mut().remove(&id);
-            let actions = conn.session.borrow_mut().single_result(&id, &result);
-            conn.perform(actions);
+            conn.answer(&id, &query.execute_json(&ctx));
         }
         Operation::Subscription(sub) => {
-            match plan_subscription(&conn.settings.config, &token.claims, &id, &conn.id, sub) {
+            match plan_subscription(conn.config(), &token.claims, &id, conn.connection_id(), sub) {
                 Ok((chain, spec)) => stream(conn, id, chain, spec, op).await,
                 Err(e) => conn.fail(&id, &op, &[e]),
             }
@@ -66,23 +131,10 @@ pub(super) async fn start_operation(conn: Rc<Connection>, id: String, payload: V
     }
 }
 
-/// Whether the token's app key streams on another connection, on any of its chains.
-async fn app_key_active_elsewhere(conn: &Rc<Connection>, claims: &crate::auth::token::AccessClaims) -> bool {
-    for grant in &claims.chains {
-        let Ok(stub) = chain_stub(&conn.env, &grant.chain) else { continue };
-        let path = rpc::ActiveQuery { app_key: claims.app_key.clone(), connection: conn.id.clone() }.path();
-        let Ok(answer) = ask(&stub, rpc::CHAIN_ORIGIN, Method::Get, &path, None, Ask::Empty).await else { continue };
-        if answer.decode::<rpc::Active>().is_ok_and(|a| a.active) {
-            return true;
-        }
-    }
-    false
-}
-
 /// Attaches the subscription to its chain and forwards batches until it ends. The decisions
 /// (what to forward, when to acknowledge, where and when to reattach) are the relay's.
-async fn stream(
-    conn: Rc<Connection>,
+async fn stream<H: OperationHost>(
+    conn: Rc<H>,
     id: String,
     chain: String,
     mut spec: SubscriptionSpec<ProjectionPlan>,
@@ -97,8 +149,8 @@ async fn stream(
     let mut attached_before = false;
     while conn.owns(&id, &op) {
         spec.start = op.relay.borrow().start(requested);
-        let retry = match attach(&conn.env, &chain, &spec).await {
-            Ok(Attached::Socket(ws, rpc::AttachedAt { start, gap })) => {
+        let retry = match attach(conn.env(), &chain, &spec).await {
+            Ok(AttachOutcome::Socket(ws, rpc::AttachedAt { start, gap })) => {
                 if attached_before {
                     conn.audit(
                         "subscription.reattached",
@@ -108,7 +160,7 @@ async fn stream(
                 attached_before = true;
                 forward(&conn, &id, &op, ws, start, gap).await
             }
-            Ok(Attached::Refused(error)) => return conn.fail(&id, &op, &[error]),
+            Ok(AttachOutcome::Refused(error)) => return conn.fail(&id, &op, &[error]),
             Err(e) => {
                 let retry = op.relay.borrow_mut().on_attach_failed();
                 if retry == Retry::GiveUp {
@@ -127,14 +179,8 @@ async fn stream(
             Retry::After(0) => {}
             Retry::After(ms) => Delay::from(Duration::from_millis(ms)).await,
             Retry::GiveUp => {
-                return conn.fail(
-                    &id,
-                    &op,
-                    &[GraphQLError::coded(
-                        "the chain's event log is unavailable; resubscribe to resume",
-                        INTERNAL_SERVER_ERROR,
-                    )],
-                );
+                let why = "the chain's event log is unavailable; resubscribe to resume";
+                return conn.fail(&id, &op, &[GraphQLError::coded(why, INTERNAL_SERVER_ERROR)]);
             }
         }
     }
@@ -150,12 +196,27 @@ async fn stream(
     );
 }
 
+/// How an attached socket's forwarding ended.
+enum Ended {
+    /// The socket ended, or the operation stopped or changed hands.
+    Detached,
+    /// The object reported a failure; the operation ended with it.
+    Failed,
+}
+
+/// Tells `forward` how its socket's forwarding ended; only the first word counts.
+fn end_with(ended: &RefCell<Option<oneshot::Sender<Ended>>>, how: Ended) {
+    if let Some(ended) = ended.borrow_mut().take() {
+        let _ = ended.send(how);
+    }
+}
+
 /// Forwards what the chain object sends on one attached socket until it ends, and says
 /// what to do next. A failure the object reports ends the operation (`GiveUp` is not
 /// returned then: the operation is no longer owned). Each message is handled in the
 /// runtime's own event (`js_socket::listen`); this waits for the end.
-async fn forward(
-    conn: &Rc<Connection>,
+async fn forward<H: OperationHost>(
+    conn: &Rc<H>,
     id: &str,
     op: &Rc<RunningOperation>,
     internal: WebSocket,
@@ -192,7 +253,7 @@ async fn forward(
     }
     *op.internal.borrow_mut() = Some(internal.clone());
     if !conn.owns(id, op) {
-        op.stop();
+        op.stop(conn.reading());
         return Retry::After(0);
     }
     let open = op.relay.borrow_mut().on_attached(start, gap, now_ms());
@@ -209,32 +270,17 @@ async fn forward(
     }
 }
 
-/// Tells `forward` how its socket's forwarding ended; only the first word counts.
-fn end_with(ended: &RefCell<Option<oneshot::Sender<Ended>>>, how: Ended) {
-    if let Some(ended) = ended.borrow_mut().take() {
-        let _ = ended.send(how);
-    }
-}
-
-/// How an attached socket's forwarding ended.
-enum Ended {
-    /// The socket ended, or the operation stopped or changed hands.
-    Detached,
-    /// The object reported a failure; the operation ended with it.
-    Failed,
-}
-
 /// One message from the chain object, performed as the relay decides. Returns how the
 /// forwarding ends, if it does.
-fn relay_message(
-    conn: &Rc<Connection>,
+fn relay_message<H: OperationHost>(
+    conn: &Rc<H>,
     id: &str,
     op: &Rc<RunningOperation>,
     internal: &WebSocket,
     frame_start: &str,
     text: &str,
 ) -> Option<Ended> {
-    if !conn.owns(id, op) || !conn.session.borrow().is_active(id) {
+    if !conn.owns(id, op) {
         return Some(Ended::Detached);
     }
     // The step borrows the message only; the relay's borrow ends with this statement.
@@ -246,9 +292,12 @@ fn relay_message(
             let mut rendered = RenderedFrames::default();
             rendered.render(frame_start, &frames);
             conn.send_frames(&rendered);
-            // Held while the vendor is behind in reading; `Connection` sends it later.
-            let ack = op.relay.borrow_mut().ack(conn.behind());
-            if let Some(ack) = ack {
+            let reading = conn.reading();
+            let now = now_ms();
+            let mut relay = op.relay.borrow_mut();
+            relay.on_sent(reading.sent_bytes, now);
+            // Held while the vendor is behind in reading; the connection sends it later.
+            if let Some(ack) = relay.ack(reading.behind, reading.confirmed_bytes, now) {
                 let _ = internal.send_with_str(ack);
             }
             None
@@ -260,36 +309,5 @@ fn relay_message(
             Some(Ended::Failed)
         }
         Step::Ignore => None,
-    }
-}
-
-enum Attached {
-    Socket(WebSocket, rpc::AttachedAt),
-    Refused(GraphQLError),
-}
-
-async fn attach(env: &Env, chain: &str, spec: &SubscriptionSpec<ProjectionPlan>) -> Result<Attached> {
-    let encoded = rpc::encode_spec(spec).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let headers = Headers::new();
-    headers.set("Upgrade", "websocket")?;
-    headers.set(rpc::SUBSCRIPTION_HEADER, &encoded)?;
-    headers.set(rpc::CHAIN_HEADER, chain)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    let req = Request::new_with_init(&format!("{}{}", rpc::CHAIN_ORIGIN, rpc::chain::SUBSCRIBE), &init)?;
-    let resp = chain_stub(env, chain)?.fetch(&req).await?;
-    if resp.status_code() == 101 {
-        let header = |name: &str| resp.headers().get(name).ok().flatten();
-        let at =
-            rpc::AttachedAt::from_headers(header(rpc::START_HEADER).as_deref(), header(rpc::GAP_HEADER).as_deref());
-        return match resp.websocket() {
-            Some(ws) => Ok(Attached::Socket(ws, at)),
-            None => Err(worker::Error::RustError("the chain object answered 101 without a socket".into())),
-        };
-    }
-    let status = resp.status_code();
-    match serde_json::from_slice::<rpc::Refusal>(&whole_body(resp).await.unwrap_or_default()) {
-        Ok(refusal) => Ok(Attached::Refused(GraphQLError::coded(refusal.message, &refusal.code))),
-        Err(_) => Err(worker::Error::RustError(format!("the chain object answered {status}"))),
     }
 }

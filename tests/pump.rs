@@ -2,10 +2,15 @@
 
 mod common;
 
-use pms_events::log::{LogBounds, MemoryStore, OffsetLog};
+use common::{parse_ack, parse_batch};
+use pms_events::chain::attached::SocketState;
+use pms_events::log::read::{OutOfRange, PAGE, PAGE_BYTES};
+use pms_events::log::{EventFilter, Gap, LogBounds, MemoryStore, OffsetLog, TurnBudget};
 use pms_events::publish::ValidEvent;
-use pms_events::rpc::delivery::*;
-use pms_events::stream::fanout::*;
+use pms_events::stream::protocol::{frame_overhead, render_frame};
+use pms_events::stream::pump::*;
+use pms_events::stream::spec::*;
+use pms_events::stream::wire::*;
 use serde_json::{json, Value};
 
 /// Projects the offset only: enough to see what was delivered.
@@ -26,10 +31,7 @@ fn stats(head: u64, oldest: Option<u64>) -> LogBounds {
 fn start_at_offset_inclusive_with_gap_and_range_checks() {
     assert_eq!(resolve_start(Start::At(5), &stats(10, Some(1)), None, 0), Ok((5, None)));
     assert_eq!(resolve_start(Start::At(11), &stats(10, Some(1)), None, 0), Ok((11, None)), "one past the head: live");
-    assert_eq!(
-        resolve_start(Start::At(12), &stats(10, Some(1)), None, 0),
-        Err(StartError::OutOfRange { requested: 12, head: 10 })
-    );
+    assert_eq!(resolve_start(Start::At(12), &stats(10, Some(1)), None, 0), Err(OutOfRange { requested: 12, head: 10 }));
     assert_eq!(
         resolve_start(Start::At(3), &stats(10, Some(7)), None, 0),
         Ok((7, Some(Gap { requested: 3, resumed_at: 7 })))
@@ -325,7 +327,7 @@ fn a_frame_over_the_limit_ends_the_subscription_with_an_error_not_a_huge_message
     assert!(out.failed);
     assert_eq!(out.messages.len(), 2, "{:?}", out.messages.iter().map(|m| m.len()).collect::<Vec<_>>());
     assert_eq!(delivered(&out.messages[0]), vec![1], "what fits is delivered first");
-    let (code, message) = parse_failure(&out.messages[1]).unwrap();
+    let Some(DeliveryMessage::Failed { code, message }) = DeliveryMessage::decode(&out.messages[1]) else { panic!() };
     assert_eq!(code, "FRAME_TOO_LARGE");
     assert!(message.contains("offset 2"), "{message}");
     assert!(out.messages.iter().all(|m| m.len() < 1 << 20));

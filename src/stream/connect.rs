@@ -1,5 +1,5 @@
-//! Admission of a vendor connection (CONTRACT §4): the `key` URL parameter before the
-//! upgrade, then the credentials of `connection_init`.
+//! Admission of a vendor connection: the `key` URL parameter before the upgrade, then the
+//! credentials of `connection_init`.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use base64::Engine;

@@ -1,12 +1,11 @@
-//! A webhook as an operator configures it: each part is only built valid, so the chain
-//! object never meets a URL it must not call or a key it cannot sign with.
+//! The two parts of a configured webhook that need checking beyond their shape: where it
+//! posts and the key it signs with. Each is only built valid, so the chain object never
+//! meets a URL it must not call or a key it cannot sign with.
 
 use std::fmt;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-
-use crate::stream::fanout::EventFilter;
 
 /// Where a webhook posts: `https://`, or `http://` to a loopback host (a receiver on the
 /// operator's own machine, as in the demo configuration). No credentials in the URL (they
@@ -98,19 +97,4 @@ impl fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("WebhookSecret(redacted)")
     }
-}
-
-/// One configured webhook: a client's push subscription to one chain, within its grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Webhook {
-    /// Unique in the configuration; names the webhook to operators and in audit lines.
-    pub id: String,
-    pub client_id: String,
-    pub chain: String,
-    pub url: WebhookUrl,
-    pub secret: WebhookSecret,
-    /// Which events it receives: its own filters, within the client's granted properties.
-    pub filter: EventFilter,
-    /// Events per request at most.
-    pub max_batch: usize,
 }

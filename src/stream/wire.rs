@@ -16,15 +16,18 @@
 //! a `next` message without the operation id, so every subscription alike (same selection,
 //! filter and cursor) is sent the very same batch, made once; the gateway renders the
 //! vendor's `next` frame around each payload, forwards it, and answers `A`: `count` window
-//! units forwarded (see [`frame_cost`]), through offset `through`. The gateway holds its
+//! units forwarded (see [`frame_cost`]), and `through`, the offset the vendor has read up
+//! to as far as the gateway can tell (where a resume without an offset continues; see
+//! `relay`). The gateway holds its
 //! answers while its vendor is behind in reading, so the object's window is what a vendor
 //! that reads slower than the object sends can have waiting, per subscription.
 //!
 //! The object sends `B` and `E` as binary messages (the text's UTF-8 bytes) to gateways
-//! that say they read them (`fanout::BatchEncoding`, in the subscription's spec): the
+//! that say they read them (`spec::BatchEncoding`, in the subscription's spec): the
 //! gateway copies them into wasm as they are, where a text message is re-encoded on its way
-//! in, and empties their buffers (`edge::js_socket`). Gateways built before that get text.
-//! The gateway's `A` is text.
+//! in, and empties their buffers (the edge's socket glue). Gateways built before that get
+//! text. The gateway's `A` is text. The three kinds are one [`DeliveryMessage`] with one
+//! decoder.
 
 use std::fmt::Write as _;
 
@@ -113,16 +116,53 @@ pub fn failure_message(code: &str, message: &str) -> String {
     format!("E {code} {message}")
 }
 
+/// `A`: the gateway forwarded `count` window units; the subscription's saved cursor may
+/// move to `through`.
+pub fn ack_message(count: u32, through: Offset) -> String {
+    format!("A {count} {through}")
+}
+
 /// A batch as the gateway reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch<'a> {
+pub struct DeliveryBatch<'a> {
     pub through: Offset,
     /// Retention dropped events from this offset on, before the first frame.
     pub gap: Option<Offset>,
     pub frames: Vec<(Offset, &'a str)>,
 }
 
-pub fn parse_batch(text: &str) -> Option<Batch<'_>> {
+/// One message of the internal delivery protocol, either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryMessage<'a> {
+    /// `B`, object to gateway.
+    Batch(DeliveryBatch<'a>),
+    /// `E`, object to gateway: the subscription failed.
+    Failed { code: &'a str, message: &'a str },
+    /// `A`, gateway to object.
+    Ack { count: u32, through: Offset },
+}
+
+impl<'a> DeliveryMessage<'a> {
+    /// Reads a message; `None` when it is none of the three, or malformed.
+    pub fn decode(text: &'a str) -> Option<DeliveryMessage<'a>> {
+        match text.get(..2)? {
+            "B " => decode_batch(text).map(DeliveryMessage::Batch),
+            "E " => {
+                let (code, message) = text[2..].split_once(' ')?;
+                Some(DeliveryMessage::Failed { code, message })
+            }
+            "A " => {
+                let mut parts = text[2..].split(' ');
+                let count = parts.next()?.parse().ok()?;
+                let through = parts.next()?.parse().ok()?;
+                parts.next().is_none().then_some(DeliveryMessage::Ack { count, through })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn decode_batch(text: &str) -> Option<DeliveryBatch<'_>> {
     let mut lines = text.split('\n');
     let mut header = lines.next()?.strip_prefix("B ")?.split(' ');
     let through = header.next()?.parse().ok()?;
@@ -135,21 +175,5 @@ pub fn parse_batch(text: &str) -> Option<Batch<'_>> {
         let (offset, frame) = line.split_once(' ')?;
         frames.push((offset.parse().ok()?, frame));
     }
-    Some(Batch { through, gap, frames })
-}
-
-/// An `E <code> <message>` from the chain object: the subscription failed.
-pub fn parse_failure(text: &str) -> Option<(&str, &str)> {
-    text.strip_prefix("E ")?.split_once(' ')
-}
-
-pub fn ack_message(count: u32, through: Offset) -> String {
-    format!("A {count} {through}")
-}
-
-pub fn parse_ack(text: &str) -> Option<(u32, Offset)> {
-    let mut parts = text.strip_prefix("A ")?.split(' ');
-    let count = parts.next()?.parse().ok()?;
-    let through = parts.next()?.parse().ok()?;
-    Some((count, through))
+    Some(DeliveryBatch { through, gap, frames })
 }
