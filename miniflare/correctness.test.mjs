@@ -83,8 +83,11 @@ test("a retention gap reported at attach survives an object restart before any f
   }
 });
 
+/** The demo configuration with frames counting as read one second after they were sent. */
+const quickResume = () => ({ ...demoConfig, limits: { ...demoConfig.limits, resendWindowSeconds: 1 } });
+
 test("the server-side cursor only moves forward, and a filtered subscription keeps its own", async () => {
-  const w = await startWorker();
+  const w = await startWorker({ config: quickResume() });
   try {
     const [pms, app1] = await Promise.all([DEMO.pms1, DEMO.app1].map((c) => tokenFor(w.base, c)));
     // 2,000 events; an unfiltered subscription streams them all, then stops: cursor 2,000.
@@ -93,6 +96,7 @@ test("the server-side cursor only moves forward, and a filtered subscription kee
     await a.acked;
     a.subscribe("all", '{chainCode: "TTE", offset: "1"}');
     await until(() => a.offsets("all").length === 2000, 20000, "2,000 events");
+    await sleep(1_100); // read longer ago than the resend window: they count as read
     a.send({ id: "all", type: "complete" });
     await sleep(300);
     // A replay of the same app key that ends early (after its first frame) must not move the
@@ -111,6 +115,7 @@ test("the server-side cursor only moves forward, and a filtered subscription kee
     const pub = await publish(w.base, pms, "TTE", [event("TTE01"), event("TTE01", { eventName: "CHECKOUT" })]);
     const [plain, checkout] = pub.json.offsets.map(Number);
     await until(() => f.offsets("checkouts").includes(checkout), 5000, "the checkout");
+    await sleep(1_100);
     f.send({ id: "checkouts", type: "complete" });
     await sleep(300);
     // Resuming without an offset: the unfiltered stream continues right after 2,000 (not
@@ -137,7 +142,7 @@ test("the server-side cursor only moves forward, and a filtered subscription kee
 // (`stream::cursors`): one stored before the runtime goes away is the resume point, and an
 // operator's restart writes what is pending first.
 test("the resume cursor is stored within a second of its move, and before an operator's restart", { timeout: 60_000 }, async () => {
-  const options = { persist: tempDir("pms-cursor-"), signingKeys: newSigningKeys() };
+  const options = { persist: tempDir("pms-cursor-"), signingKeys: newSigningKeys(), config: quickResume() };
   let w = await startWorker(options);
   const tokens = (base) => Promise.all([tokenFor(base, DEMO.pms1), tokenFor(base, DEMO.app1), tokenFor(base, DEMO.ops, { scope: "urn:pms:admin" })]);
   const publishOne = async (base, pms) => {
@@ -153,6 +158,7 @@ test("the resume cursor is stored within a second of its move, and before an ope
     await a.acked;
     a.subscribe("a", '{chainCode: "TTE", offset: "1"}');
     await until(() => a.offsets("a").length >= 3, 5000, "offsets 1..3");
+    await sleep(1_100); // read longer ago than the resend window: they count as read
     a.ws.close();
     await a.closed;
     await sleep(300);
@@ -167,6 +173,7 @@ test("the resume cursor is stored within a second of its move, and before an ope
     const live = await publishOne(w.base, pms);
     await until(() => r.offsets("r").length >= 2, 5000, "the live event");
     assert.deepEqual(r.offsets("r"), [missed, live], "resumed after 3, where the first vendor left off");
+    await sleep(1_100);
     r.ws.close();
     await r.closed;
     // Past the flush time, the whole runtime goes away and comes back on the same storage.
@@ -239,5 +246,41 @@ test("a grant removed from the configuration ends the subscription when it (re)a
     c.ws.close();
   } finally {
     await Promise.race([mf.dispose(), sleep(5000)]);
+  }
+});
+
+// A vendor that resumes without an offset (OHIP's default) after its socket died with frames
+// unread in its buffers starts at or before the first frame it did not read: frames not
+// confirmed read are sent again (at least once; vendors deduplicate by offset).
+test("a resume without an offset never starts after a frame the dropped vendor did not read", async () => {
+  const w = await startWorker();
+  try {
+    const [pms, app1] = await Promise.all([tokenFor(w.base, DEMO.pms1), tokenFor(w.base, DEMO.app1)]);
+    assert.equal((await publish(w.base, pms, "TTE", [event("TTE01")])).status, 200);
+    const a = vendorSocket(w.base, app1);
+    await a.acked;
+    a.subscribe("live", '{chainCode: "TTE"}');
+    await sleep(300);
+    const caught = await publish(w.base, pms, "TTE", Array.from({ length: 5 }, () => event("TTE01")));
+    const lastRead = Number(caught.json.offsets.at(-1));
+    await until(() => a.offsets("live").includes(lastRead), 5000, "caught up");
+    // It stops reading; 200 more are sent into its buffers; then its socket dies.
+    a.ws._socket.pause();
+    const unread = await publish(w.base, pms, "TTE", Array.from({ length: 200 }, () => event("TTE01")));
+    const firstUnread = Number(unread.json.offsets[0]);
+    await sleep(500);
+    assert.ok(a.offsets("live").every((o) => o <= lastRead), "nothing past the pause was read");
+    a.ws._socket.destroy();
+    await sleep(500);
+    const b = vendorSocket(w.base, app1);
+    await b.acked;
+    b.subscribe("resume", '{chainCode: "TTE"}');
+    await until(() => b.offsets("resume").length > 0, 5000, "the resumed stream");
+    const first = b.offsets("resume")[0];
+    assert.ok(first <= firstUnread, `the resume starts at ${first}, after ${firstUnread}, which was never read`);
+    await until(() => b.offsets("resume").includes(firstUnread + 199), 5000, "everything unread");
+    b.ws.close();
+  } finally {
+    await w.dispose();
   }
 });

@@ -96,10 +96,18 @@ test("a keep-alive connection survives requests answered without reading their b
 });
 
 test("the documentation that getHelp links into is served", async () => {
-  const res = await request(w.base, "GET", "/README.md");
-  assert.equal(res.status, 200);
-  assert.match(res.headers["content-type"], /text\/markdown/);
-  for (const heading of ["## Overview", "## Configuration", "### Connecting", "### Errors", "### Event payload", "### Replaying"]) {
-    assert.ok(res.text.includes(heading), heading);
+  const headings = {
+    "/README.md": ["## Overview"],
+    "/docs/operations.md": ["## Configuration"],
+    "/docs/protocol.md": ["## Connecting", "## Errors", "## Event payload", "## Replaying"],
+    "/docs/architecture.md": ["## "],
+    "/docs/benchmarks.md": ["## "],
+  };
+  for (const [path, expected] of Object.entries(headings)) {
+    const res = await request(w.base, "GET", path);
+    assert.equal(res.status, 200, path);
+    assert.match(res.headers["content-type"], /text\/markdown/);
+    for (const heading of expected) assert.ok(res.text.includes(heading), `${path}: ${heading}`);
   }
+  assert.equal((await request(w.base, "GET", "/docs/secret.md")).status, 404);
 });

@@ -1,6 +1,7 @@
-// Slow-consumer detection (on by default; limits.slowConsumerSeconds): a client that stops
-// reading is closed with 4413 instead of being buffered without bound, whatever pongs it
-// sends; one that keeps up (and echoes the ping's payload, as graphql-ws clients do) is not.
+// Slow-consumer detection (on by default; limits.slowConsumerSeconds, slowConsumerBytes): a
+// client that stops reading is closed with 4413 instead of being buffered without bound,
+// whatever pongs it sends; one that keeps up (and echoes the ping's payload, as graphql-ws
+// clients do) is not; and one that reads at hotel rates is never pinged at all.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CheckedWebSocket as WebSocket } from "./harness.mjs";
@@ -27,8 +28,9 @@ function connect(w, token, { offset, fields = "" } = {}) {
 }
 
 test("a client that stops reading is closed 4413 even while it sends pongs; one that answers pings stays", async () => {
+  // A small unread limit: its quarter (16 KiB) unconfirmed makes a ping due at this low rate.
   const config = structuredClone(demoConfig);
-  config.limits = { slowConsumerSeconds: 2 };
+  config.limits = { slowConsumerSeconds: 2, slowConsumerBytes: 64 * 1024 };
   const w = await startWorker({ config });
   try {
     const [vendor, pms] = await Promise.all([tokenFor(w.base, DEMO.app1), tokenFor(w.base, DEMO.pms1)]);

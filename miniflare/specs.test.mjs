@@ -44,7 +44,7 @@ test("the worker serves both documents as they are in schema/", async () => {
 });
 
 /** A documented path with its parameters filled in (a file name that could exist). */
-const concrete = (template) => template.replace("{chainCode}", "TTE").replace("{file}", "playground-0000.js");
+const concrete = (template) => template.replace("{chainCode}", "TTE").replace("{file}", "playground-0000.js").replace("{document}", "protocol.md");
 
 test("every documented path answers another method with 405 and the documented Allow", async () => {
   for (const template of Object.keys(openapi.paths)) {

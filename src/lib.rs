@@ -10,7 +10,7 @@
 //!   `pull` and `webhook` are the other two ways events leave the log;
 //! - `rpc`: the internal requests between the Worker and its Durable Objects;
 //! - `chain`: the chain object's core, over storage and socket traits;
-//! - `routes`, `audit`, `pages`, `specs`: the service around them.
+//! - `routes`, `audit`, `pages`, `specs`, `docs`: the service around them.
 
 // `clippy::pedantic` is clean but for these, allowed on purpose:
 #![allow(
@@ -29,7 +29,9 @@ pub mod audit;
 pub mod auth;
 pub mod chain;
 pub mod config;
+pub mod docs;
 pub mod graphql;
+pub mod json;
 pub mod log;
 pub mod pages;
 pub mod publish;

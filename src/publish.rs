@@ -151,7 +151,7 @@ fn stored_body(shape: &EventShape<'_>, unique_event_id: &str) -> String {
     out.push(',');
     push_field(&mut out, "hotelId", &shape.hotel_id);
     out.push_str(",\"metadata\":{\"uniqueEventId\":");
-    crate::graphql::write_json_str(&mut out, unique_event_id);
+    crate::json::write_str(&mut out, unique_event_id);
     out.push_str("},");
     push_field(&mut out, "moduleName", &shape.module_name);
     out.push(',');
@@ -203,7 +203,7 @@ fn push_field(out: &mut String, key: &str, value: &str) {
     out.push('"');
     out.push_str(key);
     out.push_str("\":");
-    crate::graphql::write_json_str(out, value);
+    crate::json::write_str(out, value);
 }
 
 /// Validates a whole batch. `new_id` supplies a `uniqueEventId` where one is absent.

@@ -5,7 +5,8 @@ use crate::pages::{self, Page, Served};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Healthz,
-    /// This service's documentation, which the `getHelp` query links into.
+    /// This service's documentation, which the `getHelp` query links into: the README and
+    /// the guides under `/docs/` (`crate::docs`).
     Docs,
     /// The `OpenAPI` 3.1 description of the HTTP routes (`schema/openapi.yaml`).
     OpenApi,
@@ -52,7 +53,7 @@ pub fn route(method: &str, path: &str) -> Route {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (target, allow) = match segments.as_slice() {
         ["healthz"] => (Route::Healthz, "GET"),
-        ["README.md"] => (Route::Docs, "GET"),
+        ["README.md"] | ["docs", _] if crate::docs::at(path).is_some() => (Route::Docs, "GET"),
         ["openapi.json"] => (Route::OpenApi, "GET"),
         ["asyncapi.json"] => (Route::AsyncApi, "GET"),
         [".well-known", "jwks.json"] => (Route::Jwks, "GET"),

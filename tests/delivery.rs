@@ -243,7 +243,8 @@ fn a_woken_object_serves_its_sockets_from_where_their_attachments_say() {
     object.publish(&events(0, 50, 0), 1);
     let mut gateway = Gateway::attach(&mut object, offsets_only(&config, "s", r#"{chainCode: "TTE", offset: "1"}"#), 2);
     settle(&mut object, &mut [&mut gateway], 3);
-    let (socket, start, gap) = object.attach(offsets_only(&config, "t", r#"{chainCode: "TTE"}"#), 3).unwrap();
+    let (socket, start, gap) =
+        object.attach(offsets_only(&config, "t", r#"{chainCode: "TTE", offset: "51"}"#), 3).unwrap();
     assert_eq!((start, gap), (51, None));
     assert!(object.flush_due.is_some(), "an attach leaves a flush pending: it keeps the object awake");
     use pms_events::chain::host::ChainTables;

@@ -163,7 +163,7 @@ fn ctx() -> QueryContext {
     QueryContext {
         connection_id: "conn-42".into(),
         connection_active: true,
-        help_base_url: "https://pms-events.example.com/docs/".into(),
+        help_base_url: "https://pms-events.example.com/".into(),
     }
 }
 
@@ -622,13 +622,13 @@ fn queries_answer_help_connection_and_typename() {
         json!({"data": {
             "__typename": "Query",
             "help": {
-                "overview": "https://pms-events.example.com/docs/README.md#overview",
-                "configuration": "https://pms-events.example.com/docs/README.md#configuration",
+                "overview": "https://pms-events.example.com/README.md#overview",
+                "configuration": "https://pms-events.example.com/docs/operations.md#configuration",
                 "slack": "#pms-events-support",
                 "email": "pms-events-support@example.com",
                 "connection": {
-                    "help": "https://pms-events.example.com/docs/README.md#connecting",
-                    "errors": "https://pms-events.example.com/docs/README.md#errors"
+                    "help": "https://pms-events.example.com/docs/protocol.md#connecting",
+                    "errors": "https://pms-events.example.com/docs/protocol.md#errors"
                 },
                 "t": "Help"
             },
@@ -647,8 +647,8 @@ fn queries_answer_help_connection_and_typename() {
     assert_eq!(
         out["data"]["help"]["events"],
         json!({
-            "payload": "https://pms-events.example.com/docs/README.md#event-payload",
-            "replaying": "https://pms-events.example.com/docs/README.md#replaying"
+            "payload": "https://pms-events.example.com/docs/protocol.md#event-payload",
+            "replaying": "https://pms-events.example.com/docs/protocol.md#replaying"
         })
     );
 

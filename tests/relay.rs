@@ -2,9 +2,9 @@
 
 use pms_events::stream::protocol::next_start;
 use pms_events::stream::relay::{
-    Relay, Retry, Step, ACK_EVERY, MAX_ATTACH_FAILURES, MAX_BACKOFF_MS, MAX_UNREAD_SENDS, READ_WITHIN_MS,
-    STABLE_ATTACH_MS,
+    Relay, Retry, Step, ACK_EVERY, MAX_ATTACH_FAILURES, MAX_BACKOFF_MS, MAX_UNREAD_SENDS, STABLE_ATTACH_MS,
 };
+use pms_events::stream::slow_consumer::DEFAULT_RESEND_WINDOW_MS;
 use pms_events::stream::spec::Start;
 use pms_events::stream::wire::frame_cost;
 use serde_json::Value;
@@ -39,7 +39,7 @@ fn forwarded(relay: &mut Relay, text: &str) -> (Vec<Value>, Option<String>) {
             let rendered = rendered.collect();
             // Frames sent long enough ago count as read.
             relay.on_sent(0, 0);
-            (rendered, relay.ack(false, 0, READ_WITHIN_MS))
+            (rendered, relay.ack(false, 0, DEFAULT_RESEND_WINDOW_MS))
         }
         other => panic!("{other:?}"),
     }
@@ -53,7 +53,11 @@ fn offsets(frames: &[Value]) -> Vec<u64> {
 fn the_first_attach_uses_the_subscriptions_start_and_reattaches_start_at_the_next_offset() {
     let mut r = Relay::new();
     assert_eq!(r.start(Start::Resume), Start::Resume);
-    assert_eq!(r.on_attached(7, None, 0), "A 0 0", "the first acknowledgement opens the window");
+    assert_eq!(
+        r.on_attached(7, None, 0),
+        "A 0 6",
+        "the first acknowledgement opens the window: nothing before 7 is owed"
+    );
     assert_eq!(r.start(Start::Resume), Start::At(7), "nothing forwarded yet: start where it attached");
     forwarded(&mut r, &batch(9, &[7, 8, 9], None));
     assert_eq!(r.start(Start::Resume), Start::At(10));
@@ -89,8 +93,8 @@ fn acknowledgements_come_every_quarter_window_and_once_more_at_stop() {
         acks.extend(ack);
     }
     assert_eq!(acks, ["A 150 150", "A 150 300", "A 150 450"], "every {ACK_EVERY} frames or more");
-    assert_eq!(r.final_ack(0, READ_WITHIN_MS), "A 50 500", "the rest at stop, so the saved cursor is exact");
-    assert_eq!(r.final_ack(0, READ_WITHIN_MS), "A 0 500");
+    assert_eq!(r.final_ack(0, DEFAULT_RESEND_WINDOW_MS), "A 50 500", "the rest at stop, so the saved cursor is exact");
+    assert_eq!(r.final_ack(0, DEFAULT_RESEND_WINDOW_MS), "A 0 500");
 }
 
 #[test]
@@ -256,8 +260,12 @@ fn the_saved_cursor_counts_what_was_read_not_what_was_sent() {
     // A pong confirmed the output up to the first batch.
     assert_eq!(r.read_through(after_100, 3_500), 100);
     // Time confirms the rest, batch by batch.
-    assert_eq!(r.read_through(after_100, 2_000 + READ_WITHIN_MS), 200);
-    assert_eq!(r.final_ack(after_100, 2_000 + READ_WITHIN_MS), "A 300 200", "the window is freed, the cursor is not");
+    assert_eq!(r.read_through(after_100, 2_000 + DEFAULT_RESEND_WINDOW_MS), 200);
+    assert_eq!(
+        r.final_ack(after_100, 2_000 + DEFAULT_RESEND_WINDOW_MS),
+        "A 300 200",
+        "the window is freed, the cursor is not"
+    );
 }
 
 #[test]

@@ -52,3 +52,36 @@ fn pages_and_their_files_are_routes_of_their_own() {
     assert!(page.contains(&("Cache-Control", "no-cache")));
     assert!(headers(Served::Asset).contains(&("Cache-Control", "public, max-age=31536000, immutable")));
 }
+
+/// Every link `getHelp` gives points at a document the service serves, at a heading it has:
+/// a guide's heading renamed breaks this test, not a vendor's link.
+#[test]
+fn every_help_link_points_at_a_served_heading() {
+    use pms_events::docs::{self, help};
+    for link in
+        [help::OVERVIEW, help::CONFIGURATION, help::CONNECTING, help::ERRORS, help::EVENT_PAYLOAD, help::REPLAYING]
+    {
+        let (path, anchor) = link.split_once('#').unwrap();
+        let doc = docs::at(path).unwrap_or_else(|| panic!("{path} is not served"));
+        assert_eq!(route("GET", path), Route::Docs, "{path}");
+        let anchors: Vec<String> = doc
+            .markdown
+            .lines()
+            .filter_map(|l| l.strip_prefix("## ").or_else(|| l.strip_prefix("### ")))
+            .map(|heading| {
+                heading
+                    .to_lowercase()
+                    .chars()
+                    .filter_map(|c| match c {
+                        ' ' => Some('-'),
+                        c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        assert!(anchors.iter().any(|a| a == anchor), "{link}: no heading for #{anchor} in {anchors:?}");
+    }
+    assert_eq!(route("GET", "/docs/nothing.md"), Route::NotFound);
+    assert_eq!(route("GET", "/docs/../README.md"), Route::NotFound);
+}

@@ -13,7 +13,10 @@ fn openapi() -> Value {
 
 /// A documented path with its parameters filled in.
 fn concrete(path: &str) -> String {
-    path.replace("{chainCode}", "TTE").replace("{webhookId}", "wh-1").replace("{file}", "playground-1a2b.js")
+    path.replace("{chainCode}", "TTE")
+        .replace("{webhookId}", "wh-1")
+        .replace("{file}", "playground-1a2b.js")
+        .replace("{document}", "protocol.md")
 }
 
 #[test]

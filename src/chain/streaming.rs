@@ -193,13 +193,12 @@ impl<S: Clone> Streaming<S> {
         let head = log.head()?;
         let list = attached_list(&mut self.attached, tables, sockets, now_ms, fx);
         let Some(sub) = list.get_mut(&key) else { return Ok(()) };
-        if through > 0 {
-            self.cursors.record(&sub.loaded.cursor_key, through, now_ms);
-            sub.delivered.read_through = sub.delivered.read_through.max(through);
-        }
+        // Every acknowledgement says what the vendor has read: the saved cursor only ever
+        // moves forward to it (the first one, at an offset's start, creates it).
+        self.cursors.record(&sub.loaded.cursor_key, through, now_ms);
+        sub.delivered.read_through = sub.delivered.read_through.max(through);
         sub.delivered.last_ack_at = Some(now_ms);
         let served = serve(log, sockets, sub, head, &mut ServeTurn::new(None), count);
-        let unwritten = through > 0 || sub.unwritten();
         match served {
             Ok((outcome, frames)) => {
                 self.deliveries += u64::from(frames);
@@ -211,7 +210,8 @@ impl<S: Clone> Streaming<S> {
                         return Ok(());
                     }
                 }
-                self.flush_later(unwritten, fx);
+                // The cursor's move waits for the flush.
+                self.flush_later(true, fx);
             }
             Err(e) => {
                 fx.error(format!("chain log serve: {e}"));

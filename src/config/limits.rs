@@ -65,6 +65,9 @@ limits! {
     /// Bytes sent to a connection and not confirmed read (by the pong of a later ping)
     /// beyond which it is closed (4413), however young its oldest ping.
     slow_consumer_bytes: u64 = 16 * 1024 * 1024, "slowConsumerBytes" in 64 * 1024, 64 * 1024 * 1024;
+    /// Frames sent this long before a connection dropped, and not confirmed read by an
+    /// answered ping, are sent again to a resume without an offset; older ones count as read.
+    resend_window_seconds: u64 = 30, "resendWindowSeconds" in 1, 600;
     connection_init_timeout_seconds: u64 = 5, "connectionInitTimeoutSeconds" in 1, 60;
     max_subscriptions_per_connection: usize = 100, "maxSubscriptionsPerConnection" in 1, 1_000;
     max_operation_id_bytes: usize = 128, "maxOperationIdBytes" in 1, 1_024;

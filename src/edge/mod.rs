@@ -42,11 +42,11 @@ pub fn audit(event: &str, fields: serde_json::Value) {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
     let request_id = routes::sane_request_id(req.headers().get("X-Request-Id").ok().flatten().as_deref())
         .map_or_else(crate::auth::token::random_id, str::to_string);
-    let resp = match dispatch(req, &env, &request_id).await {
+    let resp = match dispatch(req, &env, &ctx, &request_id).await {
         Ok(resp) => resp,
         Err(e) => {
             worker::console_error!(
@@ -125,7 +125,7 @@ fn header_bytes(req: &Request) -> usize {
     req.headers().entries().map(|(name, value)| name.len() + value.len() + 4).sum()
 }
 
-async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Response> {
+async fn dispatch(mut req: Request, env: &Env, ctx: &Context, request_id: &str) -> Result<Response> {
     if header_bytes(&req) > MAX_HEADER_BYTES {
         drain(&mut req).await;
         return reply::error(
@@ -134,7 +134,9 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
             format!("the request headers are over {MAX_HEADER_BYTES} bytes in total"),
         );
     }
-    let route = routes::route(req.method().as_ref(), &req.path());
+    // The request's own method: the worker crate reads any method it does not know as GET.
+    let method = req.inner().method();
+    let route = routes::route(&method, &req.path());
     if matches!(
         route,
         Route::NotFound
@@ -182,7 +184,8 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
             }),
         ),
         Route::Docs => {
-            let resp = Response::ok(include_str!("../../README.md"))?;
+            let markdown = crate::docs::at(&req.path()).map_or("", |doc| doc.markdown);
+            let resp = Response::ok(markdown)?;
             let resp = reply::with_header(resp, "Content-Type", "text/markdown; charset=utf-8")?;
             reply::with_header(resp, "Cache-Control", "public, max-age=300")
         }
@@ -203,14 +206,10 @@ async fn dispatch(mut req: Request, env: &Env, request_id: &str) -> Result<Respo
         Route::AdminWebhookResume { chain, webhook } => {
             admin::resume_webhook(req, env, &settings, &chain, &webhook, request_id).await
         }
-        Route::Subscriptions => gateway::upgrade(req, env, settings.clone(), request_id).await,
+        Route::Subscriptions => gateway::upgrade(req, env, ctx, settings.clone(), request_id).await,
         Route::NotFound => reply::error(404, "not_found", format!("no route for {}", req.path())),
         Route::MethodNotAllowed { allow } => {
-            let resp = reply::error(
-                405,
-                "method_not_allowed",
-                format!("{} is not allowed here; use {allow}", req.method().as_ref()),
-            )?;
+            let resp = reply::error(405, "method_not_allowed", format!("{method} is not allowed here; use {allow}"))?;
             reply::with_header(resp, "Allow", allow)
         }
     }

@@ -16,7 +16,7 @@
 //! - **The saved cursor counts what was read**: an acknowledgement frees the object's window
 //!   by what was forwarded, but moves the subscription's saved cursor (where a resume
 //!   without an offset continues) only through frames the vendor has read: confirmed by an
-//!   answered ping, or sent at least [`READ_WITHIN_MS`] ago on a connection still open. A
+//!   answered ping, or sent at least the resend window ago on a connection still open. A
 //!   vendor that drops with frames unread in buffers is sent them again when it resumes
 //!   without an offset (at least once: vendors deduplicate by offset).
 //! - **Bounded retries**: an attach that fails, or that ends before it forwarded anything
@@ -32,7 +32,7 @@ use crate::stream::wire::{ack_message, frame_cost, DeliveryMessage};
 
 pub use crate::stream::wire::{ACK_EVERY, WINDOW};
 
-pub use crate::stream::slow_consumer::READ_WITHIN_MS;
+use crate::stream::slow_consumer::DEFAULT_RESEND_WINDOW_MS;
 /// Sends remembered per subscription until they count as read; past it the two oldest are
 /// merged, which only ever makes a resume repeat more, never skip.
 pub const MAX_UNREAD_SENDS: usize = 64;
@@ -141,6 +141,8 @@ pub struct Relay {
     unread: VecDeque<Sent>,
     /// Every frame through this offset is read, as far as can be told.
     read_through: Offset,
+    /// Frames sent this long ago count as read (ms).
+    resend_window_ms: u64,
     failures: u32,
     attached_at: u64,
     forwarded_since_attach: bool,
@@ -165,6 +167,7 @@ impl Relay {
             through: 0,
             unread: VecDeque::new(),
             read_through: 0,
+            resend_window_ms: DEFAULT_RESEND_WINDOW_MS,
             failures: 0,
             attached_at: 0,
             forwarded_since_attach: false,
@@ -172,6 +175,11 @@ impl Relay {
             first_offset: None,
             last_offset: None,
         }
+    }
+
+    /// A relay whose frames count as read `ms` after they were sent (see `read_through`).
+    pub fn with_resend_window(resend_window_ms: u64) -> Self {
+        Relay { resend_window_ms, ..Relay::new() }
     }
 
     /// Where the next attach starts: the subscription's own start the first time, then the
@@ -185,14 +193,20 @@ impl Relay {
     }
 
     /// The object accepted the subscription at `start`, with a retention gap from `gap` on.
-    /// Returns the acknowledgement that opens the window.
+    /// Returns the acknowledgement that opens the window, with what the vendor has read so
+    /// far (at the first attach: everything before its start).
     pub fn on_attached(&mut self, start: Offset, gap: Option<Offset>, now_ms: u64) -> String {
+        if self.next_offset.is_none() {
+            // Nothing before its start is owed to this subscription: a resume without an
+            // offset never needs to go back before it.
+            self.read_through = self.read_through.max(start.saturating_sub(1));
+        }
         self.next_offset.get_or_insert(start);
         self.note_gap(gap);
         self.unacked = 0;
         self.attached_at = now_ms;
         self.forwarded_since_attach = false;
-        ack_message(0, 0)
+        ack_message(0, self.read_through)
     }
 
     fn note_gap(&mut self, gap: Option<Offset>) {
@@ -249,10 +263,10 @@ impl Relay {
 
     /// The last offset the vendor has read as far as can be told: everything in the
     /// connection's output before `confirmed_bytes` (the last answered ping) is read, and so
-    /// is anything sent [`READ_WITHIN_MS`] before `now_ms`.
+    /// is anything sent the resend window before `now_ms`.
     pub fn read_through(&mut self, confirmed_bytes: u64, now_ms: u64) -> Offset {
         while let Some(sent) = self.unread.front() {
-            if sent.output_bytes > confirmed_bytes && now_ms.saturating_sub(sent.at_ms) < READ_WITHIN_MS {
+            if sent.output_bytes > confirmed_bytes && now_ms.saturating_sub(sent.at_ms) < self.resend_window_ms {
                 break;
             }
             self.read_through = self.read_through.max(sent.through);

@@ -5,7 +5,8 @@
 //! nothing.
 //!
 //! The server pings only a consumer whose unconfirmed output is large: [`PING_EVERY_BYTES`]
-//! (or half the pace, if less) sent within the last [`READ_WITHIN_MS`] and since its last
+//! (or half the pace, if less) sent within the resend window (default
+//! [`DEFAULT_RESEND_WINDOW_MS`]) and since its last
 //! answered ping, or, at any pace, a quarter of `max_unread_bytes` since its last answered
 //! ping. A consumer that reads what it gets at hotel rates is never pinged: some vendor
 //! clients (Oracle's sample streaming client among them) take any server ping they cannot
@@ -35,17 +36,19 @@ pub struct SlowConsumerGuard {
     confirmed_bytes: u64,
     /// Unanswered pings, oldest first: (nonce, sent at ms, bytes sent before it).
     outstanding: VecDeque<(String, u64, u64)>,
-    /// Bytes sent per second, over the last [`READ_WITHIN_MS`]: (second, bytes).
+    /// Bytes sent per second, over the resend window: (second, bytes).
     recent: VecDeque<(u64, u64)>,
+    resend_window_ms: u64,
 }
 
-/// Unconfirmed bytes sent within [`READ_WITHIN_MS`] that make a ping due (and bytes between
+/// Unconfirmed bytes sent within the resend window that make a ping due (and bytes between
 /// two pings while frames flow).
 pub const PING_EVERY_BYTES: u64 = 1024 * 1024;
 /// Output sent this long ago on a connection still open counts as read when no answered
 /// ping confirmed it: the server pings only a consumer with a lot unconfirmed, so at hotel
-/// rates time is the only confirmation there is (see `relay`).
-pub const READ_WITHIN_MS: u64 = 30_000;
+/// rates time is the only confirmation there is (see `relay`). `limits.resendWindowSeconds`
+/// sets it.
+pub const DEFAULT_RESEND_WINDOW_MS: u64 = 30_000;
 /// Unanswered pings at most; past it no new ping is sent until one is answered.
 pub const MAX_OUTSTANDING_PINGS: usize = 16;
 /// The key of a server ping's payload that carries its nonce.
@@ -67,7 +70,14 @@ impl SlowConsumerGuard {
             confirmed_bytes: 0,
             outstanding: VecDeque::new(),
             recent: VecDeque::new(),
+            resend_window_ms: DEFAULT_RESEND_WINDOW_MS,
         }
+    }
+
+    /// The same guard, with output sent `ms` ago counting as read (see `relay`).
+    pub fn with_resend_window(mut self, ms: u64) -> Self {
+        self.resend_window_ms = ms;
+        self
     }
 
     /// How often `on_tick` should run: often enough to close a client whose ping went
@@ -105,8 +115,8 @@ impl SlowConsumerGuard {
     }
 
     /// Pings when [`PING_EVERY_BYTES`] (or half the pace, if less) were sent since the last
-    /// ping (answered or not) and are still unconfirmed, if they were sent within
-    /// [`READ_WITHIN_MS`] or are a whole pace; again each time as much more was sent; and
+    /// ping (answered or not) and are still unconfirmed, if they were sent within the
+    /// resend window or are a whole pace; again each time as much more was sent; and
     /// only while fewer than [`MAX_OUTSTANDING_PINGS`] are unanswered. So a client behind in
     /// reading always gets a ping whose pong releases it.
     fn ping_if_due(&mut self, now_ms: u64, nonce: impl FnOnce() -> String) -> GuardTick {
@@ -119,9 +129,9 @@ impl SlowConsumerGuard {
         GuardTick::Nothing
     }
 
-    /// Bytes sent within [`READ_WITHIN_MS`] and not confirmed by a pong.
+    /// Bytes sent within the resend window and not confirmed by a pong.
     fn recent_unconfirmed(&mut self, now_ms: u64) -> u64 {
-        let oldest = now_ms.saturating_sub(READ_WITHIN_MS) / 1000;
+        let oldest = now_ms.saturating_sub(self.resend_window_ms) / 1000;
         while self.recent.front().is_some_and(|(second, _)| *second < oldest) {
             self.recent.pop_front();
         }

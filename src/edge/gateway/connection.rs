@@ -35,8 +35,8 @@ pub(super) struct Connection {
     pub(super) opened_at: u64,
     /// Created once the connection is authenticated.
     pub(super) slow_guard: RefCell<Option<SlowConsumerGuard>>,
-    /// This connection's place in its app key's count; given back when it is dropped.
-    _lease: ConnectionLease,
+    /// This connection's place in its app key's count, given back when the connection ends.
+    lease: RefCell<Option<ConnectionLease>>,
 }
 
 impl Connection {
@@ -60,7 +60,7 @@ impl Connection {
             operations: RefCell::new(HashMap::new()),
             opened_at: now_ms(),
             slow_guard: RefCell::new(None),
-            _lease: lease,
+            lease: RefCell::new(Some(lease)),
         }
     }
 
@@ -123,7 +123,8 @@ impl Connection {
                     let _ = self.ws.close(Some(c.code), Some(&c.reason));
                 }
                 Action::Start { id, payload } => {
-                    let op = Rc::new(RunningOperation::new());
+                    let window_ms = self.settings.config.limits.resend_window_seconds * 1000;
+                    let op = Rc::new(RunningOperation::new(window_ms));
                     self.operations.borrow_mut().insert(id.clone(), op.clone());
                     spawn_local(start_operation(self.clone(), id, payload, op));
                 }
@@ -138,11 +139,15 @@ impl Connection {
         }
     }
 
-    /// Stops every operation: the connection is over.
-    pub(super) fn stop_all(&self) {
+    /// Stops every operation and gives the connection's place back: the connection is over.
+    pub(super) async fn end(&self) {
         let reading = self.reading();
         for (_, op) in self.operations.borrow_mut().drain() {
             op.stop(reading);
+        }
+        let lease = self.lease.borrow_mut().take();
+        if let Some(lease) = lease {
+            lease.release().await;
         }
     }
 }

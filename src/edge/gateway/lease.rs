@@ -36,8 +36,7 @@ pub fn guard_name(app_key: &str) -> String {
     format!("upgrade:{app_key}")
 }
 
-/// One open connection of an app key, counted while it lives: dropping it gives the
-/// connection back, here and to the guard.
+/// One open connection of an app key, counted while it lives.
 pub struct ConnectionLease {
     env: Env,
     app_key: String,
@@ -59,6 +58,21 @@ impl ConnectionLease {
     }
 }
 
+impl ConnectionLease {
+    /// The connection ended: gives it back to the guard. Awaited by the connection's task,
+    /// which the runtime keeps alive past the socket's close (`waitUntil`).
+    pub async fn release(self) {
+        let (env, app_key) = (self.env.clone(), self.app_key.clone());
+        drop(self);
+        // A release that is lost is corrected by the next renewal, or by the lapse.
+        if let Err(e) = tell(&env, &app_key, rpc::guard::RELEASE, 0).await {
+            worker::console_warn!("releasing a connection of {app_key}: {e}");
+        }
+    }
+}
+
+/// The local count goes down however the lease ends; the guard hears of it from
+/// [`ConnectionLease::release`], or from the next renewal.
 impl Drop for ConnectionLease {
     fn drop(&mut self) {
         HELD.with(|held| {
@@ -69,11 +83,6 @@ impl Drop for ConnectionLease {
                     held.remove(&self.app_key);
                 }
             }
-        });
-        let (env, app_key) = (self.env.clone(), self.app_key.clone());
-        spawn_local(async move {
-            // A release that is lost is corrected by the next renewal, or by the lapse.
-            let _ = tell(&env, &app_key, rpc::guard::RELEASE, 0).await;
         });
     }
 }

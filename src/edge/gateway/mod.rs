@@ -18,8 +18,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde_json::json;
-use wasm_bindgen_futures::spawn_local;
-use worker::{Env, Headers, Method, Request, Response, Result, WebSocketPair};
+use worker::{Context, Env, Headers, Method, Request, Response, Result, WebSocketPair};
 
 use super::ask::{ask, Ask};
 use super::settings::Settings;
@@ -67,7 +66,13 @@ fn api() -> Rc<Api> {
     API.with(|cell| cell.borrow_mut().get_or_insert_with(|| Rc::new(Api::new())).clone())
 }
 
-pub async fn upgrade(req: Request, env: &Env, settings: Rc<Settings>, request_id: &str) -> Result<Response> {
+pub async fn upgrade(
+    req: Request,
+    env: &Env,
+    ctx: &Context,
+    settings: Rc<Settings>,
+    request_id: &str,
+) -> Result<Response> {
     let url = req.url()?;
     let key = url.query_pairs().find(|(k, _)| k == "key").map(|(_, v)| v.into_owned());
     let client = match resolve_url_key(key.as_deref(), &settings.config) {
@@ -125,7 +130,8 @@ pub async fn upgrade(req: Request, env: &Env, settings: Rc<Settings>, request_id
         "connection.opened",
         json!({"requestId": request_id, "connectionId": conn.id, "appKey": client.app_key, "clientId": client.id}),
     );
-    spawn_local(session_loop::run(conn, protocol_ok));
+    // Kept alive past the socket's close, so that the connection's end (its release) runs.
+    ctx.wait_until(session_loop::run(conn, protocol_ok));
     let resp = Response::from_websocket(pair.client)?;
     if !protocol_ok {
         return Ok(resp);

@@ -64,8 +64,10 @@ pub(super) struct RunningOperation {
 }
 
 impl RunningOperation {
-    pub(super) fn new() -> Self {
-        RunningOperation { stopped: Cell::new(false), internal: RefCell::new(None), relay: RefCell::new(Relay::new()) }
+    /// `resend_window_ms`: frames sent this long ago count as read (see `relay`).
+    pub(super) fn new(resend_window_ms: u64) -> Self {
+        let relay = Relay::with_resend_window(resend_window_ms);
+        RunningOperation { stopped: Cell::new(false), internal: RefCell::new(None), relay: RefCell::new(relay) }
     }
 
     /// Stops forwarding; the object is told where the vendor has read up to, so that a

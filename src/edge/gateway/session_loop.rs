@@ -17,8 +17,14 @@ use crate::stream::connect::check_init;
 use crate::stream::protocol::{close, Close};
 use crate::stream::slow_consumer::SlowConsumerGuard;
 
-/// Serves the vendor's socket until the session is closed, then stops every operation.
+/// Serves the vendor's socket until the session is closed, then ends the connection: its
+/// operations stop and its place in its app key's count is given back.
 pub(super) async fn run(conn: Rc<Connection>, protocol_ok: bool) {
+    serve(&conn, protocol_ok).await;
+    conn.end().await;
+}
+
+async fn serve(conn: &Rc<Connection>, protocol_ok: bool) {
     let ws = conn.ws.clone();
     let Ok(mut events) = ws.events() else { return };
     if ws.accept().is_err() {
@@ -37,12 +43,12 @@ pub(super) async fn run(conn: Rc<Connection>, protocol_ok: bool) {
         select! {
             event = events.next().fuse() => match event {
                 Some(Ok(WebsocketEvent::Message(msg))) => {
-                    if let Some(timers) = on_frame(&conn, msg.text().as_deref()) {
+                    if let Some(timers) = on_frame(conn, msg.text().as_deref()) {
                         expiry_timer = Delay::from(Duration::from_millis(timers.expires_in_ms)).fuse();
                         guard_timer = Delay::from(Duration::from_millis(timers.guard_tick_ms)).fuse();
                     }
                 }
-                Some(Ok(WebsocketEvent::Close(c))) => on_client_close(&conn, c.code()),
+                Some(Ok(WebsocketEvent::Close(c))) => on_client_close(conn, c.code()),
                 Some(Err(_)) | None => {
                     let actions = conn.session.borrow_mut().on_closed();
                     conn.perform(actions);
@@ -53,7 +59,7 @@ pub(super) async fn run(conn: Rc<Connection>, protocol_ok: bool) {
                 conn.perform(actions);
             },
             () = guard_timer => {
-                if let Some(interval) = on_guard_tick(&conn) {
+                if let Some(interval) = on_guard_tick(conn) {
                     guard_timer = Delay::from(Duration::from_millis(interval)).fuse();
                 }
             },
@@ -63,7 +69,6 @@ pub(super) async fn run(conn: Rc<Connection>, protocol_ok: bool) {
             },
         }
     }
-    conn.stop_all();
 }
 
 /// The timers a connection starts once its `connection_init` is accepted.
@@ -100,7 +105,8 @@ fn on_frame(conn: &Rc<Connection>, text: Option<&str>) -> Option<Authenticated> 
 fn on_authenticated(conn: &Connection, expires_at: u64) -> Authenticated {
     conn.audit("connection.authenticated", json!({"appKey": conn.url_app_key, "tokenExpiresAt": expires_at}));
     let limits = &conn.settings.config.limits;
-    let guard = SlowConsumerGuard::new(limits.slow_consumer_seconds, limits.slow_consumer_bytes);
+    let guard = SlowConsumerGuard::new(limits.slow_consumer_seconds, limits.slow_consumer_bytes)
+        .with_resend_window(limits.resend_window_seconds * 1000);
     let guard_tick_ms = guard.tick_interval_ms();
     *conn.slow_guard.borrow_mut() = Some(guard);
     Authenticated { expires_in_ms: (expires_at * 1000).saturating_sub(now_ms()), guard_tick_ms }
