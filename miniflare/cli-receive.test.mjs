@@ -52,3 +52,39 @@ test("receive verifies, deduplicates and prints what the service pushes, through
     await w?.dispose();
   }
 });
+
+// Two chains' publishers may use the same uniqueEventId: the receiver keeps both events.
+test("receive deduplicates by chain and id, not by id alone", async () => {
+  const { Webhook } = await import("standardwebhooks");
+  const secret = newWebhookSecret();
+  const receiver = spawn(process.execPath, [path.join(root, "bin/pms-events.mjs"), "receive", "--port", "0"], {
+    env: { ...process.env, PMS_WEBHOOK_SECRET: secret },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  receiver.stdout.on("data", (c) => (stdout += c));
+  receiver.stderr.on("data", (c) => (stderr += c));
+  try {
+    const port = Number((await until(() => /listening on http:\/\/127\.0\.0\.1:(\d+)\/hook/.exec(stderr), 10000, "the receiver"))[1]);
+    const signer = new Webhook(secret);
+    const post = (id, body) => new Promise((resolve, reject) => {
+      const text = JSON.stringify(body);
+      const when = new Date();
+      const headers = { "content-type": "application/json", "webhook-id": id, "webhook-timestamp": String(Math.floor(when / 1000)), "webhook-signature": signer.sign(id, when, text) };
+      const req = http.request(`http://127.0.0.1:${port}/hook`, { method: "POST", headers }, (res) => { res.resume(); res.on("end", () => resolve(res.statusCode)); });
+      req.on("error", reject);
+      req.end(text);
+    });
+    const same = (chain, offset) => ({ ...event(chain === "TTE" ? "TTE01" : "HTB01"), metadata: { offset: String(offset), uniqueEventId: "pms-42" } });
+    assert.equal(await post("msg_TTE_a", { chainCode: "TTE", events: [same("TTE", 1)] }), 204);
+    assert.equal(await post("msg_HTBTTE_a", { chainCode: "HTBTTE", events: [same("HTBTTE", 1)] }), 204);
+    assert.equal(await post("msg_TTE_a", { chainCode: "TTE", events: [same("TTE", 1)] }), 204, "a retry");
+    const lines = () => stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    await until(() => lines().length >= 2, 5000, "both chains' events");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(lines().map((e) => e.hotelId), ["TTE01", "HTB01"], "one each: the retry printed nothing");
+  } finally {
+    receiver.kill("SIGTERM");
+  }
+});

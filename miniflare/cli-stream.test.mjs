@@ -187,3 +187,37 @@ test("simulate publishes a hotel day for 10 s and every event it sent is stored 
     await w.dispose();
   }
 });
+
+test("tail --highest that reconnects before it wrote anything prints what was published while it was away", { timeout: 120_000 }, async () => {
+  const persist = tempDir("pms-tail-highest-");
+  const port = await freePort();
+  const options = { persist, signingKeys: newSigningKeys(), miniflare: { port } };
+  let w = await startWorker(options);
+  try {
+    const tail = cli(["tail", "--url", w.base, "--chain", "TTE", "--highest", "--fields", "metadata { offset }"]);
+    await sleep(1_500); // connected, on an empty chain: nothing to write yet
+    await w.dispose();
+    await sleep(2_000); // its reconnects fail meanwhile, backing off
+    w = await startWorker(options);
+    await publishEvents(w.base, 3);
+    await until(() => tail.lines.length >= 3, 60_000, `3 lines (${tail.stderr})`);
+    tail.child.kill("SIGTERM");
+    await tail.exited;
+    assert.deepEqual(offsetsOf(tail), [1, 2, 3], "from where its first session started, not from the newest");
+  } finally {
+    await w.dispose();
+  }
+});
+
+test("tail refuses a resume file that is empty or not one, naming it", async () => {
+  const dir = tempDir("pms-tail-bad-");
+  for (const [name, text] of [["empty.json", ""], ["cut.json", '{"chainCode":"TTE","lastOff'], ["other.json", "[1,2]"]]) {
+    const file = path.join(dir, name);
+    (await import("node:fs")).writeFileSync(file, text);
+    const run = cli(["tail", "--url", "http://127.0.0.1:9", "--chain", "TTE", "--resume", file]);
+    const { code } = await run.exited;
+    assert.equal(code, 2, `${name}: ${run.stderr}`);
+    assert.ok(run.stderr.includes(file) && /not a resume file/.test(run.stderr), run.stderr);
+    assert.ok(!/SyntaxError|at .*\.mjs/.test(run.stderr), `a message, not a stack: ${run.stderr}`);
+  }
+});

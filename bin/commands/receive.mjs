@@ -1,7 +1,8 @@
-// `pms-events receive`: the reference webhook receiver (CONTRACT §10). It verifies every
-// request with the official Standard Webhooks library, writes each event once as a JSON line
-// (deduplicated by uniqueEventId, since deliveries are at least once) and answers 204, so a
-// vendor can watch pushed events locally or start its own receiver from this one.
+// `pms-events receive`: the reference webhook receiver. It verifies every request with the
+// official Standard Webhooks library, writes each event once as a JSON line (deduplicated by
+// chain and uniqueEventId, since deliveries are at least once, and two chains' publishers
+// may use the same ids) and answers 204, so a vendor can watch pushed events locally or
+// start its own receiver from this one.
 import http from "node:http";
 import { Webhook } from "standardwebhooks";
 import { parseFlags, UsageError } from "../lib/service.mjs";
@@ -58,7 +59,7 @@ export async function run(argv) {
       }
       let fresh = 0;
       for (const event of batch.events) {
-        const id = event.metadata?.uniqueEventId;
+        const id = `${batch.chainCode}\u0000${event.metadata?.uniqueEventId}`;
         if (seen.has(id)) continue;
         seen.add(id);
         if (seen.size > REMEMBERED_IDS) seen.delete(seen.values().next().value);

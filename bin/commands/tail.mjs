@@ -1,7 +1,7 @@
 // `pms-events tail`: the reference vendor client. Streams a chain's events as JSON lines,
 // saves the last offset it wrote, and after any close reconnects with backoff and resumes at
 // the next offset, so its output has no gap and no repeat across restarts of either side.
-import { writeFileSync, readFileSync, renameSync, existsSync } from "node:fs";
+import { openSync, writeSync, fsyncSync, closeSync, readFileSync, renameSync, existsSync } from "node:fs";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 import { parseFlags, credentials, Tokens, DEMO_CLIENTS, LOCAL_URL, Fatal, UsageError, backoff, sleep, callJson } from "../lib/service.mjs";
@@ -50,16 +50,19 @@ export async function run(argv) {
   const creds = credentials(flags, DEMO_CLIENTS.vendor);
   const tokens = new Tokens(flags.url, creds, "urn:pms:events");
 
-  let lastOffset;
-  if (flags.resume && existsSync(flags.resume)) {
-    const saved = JSON.parse(readFileSync(flags.resume, "utf8"));
-    if (saved.chainCode !== flags.chain) throw new UsageError(`${flags.resume} holds the position of chain ${saved.chainCode}, not ${flags.chain}`);
-    lastOffset = saved.lastOffset;
-  }
+  let lastOffset = flags.resume && existsSync(flags.resume) ? readPosition(flags.resume, flags.chain) : undefined;
   const save = () => {
     if (!flags.resume || lastOffset === undefined) return;
+    // Written to the side, flushed to disk, then renamed over: a power cut leaves the old
+    // position or the new one, never a torn file.
     const tmp = `${flags.resume}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ chainCode: flags.chain, lastOffset, savedAt: new Date().toISOString() }) + "\n");
+    const fd = openSync(tmp, "w");
+    try {
+      writeSync(fd, JSON.stringify({ chainCode: flags.chain, lastOffset, savedAt: new Date().toISOString() }) + "\n");
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, flags.resume);
   };
   let saveQueued = false;
@@ -95,9 +98,13 @@ export async function run(argv) {
   };
   let freshToken = false;
   let outcome;
+  // Where the first session starts, resolved once: every reconnect before the first event
+  // is written starts there again (repeating `offsetType: "highest"` would skip what was
+  // published while it was away).
+  const firstStart = lastOffset !== undefined ? undefined : await resolveStart(flags, tokens, progress);
   try {
     for (;;) {
-      const start = lastOffset !== undefined ? { offset: increment(lastOffset) } : startOf(flags);
+      const start = nextStart(lastOffset, firstStart);
       // A token endpoint that fails for a while (not a refused login) is one more retry.
       const session = tokens.get({ fresh: freshToken }).then(
         (token) => stream(flags, creds, token, start, write),
@@ -132,10 +139,48 @@ export async function run(argv) {
   return 0;
 }
 
-function startOf(flags) {
-  if (flags.highest) return { offsetType: "highest" };
+/** The start of a session: after the last event written, else where the first one started. */
+export function nextStart(lastOffset, firstStart) {
+  return lastOffset !== undefined ? { offset: increment(lastOffset) } : firstStart;
+}
+
+/**
+ * Where the first session starts: `--from`, the service's cursor (no flag), or for
+ * `--highest` the newest event's offset, read from the chain's head once (the pull API), so
+ * that it stays the same offset whenever the session is opened again. Should the head not
+ * be readable, the service resolves `highest` itself.
+ */
+async function resolveStart(flags, tokens, progress) {
   if (flags.from !== undefined) return { offset: flags.from };
-  return {};
+  if (!flags.highest) return {};
+  try {
+    const token = await tokens.get();
+    const res = await callJson(flags.url, token, "GET", `/events/v1/chains/${encodeURIComponent(flags.chain)}/events?limit=1`);
+    if (res.status === 200 && /^[0-9]+$/.test(res.body.head)) {
+      const head = BigInt(res.body.head);
+      return { offset: (head > 0n ? head : 1n).toString() };
+    }
+    progress.note(`the chain's head could not be read (${res.status}); the service picks the newest event`);
+  } catch (e) {
+    if (e instanceof Fatal) throw e;
+    progress.note(`the chain's head could not be read (${e.message}); the service picks the newest event`);
+  }
+  return { offsetType: "highest" };
+}
+
+/** The position a resume file holds; a file that is empty or not one is refused by name. */
+export function readPosition(file, chain) {
+  let saved;
+  try {
+    saved = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new UsageError(`${file} is not a resume file (${e instanceof SyntaxError ? "not JSON: empty or cut short?" : e.message}); remove it, or pass --from`);
+  }
+  if (saved === null || typeof saved !== "object" || !/^[0-9]+$/.test(String(saved.lastOffset))) {
+    throw new UsageError(`${file} is not a resume file (no lastOffset); remove it, or pass --from`);
+  }
+  if (saved.chainCode !== chain) throw new UsageError(`${file} holds the position of chain ${saved.chainCode}, not ${chain}`);
+  return String(saved.lastOffset);
 }
 
 /** One connection: resolves with how it ended ({closed}, {errors} or {complete}). */
