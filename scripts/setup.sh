@@ -51,6 +51,16 @@ if [ "$(cat node_modules/.lock-sum 2>/dev/null)" != "$LOCK_SUM" ]; then
   echo "$LOCK_SUM" > node_modules/.lock-sum
 fi
 
+# schemathesis (PyPI) in a virtual environment of its own, for the OpenAPI fuzzing in the test
+# command.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(.tools/schemathesis/bin/schemathesis --version 2>/dev/null | awk '{print $3}')" != "$SCHEMATHESIS_VERSION" ]; then
+  step "pip: schemathesis $SCHEMATHESIS_VERSION (into .tools/schemathesis)"
+  rm -rf .tools/schemathesis
+  python3 -m venv .tools/schemathesis
+  .tools/schemathesis/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 # Local secrets: the demo configuration and a fresh signing key, never committed.
 if [ ! -f .dev.vars ]; then
   step "generating .dev.vars (demo configuration, new local signing key)"

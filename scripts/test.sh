@@ -28,6 +28,8 @@ E2E_SPEC_COVERAGE="$(dirname "$E2E_LOG_FILE")/spec-coverage.txt"
 export E2E_LOG_FILE E2E_SPEC_COVERAGE
 npm run --silent test:e2e
 node miniflare/spec-coverage.mjs "$E2E_SPEC_COVERAGE"
+step "schemathesis against the served OpenAPI document, as each role (45 s each)"
+node miniflare/schemathesis.mjs 45
 step "log hygiene over the whole end-to-end run"
 node --test miniflare/log-hygiene.check.mjs
 step "deploy dry run (staging and production environments)"

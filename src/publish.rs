@@ -448,8 +448,8 @@ fn check_required(name: &str, text: &str, fault: &mut impl FnMut(&str, String)) 
 fn check_optional(name: &str, text: &str, fault: &mut impl FnMut(&str, String)) {
     if text.is_empty() {
         fault(name, format!("{name} must not be empty"));
-    } else if text.len() > MAX_ID_LEN {
-        fault(name, format!("{name} must be at most {MAX_ID_LEN} bytes (UTF-8)"));
+    } else if text.chars().count() > MAX_ID_LEN {
+        fault(name, format!("{name} must be at most {MAX_ID_LEN} characters"));
     }
 }
 

@@ -117,3 +117,38 @@ fn the_demo_configuration_has_no_webhooks_and_a_publish_posts_nothing() {
     object.core.append(&events(0, 3, 0), &config, 1, &mut fx).unwrap();
     assert!(fx.posts.is_empty());
 }
+
+/// A publish lets each webhook make one filter-only scan (its answer waits for no long
+/// scan); the rest of the scan goes on in turns of its own.
+#[test]
+fn a_publish_allows_one_filter_only_scan_per_webhook() {
+    let mut doc = demo_json();
+    let hook = json!({"id": "wh-out", "chain": "TTE", "url": "https://r.example/hook", "secret": SECRET, "eventNames": ["CHECKOUT"]});
+    doc["clients"].as_array_mut().unwrap().iter_mut().find(|c| c["id"] == "client-app-001").unwrap()["webhooks"] = json!([hook]);
+    let config = ServiceConfig::parse(&doc.to_string()).unwrap();
+    let mut object = Object::start(config.clone(), 0);
+    let mut fx = Effects::default();
+    object.core.append(&events(0, 5_000, 0), &config, 1_000, &mut fx).unwrap();
+    assert!(fx.posts.is_empty(), "no checkout to post");
+    assert!(fx.webhooks_again, "the scan goes on in a turn of its own");
+    let one_scan = (pms_events::webhook::delivery::PLAN_BUDGET.pages * pms_events::log::read::PAGE) as u64;
+    let status = object.core.webhooks(&config, 1_000).unwrap();
+    assert_eq!(status.webhooks[0].cursor, one_scan.to_string(), "one scan's worth skipped, not two");
+    // The turns that follow finish the scan, a scan each.
+    let mut turns = 0;
+    loop {
+        let mut fx = Effects::default();
+        object.core.wake_webhooks(&config, 1_001, &mut fx);
+        turns += 1;
+        if !fx.webhooks_again {
+            break;
+        }
+    }
+    let status = object.core.webhooks(&config, 1_001).unwrap();
+    assert_eq!(status.webhooks[0].cursor, "5000");
+    assert!(turns <= 5_000 / one_scan as usize / super_skips() + 2, "{turns} turns");
+}
+
+fn super_skips() -> usize {
+    pms_events::chain::webhooks::SKIPS_PER_WAKE
+}
