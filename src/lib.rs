@@ -31,7 +31,6 @@ pub mod chain;
 pub mod config;
 pub mod docs;
 pub mod graphql;
-pub mod json;
 pub mod log;
 pub mod pages;
 pub mod publish;
@@ -40,6 +39,7 @@ pub mod routes;
 pub mod rpc;
 pub mod specs;
 pub mod stream;
+pub mod text;
 pub mod webhook;
 
 #[cfg(target_arch = "wasm32")]

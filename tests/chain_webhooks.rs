@@ -124,7 +124,8 @@ fn the_demo_configuration_has_no_webhooks_and_a_publish_posts_nothing() {
 fn a_publish_allows_one_filter_only_scan_per_webhook() {
     let mut doc = demo_json();
     let hook = json!({"id": "wh-out", "chain": "TTE", "url": "https://r.example/hook", "secret": SECRET, "eventNames": ["CHECKOUT"]});
-    doc["clients"].as_array_mut().unwrap().iter_mut().find(|c| c["id"] == "client-app-001").unwrap()["webhooks"] = json!([hook]);
+    doc["clients"].as_array_mut().unwrap().iter_mut().find(|c| c["id"] == "client-app-001").unwrap()["webhooks"] =
+        json!([hook]);
     let config = ServiceConfig::parse(&doc.to_string()).unwrap();
     let mut object = Object::start(config.clone(), 0);
     let mut fx = Effects::default();

@@ -323,20 +323,5 @@ pub fn random_id() -> String {
     if getrandom::getrandom(&mut bytes).is_err() {
         return String::new();
     }
-    hex(&bytes)
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        push_hex(&mut out, b);
-    }
-    out
-}
-
-/// Appends `byte` as two lowercase hex digits.
-pub(crate) fn push_hex(out: &mut String, byte: u8) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-    out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    crate::text::hex(&bytes)
 }

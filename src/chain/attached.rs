@@ -14,9 +14,11 @@
 
 use std::rc::Rc;
 
+use super::host::{ChainError, ChainTables, Effects, GatewaySockets};
 use crate::graphql::ProjectionPlan;
 use crate::log::Offset;
 use crate::stream::keyed::{Keyed, KeyedList};
+use crate::stream::protocol::close;
 use crate::stream::pump::Cursor;
 use crate::stream::spec::{cursor_key, SharingKeys, SubscriptionSpec};
 
@@ -124,3 +126,59 @@ impl<S> Keyed for Attached<S> {
 
 /// The attached subscriptions, in fan-out order, found by key in constant time.
 pub type AttachedList<S> = KeyedList<Attached<S>>;
+
+/// Why an internal socket is closed when its subscription's state cannot be read.
+pub const STATE_LOST: &str = "subscription state lost; resubscribe";
+
+/// The attached subscriptions, rebuilt from the runtime's sockets if this instance has not
+/// yet (it started, or woke from hibernation). A socket whose state cannot be read is
+/// closed, so that its gateway reattaches.
+pub(super) fn attached_list<'a, K: GatewaySockets>(
+    attached: &'a mut Option<AttachedList<K::Socket>>,
+    tables: &impl ChainTables,
+    sockets: &K,
+    now_ms: u64,
+    fx: &mut Effects,
+) -> &'a mut AttachedList<K::Socket> {
+    attached.get_or_insert_with(|| {
+        let mut list = AttachedList::default();
+        for socket in sockets.all() {
+            match read_attached(tables, sockets, &socket, now_ms) {
+                Ok(Some(sub)) => list.insert(sub),
+                Ok(None) => {}
+                Err(e) => {
+                    fx.error(format!("chain log attached socket: {e}"));
+                    sockets.close(&socket, close::INTERNAL_ERROR, STATE_LOST);
+                }
+            }
+        }
+        list
+    })
+}
+
+/// A socket's [`SocketState`], kept as its attachment (`None`: it has none). One that does
+/// not decode is lost state: an error, which closes the socket so the gateway reattaches.
+pub(super) fn socket_state<K: GatewaySockets>(
+    sockets: &K,
+    socket: &K::Socket,
+) -> Result<Option<SocketState>, ChainError> {
+    let Some(text) = sockets.attachment(socket)? else { return Ok(None) };
+    SocketState::decode(&text)
+        .map(Some)
+        .ok_or_else(|| ChainError("a subscription socket's attachment does not decode".into()))
+}
+
+/// A socket's subscription as its attachment and the registry table hold it.
+fn read_attached<K: GatewaySockets>(
+    tables: &impl ChainTables,
+    sockets: &K,
+    socket: &K::Socket,
+    now_ms: u64,
+) -> Result<Option<Attached<K::Socket>>, ChainError> {
+    let Some(state) = socket_state(sockets, socket)? else { return Ok(None) };
+    let json = tables
+        .subscription(&state.key)?
+        .ok_or_else(|| ChainError(format!("subscription {} is not registered", state.key)))?;
+    let spec: Spec = serde_json::from_str(&json).map_err(|e| ChainError(e.to_string()))?;
+    Ok(Some(Attached::new(socket.clone(), state.key.into(), state.cursor, LoadedSpec::of(spec), now_ms)))
+}

@@ -24,6 +24,7 @@ pub mod alarm;
 pub mod attached;
 pub mod host;
 pub mod memory;
+mod serve;
 pub mod streaming;
 pub mod webhooks;
 

@@ -5,90 +5,28 @@
 //! performs them over the attached sockets kept in memory, and keeps the registry of specs
 //! and the saved-cursor moves waiting for their write (`stream::cursors`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 
-use super::attached::{Attached, AttachedList, Delivered, LoadedSpec, SocketState, Spec};
+use super::attached::{
+    attached_list, socket_state, Attached, AttachedList, Delivered, LoadedSpec, SocketState, Spec, STATE_LOST,
+};
 use super::host::{ChainError, ChainTables, Effects, GatewaySockets};
-use crate::log::TurnBudget;
-use crate::log::{Gap, LogStore, Offset, OffsetLog, Page, ValidEvent};
+use super::serve::{serve, ServeOutcome, ServeTurn};
+use crate::log::{Gap, LogStore, Offset, OffsetLog, ValidEvent};
 use crate::rpc::Refusal;
 use crate::stream::cursors::{PendingCursors, CURSOR_FLUSH_MS};
 use crate::stream::protocol::close;
-use crate::stream::pump::{pump, Cursor, EventCache, Pumped, RecentEvents};
+use crate::stream::pump::{Cursor, RecentEvents};
 use crate::stream::schedule::{FanOutSchedule, FanOutStart};
-use crate::stream::spec::{resolve_start, BatchEncoding};
-use crate::stream::wire::{DeliveryMessage, WINDOW};
-
-/// Why an internal socket is closed when its subscription's state cannot be read.
-pub const STATE_LOST: &str = "subscription state lost; resubscribe";
-
-/// How serving a subscription ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ServeOutcome {
-    /// It has what its window and the head allow.
-    Waiting,
-    /// The turn's budget ran out before it had: it needs another turn.
-    CutShort,
-    /// A frame over the limit ended it.
-    Failed,
-}
+use crate::stream::spec::resolve_start;
+use crate::stream::wire::DeliveryMessage;
 
 /// A subscription accepted for attaching: where it starts, and the gap to report.
 pub struct Admitted {
     pub loaded: LoadedSpec,
     pub start: Offset,
     pub gap: Option<Gap>,
-}
-
-/// A pump shared in a turn, and the form its messages are sent in.
-type SharedMessagesKey = (*const Pumped, BatchEncoding);
-
-/// One turn's serving of subscriptions: the pages, projections and pumps they share, the
-/// storage budget, and each shared message as the runtime's value, made once and sent to
-/// every socket it is for.
-struct ServeTurn<M> {
-    cache: EventCache,
-    budget: TurnBudget,
-    /// By the pump's address and the encoding; the `Rc` held here keeps that address unique
-    /// in the turn.
-    messages: HashMap<SharedMessagesKey, (Rc<Pumped>, Vec<M>)>,
-}
-
-impl<M> ServeTurn<M> {
-    /// `recent`: the events the object stored since its last fan-out, up to the head.
-    fn new(recent: Option<Rc<Page>>) -> Self {
-        ServeTurn { cache: EventCache::starting_with(recent), budget: TurnBudget::PER_TURN, messages: HashMap::new() }
-    }
-
-    /// Sends what `pump` gave a subscription from offset `from`. A pump the turn shares is
-    /// made into the runtime's messages once; one it does not share (it is over the turn's
-    /// `SHARED_PUMP_BYTES`) is sent and let go, so a turn never holds more.
-    fn send<K: GatewaySockets<Message = M>>(
-        &mut self,
-        sockets: &K,
-        sub: &Attached<K::Socket>,
-        from: Offset,
-        pumped: &Rc<Pumped>,
-    ) -> Result<(), ChainError> {
-        if pumped.messages.is_empty() {
-            return Ok(());
-        }
-        let encoding = sub.loaded.spec.batches;
-        if !self.cache.shares(&sub.loaded.keys, from, pumped) {
-            for message in &pumped.messages {
-                sockets.send_text(&sub.socket, message, encoding)?;
-            }
-            return Ok(());
-        }
-        let (_, messages) = self.messages.entry((Rc::as_ptr(pumped), encoding)).or_insert_with(|| {
-            (pumped.clone(), pumped.messages.iter().map(|m| sockets.message(m, encoding)).collect())
-        });
-        for message in messages.iter() {
-            sockets.send(&sub.socket, message)?;
-        }
-        Ok(())
-    }
 }
 
 /// The streaming state of a chain object.
@@ -429,84 +367,4 @@ impl<S: Clone> Streaming<S> {
     pub fn pending_cursor(&self, key: &str) -> Option<(Offset, u64)> {
         self.cursors.newest(key, None)
     }
-}
-
-/// The attached subscriptions, rebuilt from the runtime's sockets if this instance has not
-/// yet (it started, or woke from hibernation). A socket whose state cannot be read is
-/// closed, so that its gateway reattaches.
-fn attached_list<'a, K: GatewaySockets>(
-    attached: &'a mut Option<AttachedList<K::Socket>>,
-    tables: &impl ChainTables,
-    sockets: &K,
-    now_ms: u64,
-    fx: &mut Effects,
-) -> &'a mut AttachedList<K::Socket> {
-    attached.get_or_insert_with(|| {
-        let mut list = AttachedList::default();
-        for socket in sockets.all() {
-            match read_attached(tables, sockets, &socket, now_ms) {
-                Ok(Some(sub)) => list.insert(sub),
-                Ok(None) => {}
-                Err(e) => {
-                    fx.error(format!("chain log attached socket: {e}"));
-                    sockets.close(&socket, close::INTERNAL_ERROR, STATE_LOST);
-                }
-            }
-        }
-        list
-    })
-}
-
-/// A socket's [`SocketState`], kept as its attachment (`None`: it has none). One that does
-/// not decode is lost state: an error, which closes the socket so the gateway reattaches.
-fn socket_state<K: GatewaySockets>(sockets: &K, socket: &K::Socket) -> Result<Option<SocketState>, ChainError> {
-    let Some(text) = sockets.attachment(socket)? else { return Ok(None) };
-    SocketState::decode(&text)
-        .map(Some)
-        .ok_or_else(|| ChainError("a subscription socket's attachment does not decode".into()))
-}
-
-/// A socket's subscription as its attachment and the registry table hold it.
-fn read_attached<K: GatewaySockets>(
-    tables: &impl ChainTables,
-    sockets: &K,
-    socket: &K::Socket,
-    now_ms: u64,
-) -> Result<Option<Attached<K::Socket>>, ChainError> {
-    let Some(state) = socket_state(sockets, socket)? else { return Ok(None) };
-    let json = tables
-        .subscription(&state.key)?
-        .ok_or_else(|| ChainError(format!("subscription {} is not registered", state.key)))?;
-    let spec: Spec = serde_json::from_str(&json).map_err(|e| ChainError(e.to_string()))?;
-    Ok(Some(Attached::new(socket.clone(), state.key.into(), state.cursor, LoadedSpec::of(spec), now_ms)))
-}
-
-/// Sends a subscription what its window and the turn's budget allow, from storage at its
-/// cursor, after `acked` window units were acknowledged. Its cursor moves in memory only
-/// (see `attached`). Returns how it ended and the frames sent.
-fn serve<L: LogStore, K: GatewaySockets>(
-    log: &OffsetLog<L>,
-    sockets: &K,
-    sub: &mut Attached<K::Socket>,
-    head: Offset,
-    turn: &mut ServeTurn<K::Message>,
-    acked: u32,
-) -> Result<(ServeOutcome, u32), ChainError> {
-    if !sub.cursor.acknowledge(acked, head) {
-        return Ok((ServeOutcome::Waiting, 0));
-    }
-    let LoadedSpec { spec, keys, .. } = &sub.loaded;
-    let from = sub.cursor.next;
-    let pumped = pump(log, spec, keys, &mut sub.cursor, head, WINDOW, &mut turn.cache, &mut turn.budget)?;
-    turn.send(sockets, sub, from, &pumped)?;
-    sub.delivered.frames += u64::from(pumped.frames);
-    sub.delivered.bytes += pumped.messages.iter().map(|m| m.len() as u64).sum::<u64>();
-    let outcome = if pumped.failed {
-        ServeOutcome::Failed
-    } else if pumped.cut_short {
-        ServeOutcome::CutShort
-    } else {
-        ServeOutcome::Waiting
-    };
-    Ok((outcome, pumped.frames))
 }

@@ -210,12 +210,12 @@ fn write_object(fields: &[PlanField], source: &Value, delta: bool, out: &mut Str
         if i > 0 {
             out.push(',');
         }
-        crate::json::write_str(out, field.key());
+        crate::text::write_json_str(out, field.key());
         out.push(':');
         match field {
-            PlanField::Typename(k) => crate::json::write_str(out, &k.src),
+            PlanField::Typename(k) => crate::text::write_json_str(out, &k.src),
             PlanField::Str(k) => match coerce_string(src.get(&k.src)) {
-                Some(s) => crate::json::write_str(out, &s),
+                Some(s) => crate::text::write_json_str(out, &s),
                 None => out.push_str("null"),
             },
             PlanField::Int(k) => match coerce_int(src.get(&k.src)) {

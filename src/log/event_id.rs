@@ -99,7 +99,7 @@ pub fn uuid_v7(now_ms: u64, random: &[u8; 10]) -> String {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        crate::auth::token::push_hex(&mut out, b);
+        crate::text::push_hex(&mut out, b);
     }
     out
 }

@@ -34,7 +34,7 @@ pub fn resolve_url_key<'c>(key: Option<&str>, config: &'c ServiceConfig) -> Resu
 }
 
 pub fn hex_sha256(s: &str) -> String {
-    crate::auth::token::hex(&Sha256::digest(s.as_bytes()))
+    crate::text::hex(&Sha256::digest(s.as_bytes()))
 }
 
 /// Checks `connection_init.payload`: a valid, unexpired token (else 4401) that holds

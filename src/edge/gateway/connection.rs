@@ -11,7 +11,8 @@ use wasm_bindgen_futures::spawn_local;
 use worker::{Env, WebSocket};
 
 use super::lease::ConnectionLease;
-use super::operation::{start_operation, OperationHost, Reading, RunningOperation};
+use super::operation::start_operation;
+use super::running::{OperationHost, Reading, RunningOperation};
 use crate::auth::token::VerifiedToken;
 use crate::config::ServiceConfig;
 use crate::edge::settings::Settings;

@@ -8,13 +8,14 @@
 //! No `unwrap` here: a panic would reset the wasm instance and silently break every other
 //! connection in the isolate. Every failure becomes a close code or an `error` message.
 
+mod api;
 mod attach;
 mod connection;
 mod lease;
 mod operation;
+mod running;
 mod session_loop;
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde_json::json;
@@ -23,7 +24,6 @@ use worker::{Context, Env, Headers, Method, Request, Response, Result, WebSocket
 use super::ask::{ask, Ask};
 use super::settings::Settings;
 use super::{audit, guard_stub, reply};
-use crate::graphql::Api;
 use crate::rpc;
 use crate::rpc::guard::{UpgradeRefusal, UpgradeRequest, UpgradeVerdict};
 use crate::stream::connect::resolve_url_key;
@@ -35,10 +35,6 @@ use lease::{guard_name, isolate_id, ConnectionLease};
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// The `Retry-After` of an upgrade refused because the app key holds its most connections.
 const CONNECTIONS_RETRY_AFTER_SECONDS: u64 = 10;
-
-thread_local! {
-    static API: RefCell<Option<Rc<Api>>> = const { RefCell::new(None) };
-}
 
 fn too_many(request_id: &str, app_key: &str, retry_after: u64, why: String) -> Result<Response> {
     audit("connection.refused", json!({"requestId": request_id, "appKey": app_key, "status": 429, "reason": why}));
@@ -58,12 +54,6 @@ async fn admit_upgrade(env: &Env, app_key: &str, settings: &Settings) -> Result<
         max_open: limits.max_connections_per_app_key as u64,
     })?;
     ask(&stub, rpc::GUARD_ORIGIN, Method::Post, rpc::guard::UPGRADE, None, body).await?.decode()
-}
-
-/// The GraphQL schema of this isolate, built on first use (never at module start: the
-/// runtime refuses randomness, which the schema's hasher needs, at global scope).
-fn api() -> Rc<Api> {
-    API.with(|cell| cell.borrow_mut().get_or_insert_with(|| Rc::new(Api::new())).clone())
 }
 
 pub async fn upgrade(

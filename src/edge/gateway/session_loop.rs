@@ -11,7 +11,7 @@ use serde_json::json;
 use worker::{Delay, WebsocketEvent};
 
 use super::connection::Connection;
-use super::operation::OperationHost;
+use super::running::OperationHost;
 use crate::edge::now_ms;
 use crate::stream::connect::check_init;
 use crate::stream::protocol::{close, Close};

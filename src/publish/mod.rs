@@ -1,8 +1,6 @@
 //! Publish batches (docs/protocol.md, Publishing): the whole batch is checked before anything is stored, and
 //! every bad event is reported with its index, so a publisher fixes a batch in one round.
 
-use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::marker::PhantomData;
 
 use serde::de::{Deserializer as _, IgnoredAny, SeqAccess, Visitor};
@@ -12,6 +10,12 @@ use serde_json::Value;
 
 use crate::config::{Chain, Limits};
 pub use crate::log::ValidEvent;
+pub use rules::MAX_ID_LEN;
+use rules::{check_element_name, check_hotel, check_optional, check_required, check_timestamp, describe_misfit};
+use shape::{stored_body, EventShape};
+
+mod rules;
+mod shape;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventError {
@@ -70,140 +74,6 @@ fn count_events(errors: &[EventError]) -> usize {
     let mut indexes: Vec<usize> = errors.iter().map(|e| e.index).collect();
     indexes.dedup();
     indexes.len()
-}
-
-pub const MAX_ID_LEN: usize = 128;
-const REQUIRED: [&str; 5] = ["moduleName", "eventName", "primaryKey", "timestamp", "hotelId"];
-const OPTIONAL: [&str; 3] = ["publisherId", "actionInstanceId", "uniqueEventId"];
-const DETAIL_STRINGS: [&str; 7] =
-    ["elementName", "elementType", "elementRole", "newValue", "oldValue", "scopeFrom", "scopeTo"];
-
-/// A well-formed event, borrowed from the request body. Most batches are valid, and this
-/// checks their shape and re-serializes them without building a JSON tree per event (the
-/// tree cost ~0.5 ms of a 100-event publish). An event that does not fit is judged again
-/// as a JSON value, field by field, only to say precisely what is wrong with it.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct EventShape<'a> {
-    #[serde(borrow)]
-    module_name: Cow<'a, str>,
-    #[serde(borrow)]
-    event_name: Cow<'a, str>,
-    #[serde(borrow)]
-    primary_key: Cow<'a, str>,
-    #[serde(borrow)]
-    timestamp: Cow<'a, str>,
-    #[serde(borrow)]
-    hotel_id: Cow<'a, str>,
-    #[serde(borrow)]
-    detail: Vec<DetailShape<'a>>,
-    #[serde(borrow, default)]
-    publisher_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    action_instance_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    unique_event_id: Option<Cow<'a, str>>,
-}
-
-/// An `EventDetail` entry; absent and `null` fields are both left out of the stored body
-/// (delivery projects a missing field as `null`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct DetailShape<'a> {
-    #[serde(borrow, default)]
-    element_name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    element_role: Option<Cow<'a, str>>,
-    #[serde(default)]
-    element_sequence: Option<i32>,
-    #[serde(borrow, default)]
-    element_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    new_value: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    old_value: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    scope_from: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    scope_to: Option<Cow<'a, str>>,
-}
-
-/// The stored body: the event as vendors receive it, its id moved into `metadata`, absent
-/// and `null` fields left out, keys in alphabetical order: what `serde_json` writes for it,
-/// byte for byte, written by hand because this runs for every event published (serde's
-/// map and escaping machinery took a third of an event's validation under the profiler).
-fn stored_body(shape: &EventShape<'_>, unique_event_id: &str) -> String {
-    let mut out = String::with_capacity(256);
-    out.push('{');
-    if let Some(id) = &shape.action_instance_id {
-        push_field(&mut out, "actionInstanceId", id);
-        out.push(',');
-    }
-    out.push_str("\"detail\":[");
-    for (i, entry) in shape.detail.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_detail(&mut out, entry);
-    }
-    out.push_str("],");
-    push_field(&mut out, "eventName", &shape.event_name);
-    out.push(',');
-    push_field(&mut out, "hotelId", &shape.hotel_id);
-    out.push_str(",\"metadata\":{\"uniqueEventId\":");
-    crate::json::write_str(&mut out, unique_event_id);
-    out.push_str("},");
-    push_field(&mut out, "moduleName", &shape.module_name);
-    out.push(',');
-    push_field(&mut out, "primaryKey", &shape.primary_key);
-    if let Some(id) = &shape.publisher_id {
-        out.push(',');
-        push_field(&mut out, "publisherId", id);
-    }
-    out.push(',');
-    push_field(&mut out, "timestamp", &shape.timestamp);
-    out.push('}');
-    out
-}
-
-fn push_detail(out: &mut String, entry: &DetailShape<'_>) {
-    out.push('{');
-    push_optional(out, "elementName", entry.element_name.as_deref());
-    push_optional(out, "elementRole", entry.element_role.as_deref());
-    if let Some(n) = entry.element_sequence {
-        separate(out);
-        // Writing to a String cannot fail.
-        let _ = write!(out, "\"elementSequence\":{n}");
-    }
-    push_optional(out, "elementType", entry.element_type.as_deref());
-    push_optional(out, "newValue", entry.new_value.as_deref());
-    push_optional(out, "oldValue", entry.old_value.as_deref());
-    push_optional(out, "scopeFrom", entry.scope_from.as_deref());
-    push_optional(out, "scopeTo", entry.scope_to.as_deref());
-    out.push('}');
-}
-
-/// A field of an object being written, if it has a value.
-fn push_optional(out: &mut String, key: &str, value: Option<&str>) {
-    if let Some(value) = value {
-        separate(out);
-        push_field(out, key, value);
-    }
-}
-
-/// The comma before a field, unless it is the object's first.
-fn separate(out: &mut String) {
-    if !out.ends_with('{') {
-        out.push(',');
-    }
-}
-
-/// `"key":"value"`; `key` needs no escaping.
-fn push_field(out: &mut String, key: &str, value: &str) {
-    out.push('"');
-    out.push_str(key);
-    out.push_str("\":");
-    crate::json::write_str(out, value);
 }
 
 /// Validates a whole batch. `new_id` supplies a `uniqueEventId` where one is absent.
@@ -437,102 +307,4 @@ fn check_event(
         body,
         minted,
     })
-}
-
-fn check_required(name: &str, text: &str, fault: &mut impl FnMut(&str, String)) {
-    if text.trim().is_empty() {
-        fault(name, format!("{name} must not be empty"));
-    }
-}
-
-fn check_optional(name: &str, text: &str, fault: &mut impl FnMut(&str, String)) {
-    if text.is_empty() {
-        fault(name, format!("{name} must not be empty"));
-    } else if text.chars().count() > MAX_ID_LEN {
-        fault(name, format!("{name} must be at most {MAX_ID_LEN} characters"));
-    }
-}
-
-fn check_timestamp(ts: &str, fault: &mut impl FnMut(&str, String)) {
-    if !ts.trim().is_empty() && chrono::DateTime::parse_from_rfc3339(ts).is_err() {
-        fault("timestamp", format!("timestamp {ts:?} is not an RFC 3339 date-time"));
-    }
-}
-
-fn check_hotel(hotel: &str, chain: &Chain, fault: &mut impl FnMut(&str, String)) {
-    if !hotel.trim().is_empty() && !chain.properties.contains(hotel) {
-        fault("hotelId", format!("hotelId {hotel:?} is not a property of chain {:?}", chain.code));
-    }
-}
-
-fn check_element_name(i: usize, name: Option<&str>, fault: &mut impl FnMut(&str, String)) {
-    if name.is_none_or(str::is_empty) {
-        fault(&format!("detail[{i}].elementName"), "elementName is required".into());
-    }
-}
-
-/// Says, field by field, why an event does not fit [`EventShape`]: each wrong field once,
-/// with the same rules as the fast path.
-fn describe_misfit(item: &RawValue, chain: &Chain, fault: &mut impl FnMut(&str, String)) {
-    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(item.get()) else {
-        fault("", "an event must be a JSON object".into());
-        return;
-    };
-    for key in obj.keys() {
-        if !REQUIRED.contains(&key.as_str()) && !OPTIONAL.contains(&key.as_str()) && key != "detail" {
-            fault(key, format!("unknown field {key:?}"));
-        }
-    }
-    for name in REQUIRED {
-        match obj.get(name) {
-            Some(Value::String(s)) => check_required(name, s, fault),
-            Some(_) => fault(name, format!("{name} must be a string")),
-            None => fault(name, format!("{name} is required")),
-        }
-    }
-    for name in OPTIONAL {
-        match obj.get(name) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => check_optional(name, s, fault),
-            Some(_) => fault(name, format!("{name} must be a string")),
-        }
-    }
-    if let Some(Value::String(ts)) = obj.get("timestamp") {
-        check_timestamp(ts, fault);
-    }
-    if let Some(Value::String(hotel)) = obj.get("hotelId") {
-        check_hotel(hotel, chain, fault);
-    }
-    match obj.get("detail") {
-        None => fault("detail", "detail is required (an array, possibly empty)".into()),
-        Some(Value::Array(entries)) => {
-            for (i, entry) in entries.iter().enumerate() {
-                check_detail(i, entry, fault);
-            }
-        }
-        Some(_) => fault("detail", "detail must be an array".into()),
-    }
-}
-
-fn check_detail(i: usize, entry: &Value, fault: &mut impl FnMut(&str, String)) {
-    let field = format!("detail[{i}]");
-    let Value::Object(d) = entry else {
-        fault(&field, format!("{field} must be an object"));
-        return;
-    };
-    for (key, value) in d {
-        let ok = match key.as_str() {
-            "elementSequence" => value.is_null() || value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
-            k if DETAIL_STRINGS.contains(&k) => value.is_null() || value.is_string(),
-            _ => {
-                fault(&format!("{field}.{key}"), format!("unknown field {key:?}"));
-                continue;
-            }
-        };
-        if !ok {
-            let expected = if key == "elementSequence" { "a 32-bit integer" } else { "a string" };
-            fault(&format!("{field}.{key}"), format!("{key} must be {expected}"));
-        }
-    }
-    check_element_name(i, d.get("elementName").and_then(Value::as_str), fault);
 }
