@@ -317,3 +317,42 @@ fn huge_values_cannot_wrap_into_tiny_ones() {
     let max_retention = with(demo_json(), |d| d["retentionSeconds"] = json!(366 * 24 * 3600));
     assert_eq!(ServiceConfig::parse(&max_retention.to_string()).unwrap().retention_seconds, 366 * 24 * 3600);
 }
+
+/// A client rotating its secret holds two hashes: either secret is accepted until one hash is
+/// removed; `config check` names it.
+#[test]
+fn a_client_may_hold_two_secret_hashes_while_its_secret_rotates() {
+    use pms_events::config::secret_hash::SecretHash;
+    let next = SecretHash::new("the-next-secret-of-client-app-001", b"a salt for tests", 1_000).encode();
+    let doc = with(demo_json(), |d| {
+        let current = d["clients"][0]["secretHash"].clone();
+        d["clients"][0]["secretHash"] = json!([current, next.clone()]);
+    });
+    let config = ServiceConfig::parse(&doc.to_string()).unwrap();
+    let client = config.client("client-app-001").unwrap();
+    assert!(client.secret_matches("secret-001"), "the current secret");
+    assert!(client.secret_matches("the-next-secret-of-client-app-001"), "and the next");
+    assert!(!client.secret_matches("secret-002"));
+    assert!(client.in_rotation());
+    assert!(config.summary().ends_with("secret in rotation (two hashes): client-app-001"), "{}", config.summary());
+    assert!(!demo_config().summary().contains("rotation"));
+
+    let three = with(demo_json(), |d| {
+        let current = d["clients"][0]["secretHash"].clone();
+        d["clients"][0]["secretHash"] = json!([current.clone(), next.clone(), current]);
+    });
+    assert_names(three, &["client-app-001", "3 secret hashes", "at most 2"]);
+    let same = with(demo_json(), |d| {
+        let current = d["clients"][0]["secretHash"].clone();
+        d["clients"][0]["secretHash"] = json!([current.clone(), current]);
+    });
+    assert_names(same, &["client-app-001", "secretHash[1]", "repeats"]);
+    assert_names(
+        with(demo_json(), |d| d["clients"][0]["secretHash"] = json!([])),
+        &["client-app-001", "empty secretHash"],
+    );
+    assert_names(
+        with(demo_json(), |d| d["clients"][0]["secretHash"] = json!(["pbkdf2-sha256$10000$AAAA$BBBB"])),
+        &["client-app-001", "secretHash"],
+    );
+}

@@ -48,15 +48,7 @@ mod cli {
         // Exactly what the Worker runs at load (`edge::settings`), with its message.
         match ServiceConfig::parse(&text) {
             Ok(config) => {
-                let chains = config.chains().count();
-                let clients = config.clients().count();
-                let webhooks: usize = config.clients().map(|c| c.webhooks.len()).sum();
-                println!(
-                    "ok: {} enterprise(s), {chains} chain(s), {clients} client(s), {webhooks} webhook(s); retention \
-                        {} s",
-                    config.enterprises.len(),
-                    config.retention_seconds
-                );
+                println!("{}", config.summary());
                 0
             }
             Err(e) => {

@@ -133,6 +133,25 @@ impl ServiceConfig {
         self.chains.values()
     }
 
+    /// What `config check` says of a valid document: its counts, its retention, and the
+    /// clients whose secret is being rotated (they hold two hashes).
+    pub fn summary(&self) -> String {
+        let webhooks: usize = self.clients.values().map(|c| c.webhooks.len()).sum();
+        let mut out = format!(
+            "ok: {} enterprise(s), {} chain(s), {} client(s), {webhooks} webhook(s); retention {} s",
+            self.enterprises.len(),
+            self.chains.len(),
+            self.clients.len(),
+            self.retention_seconds
+        );
+        let rotating: Vec<&str> = self.clients.values().filter(|c| c.in_rotation()).map(|c| c.id.as_str()).collect();
+        if !rotating.is_empty() {
+            out.push_str("; secret in rotation (two hashes): ");
+            out.push_str(&rotating.join(", "));
+        }
+        out
+    }
+
     /// The webhooks of one chain, of every client, in configuration order per client.
     pub fn webhooks_of(&self, chain: &str) -> impl Iterator<Item = &Webhook> + '_ {
         let chain = chain.to_string();
