@@ -26,10 +26,17 @@ export const DEMO = {
 const wranglerToml = readFileSync(path.join(root, "wrangler.toml"), "utf8").split(/^\[/m)[0];
 const tomlValue = (key) => JSON.parse(new RegExp(`^${key}\\s*=\\s*(.+)$`, "m").exec(wranglerToml)[1]);
 
+/**
+ * The build the suites run: `build/`, or another checkout's (`E2E_BUILD_DIR=<its build/>`, to
+ * show that a test fails on an earlier build).
+ */
+const buildDir = process.env.E2E_BUILD_DIR ? path.resolve(process.env.E2E_BUILD_DIR) : undefined;
+
 /** The built worker as Miniflare loads it (for tests that assemble several workers). */
 export const workerScript = {
   modules: true,
-  scriptPath: path.join(root, "build/worker/shim.mjs"),
+  scriptPath: path.join(buildDir ?? path.join(root, "build"), "worker/shim.mjs"),
+  ...(buildDir ? { modulesRoot: path.dirname(buildDir) } : {}),
   modulesRules: [
     { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
     { type: "CompiledWasm", include: ["**/*.wasm"] },

@@ -1,4 +1,4 @@
-// Push delivery to vendor webhooks (CONTRACT §10) on workerd: a receiver on 127.0.0.1 that
+// Push delivery to vendor webhooks on workerd: a receiver on 127.0.0.1 that
 // verifies every signature with the official `standardwebhooks` library, the chain object
 // posting to it in order, retries of the same batch, restarts in the middle, pause and resume.
 import { test } from "node:test";
@@ -348,5 +348,39 @@ test("a webhook outside the client's grants is refused at load, naming it", asyn
     assert.match(res.json.error, /webhook "wh-foreign" is for chain "OTH", which is not granted/);
   } finally {
     await w.dispose();
+  }
+});
+
+// The chain object has four connections for webhooks: a free one goes first to the webhook
+// whose last attempt is oldest, so four slow receivers configured first cannot starve a fast
+// fifth while publishing goes on.
+test("a fast receiver is served within a second while four slow ones hold the connections", { timeout: 60_000 }, async () => {
+  const secret = newWebhookSecret();
+  const receiver = await startReceiver(secret, (_, d) => (d.path.startsWith("/fast") ? 200 : { status: 200, delay: 300 }));
+  const hooks = ["slow1", "slow2", "slow3", "slow4", "fast"].map((id) => ({ id: `wh-${id}`, chain: "TTE", url: receiver.url(`/${id}`), secret }));
+  // The receiver's paths are its own: /hook... is what it verifies; these go under it.
+  for (const h of hooks) h.url = receiver.url(`/hook/${h.id}`);
+  const w = await startWorker({ config: configWith(hooks) });
+  try {
+    const [pms, ops] = await Promise.all([tokenFor(w.base, DEMO.pms1), tokenFor(w.base, DEMO.ops, { scope: "urn:pms:admin" })]);
+    const started = Date.now();
+    const most = {};
+    while (Date.now() - started < 6_000) {
+      const res = await publish(w.base, pms, "TTE", events(1));
+      assert.equal(res.status, 200, res.text);
+      const status = await adminWebhooks(w.base, ops);
+      for (const h of status.webhooks) most[h.id] = Math.max(most[h.id] ?? 0, h.lagEvents);
+      await sleep(50);
+    }
+    const fast = receiver.accepted.filter((d) => d.path === "/hook/wh-fast");
+    assert.ok(fast.length > 0, "the fast receiver got events while publishing went on");
+    assert.ok(fast[0].at - started < 1_000, `its first event came ${fast[0].at - started} ms after the first publish`);
+    // Starved, its lag would grow with every publish; served in turn, it stays within the slow ones' own.
+    const slowest = Math.max(...["wh-slow1", "wh-slow2", "wh-slow3", "wh-slow4"].map((id) => most[id]));
+    assert.ok(most["wh-fast"] <= slowest, `its lag (${most["wh-fast"]} at most) never exceeded the slow ones' (${slowest})`);
+    assert.deepEqual(receiver.invalid, []);
+  } finally {
+    await w.dispose();
+    await receiver.close();
   }
 });
