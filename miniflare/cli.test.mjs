@@ -70,3 +70,38 @@ test("config hash-secret hashes a secret from stdin that the Worker then accepts
   assert.equal(cli(["config", "hash-secret"], "").status, 2, "an empty secret is refused");
   assert.equal(cli(["config", "hash-secret", "10"], secret).status, 2, "weak iterations are refused");
 });
+
+test("npx pms-events --help lists every command", () => {
+  const run = spawnSync("npx", ["--no-install", "pms-events", "--help"], { cwd: root, encoding: "utf8", timeout: 60000 });
+  assert.equal(run.status, 0, run.stderr);
+  for (const command of ["tail", "simulate", "receive", "config check", "config hash-secret"]) {
+    assert.match(run.stderr, new RegExp(`pms-events ${command} `), `${command} is in the usage`);
+  }
+});
+
+test("the packed command line checks configurations on a machine with Node and no Rust toolchain", { timeout: 180_000 }, () => {
+  // What an operator installs: the package npm would publish, installed on its own.
+  const dir = tempDir("pms-pack-");
+  const pack = spawnSync("npm", ["pack", "--silent", "--pack-destination", dir], { cwd: root, encoding: "utf8" });
+  assert.equal(pack.status, 0, pack.stderr);
+  const tarball = path.join(dir, pack.stdout.trim().split("\n").pop());
+  const install = spawnSync("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--prefix", dir, tarball], { encoding: "utf8" });
+  assert.equal(install.status, 0, install.stderr);
+  // Node on the PATH, cargo not: the commands cannot fall back on a Rust build.
+  const env = { HOME: dir, PATH: path.dirname(process.execPath) };
+  assert.notEqual(spawnSync("cargo", ["--version"], { env }).status, 0, "cargo is out of reach");
+  const installed = (args, input) =>
+    spawnSync(path.join(dir, "node_modules/.bin/pms-events"), args, { env, input, encoding: "utf8", timeout: 60000 });
+
+  const ok = installed(["config", "check", path.join(dir, "node_modules/pms-events/config/demo.json")]);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /^ok: 2 enterprise\(s\), 3 chain\(s\)/);
+  const bad = structuredClone(demoConfig);
+  bad.clients[0].grants = [{ enterprise: "NOPE" }];
+  const refused = installed(["config", "check", fileWith(JSON.stringify(bad))]);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /^invalid service configuration: /);
+  const hashed = installed(["config", "hash-secret"], "a secret\n");
+  assert.equal(hashed.status, 0, hashed.stderr);
+  assert.match(hashed.stdout, /^pbkdf2-sha256\$10000\$/);
+});

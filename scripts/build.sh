@@ -14,4 +14,5 @@ else
   worker-build --release
 fi
 node pages/build.mjs
+bash scripts/build-cli.sh
 ls -l build/index_bg.wasm | awk '{print "build: wasm " $5 " bytes"}'

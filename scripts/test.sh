@@ -15,6 +15,9 @@ cargo clippy --all-targets -- -D warnings
 # The library and the CLI also stay clean of clippy's pedantic group (allowed lints: lib.rs).
 cargo clippy --lib --bins -- -D warnings -W clippy::pedantic
 cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings -W clippy::pedantic
+# The configuration commands built for Node (scripts/build-cli.sh), in their own target dir.
+cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features node-tools --target-dir target/cli \
+  -- -D warnings -W clippy::pedantic
 step "native tests"
 cargo test
 step "wasm tests (wasm-bindgen-test under node)"

@@ -1,6 +1,7 @@
 //! PMS Events: real-time hotel PMS event streaming. The modules below are plain Rust and
 //! know nothing of the Workers runtime; `edge` is the thin glue that only exists in the
-//! wasm build. The parts of the system, from the ground up:
+//! wasm build (`node_tools` is the configuration checks built for Node instead). The parts
+//! of the system, from the ground up:
 //!
 //! - `log`: one chain's offset log and how it is read; `config`: the service configuration;
 //!   `graphql`: the schema, operations and projections;
@@ -42,8 +43,10 @@ pub mod stream;
 pub mod text;
 pub mod webhook;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "edge"))]
 mod edge;
+#[cfg(all(target_arch = "wasm32", feature = "node-tools"))]
+mod node_tools;
 
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -23,7 +23,7 @@ fn assert_names(doc: Value, needles: &[&str]) {
 }
 
 #[test]
-fn demo_configuration_loads_with_contract_section_7_values() {
+fn demo_configuration_loads_with_the_documented_values() {
     let c = demo_config();
     assert_eq!(c.retention_seconds, 7 * 24 * 3600);
     let app2 = c.client("client-app-002").unwrap();
@@ -355,4 +355,31 @@ fn a_client_may_hold_two_secret_hashes_while_its_secret_rotates() {
         with(demo_json(), |d| d["clients"][0]["secretHash"] = json!(["pbkdf2-sha256$10000$AAAA$BBBB"])),
         &["client-app-001", "secretHash"],
     );
+}
+
+#[test]
+fn operator_tools_check_says_what_the_worker_says() {
+    use pms_events::config::operator_tools::check_document;
+    let ok = check_document(&demo_json().to_string());
+    assert_eq!((ok.status, ok.stderr.as_str()), (0, ""));
+    assert!(ok.stdout.starts_with("ok: 2 enterprise(s), 3 chain(s)"), "{}", ok.stdout);
+    let bad = with(demo_json(), |d| d["retentionSeconds"] = json!(0));
+    let refused = check_document(&bad.to_string());
+    assert_eq!(refused.status, 1);
+    assert_eq!(refused.stderr, ServiceConfig::parse(&bad.to_string()).unwrap_err().to_string());
+}
+
+#[test]
+fn operator_tools_hash_a_secret_that_verifies_and_refuse_weak_input() {
+    use pms_events::config::operator_tools::hash_secret;
+    use pms_events::config::secret_hash::SecretHash;
+    let done = hash_secret("s3cret-value\r\n", Some("2000"), &[7; 16]);
+    assert_eq!(done.status, 0, "{}", done.stderr);
+    let hash = SecretHash::parse(&done.stdout).expect("the printed hash parses");
+    assert!(hash.verify("s3cret-value"), "the line end is not part of the secret");
+    assert!(!hash.verify("s3cret-value\r\n"));
+    assert_eq!(hash.iterations(), 2000);
+    assert_eq!(hash_secret("x", Some("999"), &[7; 16]).status, 2, "too few iterations");
+    assert_eq!(hash_secret("x", Some("many"), &[7; 16]).status, 2);
+    assert_eq!(hash_secret("\n", None, &[7; 16]).status, 2, "an empty secret");
 }
