@@ -1,4 +1,4 @@
-// The audit log (CONTRACT §6) of a whole vendor session and a publish, read from the
+// The audit log (docs/protocol.md, Audit log) of a whole vendor session and a publish, read from the
 // runtime's own output; and the admin endpoint's numbers and refusals.
 import { test } from "node:test";
 import assert from "node:assert/strict";

@@ -1,4 +1,4 @@
-// Hostile and careless clients (CONTRACT §8): every request, connection and subscription
+// Hostile and careless clients (docs/operations.md, Limits): every request, connection and subscription
 // has a bound, bad input gets a clear refusal, and throughout, a well-behaved vendor on the
 // same chain keeps receiving every event within a second while the isolate's wasm heap
 // (`/healthz` wasmMemoryBytes) stays within 16 MiB of where it started.

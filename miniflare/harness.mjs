@@ -234,7 +234,7 @@ export async function until(cond, ms, what) {
   }
 }
 
-/** The audit lines (CONTRACT §6) among the runtime's output lines, parsed. */
+/** The audit lines (docs/protocol.md, Audit log) among the runtime's output lines, parsed. */
 export function auditLines(logs) {
   return logs
     .map((l) => { try { return JSON.parse(l.slice(l.indexOf("{"))); } catch { return null; } })

@@ -1,4 +1,4 @@
-// The pull API (CONTRACT §9): `GET /events/v1/chains/{chainCode}/events?from=N&limit=M` with
+// The pull API (docs/protocol.md, Pulling): `GET /events/v1/chains/{chainCode}/events?from=N&limit=M` with
 // the same grants, property restriction, filters and retention gap as a subscription.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";

@@ -1,4 +1,4 @@
-// The API descriptions (CONTRACT §11): valid by the ecosystem's own validators, served by the
+// The API descriptions (README, machine-readable descriptions): valid by the ecosystem's own validators, served by the
 // worker as they are in schema/, and true of the running worker. Every response and stream
 // message of the whole suite is checked against them by the harness (spec-check.mjs); this file
 // adds the routes and statuses no other suite reaches.

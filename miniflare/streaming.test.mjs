@@ -1,4 +1,4 @@
-// Streaming end to end (CONTRACT §4): `GET /subscriptions?key=K`, graphql-transport-ws over
+// Streaming end to end (docs/protocol.md, Connecting): `GET /subscriptions?key=K`, graphql-transport-ws over
 // the real worker on workerd. Vendor-style traffic goes through the `graphql-ws` client;
 // protocol edge cases use raw `ws` sockets (and, for a refused subprotocol, a raw upgrade).
 //

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Prints a .dev.vars for `wrangler dev`: the demo configuration (CONTRACT §7) and a newly
+// Prints a .dev.vars for `wrangler dev`: the demo configuration (docs/operations.md, The demo configuration) and a newly
 // generated Ed25519 signing key. Local only: production sets both with `wrangler secret put`.
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";

@@ -1,5 +1,5 @@
 // What the `pms-events` commands share: flags, credentials, tokens and the HTTP calls of the
-// public API (CONTRACT §3, §5, §9). No secret is ever printed: errors name the client id only.
+// public API (docs/protocol.md: Tokens, Publishing, Pulling). No secret is ever printed: errors name the client id only.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
@@ -37,7 +37,7 @@ export class Fatal extends Error {}
 /** Whether a service URL is this machine (where the demo clients are the defaults). */
 export const isLoopback = (url) => ["127.0.0.1", "localhost", "[::1]"].includes(new URL(url).hostname);
 
-/** The demo configuration's credentials (CONTRACT §7), the defaults against a local server only. */
+/** The demo configuration's credentials (docs/operations.md, The demo configuration), the defaults against a local server only. */
 export const DEMO_CLIENTS = {
   vendor: { id: "client-app-001", secret: "secret-001", appKey: "APPKEY001", enterprise: "BROWNS" },
   publisher: { id: "pms-core-001", secret: "pms-secret-001", appKey: "PMSKEY001", enterprise: "BROWNS" },
