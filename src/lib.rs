@@ -8,7 +8,8 @@
 //! - `auth`: tokens, the OAuth endpoint, grants, guards; `publish` validates what the PMS
 //!   publishes;
 //! - `stream`: the WebSocket session, subscriptions, delivery from the log and its relay;
-//!   `pull` and `webhook` are the other two ways events leave the log;
+//!   `pull` and `webhook` are the other two ways events leave the log, and `current_state`
+//!   serves the entities' state folded from it;
 //! - `rpc`: the internal requests between the Worker and its Durable Objects;
 //! - `chain`: the chain object's core, over storage and socket traits;
 //! - `routes`, `audit`, `pages`, `specs`, `docs`: the service around them.
@@ -30,6 +31,7 @@ pub mod audit;
 pub mod auth;
 pub mod chain;
 pub mod config;
+pub mod current_state;
 pub mod docs;
 pub mod graphql;
 pub mod log;

@@ -1,4 +1,5 @@
-//! The pull API: `GET /events/v1/chains/{chainCode}/events?from=N&limit=M`,
+//! The pull API: `GET /events/v1/chains/{chainCode}/events?from=N&limit=M` (or `since=` a
+//! time),
 //! for systems that cannot hold a socket and for re-reading history. The same grants,
 //! property restriction and filters as a subscription, full `EventHeader`s, and the same
 //! retention-gap signal; one chain-object turn per request, bounded like any other.
@@ -20,6 +21,8 @@ pub const MAX_ANSWER_BYTES: usize = 4 << 20;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullParams {
     pub from: Option<Offset>,
+    /// `since`: ms since the epoch.
+    pub since: Option<u64>,
     pub limit: usize,
     pub hotel_code: Option<String>,
     pub event_names: Option<Vec<String>>,
@@ -40,6 +43,7 @@ pub fn parse_params(query: &str) -> Result<PullParams, String> {
             "from" => {
                 params.from = Some(crate::log::parse_offset(&value).map_err(|e| format!("from: {e}"))?);
             }
+            "since" => params.since = Some(crate::log::read::parse_time("since", &value)?),
             "limit" => {
                 params.limit = value
                     .trim()
@@ -53,10 +57,13 @@ pub fn parse_params(query: &str) -> Result<PullParams, String> {
             "moduleNames" => params.module_names = Some(list()),
             other => {
                 return Err(format!(
-                    "unknown parameter {other:?} (known: from, limit, hotelCode, eventNames, moduleNames)"
+                    "unknown parameter {other:?} (known: from, since, limit, hotelCode, eventNames, moduleNames)"
                 ))
             }
         }
+    }
+    if params.from.is_some() && params.since.is_some() {
+        return Err("give from or since, not both".into());
     }
     Ok(params)
 }
@@ -65,8 +72,11 @@ pub fn parse_params(query: &str) -> Result<PullParams, String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadRequest {
-    /// `None`: from the oldest retained event.
+    /// `None`: from the oldest retained event (or from `since`).
     pub from: Option<Offset>,
+    /// From the first event stored at or after this time (ms), when `from` is `None`.
+    #[serde(default)]
+    pub since: Option<u64>,
     pub limit: usize,
     pub filter: EventFilter,
 }
@@ -91,10 +101,12 @@ impl From<StoreError> for ReadError {
 pub fn read<S: LogStore>(log: &OffsetLog<S>, request: &ReadRequest) -> Result<String, ReadError> {
     let bounds = log.bounds()?;
     let head = bounds.head_offset;
-    let from = request.from.unwrap_or_else(|| bounds.oldest_offset.unwrap_or(head + 1));
-    let (mut next, mut gap) = match start_at(from, &bounds) {
-        Ok(resolved) => resolved,
-        Err(OutOfRange { requested, head }) => return Err(ReadError::OutOfRange { requested, head }),
+    let (mut next, mut gap) = match (request.from, request.since) {
+        (None, Some(since)) => log.start_at_time(since)?,
+        (from, _) => match start_at(from.unwrap_or_else(|| bounds.oldest_offset.unwrap_or(head + 1)), &bounds) {
+            Ok(resolved) => resolved,
+            Err(OutOfRange { requested, head }) => return Err(ReadError::OutOfRange { requested, head }),
+        },
     };
     let limit = request.limit.clamp(1, MAX_LIMIT);
     let mut budget = TurnBudget::PER_TURN;

@@ -21,6 +21,10 @@ pub enum Route {
     Pull {
         chain: String,
     },
+    /// The current state of the chain's entities, a page at a time.
+    State {
+        chain: String,
+    },
     /// Every chain the admin may see, with its numbers (the dashboard polls this).
     AdminChains,
     AdminChain {
@@ -65,6 +69,9 @@ pub fn route(method: &str, path: &str) -> Route {
                 "GET" | "HEAD" => Route::Pull { chain },
                 _ => Route::MethodNotAllowed { allow: "GET, POST" },
             };
+        }
+        ["events", "v1", "chains", chain, "state"] if !chain.is_empty() => {
+            (Route::State { chain: chain.to_string() }, "GET")
         }
         ["admin", "v1", "chains"] => (Route::AdminChains, "GET"),
         ["admin", "v1", "chains", chain] if !chain.is_empty() => {

@@ -164,6 +164,7 @@ fn ctx() -> QueryContext {
         connection_id: "conn-42".into(),
         connection_active: true,
         help_base_url: "https://pms-events.example.com/".into(),
+        current_state: None,
     }
 }
 
@@ -225,6 +226,7 @@ fn ohip_document_prepares_and_projects_every_field() {
             hotel_code: None,
             event_names: None,
             module_names: None,
+            from_time: None,
         }
     );
     let ev = event(10);
@@ -442,6 +444,7 @@ fn input_from_variables_with_list_coercion() {
             hotel_code: Some("TTE01,TTE02".into()),
             event_names: Some(vec!["CHECKIN".into()]),
             module_names: Some(vec!["Reservation".into(), "Folio".into()]),
+            from_time: None,
         }
     );
     // Variables nested inside the input object; an absent nullable one stays absent.
@@ -689,7 +692,10 @@ fn standard_introspection_query_describes_the_schema() {
     assert_eq!(input["kind"], "INPUT_OBJECT");
     let input_fields: Vec<&str> =
         input["inputFields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-    assert_eq!(input_fields, ["chainCode", "offset", "offsetType", "delta", "hotelCode", "eventNames", "moduleNames"]);
+    assert_eq!(
+        input_fields,
+        ["chainCode", "offset", "offsetType", "delta", "hotelCode", "eventNames", "moduleNames", "fromTime"]
+    );
     let detail =
         ty("EventHeader")["fields"].as_array().unwrap().iter().find(|f| f["name"] == "detail").unwrap().clone();
     assert_eq!(detail["type"]["kind"], "NON_NULL");
@@ -816,4 +822,79 @@ fn field_copies_count_aliases_through_lists_and_objects() {
     assert_eq!(copies(&q), (900, "detail.newValue".to_string()));
     let q = r#"subscription { newEvent(input: {chainCode: "TTE"}) { a: detail { x: newValue y: newValue } b: detail { newValue } } }"#;
     assert_eq!(copies(q), (3, "detail.newValue".to_string()));
+}
+
+#[test]
+fn current_state_takes_its_input_from_literals_and_variables_and_answers_from_the_page() {
+    let api = Api::new();
+    let q = query(
+        &api,
+        &with(
+            "query S($after: String) { page: currentState(input: {chainCode: \"TTE\", hotelCode: \"TTE01\", after: $after, first: 2}) \
+                { asOfOffset next entities { primaryKey lastOffset elements { elementName value } } } }",
+            None,
+            json!({"after": "abc"}),
+            Value::Null,
+        ),
+    );
+    let input = q.state_input().expect("currentState is selected");
+    assert_eq!(
+        (input.chain_code.as_str(), input.hotel_code.as_deref(), input.after.as_deref(), input.first),
+        ("TTE", Some("TTE01"), Some("abc"), Some(2))
+    );
+    let page = json!({
+        "chainCode": "TTE", "asOfOffset": "7", "next": null,
+        "entities": [{"hotelId": "TTE01", "moduleName": "Room", "primaryKey": "101", "lastOffset": "5",
+            "lastEventName": "CLEAN", "lastTimestamp": "2026-12-07T10:00:00Z",
+            "elements": [{"elementName": "Status", "value": "CLEAN"}]}],
+    });
+    let out = q.execute(&QueryContext { current_state: Some(page), ..ctx() });
+    assert_eq!(
+        out,
+        json!({"data": {"page": {"asOfOffset": "7", "next": null, "entities": [
+            {"primaryKey": "101", "lastOffset": "5", "elements": [{"elementName": "Status", "value": "CLEAN"}]}
+        ]}}})
+    );
+    // Not selected: nothing to fetch.
+    assert!(query(&api, &payload("{ getHelp { overview } }")).state_input().is_none());
+}
+
+#[test]
+fn current_state_is_selected_once_and_its_input_is_required() {
+    let api = Api::new();
+    let twice = errors(
+        &api,
+        &payload("{ a: currentState(input: {chainCode: \"TTE\"}) { next } b: currentState(input: {chainCode: \"HTBTTE\"}) { next } }"),
+    );
+    assert!(twice[0].message.contains("once"), "{twice:?}");
+    let missing = errors(&api, &payload("{ currentState { next } }"));
+    assert_eq!(missing[0].extensions["code"], "GRAPHQL_VALIDATION_FAILED");
+}
+
+#[test]
+fn from_time_starts_a_replay_at_a_time_and_excludes_an_offset() {
+    let api = Api::new();
+    let sub = subscription(
+        &api,
+        &payload("subscription { newEvent(input: {chainCode: \"TTE\", fromTime: \"2026-12-07T10:00:00+01:00\"}) { eventName } }"),
+    );
+    assert_eq!(sub.input.from_time, Some(1_796_634_000_000));
+    let by_extension = subscription(
+        &api,
+        &with(
+            "subscription { newEvent(input: {chainCode: \"TTE\"}) { eventName } }",
+            None,
+            Value::Null,
+            json!({"fromTime": "2026-12-07T09:00:00Z"}),
+        ),
+    );
+    assert_eq!(by_extension.input.from_time, Some(1_796_634_000_000));
+    for bad in [
+        "subscription { newEvent(input: {chainCode: \"TTE\", fromTime: \"yesterday\"}) { eventName } }",
+        "subscription { newEvent(input: {chainCode: \"TTE\", fromTime: \"1969-12-31T23:59:59Z\"}) { eventName } }",
+        "subscription { newEvent(input: {chainCode: \"TTE\", offset: \"3\", fromTime: \"2026-12-07T09:00:00Z\"}) { eventName } }",
+    ] {
+        let e = errors(&api, &payload(bad));
+        assert_eq!(e[0].extensions["code"], "BAD_USER_INPUT", "{bad}: {e:?}");
+    }
 }

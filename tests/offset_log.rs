@@ -11,6 +11,7 @@ fn event(id: &str) -> ValidEvent {
         event_name: "CHECKIN".into(),
         body: format!("{{\"id\":\"{id}\"}}"),
         minted: false,
+        entity: Default::default(),
     }
 }
 
@@ -138,8 +139,12 @@ impl LogStore for Probe {
         self.asked.borrow_mut().extend(ids.iter().map(|id| id.to_string()));
         self.inner.offsets_of(ids)
     }
-    fn insert_all(&self, events: &[pms_events::log::NewEvent<'_>]) -> Result<(), pms_events::log::StoreError> {
-        self.inner.insert_all(events)?;
+    fn insert_all(
+        &self,
+        events: &[pms_events::log::NewEvent<'_>],
+        entities: &pms_events::log::EntityWrites,
+    ) -> Result<(), pms_events::log::StoreError> {
+        self.inner.insert_all(events, entities)?;
         if self.fail.get() {
             return Err(pms_events::log::StoreError("the object reset before it answered".into()));
         }
@@ -157,6 +162,12 @@ impl LogStore for Probe {
     }
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, pms_events::log::StoreError> {
         self.inner.delete_stored_before(cutoff, limit)
+    }
+    fn first_stored_at_or_after(&self, at: u64) -> Result<Option<u64>, pms_events::log::StoreError> {
+        self.inner.first_stored_at_or_after(at)
+    }
+    fn dropped_through(&self) -> Result<Option<(u64, u64)>, pms_events::log::StoreError> {
+        self.inner.dropped_through()
     }
 }
 

@@ -45,7 +45,10 @@ fn single_event_and_array_are_accepted_with_generated_ids() {
 #[test]
 fn a_valid_batch_crosses_to_the_chain_object_byte_for_byte() {
     use pms_events::rpc::append::{decode_batch, encode_batch};
-    let mut events = run(json!([good("TTE01"), good("TTE02")])).unwrap();
+    let mut removal = good("TTE02");
+    removal["detail"] =
+        json!([{"elementName": "RoomNumber", "oldValue": "101"}, {"elementName": "Note", "newValue": "ü"}]);
+    let mut events = run(json!([good("TTE01"), removal])).unwrap();
     events[0].unique_event_id = "own-id, ünïcode".into();
     events[0].minted = false;
     let wire = encode_batch(&events);
@@ -56,7 +59,14 @@ fn a_valid_batch_crosses_to_the_chain_object_byte_for_byte() {
             (&b.unique_event_id, &b.hotel_id, &b.module_name, &b.event_name, &b.body, b.minted),
             (&e.unique_event_id, &e.hotel_id, &e.module_name, &e.event_name, &e.body, e.minted)
         );
+        assert_eq!(b.entity, e.entity, "what the event says of its entity crosses whole");
     }
+    assert_eq!(back[0].entity.primary_key, "R1");
+    assert_eq!(back[0].entity.elements, [("RoomNumber".to_string(), Some("101".to_string()))]);
+    assert_eq!(
+        back[1].entity.elements,
+        [("RoomNumber".to_string(), None), ("Note".to_string(), Some("ü".to_string()))]
+    );
     assert!(back[1].minted, "a generated id stays marked");
     assert!(decode_batch(&wire[..wire.len() - 1]).is_err(), "a truncated batch is refused");
     assert!(decode_batch(&[9]).is_err(), "another format version is refused");

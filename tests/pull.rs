@@ -19,6 +19,7 @@ fn log_of(names: &[&str]) -> OffsetLog<MemoryStore> {
             event_name: name.to_string(),
             body: format!(r#"{{"eventName":"{name}","hotelId":"TTE01","metadata":{{"uniqueEventId":"u{i}"}}}}"#),
             minted: false,
+            entity: Default::default(),
         })
         .collect();
     log.append(&batch, 0).unwrap();
@@ -26,7 +27,7 @@ fn log_of(names: &[&str]) -> OffsetLog<MemoryStore> {
 }
 
 fn answer(log: &OffsetLog<MemoryStore>, from: Option<u64>, limit: usize, filter: EventFilter) -> Value {
-    serde_json::from_str(&read(log, &ReadRequest { from, limit, filter }).unwrap()).unwrap()
+    serde_json::from_str(&read(log, &ReadRequest { from, since: None, limit, filter }).unwrap()).unwrap()
 }
 
 fn offsets(v: &Value) -> Vec<u64> {
@@ -69,7 +70,7 @@ fn pages_through_the_log_with_full_events_and_next() {
     assert_eq!(offsets(&past), Vec::<u64>::new());
     assert_eq!(past["next"], "26");
     assert_eq!(
-        read(&log, &ReadRequest { from: Some(27), limit: 10, filter: EventFilter::default() }),
+        read(&log, &ReadRequest { from: Some(27), since: None, limit: 10, filter: EventFilter::default() }),
         Err(ReadError::OutOfRange { requested: 27, head: 25 })
     );
     assert_eq!(offsets(&answer(&log, None, 3, EventFilter::default())), vec![1, 2, 3], "no from: the oldest");

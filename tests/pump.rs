@@ -29,34 +29,41 @@ fn stats(head: u64, oldest: Option<u64>) -> LogBounds {
 
 #[test]
 fn start_at_offset_inclusive_with_gap_and_range_checks() {
-    assert_eq!(resolve_start(Start::At(5), &stats(10, Some(1)), None, 0), Ok((5, None)));
-    assert_eq!(resolve_start(Start::At(11), &stats(10, Some(1)), None, 0), Ok((11, None)), "one past the head: live");
-    assert_eq!(resolve_start(Start::At(12), &stats(10, Some(1)), None, 0), Err(OutOfRange { requested: 12, head: 10 }));
+    assert_eq!(resolve_start(Start::At(5), &stats(10, Some(1)), None, None, 0), Ok((5, None)));
     assert_eq!(
-        resolve_start(Start::At(3), &stats(10, Some(7)), None, 0),
+        resolve_start(Start::At(11), &stats(10, Some(1)), None, None, 0),
+        Ok((11, None)),
+        "one past the head: live"
+    );
+    assert_eq!(
+        resolve_start(Start::At(12), &stats(10, Some(1)), None, None, 0),
+        Err(OutOfRange { requested: 12, head: 10 })
+    );
+    assert_eq!(
+        resolve_start(Start::At(3), &stats(10, Some(7)), None, None, 0),
         Ok((7, Some(Gap { requested: 3, resumed_at: 7 })))
     );
-    assert_eq!(resolve_start(Start::At(0), &stats(10, Some(1)), None, 0), Ok((1, None)));
-    assert_eq!(resolve_start(Start::At(1), &stats(0, None), None, 0), Ok((1, None)));
+    assert_eq!(resolve_start(Start::At(0), &stats(10, Some(1)), None, None, 0), Ok((1, None)));
+    assert_eq!(resolve_start(Start::At(1), &stats(0, None), None, None, 0), Ok((1, None)));
     // Everything expired: the gap resumes at the next offset to be written.
     assert_eq!(
-        resolve_start(Start::At(2), &stats(5, None), None, 0),
+        resolve_start(Start::At(2), &stats(5, None), None, None, 0),
         Ok((6, Some(Gap { requested: 2, resumed_at: 6 })))
     );
 }
 
 #[test]
 fn start_highest_and_resume() {
-    assert_eq!(resolve_start(Start::Highest, &stats(10, Some(1)), None, 0), Ok((10, None)));
-    assert_eq!(resolve_start(Start::Highest, &stats(0, None), None, 0), Ok((1, None)));
+    assert_eq!(resolve_start(Start::Highest, &stats(10, Some(1)), None, None, 0), Ok((10, None)));
+    assert_eq!(resolve_start(Start::Highest, &stats(0, None), None, None, 0), Ok((1, None)));
     let day = SAVED_CURSOR_TTL_MS;
-    assert_eq!(resolve_start(Start::Resume, &stats(10, Some(1)), Some((6, 1000)), 1000 + day - 1), Ok((7, None)));
+    assert_eq!(resolve_start(Start::Resume, &stats(10, Some(1)), Some((6, 1000)), None, 1000 + day - 1), Ok((7, None)));
     assert_eq!(
-        resolve_start(Start::Resume, &stats(10, Some(1)), Some((6, 1000)), 1000 + day),
+        resolve_start(Start::Resume, &stats(10, Some(1)), Some((6, 1000)), None, 1000 + day),
         Ok((11, None)),
         "older than 24 h: live"
     );
-    assert_eq!(resolve_start(Start::Resume, &stats(10, Some(1)), None, 5), Ok((11, None)));
+    assert_eq!(resolve_start(Start::Resume, &stats(10, Some(1)), None, None, 5), Ok((11, None)));
 }
 
 fn log_with(hotels: &[&str]) -> OffsetLog<MemoryStore> {
@@ -72,6 +79,7 @@ fn log_with(hotels: &[&str]) -> OffsetLog<MemoryStore> {
             body: serde_json::to_string(&json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": h}))
                 .unwrap(),
             minted: false,
+            entity: Default::default(),
         })
         .collect();
     log.append(&batch, 0).unwrap();
@@ -261,6 +269,7 @@ fn a_filter_matching_nothing_reads_at_most_the_budget_per_turn_and_reports_progr
             event_name: "CHECKIN".into(),
             body: format!(r#"{{"metadata":{{"uniqueEventId":"u{i}"}},"hotelId":"TTE01"}}"#),
             minted: false,
+            entity: Default::default(),
         })
         .collect();
     log.append(&batch, 0).unwrap();
@@ -495,6 +504,7 @@ fn event(id: &str, hotel: &str) -> ValidEvent {
         event_name: "CHECKIN".into(),
         body: serde_json::to_string(&json!({"metadata": {"uniqueEventId": id}, "hotelId": hotel})).unwrap(),
         minted: false,
+        entity: Default::default(),
     }
 }
 

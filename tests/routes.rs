@@ -12,6 +12,8 @@ fn route_table() {
     assert_eq!(route("GET", "/oauth/v1/tokens"), Route::MethodNotAllowed { allow: "POST" });
     assert_eq!(route("POST", "/events/v1/chains/TTE/events"), Route::Publish { chain: "TTE".into() });
     assert_eq!(route("GET", "/events/v1/chains/TTE/events"), Route::Pull { chain: "TTE".into() });
+    assert_eq!(route("GET", "/events/v1/chains/TTE/state"), Route::State { chain: "TTE".into() });
+    assert_eq!(route("POST", "/events/v1/chains/TTE/state"), Route::MethodNotAllowed { allow: "GET" });
     assert_eq!(route("DELETE", "/events/v1/chains/TTE/events"), Route::MethodNotAllowed { allow: "GET, POST" });
     assert_eq!(route("GET", "/admin/v1/chains"), Route::AdminChains);
     assert_eq!(route("POST", "/admin/v1/chains"), Route::MethodNotAllowed { allow: "GET" });

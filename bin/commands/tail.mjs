@@ -11,6 +11,10 @@ export const usage = `pms-events tail --chain CODE [options]
   --from N             start at offset N (inclusive)
   --highest            start at the newest event
   --resume FILE        continue after the offset saved in FILE; save to it on every batch and on exit
+  --bootstrap FILE     first write the current state of the chain's entities to FILE (JSON lines,
+                       one entity each), then stream from the offset that state is as of (+1):
+                       apply an event only above its entity's lastOffset. With --resume, only
+                       when the resume file does not exist yet
   --fields SELECTION   the GraphQL selection of newEvent (default: every field)
   --hotel CODES        comma-separated property filter
   --events NAMES       comma-separated event names
@@ -24,7 +28,7 @@ Without --from, --highest or a resume file, the service resumes after the last o
 delivered to this app key on the chain with the same filter (within 24 h), else starts live.`;
 
 const FLAGS = {
-  url: "string", chain: "string", from: "string", highest: "boolean", resume: "string", fields: "string",
+  url: "string", chain: "string", from: "string", highest: "boolean", resume: "string", bootstrap: "string", fields: "string",
   hotel: "string", events: "string", modules: "string", delta: "boolean", "max-events": "number",
   "client-id": "string", "app-key": "string", enterprise: "string",
 };
@@ -47,10 +51,17 @@ export async function run(argv) {
   flags.url = (flags.url ?? LOCAL_URL).replace(/\/$/, "");
   if (!flags.chain) throw new UsageError("--chain is required");
   if (flags.from !== undefined && !/^[0-9]+$/.test(flags.from)) throw new UsageError("--from must be decimal digits");
+  if (flags.bootstrap && (flags.from !== undefined || flags.highest)) throw new UsageError("--bootstrap starts where the state is as of: not with --from or --highest");
   const creds = credentials(flags, DEMO_CLIENTS.vendor);
   const tokens = new Tokens(flags.url, creds, "urn:pms:events");
 
   let lastOffset = flags.resume && existsSync(flags.resume) ? readPosition(flags.resume, flags.chain) : undefined;
+  if (flags.bootstrap && lastOffset === undefined) {
+    const { asOfOffset, entities } = await bootstrap(flags, tokens);
+    process.stderr.write(`pms-events tail: ${entities} entities as of offset ${asOfOffset} written to ${flags.bootstrap}; streaming from ${increment(asOfOffset)}\n`);
+    // The stream goes on from the state's offset, as if every event up to it had been written.
+    lastOffset = asOfOffset;
+  }
   const save = () => {
     if (!flags.resume || lastOffset === undefined) return;
     // Written to the side, flushed to disk, then renamed over: a power cut leaves the old
@@ -166,6 +177,50 @@ async function resolveStart(flags, tokens, progress) {
     progress.note(`the chain's head could not be read (${e.message}); the service picks the newest event`);
   }
   return { offsetType: "highest" };
+}
+
+/**
+ * Writes the chain's current state to `flags.bootstrap` (GET /state, every page; written to the
+ * side, flushed and renamed over, so the file is whole or absent) and says the offset it is as
+ * of. A page that fails for a while (a restart, a network cut) is asked again with backoff; a
+ * refusal (403, 400) stops the command.
+ */
+async function bootstrap(flags, tokens) {
+  const params = new URLSearchParams({ limit: "1000" });
+  if (flags.hotel) params.set("hotelCode", flags.hotel);
+  if (flags.modules) params.set("moduleNames", flags.modules);
+  const tmp = `${flags.bootstrap}.tmp`;
+  const fd = openSync(tmp, "w");
+  let asOfOffset;
+  let entities = 0;
+  try {
+    for (let attempt = 0; ;) {
+      let res;
+      try {
+        res = await callJson(flags.url, await tokens.get(), "GET", `/events/v1/chains/${encodeURIComponent(flags.chain)}/state?${params}`);
+      } catch (e) {
+        if (e instanceof Fatal) throw e;
+        res = { status: 0, body: { message: e.message } };
+      }
+      if (res.status === 400 || res.status === 401 || res.status === 403) throw new Fatal(`the chain's state: ${res.status} ${res.body.message ?? ""}`);
+      if (res.status !== 200) {
+        if (attempt >= 8) throw new Fatal(`the chain's state could not be read: ${res.status} ${res.body.message ?? ""}`);
+        await sleep(backoff(attempt++));
+        continue;
+      }
+      attempt = 0;
+      asOfOffset ??= res.body.asOfOffset;
+      for (const entity of res.body.entities) writeSync(fd, JSON.stringify(entity) + "\n");
+      entities += res.body.entities.length;
+      if (res.body.next === null) break;
+      params.set("after", res.body.next);
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, flags.bootstrap);
+  return { asOfOffset, entities };
 }
 
 /** The position a resume file holds; a file that is empty or not one is refused by name. */

@@ -6,7 +6,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use super::host::ChainTables;
-use crate::log::{LogStore, MemoryStore, NewEvent, Offset, StoreError, StoredEvent};
+use crate::log::entity::{EntityKey, EntityTotals};
+use crate::log::{EntityStore, EntityWrites, LogStore, MemoryStore, NewEvent, Offset, StoreError, StoredEvent};
 use crate::webhook::WebhookState;
 
 #[derive(Debug, Default)]
@@ -28,8 +29,8 @@ impl LogStore for MemoryChainStore {
         self.log.offsets_of(unique_event_ids)
     }
 
-    fn insert_all(&self, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
-        self.log.insert_all(events)?;
+    fn insert_all(&self, events: &[NewEvent<'_>], entities: &EntityWrites) -> Result<(), StoreError> {
+        self.log.insert_all(events, entities)?;
         if let Some(last) = events.last() {
             *self.last_publish_at.borrow_mut() = Some(last.stored_at);
         }
@@ -46,6 +47,42 @@ impl LogStore for MemoryChainStore {
 
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
         self.log.delete_stored_before(cutoff, limit)
+    }
+
+    fn first_stored_at_or_after(&self, at: u64) -> Result<Option<Offset>, StoreError> {
+        self.log.first_stored_at_or_after(at)
+    }
+
+    fn dropped_through(&self) -> Result<Option<(Offset, u64)>, StoreError> {
+        self.log.dropped_through()
+    }
+}
+
+impl EntityStore for MemoryChainStore {
+    fn entity_states(&self, keys: &[&EntityKey]) -> Result<Vec<(EntityKey, String)>, StoreError> {
+        self.log.entity_states(keys)
+    }
+
+    fn entity_range(
+        &self,
+        hotel_id: &str,
+        module_name: Option<&str>,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.log.entity_range(hotel_id, module_name, after, limit)
+    }
+
+    fn delete_entities_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
+        self.log.delete_entities_before(cutoff, limit)
+    }
+
+    fn oldest_entity_at(&self) -> Result<Option<u64>, StoreError> {
+        self.log.oldest_entity_at()
+    }
+
+    fn entity_totals(&self) -> Result<EntityTotals, StoreError> {
+        self.log.entity_totals()
     }
 }
 

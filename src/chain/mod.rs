@@ -31,7 +31,8 @@ pub mod webhooks;
 use std::rc::Rc;
 
 use crate::config::{ServiceConfig, Webhook};
-use crate::log::{LogStore, OffsetLog, ValidEvent};
+use crate::current_state::{read_state, StateError, StateRequest};
+use crate::log::{EntityStore, LogStore, OffsetLog, ValidEvent};
 use crate::rpc::{ChainNumbers, Refusal, Stored, WebhookResumed, Webhooks};
 use crate::stream::spec::SAVED_CURSOR_TTL_MS;
 use crate::stream::subscribe::still_granted;
@@ -56,7 +57,7 @@ pub struct ChainCore<S, K: GatewaySockets> {
     started_at: u64,
 }
 
-impl<S: LogStore + ChainTables, K: GatewaySockets> ChainCore<S, K> {
+impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K> {
     /// The core of an object that just started: registry rows of subscriptions whose
     /// sockets did not survive are dropped.
     pub fn new(store: S, sockets: K, now_ms: u64) -> Self {
@@ -104,8 +105,8 @@ impl<S: LogStore + ChainTables, K: GatewaySockets> ChainCore<S, K> {
         self.chain_code().map(|chain| config.webhooks_of(&chain).collect()).unwrap_or_default()
     }
 
-    /// Stores a validated batch (the publish), in one synchronous turn: offsets assigned and
-    /// rows written together. Then it fans out (now or soon), makes sure the retention alarm
+    /// Stores a validated batch (the publish), in one synchronous turn: offsets assigned,
+    /// rows written and the entities' states folded (`log::entity`) together. Then it fans out (now or soon), makes sure the retention alarm
     /// is pending, and begins or schedules the batch's webhook deliveries, all before the
     /// answer: once a batch is acknowledged, its deliveries are in storage.
     pub fn append(
@@ -118,7 +119,7 @@ impl<S: LogStore + ChainTables, K: GatewaySockets> ChainCore<S, K> {
         let hooks = self.hooks(config);
         self.webhooks.register(&self.log, self.log.store(), &hooks)?;
         let head_before = self.log.head()?;
-        let offsets = self.log.append(batch, now_ms)?;
+        let offsets = self.log.append_folding(batch, now_ms, &config.state_rules)?;
         self.streaming.stored(head_before, batch, &offsets, now_ms);
         self.streaming.request_fan_out(false, &self.log, self.log.store(), &self.sockets, now_ms, fx);
         self.ensure_retention_alarm(config, now_ms, fx)?;
@@ -143,6 +144,9 @@ impl<S: LogStore + ChainTables, K: GatewaySockets> ChainCore<S, K> {
         if let Some(at) = self.log.next_expiry(retention_ms(config))? {
             fx.wake_by(at);
         }
+        if let Some(at) = self.log.store().oldest_entity_at()? {
+            fx.wake_by(at + state_retention_ms(config));
+        }
         Ok(())
     }
 
@@ -158,7 +162,19 @@ impl<S: LogStore + ChainTables, K: GatewaySockets> ChainCore<S, K> {
             last_publish_at: self.tables().last_publish_at()?,
             deliveries: self.streaming.deliveries(),
             counting_since: self.started_at,
+            entities: self.tables().entity_totals()?,
         })
+    }
+
+    /// One page of the current state of the chain's entities (`current_state`): `Err` with
+    /// the `400` when the request's cursor is not one of this chain's.
+    pub fn state_page(&mut self, request: &StateRequest) -> Result<Result<String, (u16, Refusal)>, ChainError> {
+        self.remember_chain(Some(&request.chain_code))?;
+        match read_state(&self.log, request) {
+            Ok(page) => Ok(Ok(page)),
+            Err(StateError::BadCursor(why)) => Ok(Err((400, Refusal { code: "invalid_request".into(), message: why }))),
+            Err(StateError::Store(e)) => Err(e.into()),
+        }
     }
 
     /// Whether a gateway's subscription may attach, and where it starts: its client must
@@ -244,6 +260,13 @@ impl<S: LogStore + ChainTables, K: GatewaySockets> ChainCore<S, K> {
         if outcome.deleted > 0 {
             fx.audit("retention.applied", serde_json::json!({"deleted": outcome.deleted}));
         }
+        let entities = self.log.apply_state_retention(now_ms, state_retention_ms(config))?;
+        if entities.deleted > 0 {
+            fx.audit("state.retention.applied", serde_json::json!({"entitiesDropped": entities.deleted}));
+        }
+        if let Some(at) = entities.next_alarm {
+            fx.wake_by(at);
+        }
         // Saved cursors are only read within a day of their last move.
         self.tables().drop_cursors_before(now_ms.saturating_sub(SAVED_CURSOR_TTL_MS))?;
         if let Some(at) = outcome.next_alarm {
@@ -328,4 +351,9 @@ impl<S: LogStore + ChainTables, K: GatewaySockets> ChainCore<S, K> {
 /// The configured retention in ms.
 fn retention_ms(config: &ServiceConfig) -> u64 {
     config.retention_seconds * 1000
+}
+
+/// How long an entity's state outlives its last event, in ms.
+fn state_retention_ms(config: &ServiceConfig) -> u64 {
+    config.limits.state_retention_seconds * 1000
 }

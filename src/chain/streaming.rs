@@ -83,7 +83,11 @@ impl<S: Clone> Streaming<S> {
         let loaded = LoadedSpec::of(spec);
         let saved = self.cursors.newest(&loaded.cursor_key, tables.saved_cursor(&loaded.cursor_key)?);
         let start = loaded.spec.start;
-        Ok(match resolve_start(start, &bounds, saved, now_ms) {
+        let timed = match start {
+            crate::stream::spec::Start::Time(at) => Some(log.start_at_time(at)?),
+            _ => None,
+        };
+        Ok(match resolve_start(start, &bounds, saved, timed, now_ms) {
             Ok((start, gap)) => Ok(Admitted { loaded, start, gap }),
             Err(out) => Err(Refusal::offset_out_of_range("offset", out.requested, out.head)),
         })

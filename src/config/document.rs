@@ -13,7 +13,7 @@ use super::model::{
     MAX_MAX_BATCH, MAX_RETENTION_SECONDS, MAX_WEBHOOKS_PER_CHAIN,
 };
 use super::secret_hash::SecretHash;
-use crate::log::EventFilter;
+use crate::log::{EventFilter, StateRules};
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
@@ -28,10 +28,30 @@ struct RawConfig {
     retention_seconds: Option<u64>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    entity_state: Option<RawEntityState>,
     enterprises: Vec<String>,
     chains: Vec<RawChain>,
     clients: Vec<RawClient>,
 }
+
+/// `entityState`: whether chains keep their entities' current state (default: yes), and the
+/// events that end an entity, per module.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawEntityState {
+    #[serde(default = "yes")]
+    keep: bool,
+    #[serde(default)]
+    terminal_events: BTreeMap<String, Vec<String>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Modules, and event names per module, `entityState.terminalEvents` may name.
+const MAX_TERMINAL_NAMES: usize = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -125,6 +145,7 @@ impl ServiceConfig {
             return err(format!("retentionSeconds must be at most {MAX_RETENTION_SECONDS} (366 days)"));
         }
         let limits = Limits::parse(&raw.limits).map_err(ConfigError)?;
+        let state_rules = Self::parse_entity_state(raw.entity_state)?;
 
         let mut enterprises = BTreeSet::new();
         for e in raw.enterprises {
@@ -202,10 +223,34 @@ impl ServiceConfig {
             audience: raw.audience,
             retention_seconds,
             limits,
+            state_rules,
             enterprises,
             chains,
             clients,
         })
+    }
+
+    fn parse_entity_state(raw: Option<RawEntityState>) -> Result<StateRules, ConfigError> {
+        let Some(raw) = raw else { return Ok(StateRules { keep: true, terminal_events: BTreeMap::new() }) };
+        if raw.terminal_events.len() > MAX_TERMINAL_NAMES {
+            return err(format!("entityState.terminalEvents names over {MAX_TERMINAL_NAMES} modules"));
+        }
+        let mut terminal_events = BTreeMap::new();
+        for (module, names) in raw.terminal_events {
+            if module.trim().is_empty() {
+                return err("entityState.terminalEvents: a module name is empty");
+            }
+            if names.is_empty() || names.len() > MAX_TERMINAL_NAMES {
+                return err(format!(
+                    "entityState.terminalEvents.{module}: name from 1 to {MAX_TERMINAL_NAMES} event names"
+                ));
+            }
+            if let Some(empty) = names.iter().position(|n| n.trim().is_empty()) {
+                return err(format!("entityState.terminalEvents.{module}[{empty}] is empty"));
+            }
+            terminal_events.insert(module, names.into_iter().collect());
+        }
+        Ok(StateRules { keep: raw.keep, terminal_events })
     }
 
     fn parse_client(

@@ -89,6 +89,9 @@ limits! {
     /// A webhook failing for this long without a success is paused until an operator
     /// resumes it.
     webhook_pause_after_seconds: u64 = 24 * 3600, "webhookPauseAfterSeconds" in 1, 30 * 86_400;
+    /// An entity's current state is dropped this long after its last event (independent of
+    /// the events' retention): 90 days by default, at most 10 years.
+    state_retention_seconds: u64 = 90 * 86_400, "stateRetentionSeconds" in 3_600, 3_650 * 86_400;
 }
 
 impl Limits {

@@ -7,7 +7,7 @@ use std::fmt;
 use super::endpoint::{WebhookSecret, WebhookUrl};
 use super::limits::Limits;
 use super::secret_hash::SecretHash;
-use crate::log::EventFilter;
+use crate::log::{EventFilter, StateRules};
 
 /// A scope a client may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -107,6 +107,8 @@ pub struct ServiceConfig {
     pub audience: String,
     pub retention_seconds: u64,
     pub limits: Limits,
+    /// Whether and how chains keep their entities' current state (`entityState`).
+    pub state_rules: StateRules,
     pub enterprises: BTreeSet<String>,
     pub(super) chains: BTreeMap<String, Chain>,
     pub(super) clients: BTreeMap<String, Client>,

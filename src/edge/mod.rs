@@ -13,6 +13,7 @@ mod publish;
 mod pull;
 mod reply;
 mod settings;
+mod state;
 mod tokens;
 
 use worker::{event, Context, Env, Request, Response, Result};
@@ -199,6 +200,7 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context, request_id: &str) 
         Route::Tokens => tokens::handle(req, env, &settings, request_id).await,
         Route::Publish { chain } => publish::handle(req, env, &settings, &chain, request_id).await,
         Route::Pull { chain } => pull::handle(req, env, &settings, &chain, request_id).await,
+        Route::State { chain } => state::handle(req, env, &settings, &chain, request_id).await,
         Route::AdminChains => admin::chains(req, env, &settings, request_id).await,
         Route::AdminChain { chain } => admin::chain(req, env, &settings, &chain, request_id).await,
         Route::AdminRestart { chain } => admin::restart(req, env, &settings, &chain, request_id).await,

@@ -53,7 +53,7 @@ pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, r
                 return reply::error(status, code, &e.message);
             }
         };
-    let read = ReadRequest { from: params.from, limit: params.limit, filter };
+    let read = ReadRequest { from: params.from, since: params.since, limit: params.limit, filter };
     let stub = chain_stub(env, &chain_config.code)?;
     let answer = ask(&stub, rpc::CHAIN_ORIGIN, Method::Post, rpc::chain::READ, None, Ask::json(&read)?).await?;
     let status = answer.status;

@@ -76,6 +76,8 @@ pub struct NewEventInput {
     pub hotel_code: Option<String>,
     pub event_names: Option<Vec<String>>,
     pub module_names: Option<Vec<String>>,
+    /// `fromTime` (or `extensions.fromTime`) as ms since the epoch.
+    pub from_time: Option<u64>,
 }
 
 /// `NewEventInput` as GraphQL coerced it (nullable `delta`).
@@ -89,6 +91,18 @@ struct CoercedInput {
     hotel_code: Option<String>,
     event_names: Option<Vec<String>>,
     module_names: Option<Vec<String>>,
+    from_time: Option<String>,
+}
+
+/// The `input` argument of `currentState`, coerced.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateInput {
+    pub chain_code: String,
+    pub hotel_code: Option<String>,
+    pub module_names: Option<Vec<String>>,
+    pub after: Option<String>,
+    pub first: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -175,6 +189,19 @@ impl Api {
                 .map_err(|e| vec![GraphQLError::from_request_error(&e, &sources, codes::GRAPHQL_VALIDATION_FAILED)])?;
             let selects_connection =
                 root_plan.iter().any(|f| matches!(f, PlanField::Object(k, _) if k.src == "connection"));
+            let state_fields =
+                root_plan.iter().filter(|f| matches!(f, PlanField::Object(k, _) if k.src == "currentState"));
+            let state_input = match state_fields.count() {
+                0 => None,
+                1 => Some(self.state_input(&document, &operation, &variables)?),
+                _ => {
+                    return Err(vec![GraphQLError::coded(
+                        "an operation may select currentState once (one page per request)",
+                        codes::GRAPHQL_VALIDATION_FAILED,
+                    )
+                    .at(location_of(operation.location(), &sources))])
+                }
+            };
             Ok(Operation::Query(PreparedQuery {
                 schema: self.schema.clone(),
                 implementers: self.implementers.clone(),
@@ -182,6 +209,7 @@ impl Api {
                 operation,
                 variables,
                 selects_connection,
+                state_input,
             }))
         } else {
             // Validation refuses mutations (the schema has none); kept for completeness.
@@ -212,23 +240,9 @@ impl Api {
             }
         };
 
-        // Field arguments coerced by apollo's executor (CoerceArgumentValues): the root
-        // resolver captures them and skips the field.
-        let capture = ArgumentCapture::default();
-        let response = Execution::new(&self.schema, document)
-            .implementers_map(&self.implementers)
-            .operation(operation)
-            .coerced_variable_values(variables)
-            .execute_sync(&capture)
-            .map_err(|e| vec![GraphQLError::from_request_error(&e, sources, codes::BAD_USER_INPUT)])?;
-        if !response.errors.is_empty() {
-            return Err(response
-                .errors
-                .into_iter()
-                .map(|e| GraphQLError::from_apollo(e, codes::BAD_USER_INPUT))
-                .collect());
-        }
-        let Some((arguments, field_location)) = capture.captured.into_inner() else {
+        let Some((arguments, field_location)) =
+            self.capture_arguments(document, operation, variables, "Subscription", "newEvent")?
+        else {
             return Err(vec![GraphQLError::coded(
                 "a subscription must select `newEvent`",
                 codes::GRAPHQL_VALIDATION_FAILED,
@@ -258,16 +272,80 @@ impl Api {
             }
         };
 
+        let from_time = match (&coerced.from_time, payload.extensions.as_ref().and_then(|e| e.get("fromTime"))) {
+            (Some(t), _) | (None, Some(Value::String(t))) => {
+                Some(crate::log::read::parse_time("fromTime", t).map_err(bad_input)?)
+            }
+            (None, None | Some(Value::Null)) => None,
+            (None, Some(other)) => {
+                return Err(bad_input(format!(
+                    "`extensions.fromTime` must be an RFC 3339 date-time string, got {other}"
+                )))
+            }
+        };
+        let offset = coerced.offset.or(from_offset);
+        if from_time.is_some() && (offset.is_some() || coerced.offset_type.is_some()) {
+            return Err(bad_input(
+                "give fromTime or an offset (offset, offsetType, extensions.fromOffset), not both".into(),
+            ));
+        }
         let input = NewEventInput {
             chain_code: coerced.chain_code,
-            offset: coerced.offset.or(from_offset),
+            offset,
             offset_type: coerced.offset_type,
             delta: coerced.delta.unwrap_or(false),
             hotel_code: coerced.hotel_code,
             event_names: coerced.event_names,
             module_names: coerced.module_names,
+            from_time,
         };
         Ok(PreparedSubscription { response_key, location, input, plan: ProjectionPlan::new(plan) })
+    }
+}
+
+impl Api {
+    /// The coerced arguments of root field `field` of `root_type`, by apollo's executor
+    /// (CoerceArgumentValues): the root resolver captures them and skips every field.
+    fn capture_arguments(
+        &self,
+        document: &Valid<ExecutableDocument>,
+        operation: &Node<ExeOperation>,
+        variables: &Valid<JsonMap>,
+        root_type: &'static str,
+        field: &'static str,
+    ) -> Result<Option<(JsonMap, Option<SourceSpan>)>, Vec<GraphQLError>> {
+        let capture = ArgumentCapture { root_type, field, captured: std::cell::RefCell::default() };
+        let response = Execution::new(&self.schema, document)
+            .implementers_map(&self.implementers)
+            .operation(operation)
+            .coerced_variable_values(variables)
+            .execute_sync(&capture)
+            .map_err(|e| vec![GraphQLError::from_request_error(&e, &document.sources, codes::BAD_USER_INPUT)])?;
+        if !response.errors.is_empty() {
+            return Err(response
+                .errors
+                .into_iter()
+                .map(|e| GraphQLError::from_apollo(e, codes::BAD_USER_INPUT))
+                .collect());
+        }
+        Ok(capture.captured.into_inner())
+    }
+
+    /// `currentState`'s `input`, coerced.
+    fn state_input(
+        &self,
+        document: &Valid<ExecutableDocument>,
+        operation: &Node<ExeOperation>,
+        variables: &Valid<JsonMap>,
+    ) -> Result<StateInput, Vec<GraphQLError>> {
+        let captured = self.capture_arguments(document, operation, variables, "Query", "currentState")?;
+        let (arguments, location) = captured.unwrap_or_default();
+        let location = location_of(location, &document.sources);
+        let input = arguments.get("input").map(serde_json::to_value).and_then(Result::ok).unwrap_or(Value::Null);
+        serde_json::from_value(input).map_err(|e| {
+            vec![GraphQLError::coded(format!("invalid `input` of currentState: {e}"), codes::BAD_USER_INPUT)
+                .at(location)]
+        })
     }
 }
 
@@ -281,20 +359,23 @@ fn to_json_map(map: Option<&serde_json::Map<String, Value>>) -> JsonMap {
     }
 }
 
-/// The subscription root value: records `newEvent`'s coerced arguments instead of resolving.
-#[derive(Default)]
+/// A root value that records one field's coerced arguments instead of resolving anything.
 struct ArgumentCapture {
+    root_type: &'static str,
+    field: &'static str,
     captured: std::cell::RefCell<Option<(JsonMap, Option<SourceSpan>)>>,
 }
 
 impl ObjectValue for ArgumentCapture {
     fn type_name(&self) -> &'static str {
-        "Subscription"
+        self.root_type
     }
 
     fn resolve_field<'a>(&'a self, info: &'a ResolveInfo<'a>) -> Result<ResolvedValue<'a>, FieldError> {
-        let location = info.field_selections().first().and_then(|f| f.name.location());
-        *self.captured.borrow_mut() = Some((info.arguments().clone(), location));
+        if info.field_name() == self.field {
+            let location = info.field_selections().first().and_then(|f| f.name.location());
+            *self.captured.borrow_mut() = Some((info.arguments().clone(), location));
+        }
         Ok(ResolvedValue::SkipForPartialExecution)
     }
 }

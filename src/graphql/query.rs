@@ -24,6 +24,7 @@ pub struct PreparedQuery {
     pub(super) operation: Node<ExeOperation>,
     pub(super) variables: Valid<JsonMap>,
     pub(super) selects_connection: bool,
+    pub(super) state_input: Option<super::StateInput>,
 }
 
 impl std::fmt::Debug for PreparedQuery {
@@ -43,6 +44,8 @@ pub struct QueryContext {
     pub connection_active: bool,
     /// The base URL of this service's documentation (`crate::docs` says what is under it).
     pub help_base_url: String,
+    /// The page of `currentState`, as the chain's object answered it (JSON), when selected.
+    pub current_state: Option<Value>,
 }
 
 impl PreparedQuery {
@@ -50,6 +53,11 @@ impl PreparedQuery {
     /// key is active elsewhere).
     pub fn selects_connection(&self) -> bool {
         self.selects_connection
+    }
+
+    /// `currentState`'s input, when the query selects it (the caller then fetches the page).
+    pub fn state_input(&self) -> Option<&super::StateInput> {
+        self.state_input.as_ref()
     }
 
     /// The operation's name, if any.
@@ -102,6 +110,8 @@ struct StaticObject {
 enum StaticValue {
     Str(String),
     Object(StaticObject),
+    /// An object whose fields are a JSON object's (`currentState`'s page).
+    Json(Value),
 }
 
 impl StaticObject {
@@ -139,10 +149,11 @@ impl StaticObject {
                 ("status", StaticValue::Str(status.to_owned())),
             ],
         };
-        StaticObject {
-            type_name: "Query",
-            fields: vec![("getHelp", StaticValue::Object(help)), ("connection", StaticValue::Object(connection))],
+        let mut fields = vec![("getHelp", StaticValue::Object(help)), ("connection", StaticValue::Object(connection))];
+        if let Some(page) = &ctx.current_state {
+            fields.push(("currentState", StaticValue::Json(page.clone())));
         }
+        StaticObject { type_name: "Query", fields }
     }
 }
 
@@ -156,7 +167,44 @@ impl ObjectValue for StaticObject {
         match self.fields.iter().find(|(field, _)| *field == name) {
             Some((_, StaticValue::Str(s))) => Ok(ResolvedValue::leaf(s.as_str())),
             Some((_, StaticValue::Object(object))) => Ok(ResolvedValue::object(object.clone())),
+            Some((_, StaticValue::Json(value))) => Ok(JsonObject::resolved(info.field_definition(), value)),
             None => Err(self.unknown_field_error(info)),
+        }
+    }
+}
+
+/// A JSON object as a GraphQL object: each field is the JSON member of its name, an object
+/// of the type the schema gives the field, a list of them, or a leaf.
+struct JsonObject<'v> {
+    type_name: &'v str,
+    fields: &'v serde_json::Map<String, Value>,
+}
+
+impl<'v> JsonObject<'v> {
+    fn resolved(definition: &'v apollo_compiler::schema::FieldDefinition, value: &'v Value) -> ResolvedValue<'v> {
+        let type_name = definition.ty.inner_named_type().as_str();
+        Self::value(type_name, value)
+    }
+
+    fn value(type_name: &'v str, value: &'v Value) -> ResolvedValue<'v> {
+        match value {
+            Value::Null => ResolvedValue::null(),
+            Value::Array(items) => ResolvedValue::list(items.iter().map(move |item| Self::value(type_name, item))),
+            Value::Object(fields) => ResolvedValue::object(JsonObject { type_name, fields }),
+            leaf => ResolvedValue::leaf(leaf.clone()),
+        }
+    }
+}
+
+impl ObjectValue for JsonObject<'_> {
+    fn type_name(&self) -> &str {
+        self.type_name
+    }
+
+    fn resolve_field<'a>(&'a self, info: &'a ResolveInfo<'a>) -> Result<ResolvedValue<'a>, FieldError> {
+        match self.fields.get(info.field_name()) {
+            Some(value) => Ok(JsonObject::resolved(info.field_definition(), value)),
+            None => Ok(ResolvedValue::null()),
         }
     }
 }

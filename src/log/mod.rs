@@ -6,12 +6,14 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 
+pub mod entity;
 mod event;
 pub mod event_id;
 mod filter;
 mod memory;
 pub mod read;
 
+pub use entity::{EntityStore, EntityWrites, StateRules};
 pub use event::{is_decimal, parse_offset, write_event_header, NewEvent, Offset, StoredEvent, ValidEvent, MAX_OFFSET};
 pub use filter::EventFilter;
 pub use memory::MemoryStore;
@@ -35,17 +37,23 @@ pub trait LogStore {
     fn head(&self) -> Result<Offset, StoreError>;
     /// The offsets of those of `unique_event_ids` that are stored.
     fn offsets_of(&self, unique_event_ids: &[&str]) -> Result<HashMap<String, Offset>, StoreError>;
-    /// Stores events whose ids are known to be new: all of them, or (when it fails) none.
-    /// An append writes nothing else (the head is the newest row's offset), so it is
-    /// atomic when this is.
-    fn insert_all(&self, events: &[NewEvent<'_>]) -> Result<(), StoreError>;
+    /// Stores events whose ids are known to be new, with the entity states they fold into:
+    /// all of it, or (when it fails) none. An append writes nothing else (the head is the
+    /// newest row's offset), so it is atomic when this is.
+    fn insert_all(&self, events: &[NewEvent<'_>], entities: &EntityWrites) -> Result<(), StoreError>;
     /// The oldest retained event's offset and store time.
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError>;
     /// Up to `limit` events with `offset >= from`, in offset order.
     fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
     /// Deletes up to `limit` of the oldest events stored before `cutoff` (ms), first
-    /// recording the head, so that deleting the newest event never lowers it.
+    /// recording the head, so that deleting the newest event never lowers it, and the newest
+    /// deleted event ([`LogStore::dropped_through`]).
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError>;
+    /// The first retained event stored at or after `at` (ms): where a replay from a time
+    /// starts. An index lookup, whatever the log's length.
+    fn first_stored_at_or_after(&self, at: u64) -> Result<Option<Offset>, StoreError>;
+    /// The newest event retention deleted: its offset and store time.
+    fn dropped_through(&self) -> Result<Option<(Offset, u64)>, StoreError>;
 }
 
 /// Where a log starts and ends: what a subscription's start is resolved against.
@@ -125,8 +133,39 @@ impl<S: LogStore> OffsetLog<S> {
     /// failure midway leaves no event of the batch stored (nor delivered: delivery reads the
     /// store), and the publisher, told nothing was stored, can resend the batch.
     pub fn append(&self, batch: &[ValidEvent], now_ms: u64) -> Result<Vec<Offset>, StoreError> {
+        self.append_with(batch, now_ms, |_| Ok(EntityWrites::default()))
+    }
+
+    /// [`OffsetLog::append`], folding the new events into their entities' states in the same
+    /// transaction (`entity::fold`): one read of the entities the batch touches, one write
+    /// of each.
+    pub fn append_folding(
+        &self,
+        batch: &[ValidEvent],
+        now_ms: u64,
+        rules: &StateRules,
+    ) -> Result<Vec<Offset>, StoreError>
+    where
+        S: EntityStore,
+    {
+        if !rules.keep {
+            return self.append(batch, now_ms);
+        }
+        self.append_with(batch, now_ms, |events| {
+            let keys = entity::keys_of(events);
+            let stored = self.store.entity_states(&keys.iter().collect::<Vec<_>>())?;
+            Ok(entity::fold(stored, events, rules))
+        })
+    }
+
+    fn append_with(
+        &self,
+        batch: &[ValidEvent],
+        now_ms: u64,
+        fold: impl FnOnce(&[NewEvent<'_>]) -> Result<EntityWrites, StoreError>,
+    ) -> Result<Vec<Offset>, StoreError> {
         let head = self.head()?;
-        let outcome = self.append_to(head, batch, now_ms);
+        let outcome = self.append_to(head, batch, now_ms, fold);
         // On failure, storage is asked again: it knows what was stored.
         self.head.set(outcome.as_ref().ok().map(|(head, _)| *head));
         outcome.map(|(_, offsets)| offsets)
@@ -137,6 +176,7 @@ impl<S: LogStore> OffsetLog<S> {
         mut head: Offset,
         batch: &[ValidEvent],
         now_ms: u64,
+        fold: impl FnOnce(&[NewEvent<'_>]) -> Result<EntityWrites, StoreError>,
     ) -> Result<(Offset, Vec<Offset>), StoreError> {
         // Ids already in the log, found in a few queries rather than one per event. An id
         // minted for this request cannot be among them.
@@ -159,7 +199,8 @@ impl<S: LogStore> OffsetLog<S> {
             new_events.push(NewEvent { offset: head, stored_at: now_ms, event });
         }
         if !new_events.is_empty() {
-            self.store.insert_all(&new_events)?;
+            let entities = fold(&new_events)?;
+            self.store.insert_all(&new_events, &entities)?;
         }
         Ok((head, offsets))
     }
@@ -202,6 +243,37 @@ impl<S: LogStore> OffsetLog<S> {
         Ok(RetentionOutcome { deleted, next_alarm })
     }
 
+    /// Drops the state of entities whose last event was stored more than `state_ms` ago, at
+    /// most [`RETENTION_BATCH`] per call, and says when to run again.
+    pub fn apply_state_retention(&self, now_ms: u64, state_ms: u64) -> Result<RetentionOutcome, StoreError>
+    where
+        S: EntityStore,
+    {
+        let cutoff = now_ms.saturating_sub(state_ms);
+        let deleted = self.store.delete_entities_before(cutoff, RETENTION_BATCH)?;
+        let next_alarm = if deleted == RETENTION_BATCH {
+            Some(now_ms)
+        } else {
+            self.store.oldest_entity_at()?.map(|at| at + state_ms + retention_slack(state_ms))
+        };
+        Ok(RetentionOutcome { deleted, next_alarm })
+    }
+
+    /// Where a replay from the time `at` (ms) starts: the first retained event stored at or
+    /// after it, else the next event. When retention deleted an event stored at or after
+    /// `at`, the read starts with a gap whose `requested` is the newest deleted offset.
+    pub fn start_at_time(&self, at: u64) -> Result<(Offset, Option<Gap>), StoreError> {
+        let start = match self.store.first_stored_at_or_after(at)? {
+            Some(offset) => offset,
+            None => self.head()? + 1,
+        };
+        let gap = match self.store.dropped_through()? {
+            Some((dropped, stored_at)) if stored_at >= at => Some(Gap { requested: dropped, resumed_at: start }),
+            _ => None,
+        };
+        Ok((start, gap))
+    }
+
     /// When retention should next run (ms), if any event is retained: once the oldest event
     /// has expired, plus [`retention_slack`]. Without the slack a chain publishing steadily
     /// would run its alarm for every few events that expire, competing with its publishes.
@@ -220,8 +292,8 @@ impl<T: LogStore + ?Sized> LogStore for std::rc::Rc<T> {
         (**self).offsets_of(unique_event_ids)
     }
 
-    fn insert_all(&self, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
-        (**self).insert_all(events)
+    fn insert_all(&self, events: &[NewEvent<'_>], entities: &EntityWrites) -> Result<(), StoreError> {
+        (**self).insert_all(events, entities)
     }
 
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError> {
@@ -234,5 +306,41 @@ impl<T: LogStore + ?Sized> LogStore for std::rc::Rc<T> {
 
     fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
         (**self).delete_stored_before(cutoff, limit)
+    }
+
+    fn first_stored_at_or_after(&self, at: u64) -> Result<Option<Offset>, StoreError> {
+        (**self).first_stored_at_or_after(at)
+    }
+
+    fn dropped_through(&self) -> Result<Option<(Offset, u64)>, StoreError> {
+        (**self).dropped_through()
+    }
+}
+
+impl<T: EntityStore + ?Sized> EntityStore for std::rc::Rc<T> {
+    fn entity_states(&self, keys: &[&entity::EntityKey]) -> Result<Vec<(entity::EntityKey, String)>, StoreError> {
+        (**self).entity_states(keys)
+    }
+
+    fn entity_range(
+        &self,
+        hotel_id: &str,
+        module_name: Option<&str>,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        (**self).entity_range(hotel_id, module_name, after, limit)
+    }
+
+    fn delete_entities_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
+        (**self).delete_entities_before(cutoff, limit)
+    }
+
+    fn oldest_entity_at(&self) -> Result<Option<u64>, StoreError> {
+        (**self).oldest_entity_at()
+    }
+
+    fn entity_totals(&self) -> Result<entity::EntityTotals, StoreError> {
+        (**self).entity_totals()
     }
 }

@@ -67,3 +67,14 @@ pub fn start_at(requested: Offset, bounds: &LogBounds) -> Result<(Offset, Option
         Ok((first, None))
     }
 }
+
+/// A time a read starts from (`fromTime`, `since`): an RFC 3339 date-time, as ms since the
+/// epoch (times before 1970 are refused). The error names `field` and says the form.
+pub fn parse_time(field: &str, text: &str) -> Result<u64, String> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+        .ok_or_else(|| {
+            format!("{field} must be an RFC 3339 date-time after 1970, like 2026-12-07T10:00:00Z; got {text:?}")
+        })
+}

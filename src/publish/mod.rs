@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::{Chain, Limits};
+use crate::log::entity::EntityChange;
 pub use crate::log::ValidEvent;
 pub use rules::MAX_ID_LEN;
 use rules::{check_element_name, check_hotel, check_optional, check_required, check_timestamp, describe_misfit};
@@ -299,12 +300,22 @@ fn check_event(
             limits.max_event_bytes
         )));
     }
+    let entity = EntityChange {
+        elements: shape
+            .detail
+            .iter()
+            .filter_map(|d| Some((d.element_name.as_deref()?.to_owned(), d.new_value.as_deref().map(str::to_owned))))
+            .collect(),
+        primary_key: shape.primary_key.into_owned(),
+        timestamp: shape.timestamp.into_owned(),
+    };
     Ok(ValidEvent {
         unique_event_id,
         hotel_id: shape.hotel_id.into_owned(),
         module_name: shape.module_name.into_owned(),
         event_name: shape.event_name.into_owned(),
         body,
+        entity,
         minted,
     })
 }

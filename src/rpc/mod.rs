@@ -32,6 +32,9 @@ pub mod chain {
     pub const ACTIVE: &str = "/active";
     /// `POST` a `pull::ReadRequest`; answer the pull API's body, or a [`super::Refusal`] (409).
     pub const READ: &str = "/read";
+    /// `POST` a `current_state::StateRequest`; answer the state API's page, or a
+    /// [`super::Refusal`] (400: a cursor that is not this chain's).
+    pub const STATE: &str = "/state";
     /// `GET` with [`super::CHAIN_HEADER`]; answer [`super::Webhooks`].
     pub const WEBHOOKS: &str = "/webhooks";
     /// `POST` a [`super::ResumeWebhook`] with [`super::CHAIN_HEADER`]; answer
@@ -72,6 +75,8 @@ pub struct ChainNumbers {
     /// this instance of the object started: a restart or a deploy starts a new count.
     pub deliveries: u64,
     pub counting_since: u64,
+    /// The entities whose current state the chain keeps, and the bytes of their state.
+    pub entities: crate::log::entity::EntityTotals,
 }
 
 /// Whether an app key streams on a connection other than `connection`.

@@ -81,20 +81,25 @@ pub enum Start {
     /// After the last offset this app key read on this chain with the same filter in the
     /// last 24 h; live when none is recorded.
     Resume,
+    /// Replay from the first event stored at or after this time (ms since the epoch; the
+    /// tag's field is named `offset` for every kind).
+    Time(u64),
 }
 
 /// The first offset to deliver, and the gap to report if retention dropped some.
 /// `saved` is the saved cursor of the subscription's key: the last offset delivered, and
-/// when.
+/// when; `timed` where a start from its time begins (`OffsetLog::start_at_time`).
 pub fn resolve_start(
     start: Start,
     bounds: &LogBounds,
     saved: Option<(Offset, u64)>,
+    timed: Option<(Offset, Option<Gap>)>,
     now_ms: u64,
 ) -> Result<(Offset, Option<Gap>), OutOfRange> {
     let head = bounds.head_offset;
     let requested = match start {
         Start::At(n) => n,
+        Start::Time(_) => return Ok(timed.unwrap_or((head + 1, None))),
         Start::Highest => return Ok((head.max(1), None)),
         Start::Resume => match saved {
             Some((offset, at)) if now_ms.saturating_sub(at) < SAVED_CURSOR_TTL_MS => offset + 1,

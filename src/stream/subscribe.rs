@@ -46,7 +46,7 @@ pub fn plan_subscription(
             ));
         }
         (None, Some(o)) => Start::At(parse_offset(o)?),
-        (None, None) => Start::Resume,
+        (None, None) => input.from_time.map_or(Start::Resume, Start::Time),
     };
     let spec = SubscriptionSpec {
         id: operation_id.to_string(),

@@ -247,6 +247,7 @@ pub fn event_at(id: &str, hotel: &str, name: &str, pad: usize) -> ValidEvent {
         event_name: name.into(),
         body: body.to_string(),
         minted: false,
+        entity: Default::default(),
     }
 }
 

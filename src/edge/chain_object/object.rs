@@ -180,6 +180,17 @@ impl ChainObject {
                     Err(crate::pull::ReadError::Store(e)) => Err(internal(e.into())),
                 }
             }
+            (Method::Post, rpc::chain::STATE) => {
+                let request: crate::current_state::StateRequest = json_body(&req.bytes().await?)?;
+                match self.core.borrow_mut().state_page(&request).map_err(internal)? {
+                    Ok(page) => {
+                        let mut resp = Response::ok(page)?;
+                        resp.headers_mut().set("Content-Type", "application/json")?;
+                        Ok(resp)
+                    }
+                    Err((status, refusal)) => refuse(status, &refusal),
+                }
+            }
             (Method::Get, rpc::chain::WEBHOOKS) => {
                 let settings = self.settings()?;
                 let list = self.core.borrow_mut().webhooks(&settings.config, now_ms()).map_err(internal)?;

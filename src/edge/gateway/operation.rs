@@ -15,10 +15,12 @@ use worker::{Delay, WebSocket};
 use super::api::api;
 use super::attach::{app_key_active_elsewhere, attach, AttachOutcome};
 use super::running::{OperationHost, RunningOperation};
+use crate::current_state::{parse_limit, plan_state_request, StateRefusal, DEFAULT_LIMIT};
 use crate::edge::js_socket::listen;
 use crate::edge::now_ms;
-use crate::graphql::codes::{BAD_REQUEST, INTERNAL_SERVER_ERROR};
-use crate::graphql::{GraphQLError, Operation, ProjectionPlan, QueryContext, SubscribePayload};
+use crate::edge::state::state_page;
+use crate::graphql::codes::{BAD_REQUEST, BAD_USER_INPUT, FORBIDDEN, INTERNAL_SERVER_ERROR};
+use crate::graphql::{GraphQLError, Operation, ProjectionPlan, QueryContext, StateInput, SubscribePayload};
 use crate::rpc;
 use crate::stream::protocol::{close, next_start};
 use crate::stream::relay::{RenderedFrames, Retry, Step};
@@ -46,6 +48,13 @@ pub(super) async fn start_operation<H: OperationHost>(
         Operation::Query(query) => {
             let active = query.selects_connection()
                 && app_key_active_elsewhere(conn.env(), &token.claims, conn.connection_id()).await;
+            let current_state = match query.state_input() {
+                None => None,
+                Some(input) => match current_state(conn.env(), conn.config(), &token.claims, input).await {
+                    Ok(page) => Some(page),
+                    Err(e) => return conn.fail(&id, &op, &[e]),
+                },
+            };
             // The id may have been completed, or reused by a new operation, meanwhile.
             if !conn.owns(&id, &op) {
                 return;
@@ -54,6 +63,7 @@ pub(super) async fn start_operation<H: OperationHost>(
                 connection_id: conn.connection_id().to_string(),
                 connection_active: active,
                 help_base_url: conn.config().issuer.clone(),
+                current_state,
             };
             // JSON text, keys in selection order (GraphQL §7.1).
             conn.answer(&id, &query.execute_json(&ctx));
@@ -64,6 +74,39 @@ pub(super) async fn start_operation<H: OperationHost>(
                 Err(e) => conn.fail(&id, &op, &[e]),
             }
         }
+    }
+}
+
+/// The page `currentState` asks for, authorized as the state API's own requests are.
+async fn current_state(
+    env: &worker::Env,
+    config: &crate::config::ServiceConfig,
+    claims: &crate::auth::token::AccessClaims,
+    input: &StateInput,
+) -> Result<Value, GraphQLError> {
+    let limit = match input.first {
+        None => DEFAULT_LIMIT,
+        Some(n) => parse_limit(&n.to_string())
+            .map_err(|why| GraphQLError::coded(why.replace("limit", "first"), BAD_USER_INPUT))?,
+    };
+    let request = plan_state_request(
+        config,
+        claims,
+        &input.chain_code,
+        input.hotel_code.as_deref(),
+        input.module_names.clone(),
+        input.after.clone(),
+        limit,
+    )
+    .map_err(|refusal| match refusal {
+        StateRefusal::Forbidden(why) => GraphQLError::coded(why, FORBIDDEN),
+        StateRefusal::BadRequest(why) => GraphQLError::coded(why, BAD_USER_INPUT),
+    })?;
+    let unavailable = || GraphQLError::coded("the chain's state could not be read; retry", INTERNAL_SERVER_ERROR);
+    match state_page(env, &request).await {
+        Ok(Ok(page)) => serde_json::from_slice(&page).map_err(|_| unavailable()),
+        Ok(Err(refusal)) => Err(GraphQLError::coded(refusal.message, BAD_USER_INPUT)),
+        Err(_) => Err(unavailable()),
     }
 }
 

@@ -1,8 +1,10 @@
-//! All of the chain object's SQL: the log's rows behind `log::LogStore` (`log_rows`), and
+//! All of the chain object's SQL: the log's rows behind `log::LogStore` (`log_rows`), the
+//! entities' current state behind `log::EntityStore` (`entity_rows`), and
 //! the object's own tables behind `chain::host::ChainTables` (`tables`): saved cursors,
 //! attached subscriptions, its chain code, webhook states. SQL `exec` is synchronous, so
 //! every method completes within the caller's turn.
 
+mod entity_rows;
 mod log_rows;
 mod tables;
 
@@ -11,6 +13,10 @@ use wasm_bindgen::prelude::*;
 use worker::{Result, SqlStorage, SqlStorageValue};
 
 use crate::log::StoreError;
+
+/// Durable Object SQL binds at most 100 parameters per statement
+/// (<https://developers.cloudflare.com/durable-objects/platform/limits/>).
+const MAX_BOUND_PARAMETERS: usize = 100;
 
 // `storage.transactionSync(fn)` commits what `fn` wrote, or rolls it all back if `fn` throws.
 // The Rust body answers whether to commit; this wrapper throws for it, so no exception ever
@@ -91,6 +97,19 @@ impl ChainStorage {
         sql.exec("CREATE TABLE IF NOT EXISTS names (key TEXT PRIMARY KEY, value TEXT NOT NULL)", None)?;
         // One row per webhook: its delivery state (`webhook::WebhookState`, JSON).
         sql.exec("CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, state TEXT NOT NULL)", None)?;
+        // Each entity's current state (`log::entity`), in key order for the state API's pages.
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS entities (
+                hotel_id TEXT NOT NULL,
+                module_name TEXT NOT NULL,
+                primary_key TEXT NOT NULL,
+                last_at INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                PRIMARY KEY (hotel_id, module_name, primary_key)
+            ) WITHOUT ROWID",
+            None,
+        )?;
+        sql.exec("CREATE INDEX IF NOT EXISTS entities_last_at ON entities(last_at)", None)?;
         Ok(())
     }
 
