@@ -2,10 +2,11 @@
 //! `GET /events/v1/chains/{chainCode}/state` and `Query.currentState` over the socket. A vendor
 //! walks the pages, then streams from `asOfOffset + 1`.
 //!
-//! Consistency: the state is folded in the same transaction as the events, so when a page is
-//! read every entity reflects every event up to the head. The walk's first page fixes
-//! `asOfOffset` (the head then) and carries it in `next`; later pages may show newer events
-//! (an entity's `lastOffset` above `asOfOffset`), never older ones.
+//! Consistency: the state is folded from the log in steps (`log::entity`), each moving the
+//! offset the state is through, so when a page is read every entity reflects every event up
+//! to that offset. The walk's first page fixes it as `asOfOffset` and carries it in `next`;
+//! later pages may show newer events (an entity's `lastOffset` above `asOfOffset`), never
+//! older ones; the log holds every event after it.
 //!
 //! Cost: each page is one turn of the chain's object, of at most `limit` entities, about
 //! [`MAX_ANSWER_BYTES`], and [`MAX_SEEKS`] index seeks (one per hotel, or per hotel and module
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::access::{chain_access, AccessError};
 use crate::auth::token::AccessClaims;
 use crate::config::{Scope, ServiceConfig};
-use crate::log::entity::EntityKey;
+use crate::log::entity::{group_range, render_state};
 use crate::log::{EntityStore, LogStore, Offset, OffsetLog, StoreError};
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -88,19 +89,14 @@ pub fn check_module_names(names: Option<Vec<String>>) -> Result<Option<BTreeSet<
     }
 }
 
-/// Where a walk stands, carried by `next`: its `asOfOffset` and the last position passed
-/// (exclusive). The key's parts are never empty in the log, so `("H", "", "")` is the start of
-/// hotel H and `("H", "M", "")` the start of module M in it.
+/// Where a walk stands, carried by `next`: its `asOfOffset` and the storage key it has passed
+/// (`log::entity::EntityKey::storage_key`; exclusive).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateCursor {
     #[serde(rename = "o")]
     pub as_of: Offset,
-    #[serde(rename = "h")]
-    pub hotel: String,
-    #[serde(rename = "m")]
-    pub module: String,
-    #[serde(rename = "k")]
-    pub key: String,
+    #[serde(rename = "p")]
+    pub passed: String,
 }
 
 impl StateCursor {
@@ -183,71 +179,61 @@ pub fn plan_state_request(
     Ok(StateRequest { chain_code: chain.code.clone(), hotels, module_names, after, limit })
 }
 
-/// One group of the walk: a hotel, or a hotel and module.
-type Group<'a> = (&'a str, Option<&'a str>);
-
 /// Reads one page: the answer's JSON text,
 /// `{"chainCode","asOfOffset","entities":[…],"next":"<cursor>"|null}`.
 pub fn read_state<S: LogStore + EntityStore>(log: &OffsetLog<S>, request: &StateRequest) -> Result<String, StateError> {
-    let head = log.head()?;
-    let (as_of, position) = match request.after.as_deref().map(StateCursor::decode).transpose() {
+    let through = log.store().state_through()?;
+    let (as_of, passed) = match request.after.as_deref().map(StateCursor::decode).transpose() {
         Err(why) => return Err(StateError::BadCursor(why)),
-        Ok(None) => (head, EntityKey::default()),
-        Ok(Some(cursor)) if cursor.as_of > head => {
+        Ok(None) => (through, String::new()),
+        Ok(Some(cursor)) if cursor.as_of > through => {
             return Err(StateError::BadCursor(format!(
-                "after names offset {} beyond the chain's head {head}: it is not a cursor of this chain",
+                "after names offset {} beyond the chain's state ({through}): it is not a cursor of this chain",
                 cursor.as_of
             )))
         }
-        Ok(Some(c)) => (c.as_of, EntityKey { hotel_id: c.hotel, module_name: c.module, primary_key: c.key }),
+        Ok(Some(c)) => (c.as_of, c.passed),
     };
     let limit = request.limit.clamp(1, MAX_LIMIT);
-    let groups: Vec<Group<'_>> = request
+    // The walk's groups in key order, those wholly passed left out: one seek each.
+    let groups: Vec<(String, String)> = request
         .hotels
         .iter()
         .flat_map(|h| match &request.module_names {
-            None => vec![(h.as_str(), None)],
-            Some(modules) => modules.iter().map(|m| (h.as_str(), Some(m.as_str()))).collect(),
+            None => vec![group_range(h, None)],
+            Some(modules) => modules.iter().map(|m| group_range(h, Some(m))).collect(),
         })
-        .filter(|(h, m)| match m {
-            None => *h >= position.hotel_id.as_str(),
-            Some(m) => (*h, *m) >= (position.hotel_id.as_str(), position.module_name.as_str()),
-        })
+        .filter(|(_, before)| *before > passed)
         .collect();
     let mut entities = String::from("[");
     let (mut count, mut bytes) = (0, 0);
-    let mut next: Option<EntityKey> = None;
-    'walk: for (seeks, &(hotel, module)) in groups.iter().enumerate() {
-        let group_start =
-            || EntityKey { hotel_id: hotel.into(), module_name: module.unwrap_or("").into(), ..EntityKey::default() };
+    let mut next: Option<String> = None;
+    'walk: for (seeks, (group_after, before)) in groups.iter().enumerate() {
         if seeks == MAX_SEEKS || count == limit {
             // Go on from this group's start in the next page.
-            next = Some(group_start());
+            next = Some(group_after.clone());
             break;
         }
-        let within = hotel == position.hotel_id && module.is_none_or(|m| m == position.module_name);
-        let after = if within { (position.module_name.as_str(), position.primary_key.as_str()) } else { ("", "") };
+        let after = if passed > *group_after { passed.as_str() } else { group_after.as_str() };
         let remaining = limit - count;
-        let rows = log.store().entity_range(hotel, module, after, remaining + 1)?;
-        for (i, text) in rows.iter().enumerate() {
-            if i == remaining || (count > 0 && bytes + text.len() > MAX_ANSWER_BYTES) {
-                next = Some(match i {
-                    0 => group_start(),
-                    _ => key_of_state(&rows[i - 1]).ok_or_else(|| StoreError("a stored state is unreadable".into()))?,
-                });
+        let rows = log.store().entity_range(after, before, remaining + 1)?;
+        for (i, (_, stored)) in rows.iter().enumerate() {
+            if i == remaining || (count > 0 && bytes + stored.len() > MAX_ANSWER_BYTES) {
+                next = Some(if i == 0 { group_after.clone() } else { rows[i - 1].0.clone() });
                 break 'walk;
             }
+            // A row that does not read back (none should) is passed over, not served.
+            let Some(state) = render_state(stored) else { continue };
             if count > 0 {
                 entities.push(',');
             }
-            entities.push_str(text);
+            entities.push_str(&serde_json::to_string(&state).unwrap_or_default());
             count += 1;
-            bytes += text.len();
+            bytes += stored.len();
         }
     }
     entities.push(']');
-    let next =
-        next.map(|k| StateCursor { as_of, hotel: k.hotel_id, module: k.module_name, key: k.primary_key }.encode());
+    let next = next.map(|passed| StateCursor { as_of, passed }.encode());
     let mut out = String::with_capacity(entities.len() + 128);
     out.push_str("{\"chainCode\":");
     crate::text::write_json_str(&mut out, &request.chain_code);
@@ -260,17 +246,4 @@ pub fn read_state<S: LogStore + EntityStore>(log: &OffsetLog<S>, request: &State
     }
     out.push('}');
     Ok(out)
-}
-
-/// The key of a stored state text.
-fn key_of_state(text: &str) -> Option<EntityKey> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct KeyFields {
-        hotel_id: String,
-        module_name: String,
-        primary_key: String,
-    }
-    let k: KeyFields = serde_json::from_str(text).ok()?;
-    Some(EntityKey { hotel_id: k.hotel_id, module_name: k.module_name, primary_key: k.primary_key })
 }

@@ -11,7 +11,6 @@ fn event(id: &str) -> ValidEvent {
         event_name: "CHECKIN".into(),
         body: format!("{{\"id\":\"{id}\"}}"),
         minted: false,
-        entity: Default::default(),
     }
 }
 
@@ -139,12 +138,8 @@ impl LogStore for Probe {
         self.asked.borrow_mut().extend(ids.iter().map(|id| id.to_string()));
         self.inner.offsets_of(ids)
     }
-    fn insert_all(
-        &self,
-        events: &[pms_events::log::NewEvent<'_>],
-        entities: &pms_events::log::EntityWrites,
-    ) -> Result<(), pms_events::log::StoreError> {
-        self.inner.insert_all(events, entities)?;
+    fn insert_all(&self, events: &[pms_events::log::NewEvent<'_>]) -> Result<(), pms_events::log::StoreError> {
+        self.inner.insert_all(events)?;
         if self.fail.get() {
             return Err(pms_events::log::StoreError("the object reset before it answered".into()));
         }
@@ -160,8 +155,13 @@ impl LogStore for Probe {
     ) -> Result<Vec<pms_events::log::StoredEvent>, pms_events::log::StoreError> {
         self.inner.read_from(from, limit)
     }
-    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, pms_events::log::StoreError> {
-        self.inner.delete_stored_before(cutoff, limit)
+    fn delete_stored_before(
+        &self,
+        cutoff: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<usize, pms_events::log::StoreError> {
+        self.inner.delete_stored_before(cutoff, through, limit)
     }
     fn first_stored_at_or_after(&self, at: u64) -> Result<Option<u64>, pms_events::log::StoreError> {
         self.inner.first_stored_at_or_after(at)

@@ -19,7 +19,6 @@ fn log_of(names: &[&str]) -> OffsetLog<MemoryStore> {
             event_name: name.to_string(),
             body: format!(r#"{{"eventName":"{name}","hotelId":"TTE01","metadata":{{"uniqueEventId":"u{i}"}}}}"#),
             minted: false,
-            entity: Default::default(),
         })
         .collect();
     log.append(&batch, 0).unwrap();

@@ -79,7 +79,6 @@ fn log_with(hotels: &[&str]) -> OffsetLog<MemoryStore> {
             body: serde_json::to_string(&json!({"metadata": {"uniqueEventId": format!("u{i}")}, "hotelId": h}))
                 .unwrap(),
             minted: false,
-            entity: Default::default(),
         })
         .collect();
     log.append(&batch, 0).unwrap();
@@ -269,7 +268,6 @@ fn a_filter_matching_nothing_reads_at_most_the_budget_per_turn_and_reports_progr
             event_name: "CHECKIN".into(),
             body: format!(r#"{{"metadata":{{"uniqueEventId":"u{i}"}},"hotelId":"TTE01"}}"#),
             minted: false,
-            entity: Default::default(),
         })
         .collect();
     log.append(&batch, 0).unwrap();
@@ -504,7 +502,6 @@ fn event(id: &str, hotel: &str) -> ValidEvent {
         event_name: "CHECKIN".into(),
         body: serde_json::to_string(&json!({"metadata": {"uniqueEventId": id}, "hotelId": hotel})).unwrap(),
         minted: false,
-        entity: Default::default(),
     }
 }
 

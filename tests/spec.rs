@@ -45,7 +45,6 @@ fn publish_padded(log: &OffsetLog<MemoryStore>, count: usize, pad: usize) {
                 event_name: "CHECKIN".into(),
                 body: body.to_string(),
                 minted: false,
-                entity: Default::default(),
             }
         })
         .collect();

@@ -156,7 +156,6 @@ fn event(i: usize, hotel: &str, name: &str) -> ValidEvent {
             "{{\"metadata\":{{\"uniqueEventId\":\"e{i}\"}},\"hotelId\":\"{hotel}\",\"eventName\":\"{name}\"}}"
         ),
         minted: false,
-        entity: Default::default(),
     }
 }
 

@@ -56,11 +56,7 @@ impl AlarmClock {
     /// Whether an alarm known to be set fires in the future and by `at`. An alarm firing
     /// now still reads as set in storage and is cleared when its handler ends: it counts as
     /// none.
-    pub fn known_future(&self, now_ms: u64) -> bool {
-        self.set_at.is_some_and(|set| set > now_ms)
-    }
-
-    fn covers(&self, at: u64, now_ms: u64) -> bool {
+    pub fn covers(&self, at: u64, now_ms: u64) -> bool {
         self.set_at.is_some_and(|set| set > now_ms && set <= at)
     }
 

@@ -97,6 +97,8 @@ pub struct Effects {
     pub fan_out_after: Option<u64>,
     /// Call `ChainCore::flush` after this many ms.
     pub flush_after: Option<u64>,
+    /// Call `ChainCore::fold_state` after this many ms.
+    pub fold_after: Option<u64>,
     /// Call `ChainCore::wake_webhooks` again in a turn of its own: a filtered scan goes on.
     pub webhooks_again: bool,
     /// Make these webhook attempts, each as a task of its own.

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use super::host::ChainTables;
-use crate::log::entity::{EntityKey, EntityTotals};
+use crate::log::entity::{EntityTotals, Swept};
 use crate::log::{EntityStore, EntityWrites, LogStore, MemoryStore, NewEvent, Offset, StoreError, StoredEvent};
 use crate::webhook::WebhookState;
 
@@ -29,8 +29,8 @@ impl LogStore for MemoryChainStore {
         self.log.offsets_of(unique_event_ids)
     }
 
-    fn insert_all(&self, events: &[NewEvent<'_>], entities: &EntityWrites) -> Result<(), StoreError> {
-        self.log.insert_all(events, entities)?;
+    fn insert_all(&self, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
+        self.log.insert_all(events)?;
         if let Some(last) = events.last() {
             *self.last_publish_at.borrow_mut() = Some(last.stored_at);
         }
@@ -45,8 +45,8 @@ impl LogStore for MemoryChainStore {
         self.log.read_from(from, limit)
     }
 
-    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
-        self.log.delete_stored_before(cutoff, limit)
+    fn delete_stored_before(&self, cutoff: u64, through: Offset, limit: usize) -> Result<usize, StoreError> {
+        self.log.delete_stored_before(cutoff, through, limit)
     }
 
     fn first_stored_at_or_after(&self, at: u64) -> Result<Option<Offset>, StoreError> {
@@ -59,26 +59,20 @@ impl LogStore for MemoryChainStore {
 }
 
 impl EntityStore for MemoryChainStore {
-    fn entity_states(&self, keys: &[&EntityKey]) -> Result<Vec<(EntityKey, String)>, StoreError> {
-        self.log.entity_states(keys)
+    fn state_through(&self) -> Result<Offset, StoreError> {
+        self.log.state_through()
     }
 
-    fn entity_range(
-        &self,
-        hotel_id: &str,
-        module_name: Option<&str>,
-        after: (&str, &str),
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        self.log.entity_range(hotel_id, module_name, after, limit)
+    fn write_entities(&self, writes: &EntityWrites, through: Offset) -> Result<(), StoreError> {
+        self.log.write_entities(writes, through)
     }
 
-    fn delete_entities_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
-        self.log.delete_entities_before(cutoff, limit)
+    fn entity_range(&self, after: &str, before: &str, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        self.log.entity_range(after, before, limit)
     }
 
-    fn oldest_entity_at(&self) -> Result<Option<u64>, StoreError> {
-        self.log.oldest_entity_at()
+    fn sweep_entities(&self, after: &str, limit: usize, cutoff: u64) -> Result<Swept, StoreError> {
+        self.log.sweep_entities(after, limit, cutoff)
     }
 
     fn entity_totals(&self) -> Result<EntityTotals, StoreError> {

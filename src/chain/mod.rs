@@ -25,6 +25,7 @@ pub mod attached;
 pub mod host;
 pub mod memory;
 mod serve;
+pub mod state_fold;
 pub mod streaming;
 pub mod webhooks;
 
@@ -40,6 +41,7 @@ use crate::webhook::RetryPolicy;
 use alarm::{AlarmClock, AlarmStep};
 use attached::{Delivered, Spec};
 use host::{ChainError, ChainTables, Effects, GatewaySockets, WebhookPost};
+use state_fold::{FoldSchedule, FOLD_STEP_BYTES, FOLD_STEP_EVENTS};
 use streaming::{Admitted, Streaming};
 pub use webhooks::WebhookAnswer;
 use webhooks::{ChainWebhooks, WebhookDeliveries, SKIPS_PER_PUBLISH, SKIPS_PER_WAKE};
@@ -55,6 +57,10 @@ pub struct ChainCore<S, K: GatewaySockets> {
     /// alarm, which comes with no request, needs it to find the chain's webhooks.
     chain_code: Option<String>,
     started_at: u64,
+    /// How far the state retention sweep's pass has come (a storage key; empty: at the start).
+    /// In memory: a restart starts the pass again.
+    state_swept_through: String,
+    fold: FoldSchedule,
 }
 
 impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K> {
@@ -70,6 +76,8 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
             alarm: AlarmClock::default(),
             chain_code: None,
             started_at: now_ms,
+            state_swept_through: String::new(),
+            fold: FoldSchedule::default(),
         }
     }
 
@@ -105,8 +113,8 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
         self.chain_code().map(|chain| config.webhooks_of(&chain).collect()).unwrap_or_default()
     }
 
-    /// Stores a validated batch (the publish), in one synchronous turn: offsets assigned,
-    /// rows written and the entities' states folded (`log::entity`) together. Then it fans out (now or soon), makes sure the retention alarm
+    /// Stores a validated batch (the publish), in one synchronous turn: offsets assigned and
+    /// rows written together; the entities' state follows in steps of its own (`state_fold`). Then it fans out (now or soon), makes sure the retention alarm
     /// is pending, and begins or schedules the batch's webhook deliveries, all before the
     /// answer: once a batch is acknowledged, its deliveries are in storage.
     pub fn append(
@@ -119,7 +127,11 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
         let hooks = self.hooks(config);
         self.webhooks.register(&self.log, self.log.store(), &hooks)?;
         let head_before = self.log.head()?;
-        let offsets = self.log.append_folding(batch, now_ms, &config.state_rules)?;
+        let offsets = self.log.append(batch, now_ms)?;
+        if config.state_rules.keep {
+            let lag = self.state_lag()?;
+            fx.fold_after = fx.fold_after.or(self.fold.published(lag, now_ms));
+        }
         self.streaming.stored(head_before, batch, &offsets, now_ms);
         self.streaming.request_fan_out(false, &self.log, self.log.store(), &self.sockets, now_ms, fx);
         self.ensure_retention_alarm(config, now_ms, fx)?;
@@ -131,21 +143,23 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
     }
 
     /// A retention alarm is pending while events are retained. An alarm this instance set
-    /// for later needs no storage read.
+    /// to fire by the time the events just stored expire needs no storage read (one set for
+    /// the state sweep, hours away, does not do).
     fn ensure_retention_alarm(
         &mut self,
         config: &ServiceConfig,
         now_ms: u64,
         fx: &mut Effects,
     ) -> Result<(), ChainError> {
-        if self.alarm.known_future(now_ms) {
+        let retention = retention_ms(config);
+        if self.alarm.covers(now_ms + retention + crate::log::retention_slack(retention), now_ms) {
             return Ok(());
         }
-        if let Some(at) = self.log.next_expiry(retention_ms(config))? {
+        if let Some(at) = self.log.next_expiry(retention)? {
             fx.wake_by(at);
         }
-        if let Some(at) = self.log.store().oldest_entity_at()? {
-            fx.wake_by(at + state_retention_ms(config));
+        if config.state_rules.keep || self.tables().entity_totals()?.entities > 0 {
+            fx.wake_by(now_ms + state_sweep_every_ms(config));
         }
         Ok(())
     }
@@ -163,13 +177,48 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
             deliveries: self.streaming.deliveries(),
             counting_since: self.started_at,
             entities: self.tables().entity_totals()?,
+            state_through: self.tables().state_through()?,
         })
     }
 
-    /// One page of the current state of the chain's entities (`current_state`): `Err` with
-    /// the `400` when the request's cursor is not one of this chain's.
-    pub fn state_page(&mut self, request: &StateRequest) -> Result<Result<String, (u16, Refusal)>, ChainError> {
+    /// The events published after the offset the state is folded through.
+    fn state_lag(&self) -> Result<u64, ChainError> {
+        Ok(self.log.head()?.saturating_sub(self.tables().state_through()?))
+    }
+
+    /// The fold timer fired (`Effects::fold_after`): one fold step if one is due.
+    pub fn fold_state(&mut self, config: &ServiceConfig, now_ms: u64, fx: &mut Effects) -> Result<(), ChainError> {
+        if !config.state_rules.keep {
+            return Ok(());
+        }
+        if let Err(timer) = self.fold.fired(self.state_lag()?, now_ms) {
+            fx.fold_after = fx.fold_after.or(timer);
+            return Ok(());
+        }
+        self.fold_step(config, now_ms, fx)
+    }
+
+    fn fold_step(&mut self, config: &ServiceConfig, now_ms: u64, fx: &mut Effects) -> Result<(), ChainError> {
+        let step = self.log.fold_state(&config.state_rules, FOLD_STEP_EVENTS, FOLD_STEP_BYTES)?;
+        fx.fold_after = fx.fold_after.or(self.fold.folded(step.lag, now_ms));
+        Ok(())
+    }
+
+    /// One page of the current state of the chain's entities (`current_state`), as of the
+    /// offset the state is folded through: `Err` with the `400` when the request's cursor is
+    /// not one of this chain's. A state behind with no step pending gets one.
+    pub fn state_page(
+        &mut self,
+        request: &StateRequest,
+        config: &ServiceConfig,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<Result<String, (u16, Refusal)>, ChainError> {
         self.remember_chain(Some(&request.chain_code))?;
+        if config.state_rules.keep && !self.fold.pending() {
+            let lag = self.state_lag()?;
+            fx.fold_after = self.fold.folded(lag, now_ms);
+        }
         match read_state(&self.log, request) {
             Ok(page) => Ok(Ok(page)),
             Err(StateError::BadCursor(why)) => Ok(Err((400, Refusal { code: "invalid_request".into(), message: why }))),
@@ -256,21 +305,40 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
         self.wake_webhooks(config, now_ms, fx);
         // What the next fan-out would serve from memory may be among the rows deleted.
         self.streaming.rows_deleted();
-        let outcome = self.log.apply_retention(now_ms, retention_ms(config))?;
+        // No event is dropped before the state has folded it.
+        if config.state_rules.keep && self.state_lag()? > 0 {
+            self.fold_step(config, now_ms, fx)?;
+        }
+        let keep_through =
+            if config.state_rules.keep { self.tables().state_through()? } else { crate::log::MAX_OFFSET };
+        let outcome = self.log.apply_retention_through(now_ms, retention_ms(config), keep_through)?;
         if outcome.deleted > 0 {
             fx.audit("retention.applied", serde_json::json!({"deleted": outcome.deleted}));
         }
-        let entities = self.log.apply_state_retention(now_ms, state_retention_ms(config))?;
-        if entities.deleted > 0 {
-            fx.audit("state.retention.applied", serde_json::json!({"entitiesDropped": entities.deleted}));
-        }
-        if let Some(at) = entities.next_alarm {
-            fx.wake_by(at);
-        }
+        self.sweep_state(config, now_ms, fx)?;
         // Saved cursors are only read within a day of their last move.
         self.tables().drop_cursors_before(now_ms.saturating_sub(SAVED_CURSOR_TTL_MS))?;
         if let Some(at) = outcome.next_alarm {
             fx.wake_by(at);
+        }
+        Ok(())
+    }
+
+    /// One step of the state retention sweep: the next keys of this pass, then the next pass.
+    fn sweep_state(&mut self, config: &ServiceConfig, now_ms: u64, fx: &mut Effects) -> Result<(), ChainError> {
+        let swept = self.log.sweep_state(&self.state_swept_through, now_ms, state_retention_ms(config))?;
+        if swept.removed > 0 {
+            fx.audit("state.retention.applied", serde_json::json!({"entitiesDropped": swept.removed}));
+        }
+        if let Some(last) = swept.last {
+            // More of this pass, in an alarm of its own right after this one.
+            self.state_swept_through = last;
+            fx.wake_by(now_ms);
+        } else {
+            self.state_swept_through.clear();
+            if self.tables().entity_totals()?.entities > 0 {
+                fx.wake_by(now_ms + state_sweep_every_ms(config));
+            }
         }
         Ok(())
     }
@@ -356,4 +424,10 @@ fn retention_ms(config: &ServiceConfig) -> u64 {
 /// How long an entity's state outlives its last event, in ms.
 fn state_retention_ms(config: &ServiceConfig) -> u64 {
     config.limits.state_retention_seconds * 1000
+}
+
+/// How often the state retention sweep starts a pass over the entities: a 24th of the state
+/// retention, at least hourly, so an expired entity lingers at most ~4% of its retention.
+pub fn state_sweep_every_ms(config: &ServiceConfig) -> u64 {
+    (state_retention_ms(config) / 24).max(3_600_000)
 }

@@ -1,42 +1,93 @@
 //! The current state of a chain's entities, folded from its events: per entity
 //! `(hotelId, moduleName, primaryKey)`, each event's detail entries set an element
 //! (`elements[elementName] = newValue`) or, with no `newValue`, remove it; the entity keeps
-//! the offset, name and timestamp of its last event. The fold is written in the same storage
-//! transaction as the events it folds, so the state as of the head is always whole; it is kept
-//! apart from the events' retention (an entity lives `stateRetentionSeconds` after its last
-//! event, or until a terminal event the configuration names).
+//! the offset, name and timestamp of its last event. It is kept apart from the events'
+//! retention (an entity lives `stateRetentionSeconds` after its last event, or until a
+//! terminal event the configuration names).
+//!
+//! The state is folded from the log after the publish, not in it: the log is the state's own
+//! write-ahead record, and a publish writes only its events. Writing an entity is a write at a
+//! random place of a keyed table (~3x the cost of appending an event), so folding happens in
+//! steps of its own, when the chain is quiet or every few seconds (`chain::state_fold`), each
+//! step one transaction that also moves [`EntityStore::state_through`], the offset the state
+//! is as of. A state page says that offset: every entity reflects every event up to it, and
+//! the log still holds the events after it (retention keeps what is not folded yet).
+//!
+//! A step reads nothing of the entities it folds into: each entity's events of the step become
+//! one JSON merge patch (RFC 7396: a member set to a value sets it, set to `null` removes it),
+//! which storage merges into the stored state in the insert itself (`SQLite`'s `json_patch`;
+//! the reference store does the same in [`merge_patch`]). A new entity stores its first patch
+//! as it is (a `null` in it is a removal of nothing), and a state is read through
+//! [`render_state`], which drops such `null`s.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{NewEvent, Offset, StoreError};
+use super::{Offset, StoreError, StoredEvent};
 
-/// Elements one entity holds at most, and the bytes of their names and values: an element
-/// that would take an entity past either is not set (its other elements go on changing). A
-/// PMS entity has tens of short elements; the bounds keep one page of the state API, and one
-/// append's fold, small whatever a publisher sends.
-pub const MAX_ENTITY_ELEMENTS: usize = 1_000;
-pub const MAX_ENTITY_ELEMENT_BYTES: usize = 256 * 1024;
+/// A stored state that has reached this many bytes takes no more changes until it ends or
+/// expires: a PMS entity has tens of short elements, and the bound keeps one page of the
+/// state API, and one merge, small whatever a publisher sends.
+pub const MAX_ENTITY_STATE_BYTES: usize = 256 * 1024;
+
+/// Separates the parts of an entity's storage key. Hotel codes are configuration codes and
+/// module names hold no control character (the publish rules), so keys sort as
+/// `(hotelId, moduleName, primaryKey)` do, and every key of hotel `H` lies between `H\x1f` and
+/// `H\x20`.
+const SEP: char = '\u{1f}';
+const AFTER_SEP: char = '\u{20}';
 
 /// Which entity an event is about.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntityKey {
     pub hotel_id: String,
     pub module_name: String,
     pub primary_key: String,
 }
 
-/// What an event says of its entity beyond the log's own columns, taken from the event when
-/// it is validated (where the publish is parsed anyway, outside the chain's object).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EntityChange {
-    pub primary_key: String,
-    /// The event's `timestamp`, as the publisher wrote it (RFC 3339).
-    pub timestamp: String,
-    /// Each detail entry's `elementName` and `newValue` (`None`: absent or null), in order.
-    pub elements: Vec<(String, Option<String>)>,
+impl EntityKey {
+    /// The storage key.
+    pub fn storage_key(&self) -> String {
+        format!("{}{SEP}{}{SEP}{}", self.hotel_id, self.module_name, self.primary_key)
+    }
+
+    /// The key a storage key stands for.
+    pub fn from_storage_key(key: &str) -> Option<EntityKey> {
+        let (hotel_id, rest) = key.split_once(SEP)?;
+        let (module_name, primary_key) = rest.split_once(SEP)?;
+        Some(EntityKey { hotel_id: hotel_id.into(), module_name: module_name.into(), primary_key: primary_key.into() })
+    }
+}
+
+/// The storage keys of one hotel (and module), as an exclusive range `(after, before)`.
+pub fn group_range(hotel_id: &str, module_name: Option<&str>) -> (String, String) {
+    match module_name {
+        None => (format!("{hotel_id}{SEP}"), format!("{hotel_id}{AFTER_SEP}")),
+        Some(m) => (format!("{hotel_id}{SEP}{m}{SEP}"), format!("{hotel_id}{SEP}{m}{AFTER_SEP}")),
+    }
+}
+
+/// What an event says of its entity beyond the log's own columns, read from its stored body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventBody<'a> {
+    #[serde(borrow)]
+    primary_key: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    detail: Vec<DetailEntry<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DetailEntry<'a> {
+    #[serde(borrow, default)]
+    element_name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    new_value: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// One element of an entity's state.
@@ -47,93 +98,83 @@ pub struct Element {
     pub value: String,
 }
 
-/// An entity's state, as stored and as served: the stored text is the state API's entity
-/// object, so a page is the stored texts joined.
+/// An entity's state as the state API serves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntityState {
     pub hotel_id: String,
     pub module_name: String,
     pub primary_key: String,
-    #[serde(with = "offset_string")]
-    pub last_offset: Offset,
+    /// An offset, as a decimal string like every offset the service writes.
+    pub last_offset: String,
     pub last_event_name: String,
     pub last_timestamp: String,
     /// By `elementName`, each name once.
     pub elements: Vec<Element>,
 }
 
-/// Offsets travel as decimal strings (exact in JavaScript), here as everywhere.
-mod offset_string {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[allow(clippy::trivially_copy_pass_by_ref, reason = "the signature serde's `with` calls")]
-    pub fn serialize<S: Serializer>(offset: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(offset)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        let text = <&str>::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
+/// An entity's state as stored, and the patch an append merges into it: the same shape, every
+/// member optional in a patch. `lastAt` (when its last event was stored, ms) is for state
+/// retention and is not served.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredState {
+    pub hotel_id: String,
+    pub module_name: String,
+    pub primary_key: String,
+    pub last_offset: String,
+    pub last_event_name: String,
+    pub last_timestamp: String,
+    pub last_at: u64,
+    /// `None`: removed (only in a patch, or in a new entity's first one).
+    pub elements: BTreeMap<String, Option<String>>,
 }
 
-impl EntityState {
-    fn new(key: &EntityKey) -> Self {
-        EntityState {
-            hotel_id: key.hotel_id.clone(),
-            module_name: key.module_name.clone(),
-            primary_key: key.primary_key.clone(),
-            last_offset: 0,
-            last_event_name: String::new(),
-            last_timestamp: String::new(),
-            elements: Vec::new(),
-        }
-    }
+/// The served form of a stored state text; `None` for text that is not one.
+pub fn render_state(stored: &str) -> Option<EntityState> {
+    let s: StoredState = serde_json::from_str(stored).ok()?;
+    Some(EntityState {
+        hotel_id: s.hotel_id,
+        module_name: s.module_name,
+        primary_key: s.primary_key,
+        last_offset: s.last_offset,
+        last_event_name: s.last_event_name,
+        last_timestamp: s.last_timestamp,
+        elements: s
+            .elements
+            .into_iter()
+            .filter_map(|(element_name, value)| Some(Element { element_name, value: value? }))
+            .collect(),
+    })
+}
 
-    pub fn key(&self) -> EntityKey {
-        EntityKey {
-            hotel_id: self.hotel_id.clone(),
-            module_name: self.module_name.clone(),
-            primary_key: self.primary_key.clone(),
-        }
+/// When a stored state's last event was stored (ms), for state retention.
+pub fn last_at(stored: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct LastAt {
+        last_at: u64,
     }
+    serde_json::from_str::<LastAt>(stored).ok().map(|l| l.last_at)
+}
 
-    /// Folds one event in. Returns how many elements it could not set (the entity is at
-    /// [`MAX_ENTITY_ELEMENTS`] or [`MAX_ENTITY_ELEMENT_BYTES`]).
-    pub fn apply(&mut self, offset: Offset, event_name: &str, change: &EntityChange) -> usize {
-        let mut refused = 0;
-        let mut size: usize = self.elements.iter().map(|e| e.element_name.len() + e.value.len()).sum();
-        for (name, value) in &change.elements {
-            let at = self.elements.binary_search_by(|e| e.element_name.as_str().cmp(name));
-            match (at, value) {
-                (Ok(i), None) => {
-                    size -= name.len() + self.elements[i].value.len();
-                    self.elements.remove(i);
-                }
-                (Ok(i), Some(v)) if size - self.elements[i].value.len() + v.len() <= MAX_ENTITY_ELEMENT_BYTES => {
-                    size = size - self.elements[i].value.len() + v.len();
-                    v.clone_into(&mut self.elements[i].value);
-                }
-                (Err(i), Some(v))
-                    if self.elements.len() < MAX_ENTITY_ELEMENTS
-                        && size + name.len() + v.len() <= MAX_ENTITY_ELEMENT_BYTES =>
-                {
-                    size += name.len() + v.len();
-                    self.elements.insert(i, Element { element_name: name.clone(), value: v.clone() });
-                }
-                (_, Some(_)) => refused += 1,
-                (Err(_), None) => {}
+/// RFC 7396 JSON Merge Patch, as `SQLite`'s `json_patch` applies it: the reference store's merge.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(members) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(into) = target {
+        for (name, value) in members {
+            if value.is_null() {
+                into.remove(name);
+            } else {
+                merge_patch(into.entry(name.clone()).or_insert(Value::Null), value);
             }
         }
-        self.last_offset = offset;
-        event_name.clone_into(&mut self.last_event_name);
-        change.timestamp.clone_into(&mut self.last_timestamp);
-        refused
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -152,29 +193,79 @@ impl StateRules {
     }
 }
 
-/// One entity's row to write with an append: its new state, or its removal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntityWrite {
-    pub key: EntityKey,
-    /// The state's JSON text; `None` removes the entity.
-    pub state: Option<String>,
-    /// When its last event was stored (ms): state retention counts from here.
-    pub last_at: u64,
-}
-
-/// Everything an append writes to the state, with what it changes in the totals.
+/// What one fold step writes to the entities' state, in this order: removals, then merges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EntityWrites {
-    pub writes: Vec<EntityWrite>,
-    /// Entities added minus entities removed.
-    pub count_delta: i64,
-    /// Bytes of state text added minus bytes removed.
-    pub bytes_delta: i64,
-    /// Element names the batch could not add to full entities.
-    pub elements_refused: usize,
+    /// Storage keys of entities a terminal event ended.
+    pub removals: Vec<String>,
+    /// Per storage key, the patch to merge (or to store, for a new entity).
+    pub patches: Vec<(String, String)>,
 }
 
-/// The entities a chain holds and the bytes of their state text, kept as running totals.
+impl EntityWrites {
+    pub fn is_empty(&self) -> bool {
+        self.removals.is_empty() && self.patches.is_empty()
+    }
+}
+
+/// The writes that fold `events` (in offset order) into their entities: per entity touched,
+/// at most one removal (a terminal event; anything after it starts the entity anew) and one
+/// patch. An event whose body does not read back (none should) is passed over.
+pub fn entity_writes(events: &[StoredEvent], rules: &StateRules) -> EntityWrites {
+    struct Folding {
+        key: String,
+        removed: bool,
+        patch: Option<StoredState>,
+    }
+    let mut order: Vec<Folding> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for event in events {
+        let Ok(body) = serde_json::from_str::<EventBody<'_>>(&event.body) else { continue };
+        let key = EntityKey {
+            hotel_id: event.hotel_id.clone(),
+            module_name: event.module_name.clone(),
+            primary_key: body.primary_key.into_owned(),
+        };
+        let storage_key = key.storage_key();
+        let at = *index.entry(storage_key.clone()).or_insert_with(|| {
+            order.push(Folding { key: storage_key, removed: false, patch: None });
+            order.len() - 1
+        });
+        let folding = &mut order[at];
+        if rules.ends_entity(&event.module_name, &event.event_name) {
+            folding.removed = true;
+            folding.patch = None;
+            continue;
+        }
+        let patch = folding.patch.get_or_insert_with(|| StoredState {
+            hotel_id: key.hotel_id,
+            module_name: key.module_name,
+            primary_key: key.primary_key,
+            ..StoredState::default()
+        });
+        for entry in body.detail {
+            if let Some(name) = entry.element_name {
+                patch.elements.insert(name.into_owned(), entry.new_value.map(std::borrow::Cow::into_owned));
+            }
+        }
+        patch.last_offset = event.offset.to_string();
+        event.event_name.clone_into(&mut patch.last_event_name);
+        patch.last_timestamp = body.timestamp.into_owned();
+        patch.last_at = event.stored_at;
+    }
+    let mut writes = EntityWrites::default();
+    for folding in order {
+        if folding.removed {
+            writes.removals.push(folding.key.clone());
+        }
+        if let Some(patch) = folding.patch {
+            writes.patches.push((folding.key, serde_json::to_string(&patch).unwrap_or_default()));
+        }
+    }
+    writes
+}
+
+/// The entities a chain holds and the bytes of their stored state, kept as running totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntityTotals {
@@ -182,91 +273,26 @@ pub struct EntityTotals {
     pub bytes: u64,
 }
 
-/// What the state needs of storage, beside the log's rows (`LogStore::insert_all` writes an
-/// append's [`EntityWrites`] with its events, in one transaction).
+/// One step of the state retention sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swept {
+    pub removed: usize,
+    /// The last storage key looked at; `None` when the sweep reached the end.
+    pub last: Option<String>,
+}
+
+/// What the state needs of storage, beside the log's rows.
 pub trait EntityStore {
-    /// The stored state texts of those of `keys` that exist.
-    fn entity_states(&self, keys: &[&EntityKey]) -> Result<Vec<(EntityKey, String)>, StoreError>;
-    /// Up to `limit` state texts of hotel `hotel_id` (and module `module_name`, if given)
-    /// with `(moduleName, primaryKey)` after `after`, in key order.
-    fn entity_range(
-        &self,
-        hotel_id: &str,
-        module_name: Option<&str>,
-        after: (&str, &str),
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError>;
-    /// Removes up to `limit` entities whose last event was stored before `cutoff` (ms).
-    fn delete_entities_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError>;
-    /// When the entity with the oldest last event had it stored (ms).
-    fn oldest_entity_at(&self) -> Result<Option<u64>, StoreError>;
+    /// The offset the state is folded through (0: nothing folded yet).
+    fn state_through(&self) -> Result<Offset, StoreError>;
+    /// Writes one fold step, removals first, and moves [`EntityStore::state_through`] to
+    /// `through`: all of it, or (when it fails) none.
+    fn write_entities(&self, writes: &EntityWrites, through: Offset) -> Result<(), StoreError>;
+    /// Up to `limit` stored states with storage keys strictly between `after` and `before`,
+    /// in key order, with their keys.
+    fn entity_range(&self, after: &str, before: &str, limit: usize) -> Result<Vec<(String, String)>, StoreError>;
+    /// Looks at up to `limit` entities with keys after `after` and removes those whose last
+    /// event was stored before `cutoff` (ms).
+    fn sweep_entities(&self, after: &str, limit: usize, cutoff: u64) -> Result<Swept, StoreError>;
     fn entity_totals(&self) -> Result<EntityTotals, StoreError>;
-}
-
-/// Folds the events an append stores into their entities' states (`stored`: what storage
-/// holds now of the entities they touch), in offset order, each entity written once.
-pub fn fold(stored: Vec<(EntityKey, String)>, events: &[NewEvent<'_>], rules: &StateRules) -> EntityWrites {
-    struct Folding {
-        state: Option<EntityState>,
-        stored_bytes: Option<usize>,
-        last_at: u64,
-    }
-    let mut out = EntityWrites::default();
-    let mut states: HashMap<EntityKey, Folding> = stored
-        .into_iter()
-        .map(|(key, text)| {
-            // A row that does not read back (written by a build with another shape) starts over.
-            let state = serde_json::from_str::<EntityState>(&text).ok();
-            (key, Folding { state, stored_bytes: Some(text.len()), last_at: 0 })
-        })
-        .collect();
-    for new in events {
-        let event = new.event;
-        let key = key_of(new);
-        let folding = states.entry(key.clone()).or_insert(Folding { state: None, stored_bytes: None, last_at: 0 });
-        folding.last_at = new.stored_at;
-        if rules.ends_entity(&event.module_name, &event.event_name) {
-            folding.state = None;
-            continue;
-        }
-        let state = folding.state.get_or_insert_with(|| EntityState::new(&key));
-        out.elements_refused += state.apply(new.offset, &event.event_name, &event.entity);
-    }
-    for key in keys_of(events) {
-        let Some(folding) = states.remove(&key) else { continue };
-        let text = folding.state.map(|s| s.to_json());
-        match (&text, folding.stored_bytes) {
-            (None, None) => continue, // created and ended within the batch, or ended unknown
-            (Some(t), None) => {
-                out.count_delta += 1;
-                out.bytes_delta += len_i64(t.len());
-            }
-            (Some(t), Some(old)) => out.bytes_delta += len_i64(t.len()) - len_i64(old),
-            (None, Some(old)) => {
-                out.count_delta -= 1;
-                out.bytes_delta -= len_i64(old);
-            }
-        }
-        out.writes.push(EntityWrite { key, state: text, last_at: folding.last_at });
-    }
-    out
-}
-
-fn key_of(new: &NewEvent<'_>) -> EntityKey {
-    EntityKey {
-        hotel_id: new.event.hotel_id.clone(),
-        module_name: new.event.module_name.clone(),
-        primary_key: new.event.entity.primary_key.clone(),
-    }
-}
-
-#[allow(clippy::cast_possible_wrap, reason = "state texts are bounded far below 2^63 bytes")]
-fn len_i64(n: usize) -> i64 {
-    n as i64
-}
-
-/// The distinct entities `events` touch, in first-seen order.
-pub fn keys_of(events: &[NewEvent<'_>]) -> Vec<EntityKey> {
-    let mut seen = std::collections::HashSet::new();
-    events.iter().map(key_of).filter(|k| seen.insert(k.clone())).collect()
 }

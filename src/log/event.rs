@@ -51,7 +51,7 @@ impl NewEvent<'_> {
 }
 
 /// An event that passed validation, in the form the chain log stores.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ValidEvent {
     pub unique_event_id: String,
     pub hotel_id: String,
@@ -60,8 +60,6 @@ pub struct ValidEvent {
     /// The event as delivered to vendors (`EventHeader` without `metadata.offset`), as JSON
     /// text.
     pub body: String,
-    /// What the event says of its entity, for the state the chain keeps (`entity::fold`).
-    pub entity: super::entity::EntityChange,
     /// The id was generated for this request, so it cannot be in the log yet and the log
     /// skips looking it up. Cleared when the request retries the append: the first attempt
     /// may have stored it.

@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
-use super::entity::{EntityKey, EntityStore, EntityTotals, EntityWrites};
+use super::entity::{last_at, merge_patch, EntityStore, EntityTotals, EntityWrites, Swept, MAX_ENTITY_STATE_BYTES};
 use super::{LogStore, NewEvent, Offset, StoreError, StoredEvent};
 
 /// An in-memory store with the same semantics as the `SQLite` one: the reference the
@@ -16,11 +16,14 @@ pub struct MemoryStore {
     head: RefCell<Offset>,
     events: RefCell<BTreeMap<Offset, StoredEvent>>,
     dropped_through: Cell<Option<(Offset, u64)>>,
-    /// Each entity's state text and when its last event was stored.
-    entities: RefCell<BTreeMap<EntityKey, (String, u64)>>,
-    /// Kept from each append's deltas, as storage keeps them (a test compares them with
+    /// Each entity's stored state, by storage key.
+    entities: RefCell<BTreeMap<String, String>>,
+    /// Kept by each write, as storage's triggers keep them (a test compares them with
     /// [`MemoryStore::recount_entities`]).
     entity_totals: Cell<EntityTotals>,
+    state_through: Cell<Offset>,
+    /// Makes fold steps fail (nothing of them written), to prove a failed step loses nothing.
+    pub fail_entity_writes: Cell<bool>,
     pub fail_insert_after: Cell<Option<usize>>,
     pub fail_head_reads: Cell<usize>,
     pub reads: Cell<usize>,
@@ -37,7 +40,39 @@ impl MemoryStore {
     /// The totals counted from the entities themselves.
     pub fn recount_entities(&self) -> EntityTotals {
         let entities = self.entities.borrow();
-        EntityTotals { entities: entities.len() as u64, bytes: entities.values().map(|(t, _)| t.len() as u64).sum() }
+        EntityTotals { entities: entities.len() as u64, bytes: entities.values().map(|t| t.len() as u64).sum() }
+    }
+
+    /// A fold step's writes, as storage makes them: removals, then each patch merged into
+    /// its entity (`json_patch`), or stored as it is for a new one; a state at
+    /// [`MAX_ENTITY_STATE_BYTES`] takes no more. The totals move with every row.
+    fn apply_entity_writes(&self, writes: &EntityWrites) {
+        let mut states = self.entities.borrow_mut();
+        let mut totals = self.entity_totals.get();
+        for key in &writes.removals {
+            if let Some(old) = states.remove(key) {
+                totals.entities -= 1;
+                totals.bytes -= old.len() as u64;
+            }
+        }
+        for (key, patch) in &writes.patches {
+            match states.get_mut(key) {
+                None => {
+                    totals.entities += 1;
+                    totals.bytes += patch.len() as u64;
+                    states.insert(key.clone(), patch.clone());
+                }
+                Some(stored) if stored.len() < MAX_ENTITY_STATE_BYTES => {
+                    let mut value: serde_json::Value = serde_json::from_str(stored).unwrap_or_default();
+                    merge_patch(&mut value, &serde_json::from_str(patch).unwrap_or_default());
+                    let merged = value.to_string();
+                    totals.bytes = totals.bytes + merged.len() as u64 - stored.len() as u64;
+                    *stored = merged;
+                }
+                Some(_) => {}
+            }
+        }
+        self.entity_totals.set(totals);
     }
 
     fn record_head(&self) {
@@ -68,29 +103,15 @@ impl LogStore for MemoryStore {
             .collect())
     }
 
-    fn insert_all(&self, new_events: &[NewEvent<'_>], entities: &EntityWrites) -> Result<(), StoreError> {
+    fn insert_all(&self, new_events: &[NewEvent<'_>]) -> Result<(), StoreError> {
         let mut events = self.events.borrow_mut();
-        // All or nothing, as one transaction: a failure midway restores what was there, and
-        // the entities are written only once every event is.
+        // All or nothing, as one SQL statement: a failure midway restores what was there.
         let before = events.clone();
         let outcome = insert_each(&mut events, new_events, self.fail_insert_after.get());
         if outcome.is_err() {
             *events = before;
-            return outcome;
         }
-        let mut states = self.entities.borrow_mut();
-        for write in &entities.writes {
-            match &write.state {
-                Some(text) => states.insert(write.key.clone(), (text.clone(), write.last_at)),
-                None => states.remove(&write.key),
-            };
-        }
-        let totals = self.entity_totals.get();
-        self.entity_totals.set(EntityTotals {
-            entities: totals.entities.saturating_add_signed(entities.count_delta),
-            bytes: totals.bytes.saturating_add_signed(entities.bytes_delta),
-        });
-        Ok(())
+        outcome
     }
 
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError> {
@@ -105,11 +126,15 @@ impl LogStore for MemoryStore {
         Ok(rows)
     }
 
-    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
+    fn delete_stored_before(&self, cutoff: u64, through: Offset, limit: usize) -> Result<usize, StoreError> {
         self.record_head();
         let mut events = self.events.borrow_mut();
-        let doomed: Vec<Offset> =
-            events.values().filter(|e| e.stored_at < cutoff).take(limit).map(|e| e.offset).collect();
+        let doomed: Vec<Offset> = events
+            .values()
+            .filter(|e| e.stored_at < cutoff && e.offset <= through)
+            .take(limit)
+            .map(|e| e.offset)
+            .collect();
         for offset in &doomed {
             if let Some(e) = events.remove(offset) {
                 self.dropped_through.set(Some((e.offset, e.stored_at)));
@@ -128,58 +153,64 @@ impl LogStore for MemoryStore {
 }
 
 impl EntityStore for MemoryStore {
-    fn entity_states(&self, keys: &[&EntityKey]) -> Result<Vec<(EntityKey, String)>, StoreError> {
-        let states = self.entities.borrow();
-        Ok(keys.iter().filter_map(|k| states.get(*k).map(|(t, _)| ((*k).clone(), t.clone()))).collect())
+    fn state_through(&self) -> Result<Offset, StoreError> {
+        Ok(self.state_through.get())
     }
 
-    fn entity_range(
-        &self,
-        hotel_id: &str,
-        module_name: Option<&str>,
-        after: (&str, &str),
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
+    fn write_entities(&self, writes: &EntityWrites, through: Offset) -> Result<(), StoreError> {
+        if self.fail_entity_writes.get() {
+            return Err(StoreError("injected failure of a fold step".into()));
+        }
+        self.apply_entity_writes(writes);
+        self.state_through.set(through);
+        Ok(())
+    }
+
+    fn entity_range(&self, after: &str, before: &str, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        use std::ops::Bound::Excluded;
         self.reads.set(self.reads.get() + 1);
-        let rows: Vec<String> = self
+        if after >= before {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, String)> = self
             .entities
             .borrow()
-            .iter()
-            .filter(|(k, _)| k.hotel_id == hotel_id && module_name.is_none_or(|m| k.module_name == m))
-            .filter(|(k, _)| (k.module_name.as_str(), k.primary_key.as_str()) > after)
+            .range::<str, _>((Excluded(after), Excluded(before)))
             .take(limit)
-            .map(|(_, (t, _))| t.clone())
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         self.rows_read.set(self.rows_read.get() + rows.len());
         Ok(rows)
     }
 
-    fn delete_entities_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
+    fn sweep_entities(&self, after: &str, limit: usize, cutoff: u64) -> Result<Swept, StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
         let mut states = self.entities.borrow_mut();
-        let mut doomed: Vec<(u64, EntityKey)> =
-            states.iter().filter(|(_, (_, at))| *at < cutoff).map(|(k, (_, at))| (*at, k.clone())).collect();
-        doomed.sort();
-        doomed.truncate(limit);
+        let looked: Vec<(String, bool)> = states
+            .range::<str, _>((Excluded(after), Unbounded))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), last_at(v).is_some_and(|at| at < cutoff)))
+            .collect();
         let mut totals = self.entity_totals.get();
-        for (_, key) in &doomed {
-            if let Some((text, _)) = states.remove(key) {
-                totals.entities -= 1;
-                totals.bytes -= text.len() as u64;
+        let mut removed = 0;
+        for (key, expired) in &looked {
+            if *expired {
+                if let Some(old) = states.remove(key) {
+                    totals.entities -= 1;
+                    totals.bytes -= old.len() as u64;
+                    removed += 1;
+                }
             }
         }
         self.entity_totals.set(totals);
-        Ok(doomed.len())
-    }
-
-    fn oldest_entity_at(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self.entities.borrow().values().map(|(_, at)| *at).min())
+        let last = if looked.len() < limit { None } else { looked.last().map(|(k, _)| k.clone()) };
+        Ok(Swept { removed, last })
     }
 
     fn entity_totals(&self) -> Result<EntityTotals, StoreError> {
         Ok(self.entity_totals.get())
     }
 }
-
 fn insert_each(
     events: &mut BTreeMap<Offset, StoredEvent>,
     new_events: &[NewEvent<'_>],

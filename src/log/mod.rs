@@ -37,18 +37,18 @@ pub trait LogStore {
     fn head(&self) -> Result<Offset, StoreError>;
     /// The offsets of those of `unique_event_ids` that are stored.
     fn offsets_of(&self, unique_event_ids: &[&str]) -> Result<HashMap<String, Offset>, StoreError>;
-    /// Stores events whose ids are known to be new, with the entity states they fold into:
-    /// all of it, or (when it fails) none. An append writes nothing else (the head is the
-    /// newest row's offset), so it is atomic when this is.
-    fn insert_all(&self, events: &[NewEvent<'_>], entities: &EntityWrites) -> Result<(), StoreError>;
+    /// Stores events whose ids are known to be new: all of them, or (when it fails) none.
+    /// An append writes nothing else (the head is the newest row's offset), so it is
+    /// atomic when this is.
+    fn insert_all(&self, events: &[NewEvent<'_>]) -> Result<(), StoreError>;
     /// The oldest retained event's offset and store time.
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError>;
     /// Up to `limit` events with `offset >= from`, in offset order.
     fn read_from(&self, from: Offset, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
-    /// Deletes up to `limit` of the oldest events stored before `cutoff` (ms), first
-    /// recording the head, so that deleting the newest event never lowers it, and the newest
-    /// deleted event ([`LogStore::dropped_through`]).
-    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError>;
+    /// Deletes up to `limit` of the oldest events stored before `cutoff` (ms) and at or below
+    /// offset `through`, first recording the head, so that deleting the newest event never
+    /// lowers it, and the newest deleted event ([`LogStore::dropped_through`]).
+    fn delete_stored_before(&self, cutoff: u64, through: Offset, limit: usize) -> Result<usize, StoreError>;
     /// The first retained event stored at or after `at` (ms): where a replay from a time
     /// starts. An index lookup, whatever the log's length.
     fn first_stored_at_or_after(&self, at: u64) -> Result<Option<Offset>, StoreError>;
@@ -81,6 +81,14 @@ pub struct Page {
     pub next: Offset,
     /// Nothing was stored beyond this page when it was read.
     pub at_end: bool,
+}
+
+/// What one fold step did: events folded, the state's offset now, and the events after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoldStep {
+    pub folded: usize,
+    pub through: Offset,
+    pub lag: u64,
 }
 
 /// How much retention work one alarm does before yielding to other events of the object.
@@ -133,39 +141,8 @@ impl<S: LogStore> OffsetLog<S> {
     /// failure midway leaves no event of the batch stored (nor delivered: delivery reads the
     /// store), and the publisher, told nothing was stored, can resend the batch.
     pub fn append(&self, batch: &[ValidEvent], now_ms: u64) -> Result<Vec<Offset>, StoreError> {
-        self.append_with(batch, now_ms, |_| Ok(EntityWrites::default()))
-    }
-
-    /// [`OffsetLog::append`], folding the new events into their entities' states in the same
-    /// transaction (`entity::fold`): one read of the entities the batch touches, one write
-    /// of each.
-    pub fn append_folding(
-        &self,
-        batch: &[ValidEvent],
-        now_ms: u64,
-        rules: &StateRules,
-    ) -> Result<Vec<Offset>, StoreError>
-    where
-        S: EntityStore,
-    {
-        if !rules.keep {
-            return self.append(batch, now_ms);
-        }
-        self.append_with(batch, now_ms, |events| {
-            let keys = entity::keys_of(events);
-            let stored = self.store.entity_states(&keys.iter().collect::<Vec<_>>())?;
-            Ok(entity::fold(stored, events, rules))
-        })
-    }
-
-    fn append_with(
-        &self,
-        batch: &[ValidEvent],
-        now_ms: u64,
-        fold: impl FnOnce(&[NewEvent<'_>]) -> Result<EntityWrites, StoreError>,
-    ) -> Result<Vec<Offset>, StoreError> {
         let head = self.head()?;
-        let outcome = self.append_to(head, batch, now_ms, fold);
+        let outcome = self.append_to(head, batch, now_ms);
         // On failure, storage is asked again: it knows what was stored.
         self.head.set(outcome.as_ref().ok().map(|(head, _)| *head));
         outcome.map(|(_, offsets)| offsets)
@@ -176,7 +153,6 @@ impl<S: LogStore> OffsetLog<S> {
         mut head: Offset,
         batch: &[ValidEvent],
         now_ms: u64,
-        fold: impl FnOnce(&[NewEvent<'_>]) -> Result<EntityWrites, StoreError>,
     ) -> Result<(Offset, Vec<Offset>), StoreError> {
         // Ids already in the log, found in a few queries rather than one per event. An id
         // minted for this request cannot be among them.
@@ -199,10 +175,32 @@ impl<S: LogStore> OffsetLog<S> {
             new_events.push(NewEvent { offset: head, stored_at: now_ms, event });
         }
         if !new_events.is_empty() {
-            let entities = fold(&new_events)?;
-            self.store.insert_all(&new_events, &entities)?;
+            self.store.insert_all(&new_events)?;
         }
         Ok((head, offsets))
+    }
+
+    /// One fold step (`entity`): the events after the state's offset, at most `max_events`
+    /// and about `max_bytes` of them, folded into their entities in one transaction that
+    /// moves the state's offset past them. Events retention already deleted (the state was
+    /// off) are not there to fold: the state starts at the oldest retained event.
+    pub fn fold_state(&self, rules: &StateRules, max_events: usize, max_bytes: usize) -> Result<FoldStep, StoreError>
+    where
+        S: EntityStore,
+    {
+        let through = self.store.state_through()?;
+        let head = self.head()?;
+        if through >= head {
+            return Ok(FoldStep { folded: 0, through, lag: 0 });
+        }
+        let page = self.read_page(through + 1, max_events, max_bytes)?;
+        let next = match page.events.last() {
+            Some(last) if !page.at_end => last.offset,
+            _ => head,
+        };
+        let writes = entity::entity_writes(&page.events, rules);
+        self.store.write_entities(&writes, next)?;
+        Ok(FoldStep { folded: page.events.len(), through: next, lag: head - next })
     }
 
     /// Head and oldest offset: two index lookups, whatever the log's length.
@@ -233,8 +231,19 @@ impl<S: LogStore> OffsetLog<S> {
     /// Deletes events stored more than `retention_ms` ago, at most [`RETENTION_BATCH`] per
     /// call, and says when to run again.
     pub fn apply_retention(&self, now_ms: u64, retention_ms: u64) -> Result<RetentionOutcome, StoreError> {
+        self.apply_retention_through(now_ms, retention_ms, MAX_OFFSET)
+    }
+
+    /// [`OffsetLog::apply_retention`], deleting no event above `through` (the state's offset:
+    /// an event is not dropped before it is folded).
+    pub fn apply_retention_through(
+        &self,
+        now_ms: u64,
+        retention_ms: u64,
+        through: Offset,
+    ) -> Result<RetentionOutcome, StoreError> {
         let cutoff = now_ms.saturating_sub(retention_ms);
-        let deleted = self.store.delete_stored_before(cutoff, RETENTION_BATCH)?;
+        let deleted = self.store.delete_stored_before(cutoff, through, RETENTION_BATCH)?;
         let next_alarm = if deleted == RETENTION_BATCH {
             Some(now_ms) // more to do: continue right away, in a fresh event
         } else {
@@ -243,20 +252,15 @@ impl<S: LogStore> OffsetLog<S> {
         Ok(RetentionOutcome { deleted, next_alarm })
     }
 
-    /// Drops the state of entities whose last event was stored more than `state_ms` ago, at
-    /// most [`RETENTION_BATCH`] per call, and says when to run again.
-    pub fn apply_state_retention(&self, now_ms: u64, state_ms: u64) -> Result<RetentionOutcome, StoreError>
+    /// One step of the state retention sweep: looks at up to [`RETENTION_BATCH`] entities
+    /// after `after` (in key order) and drops those whose last event was stored more than
+    /// `state_ms` ago. The sweep walks the keys rather than an index by time, so that a publish
+    /// maintains no second index per entity.
+    pub fn sweep_state(&self, after: &str, now_ms: u64, state_ms: u64) -> Result<entity::Swept, StoreError>
     where
         S: EntityStore,
     {
-        let cutoff = now_ms.saturating_sub(state_ms);
-        let deleted = self.store.delete_entities_before(cutoff, RETENTION_BATCH)?;
-        let next_alarm = if deleted == RETENTION_BATCH {
-            Some(now_ms)
-        } else {
-            self.store.oldest_entity_at()?.map(|at| at + state_ms + retention_slack(state_ms))
-        };
-        Ok(RetentionOutcome { deleted, next_alarm })
+        self.store.sweep_entities(after, RETENTION_BATCH, now_ms.saturating_sub(state_ms))
     }
 
     /// Where a replay from the time `at` (ms) starts: the first retained event stored at or
@@ -292,8 +296,8 @@ impl<T: LogStore + ?Sized> LogStore for std::rc::Rc<T> {
         (**self).offsets_of(unique_event_ids)
     }
 
-    fn insert_all(&self, events: &[NewEvent<'_>], entities: &EntityWrites) -> Result<(), StoreError> {
-        (**self).insert_all(events, entities)
+    fn insert_all(&self, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
+        (**self).insert_all(events)
     }
 
     fn oldest(&self) -> Result<Option<(Offset, u64)>, StoreError> {
@@ -304,8 +308,8 @@ impl<T: LogStore + ?Sized> LogStore for std::rc::Rc<T> {
         (**self).read_from(from, limit)
     }
 
-    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
-        (**self).delete_stored_before(cutoff, limit)
+    fn delete_stored_before(&self, cutoff: u64, through: Offset, limit: usize) -> Result<usize, StoreError> {
+        (**self).delete_stored_before(cutoff, through, limit)
     }
 
     fn first_stored_at_or_after(&self, at: u64) -> Result<Option<Offset>, StoreError> {
@@ -318,26 +322,20 @@ impl<T: LogStore + ?Sized> LogStore for std::rc::Rc<T> {
 }
 
 impl<T: EntityStore + ?Sized> EntityStore for std::rc::Rc<T> {
-    fn entity_states(&self, keys: &[&entity::EntityKey]) -> Result<Vec<(entity::EntityKey, String)>, StoreError> {
-        (**self).entity_states(keys)
+    fn state_through(&self) -> Result<Offset, StoreError> {
+        (**self).state_through()
     }
 
-    fn entity_range(
-        &self,
-        hotel_id: &str,
-        module_name: Option<&str>,
-        after: (&str, &str),
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        (**self).entity_range(hotel_id, module_name, after, limit)
+    fn write_entities(&self, writes: &EntityWrites, through: Offset) -> Result<(), StoreError> {
+        (**self).write_entities(writes, through)
     }
 
-    fn delete_entities_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
-        (**self).delete_entities_before(cutoff, limit)
+    fn entity_range(&self, after: &str, before: &str, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        (**self).entity_range(after, before, limit)
     }
 
-    fn oldest_entity_at(&self) -> Result<Option<u64>, StoreError> {
-        (**self).oldest_entity_at()
+    fn sweep_entities(&self, after: &str, limit: usize, cutoff: u64) -> Result<entity::Swept, StoreError> {
+        (**self).sweep_entities(after, limit, cutoff)
     }
 
     fn entity_totals(&self) -> Result<entity::EntityTotals, StoreError> {

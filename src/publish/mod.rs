@@ -9,10 +9,12 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::{Chain, Limits};
-use crate::log::entity::EntityChange;
 pub use crate::log::ValidEvent;
 pub use rules::MAX_ID_LEN;
-use rules::{check_element_name, check_hotel, check_optional, check_required, check_timestamp, describe_misfit};
+use rules::{
+    check_element_name, check_hotel, check_module_name, check_optional, check_required, check_timestamp,
+    describe_misfit,
+};
 use shape::{stored_body, EventShape};
 
 mod rules;
@@ -280,6 +282,7 @@ fn check_event(
         }
     }
     check_timestamp(&shape.timestamp, &mut fault);
+    check_module_name(&shape.module_name, &mut fault);
     check_hotel(&shape.hotel_id, chain, &mut fault);
     for (i, entry) in shape.detail.iter().enumerate() {
         check_element_name(i, entry.element_name.as_deref(), &mut fault);
@@ -300,22 +303,12 @@ fn check_event(
             limits.max_event_bytes
         )));
     }
-    let entity = EntityChange {
-        elements: shape
-            .detail
-            .iter()
-            .filter_map(|d| Some((d.element_name.as_deref()?.to_owned(), d.new_value.as_deref().map(str::to_owned))))
-            .collect(),
-        primary_key: shape.primary_key.into_owned(),
-        timestamp: shape.timestamp.into_owned(),
-    };
     Ok(ValidEvent {
         unique_event_id,
         hotel_id: shape.hotel_id.into_owned(),
         module_name: shape.module_name.into_owned(),
         event_name: shape.event_name.into_owned(),
         body,
-        entity,
         minted,
     })
 }

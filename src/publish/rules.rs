@@ -38,6 +38,14 @@ pub(super) fn check_hotel(hotel: &str, chain: &Chain, fault: &mut impl FnMut(&st
     }
 }
 
+/// A module name keys the entities' state with the hotel and primary key, joined by a control
+/// character (`log::entity::EntityKey::storage_key`): it holds none.
+pub(super) fn check_module_name(name: &str, fault: &mut impl FnMut(&str, String)) {
+    if name.chars().any(char::is_control) {
+        fault("moduleName", "moduleName must not contain control characters".into());
+    }
+}
+
 pub(super) fn check_element_name(i: usize, name: Option<&str>, fault: &mut impl FnMut(&str, String)) {
     if name.is_none_or(str::is_empty) {
         fault(&format!("detail[{i}].elementName"), "elementName is required".into());
@@ -75,6 +83,9 @@ pub(super) fn describe_misfit(item: &RawValue, chain: &Chain, fault: &mut impl F
     }
     if let Some(Value::String(hotel)) = obj.get("hotelId") {
         check_hotel(hotel, chain, fault);
+    }
+    if let Some(Value::String(module)) = obj.get("moduleName") {
+        check_module_name(module, fault);
     }
     match obj.get("detail") {
         None => fault("detail", "detail is required (an array, possibly empty)".into()),

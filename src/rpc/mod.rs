@@ -77,6 +77,9 @@ pub struct ChainNumbers {
     pub counting_since: u64,
     /// The entities whose current state the chain keeps, and the bytes of their state.
     pub entities: crate::log::entity::EntityTotals,
+    /// The offset the state is folded through (the state API's `asOfOffset`).
+    #[serde(with = "offset_text")]
+    pub state_through: Offset,
 }
 
 /// Whether an app key streams on a connection other than `connection`.

@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use pms_events::auth::token::AccessClaims;
+use pms_events::chain::alarm::AlarmStep;
 use pms_events::chain::attached::Spec;
 use pms_events::chain::host::{ChainError, Effects, GatewaySockets};
 use pms_events::chain::memory::MemoryChainStore;
@@ -101,6 +102,9 @@ pub struct Object {
     /// Timers asked for and not yet run: (due at, what).
     pub fan_out_due: Option<u64>,
     pub flush_due: Option<u64>,
+    pub fold_due: Option<u64>,
+    /// The alarm as storage holds it (it survives a restart), set as the glue sets it.
+    pub alarm_at: Option<u64>,
     pub webhooks_again: bool,
     pub effects: Vec<Effects>,
 }
@@ -119,6 +123,8 @@ impl Object {
             config,
             fan_out_due: None,
             flush_due: None,
+            fold_due: None,
+            alarm_at: None,
             webhooks_again: false,
             effects: Vec::new(),
         }
@@ -134,6 +140,7 @@ impl Object {
         self.core = ChainCore::new(self.store.clone(), self.sockets.clone(), now);
         self.fan_out_due = None;
         self.flush_due = None;
+        self.fold_due = None;
     }
 
     /// The object wakes from hibernation: its memory is gone, its sockets are not.
@@ -141,6 +148,7 @@ impl Object {
         self.core = ChainCore::new(self.store.clone(), self.sockets.clone(), now);
         self.fan_out_due = None;
         self.flush_due = None;
+        self.fold_due = None;
     }
 
     /// Keeps the timers an effect asked for, and the effect itself for the test to read.
@@ -150,6 +158,18 @@ impl Object {
         }
         if let Some(wait) = fx.flush_after {
             self.flush_due.get_or_insert(now + wait);
+        }
+        if let Some(wait) = fx.fold_after {
+            self.fold_due = Some(self.fold_due.map_or(now + wait, |due| due.min(now + wait)));
+        }
+        if let Some(at) = fx.alarm_by {
+            let mut step = self.core.alarm_wish(at, now);
+            if step == AlarmStep::ReadStored {
+                step = self.core.alarm_read(self.alarm_at, at, now);
+            }
+            if let AlarmStep::Set(at) = step {
+                self.alarm_at = Some(at);
+            }
         }
         self.webhooks_again |= fx.webhooks_again;
         self.effects.push(fx);
@@ -174,6 +194,22 @@ impl Object {
             self.flush_due = None;
             let mut fx = Effects::default();
             self.core.flush(&mut fx);
+            self.note(fx, now);
+        }
+        if self.fold_due.is_some_and(|at| at <= now) {
+            self.fold_due = None;
+            let mut fx = Effects::default();
+            self.core.fold_state(&self.config, now, &mut fx).expect("fold");
+            self.note(fx, now);
+        }
+    }
+
+    /// The alarm fires if it is due.
+    pub fn run_alarm(&mut self, now: u64) {
+        if self.alarm_at.is_some_and(|at| at <= now) {
+            self.alarm_at = None;
+            let mut fx = Effects::default();
+            self.core.alarm(&self.config.clone(), now, &mut fx).expect("alarm");
             self.note(fx, now);
         }
     }
@@ -247,7 +283,6 @@ pub fn event_at(id: &str, hotel: &str, name: &str, pad: usize) -> ValidEvent {
         event_name: name.into(),
         body: body.to_string(),
         minted: false,
-        entity: Default::default(),
     }
 }
 

@@ -91,6 +91,14 @@ impl ChainObject {
         if let Some(wait) = fx.flush_after {
             self.later(wait, Core::flush);
         }
+        if let Some(wait) = fx.fold_after {
+            let settings = self.settings()?;
+            self.later(wait, move |core, fx| {
+                if let Err(e) = core.fold_state(&settings.config, now_ms(), fx) {
+                    fx.error(format!("state fold: {e}"));
+                }
+            });
+        }
         if fx.webhooks_again {
             let settings = self.settings()?;
             self.later(0, move |core, fx| core.wake_webhooks(&settings.config, now_ms(), fx));
@@ -182,7 +190,9 @@ impl ChainObject {
             }
             (Method::Post, rpc::chain::STATE) => {
                 let request: crate::current_state::StateRequest = json_body(&req.bytes().await?)?;
-                match self.core.borrow_mut().state_page(&request).map_err(internal)? {
+                let settings = self.settings()?;
+                let page = self.call(|core, fx| core.state_page(&request, &settings.config, now_ms(), fx)).await?;
+                match page.map_err(internal)? {
                     Ok(page) => {
                         let mut resp = Response::ok(page)?;
                         resp.headers_mut().set("Content-Type", "application/json")?;
@@ -267,7 +277,12 @@ impl ChainObject {
 
     pub async fn alarm(self: &Rc<Self>) -> Result<Response> {
         let settings = self.settings()?;
-        self.call(|core, fx| core.alarm(&settings.config, now_ms(), fx)).await?.map_err(internal)?;
+        let ran = self.call(|core, fx| core.alarm(&settings.config, now_ms(), fx)).await?;
+        // The runtime retries a failed alarm, saying nothing of why: say it here.
+        if let Err(e) = &ran {
+            worker::console_error!("chain log alarm: {e}");
+        }
+        ran.map_err(internal)?;
         Response::ok("")
     }
 

@@ -1,177 +1,125 @@
 //! The entities' current state behind `log::EntityStore`: one row per entity, keyed (and so
-//! ordered) by hotel, module and primary key, its state text as the state API serves it, and
-//! when its last event was stored (indexed, for state retention). The running totals are two
-//! `meta` rows, moved by each write, so the chain's numbers never count rows.
+//! ordered) by its storage key, its state as stored (`log::entity::StoredState`, JSON). A fold
+//! step merges each entity's patch into its row with `SQLite`'s `json_patch` in the insert
+//! itself, reading nothing, and moves `meta.state_through` in the same transaction; triggers
+//! keep the running totals, so the chain's numbers never count rows.
 
 use serde::Deserialize;
 use worker::SqlStorageValue;
 
 use super::{int, ChainStorage, MAX_BOUND_PARAMETERS};
-use crate::log::entity::{EntityKey, EntityTotals, EntityWrites};
-use crate::log::{EntityStore, StoreError};
+use crate::log::entity::{EntityTotals, EntityWrites, Swept, MAX_ENTITY_STATE_BYTES};
+use crate::log::{EntityStore, Offset, StoreError};
 
-/// Parameters bound per key in a lookup or delete, and per row in an upsert.
-const KEY_COLUMNS: usize = 3;
-const UPSERT_COLUMNS: usize = 5;
+/// The table, its totals and the triggers that keep them (`ChainStorage::create_schema`).
+pub(super) const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS entity_states (key TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS entity_totals (
+        id INTEGER PRIMARY KEY CHECK (id = 1), entities INTEGER NOT NULL, bytes INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO entity_totals (id, entities, bytes) VALUES (1, 0, 0)",
+    "CREATE TRIGGER IF NOT EXISTS entity_added AFTER INSERT ON entity_states BEGIN
+        UPDATE entity_totals SET entities = entities + 1, bytes = bytes + length(CAST(new.state AS BLOB)) WHERE id = 1;
+     END",
+    "CREATE TRIGGER IF NOT EXISTS entity_changed AFTER UPDATE OF state ON entity_states BEGIN
+        UPDATE entity_totals
+            SET bytes = bytes + length(CAST(new.state AS BLOB)) - length(CAST(old.state AS BLOB)) WHERE id = 1;
+     END",
+    "CREATE TRIGGER IF NOT EXISTS entity_removed AFTER DELETE ON entity_states BEGIN
+        UPDATE entity_totals SET entities = entities - 1, bytes = bytes - length(CAST(old.state AS BLOB)) WHERE id = 1;
+     END",
+];
 
-#[derive(Deserialize)]
-struct KeyedState {
-    hotel_id: String,
-    module_name: String,
-    primary_key: String,
-    state: String,
-}
+/// Parameters bound per merged row.
+const PATCH_COLUMNS: usize = 2;
 
-fn key_values(key: &EntityKey) -> [SqlStorageValue; KEY_COLUMNS] {
-    [key.hotel_id.as_str().into(), key.module_name.as_str().into(), key.primary_key.as_str().into()]
-}
-
-fn row_values(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
+fn placeholders(rows: usize, row: &str) -> String {
     vec![row; rows].join(", ")
 }
 
-/// The statements that write an append's entity states, for `insert_all` to run with its
-/// events in one transaction.
-pub(super) fn entity_statements(entities: &EntityWrites) -> Vec<(String, Vec<SqlStorageValue>)> {
+/// The statements of one fold step: removals first, then the merges. A new entity stores its
+/// patch; an existing one merges it, unless its state reached the bound.
+fn entity_statements(writes: &EntityWrites) -> Vec<(String, Vec<SqlStorageValue>)> {
     let mut statements = Vec::new();
-    let (puts, removals): (Vec<_>, Vec<_>) = entities.writes.iter().partition(|w| w.state.is_some());
-    for chunk in puts.chunks(MAX_BOUND_PARAMETERS / UPSERT_COLUMNS) {
+    for chunk in writes.removals.chunks(MAX_BOUND_PARAMETERS) {
+        let query = format!("DELETE FROM entity_states WHERE key IN ({})", placeholders(chunk.len(), "?"));
+        statements.push((query, chunk.iter().map(|k| k.as_str().into()).collect()));
+    }
+    for chunk in writes.patches.chunks(MAX_BOUND_PARAMETERS / PATCH_COLUMNS) {
         let query = format!(
-            "INSERT INTO entities (hotel_id, module_name, primary_key, last_at, state) VALUES {} \
-                ON CONFLICT(hotel_id, module_name, primary_key) DO UPDATE SET \
-                    last_at = excluded.last_at, state = excluded.state",
-            row_values(chunk.len(), UPSERT_COLUMNS)
+            "INSERT INTO entity_states (key, state) VALUES {} \
+                ON CONFLICT(key) DO UPDATE SET state = json_patch(state, excluded.state) \
+                WHERE length(entity_states.state) < {MAX_ENTITY_STATE_BYTES}",
+            placeholders(chunk.len(), "(?, ?)")
         );
-        let mut bindings = Vec::with_capacity(chunk.len() * UPSERT_COLUMNS);
-        for w in chunk {
-            bindings.extend(key_values(&w.key));
-            bindings.push(int(w.last_at));
-            bindings.push(w.state.as_deref().unwrap_or_default().into());
-        }
+        let bindings = chunk.iter().flat_map(|(k, patch)| [k.as_str().into(), patch.as_str().into()]).collect();
         statements.push((query, bindings));
-    }
-    for chunk in removals.chunks(MAX_BOUND_PARAMETERS / KEY_COLUMNS) {
-        let query = format!(
-            "DELETE FROM entities WHERE (hotel_id, module_name, primary_key) IN (VALUES {})",
-            row_values(chunk.len(), KEY_COLUMNS)
-        );
-        statements.push((query, chunk.iter().flat_map(|w| key_values(&w.key)).collect()));
-    }
-    if entities.count_delta != 0 || entities.bytes_delta != 0 {
-        statements.push(move_totals(entities.count_delta, entities.bytes_delta));
     }
     statements
 }
 
-/// Moves the running totals by the given deltas.
-fn move_totals(count: i64, bytes: i64) -> (String, Vec<SqlStorageValue>) {
-    (
-        "INSERT INTO meta (key, value) VALUES ('entities', ?), ('entity_bytes', ?) \
-            ON CONFLICT(key) DO UPDATE SET value = MAX(0, value + excluded.value)"
-            .into(),
-        vec![SqlStorageValue::from(count), SqlStorageValue::from(bytes)],
-    )
-}
-
 impl EntityStore for ChainStorage {
-    fn entity_states(&self, keys: &[&EntityKey]) -> Result<Vec<(EntityKey, String)>, StoreError> {
-        let mut found = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(MAX_BOUND_PARAMETERS / KEY_COLUMNS) {
-            let query = format!(
-                "SELECT hotel_id, module_name, primary_key, state FROM entities \
-                    WHERE (hotel_id, module_name, primary_key) IN (VALUES {})",
-                row_values(chunk.len(), KEY_COLUMNS)
-            );
-            let rows: Vec<KeyedState> = self.rows(&query, chunk.iter().flat_map(|k| key_values(k)).collect())?;
-            found.extend(rows.into_iter().map(|r| {
-                let key = EntityKey { hotel_id: r.hotel_id, module_name: r.module_name, primary_key: r.primary_key };
-                (key, r.state)
-            }));
+    fn state_through(&self) -> Result<Offset, StoreError> {
+        #[derive(Deserialize)]
+        struct Through {
+            value: u64,
         }
-        Ok(found)
+        let rows: Vec<Through> = self.rows("SELECT value FROM meta WHERE key = 'state_through'", Vec::new())?;
+        Ok(rows.first().map_or(0, |r| r.value))
     }
 
-    fn entity_range(
-        &self,
-        hotel_id: &str,
-        module_name: Option<&str>,
-        after: (&str, &str),
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        #[derive(Deserialize)]
-        struct State {
-            state: String,
-        }
-        let mut bindings: Vec<SqlStorageValue> = vec![hotel_id.into(), after.0.into(), after.1.into()];
-        let module_filter = match module_name {
-            Some(m) => {
-                bindings.push(m.into());
-                " AND module_name = ?"
-            }
-            None => "",
-        };
-        bindings.push(int(limit as u64));
-        let rows: Vec<State> = self.rows(
-            &format!(
-                "SELECT state FROM entities WHERE hotel_id = ? AND (module_name, primary_key) > (?, ?){module_filter} \
-                    ORDER BY module_name, primary_key LIMIT ?"
-            ),
-            bindings,
-        )?;
-        Ok(rows.into_iter().map(|r| r.state).collect())
-    }
-
-    fn delete_entities_before(&self, cutoff: u64, limit: usize) -> Result<usize, StoreError> {
-        #[derive(Deserialize)]
-        struct Doomed {
-            n: i64,
-            bytes: i64,
-        }
-        const DOOMED: &str = "SELECT hotel_id, module_name, primary_key, state FROM entities \
-            WHERE last_at < ? ORDER BY last_at LIMIT ?";
+    fn write_entities(&self, writes: &EntityWrites, through: Offset) -> Result<(), StoreError> {
+        let statements = entity_statements(writes);
         self.atomically(|| {
-            let counted: Vec<Doomed> = self.rows(
-                &format!(
-                    "SELECT COUNT(*) AS n, COALESCE(SUM(length(CAST(state AS BLOB))), 0) AS bytes FROM ({DOOMED})"
-                ),
-                vec![int(cutoff), int(limit as u64)],
-            )?;
-            let Some(&Doomed { n, bytes }) = counted.first() else { return Ok(0) };
-            if n == 0 {
-                return Ok(0);
+            for (query, bindings) in statements {
+                self.run(&query, bindings)?;
             }
             self.run(
-                &format!(
-                    "DELETE FROM entities WHERE (hotel_id, module_name, primary_key) IN \
-                        (SELECT hotel_id, module_name, primary_key FROM ({DOOMED}))"
-                ),
-                vec![int(cutoff), int(limit as u64)],
-            )?;
-            let (query, bindings) = move_totals(-n, -bytes);
-            self.run(&query, bindings)?;
-            Ok(usize::try_from(n).unwrap_or(0))
+                "INSERT INTO meta (key, value) VALUES ('state_through', ?) \
+                    ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                vec![int(through)],
+            )
         })
     }
 
-    fn oldest_entity_at(&self) -> Result<Option<u64>, StoreError> {
+    fn entity_range(&self, after: &str, before: &str, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
         #[derive(Deserialize)]
-        struct At {
-            last_at: u64,
+        struct Row {
+            key: String,
+            state: String,
         }
-        let rows: Vec<At> = self.rows("SELECT last_at FROM entities ORDER BY last_at LIMIT 1", Vec::new())?;
-        Ok(rows.first().map(|r| r.last_at))
+        let rows: Vec<Row> = self.rows(
+            "SELECT key, state FROM entity_states WHERE key > ? AND key < ? ORDER BY key LIMIT ?",
+            vec![after.into(), before.into(), int(limit as u64)],
+        )?;
+        Ok(rows.into_iter().map(|r| (r.key, r.state)).collect())
+    }
+
+    fn sweep_entities(&self, after: &str, limit: usize, cutoff: u64) -> Result<Swept, StoreError> {
+        #[derive(Deserialize)]
+        struct Looked {
+            key: String,
+        }
+        const LOOKED_AT: &str = "SELECT key FROM entity_states WHERE key > ? ORDER BY key LIMIT ?";
+        let looked: Vec<Looked> = self.rows(LOOKED_AT, vec![after.into(), int(limit as u64)])?;
+        // Counted from what it returns: the rows written include the totals' trigger updates.
+        let removed: Vec<Looked> = self.rows(
+            &format!(
+                "DELETE FROM entity_states WHERE key IN ({LOOKED_AT}) AND json_extract(state, '$.lastAt') < ? RETURNING key"
+            ),
+            vec![after.into(), int(limit as u64), int(cutoff)],
+        )?;
+        let removed = removed.len();
+        let last = if looked.len() < limit { None } else { looked.last().map(|k| k.key.clone()) };
+        Ok(Swept { removed, last })
     }
 
     fn entity_totals(&self) -> Result<EntityTotals, StoreError> {
         #[derive(Deserialize)]
         struct Row {
-            key: String,
-            value: u64,
+            entities: u64,
+            bytes: u64,
         }
-        let rows: Vec<Row> =
-            self.rows("SELECT key, value FROM meta WHERE key IN ('entities', 'entity_bytes')", Vec::new())?;
-        let get = |name: &str| rows.iter().find(|r| r.key == name).map_or(0, |r| r.value);
-        Ok(EntityTotals { entities: get("entities"), bytes: get("entity_bytes") })
+        let rows: Vec<Row> = self.rows("SELECT entities, bytes FROM entity_totals WHERE id = 1", Vec::new())?;
+        Ok(rows.first().map_or_else(EntityTotals::default, |r| EntityTotals { entities: r.entities, bytes: r.bytes }))
     }
 }

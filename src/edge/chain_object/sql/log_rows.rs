@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
-use super::entity_rows::entity_statements;
 use super::{int, store_err, ChainStorage, MAX_BOUND_PARAMETERS};
 use crate::log::event_id::index_key;
-use crate::log::{EntityWrites, LogStore, NewEvent, Offset, StoreError, StoredEvent};
+use crate::log::{LogStore, NewEvent, Offset, StoreError, StoredEvent};
 /// Columns bound per inserted event.
 const EVENT_COLUMNS: usize = 8;
 
@@ -24,7 +23,7 @@ const RECORD_NEWEST: &str = "WITH newest AS (SELECT seq, stored_at FROM events O
 /// The newest event a retention pass is about to delete (its offset and time), for a replay
 /// from a time to know when events it asks for were dropped (`LogStore::dropped_through`).
 const RECORD_DROPPED: &str =
-    "WITH doomed AS (SELECT seq, stored_at FROM events WHERE stored_at < ? ORDER BY seq LIMIT ?), \
+    "WITH doomed AS (SELECT seq, stored_at FROM events WHERE stored_at < ? AND seq <= ? ORDER BY seq LIMIT ?), \
         newest AS (SELECT seq, stored_at FROM doomed ORDER BY seq DESC LIMIT 1) \
     INSERT INTO meta (key, value) \
         SELECT 'dropped_offset', seq FROM newest WHERE true \
@@ -115,7 +114,7 @@ impl LogStore for ChainStorage {
         Ok(found)
     }
 
-    fn insert_all(&self, events: &[NewEvent<'_>], entities: &EntityWrites) -> std::result::Result<(), StoreError> {
+    fn insert_all(&self, events: &[NewEvent<'_>]) -> std::result::Result<(), StoreError> {
         // Each string bound is a copy out of wasm: the few hotel, module and event names of
         // a batch are copied once each and bound by reference.
         let mut names = Vec::with_capacity(INTERNED_NAMES);
@@ -143,22 +142,15 @@ impl LogStore for ChainStorage {
                 (query, bindings)
             })
             .collect();
-        let entity_writes = entity_statements(entities);
         let exec = |(query, bindings): (String, Vec<JsValue>)| {
             self.sql.exec_raw(&query, bindings).map(|_| ()).map_err(store_err)
         };
         // All rows or none: one statement is atomic by itself (SQLite undoes a statement
-        // that fails midway); a batch of several, or events with their entities, needs a
-        // transaction.
-        let single = chunks.len() == 1 && entity_writes.is_empty();
-        let mut chunks = chunks.into_iter();
-        if single {
-            return chunks.try_for_each(exec);
+        // that fails midway); a batch of several needs a transaction.
+        match <[_; 1]>::try_from(chunks) {
+            Ok([statement]) => exec(statement),
+            Err(statements) => self.atomically(|| statements.into_iter().try_for_each(exec)),
         }
-        self.atomically(|| {
-            chunks.try_for_each(exec)?;
-            entity_writes.into_iter().try_for_each(|(query, bindings)| self.run(&query, bindings))
-        })
     }
 
     fn oldest(&self) -> std::result::Result<Option<(Offset, u64)>, StoreError> {
@@ -221,13 +213,19 @@ impl LogStore for ChainStorage {
         Ok(get("dropped_offset").zip(get("dropped_at")))
     }
 
-    fn delete_stored_before(&self, cutoff: u64, limit: usize) -> std::result::Result<usize, StoreError> {
+    fn delete_stored_before(
+        &self,
+        cutoff: u64,
+        through: Offset,
+        limit: usize,
+    ) -> std::result::Result<usize, StoreError> {
         self.sql.exec(RECORD_NEWEST, vec![int(cutoff), int(cutoff)]).map_err(store_err)?;
-        self.sql.exec(RECORD_DROPPED, vec![int(cutoff), int(limit as u64)]).map_err(store_err)?;
+        self.sql.exec(RECORD_DROPPED, vec![int(cutoff), int(through), int(limit as u64)]).map_err(store_err)?;
         self.sql
             .exec(
-                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE stored_at < ? ORDER BY seq LIMIT ?)",
-                vec![int(cutoff), int(limit as u64)],
+                "DELETE FROM events WHERE seq IN \
+                    (SELECT seq FROM events WHERE stored_at < ? AND seq <= ? ORDER BY seq LIMIT ?)",
+                vec![int(cutoff), int(through), int(limit as u64)],
             )
             .map(|c| c.rows_written())
             .map_err(store_err)

@@ -98,18 +98,9 @@ impl ChainStorage {
         // One row per webhook: its delivery state (`webhook::WebhookState`, JSON).
         sql.exec("CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, state TEXT NOT NULL)", None)?;
         // Each entity's current state (`log::entity`), in key order for the state API's pages.
-        sql.exec(
-            "CREATE TABLE IF NOT EXISTS entities (
-                hotel_id TEXT NOT NULL,
-                module_name TEXT NOT NULL,
-                primary_key TEXT NOT NULL,
-                last_at INTEGER NOT NULL,
-                state TEXT NOT NULL,
-                PRIMARY KEY (hotel_id, module_name, primary_key)
-            ) WITHOUT ROWID",
-            None,
-        )?;
-        sql.exec("CREATE INDEX IF NOT EXISTS entities_last_at ON entities(last_at)", None)?;
+        for statement in entity_rows::SCHEMA {
+            sql.exec(statement, None)?;
+        }
         Ok(())
     }
 
