@@ -61,6 +61,16 @@ const fold = (events) => {
 
 const auth = (token) => ({ headers: { authorization: `Bearer ${token}` } });
 
+/** Waits until the chain's state has folded every event (it follows publishes within a few
+ *  seconds; docs/protocol.md, Current state). */
+async function folded(base, chain = "TTE") {
+  const admin = await tokenFor(base, DEMO.ops, { scope: "urn:pms:admin" });
+  await until(async () => {
+    const stats = (await request(base, "GET", `/admin/v1/chains/${chain}`, auth(admin))).json;
+    return stats.stateThrough === stats.headOffset;
+  }, 20_000, "the state to fold every event");
+}
+
 /** The whole history by the pull API, page by page. */
 async function history(base, token, chain = "TTE") {
   const events = [];
@@ -97,7 +107,10 @@ test("a vendor bootstrapped mid-day ends with the state of one that streamed fro
     // A deploy in the middle of the day restarts the chain's object.
     assert.equal((await request(w.base, "POST", "/admin/v1/chains/TTE/restart", auth(admin))).status, 202);
     await until(() => fromStart.lines.length >= 700, 30_000, "more of the day after the restart");
-    // A new vendor starts cold while the PMS keeps publishing.
+    // The state follows the log within a few seconds: once it is past offset 700, a new vendor
+    // starts cold while the PMS keeps publishing.
+    await until(async () => Number((await request(w.base, "GET", "/admin/v1/chains/TTE", auth(admin))).json.stateThrough) > 700,
+      20_000, "the state past offset 700");
     const file = path.join(tempDir("pms-state-"), "state.jsonl");
     const cold = cli(["tail", "--url", w.base, "--chain", "TTE", "--bootstrap", file]);
     const simulated = await sim.exited;
@@ -139,6 +152,7 @@ test("a vendor bootstrapped mid-day ends with the state of one that streamed fro
     const expected = fold(all);
     assert.deepEqual(coldState, expected, "the bootstrapped vendor ends with the folded history");
     assert.deepEqual(fold(streamed), expected, "and so does the vendor that streamed from offset 1");
+    await folded(w.base);
     const final = await walk(w.base, app1, "limit=37");
     assert.deepEqual(new Map(final.entities.map((e) => [keyOf(e), e])), expected, "and so does the service");
     assert.ok(final.pages.every((p) => p.asOfOffset === lastOffset));
@@ -162,6 +176,7 @@ test("the state outlives event retention: the first half's entities stay when th
     await until(async () => (await request(w.base, "GET", "/events/v1/chains/TTE/events?from=1", auth(app1))).json.events.length === 0, 20_000, "retention to drop the first half");
     const secondHalf = [room("R0", "CLEAN"), room("S1", "INSPECTED")];
     assert.equal((await publish(w.base, pms, "TTE", secondHalf)).status, 200);
+    await folded(w.base);
     const { entities, asOf } = await walk(w.base, app1);
     assert.equal(asOf, "22");
     assert.equal(entities.length, 21, "every room of the first half, and the new one");
@@ -191,6 +206,7 @@ test("grants, filters and refusals: restricted vendors see their properties only
       event("TTE02", { moduleName: "Folio", eventName: "POSTING", primaryKey: "F1", detail: [{ elementName: "Balance", newValue: "12.50" }] }),
     ];
     assert.equal((await publish(w.base, tok.pms1, "TTE", batch)).status, 200);
+    await folded(w.base);
     const state = (token, query = "", chain = "TTE") => request(w.base, "GET", `/events/v1/chains/${chain}/state${query}`, token ? auth(token) : {});
 
     const all = (await walk(w.base, tok.app1)).entities.map(keyOf);
@@ -254,6 +270,7 @@ test("currentState over the socket answers what the HTTP API does; replays start
     await sleep(50);
     const late = Array.from({ length: 3 }, (_, i) => event("TTE01", { primaryKey: `L${i}` }));
     assert.equal((await publish(w.base, pms, "TTE", late)).status, 200);
+    await folded(w.base);
 
     const query = `query Page($after: String) { currentState(input: {chainCode: "TTE", first: 3, after: $after}) {
       chainCode asOfOffset next entities { hotelId moduleName primaryKey lastOffset lastEventName lastTimestamp elements { elementName value } } } }`;

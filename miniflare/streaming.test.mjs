@@ -926,10 +926,10 @@ test("introspection returns the schema; getHelp answers next then complete", asy
     assert.equal(String(newEvent.type), "EventHeader!");
     const input = newEvent.args.find((a) => a.name === "input");
     assert.ok(isNonNullType(input.type) && isInputObjectType(input.type.ofType));
-    assert.deepEqual(Object.keys(input.type.ofType.getFields()).sort(), ["chainCode", "delta", "eventNames", "hotelCode", "moduleNames", "offset", "offsetType"]);
+    assert.deepEqual(Object.keys(input.type.ofType.getFields()).sort(), ["chainCode", "delta", "eventNames", "fromTime", "hotelCode", "moduleNames", "offset", "offsetType"]);
     assert.deepEqual(Object.keys(schema.getType("EventHeader").getFields()).sort(),
       ["actionInstanceId", "detail", "eventName", "hotelId", "metadata", "moduleName", "primaryKey", "publisherId", "timestamp"]);
-    assert.deepEqual(Object.keys(schema.getQueryType().getFields()).sort(), ["connection", "getHelp"]);
+    assert.deepEqual(Object.keys(schema.getQueryType().getFields()).sort(), ["connection", "currentState", "getHelp"]);
   } finally {
     await client.dispose();
   }
