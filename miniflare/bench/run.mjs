@@ -14,6 +14,7 @@
 //        BENCH_FANOUT="sweep,target,sustained" (which fan-out rows to run),
 //        BENCH_DIRECT=1 (bypass miniflare's local request router: a socket straight to the worker),
 //        BENCH_MEMORY_CYCLES=N (attach/close cycles of the memory scenario; 3, or 2 with --quick)
+//        BENCH_PUBLISH_ROWS="100,100 no state" (which publish rows to run, by their batch label),
 //
 // Publish requests use node:http with a keep-alive Agent (Node's fetch drops POSTs under
 // heavy socket load here). Subscribers are raw `ws` sockets speaking graphql-transport-ws,
@@ -26,7 +27,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import WebSocket from "ws";
-import { startWorker, tokenFor, event, DEMO } from "../harness.mjs";
+import { startWorker, tokenFor, event, DEMO, demoConfig } from "../harness.mjs";
 import { startFloor, floorPath } from "./publish-floor.mjs";
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
@@ -226,12 +227,12 @@ function suspicious(where, what) {
 
 const LIVE = new Set(); // open WebSockets, closed at the end whatever happens
 
-async function withWorker(label, fn, { expectAudit = [], direct = DIRECT } = {}) {
+async function withWorker(label, fn, { expectAudit = [], direct = DIRECT, config } = {}) {
   const before = new Set(childPids().map((p) => p.pid));
   const sink = new LogSink(label, expectAudit);
   // BENCH_DIRECT=1: requests go straight to the worker, not through the request router
   // miniflare runs in front of it for local development (not part of a deployment).
-  const w = await startWorker({ logs: sink, direct });
+  const w = await startWorker({ logs: sink, direct, ...(config ? { config } : {}) });
   const kids = childPids().filter((p) => !before.has(p.pid));
   const pid = (kids.find((p) => p.comm.startsWith("workerd")) ?? kids[0])?.pid;
   // At most 8 connections: with dozens of requests queued inside a CPU-saturated local
@@ -500,6 +501,8 @@ async function scenarioPublish() {
     { batch: 1, events: n(4000, 200) },
     { batch: 10, events: n(20000, 1000) },
     { batch: 100, events: n(100000, 2000) },
+    // The same build keeping no entity state (`entityState.keep: false`): what the state costs.
+    { batch: 100, events: n(100000, 2000), stateOff: true },
     // The floor: a Durable Object that only inserts the same rows (publish-floor.mjs).
     { batch: 100, events: n(100000, 2000), floor: true },
     // The floor with the service's all-or-nothing batch (one transaction each).
@@ -518,8 +521,12 @@ async function scenarioPublish() {
   const warmMs = (OPTS.quick ? 0.5 : 2) * 1000;
   const rows = [];
   const rates = {}, cpuPerEvent = {};
-  for (const { batch, events, direct = DIRECT, floor = false, atomic = false } of plan) {
-    const label = `${floor ? (atomic ? "atomic floor " : "floor ") : ""}${batch}${direct && !DIRECT ? " direct" : ""}`;
+  const stateOffConfig = { ...demoConfig, entityState: { keep: false } };
+  // BENCH_PUBLISH_ROWS="100,100 no state" runs only the rows so labelled.
+  const only = process.env.BENCH_PUBLISH_ROWS?.split(",").map((r) => r.trim());
+  for (const { batch, events, direct = DIRECT, floor = false, atomic = false, stateOff = false } of plan) {
+    const label = `${floor ? (atomic ? "atomic floor " : "floor ") : ""}${batch}${stateOff ? " no state" : ""}${direct && !DIRECT ? " direct" : ""}`;
+    if (only && !only.includes(label)) continue;
     const run = async (ctx) => {
       const body = JSON.stringify(Array.from({ length: batch }, (_, i) => event(i % 2 ? "TTE02" : "TTE01")));
       const send = floor ? () => floorPublish(ctx, body, atomic) : () => publishBody(ctx, body);
@@ -565,7 +572,9 @@ async function scenarioPublish() {
       return [label, fmt.int(stored), `${elapsed.toFixed(2)} s`, fmt.int(stored / elapsed), fmt.int(sent / elapsed),
         fmt.ms(lat.pct(50)), fmt.ms(lat.pct(99)), fmt.pct(c.workerdPct), fmt.pct(c.nodePct), fmt.us((c.workerdSec * 1e6) / stored), fmt.mib(peak), check];
     };
-    rows.push(floor ? await withFloor(`publish b=${label}`, run, { direct }) : await withWorker(`publish b=${label}`, run, { direct }));
+    rows.push(floor
+      ? await withFloor(`publish b=${label}`, run, { direct })
+      : await withWorker(`publish b=${label}`, run, { direct, config: stateOff ? stateOffConfig : undefined }));
   }
   // By throughput, and by workerd CPU per event (the floor's over ours): on a shared machine
   // the second is steadier, since a stall of the process costs wall time, not CPU.
@@ -581,6 +590,8 @@ async function scenarioPublish() {
       "direct: requests go straight to the worker, without the request router miniflare puts in front of it locally (a deployment has none).",
       "floor: a JavaScript Durable Object in the same workerd that only inserts the same rows (same schema, indexes, rows per statement, batch), without token, validation, duplicate lookup or wasm (publish-floor.mjs).",
       "atomic floor: the same, each batch all or nothing in one transaction (transactionSync), as the service stores it.",
+      "no state: the same build with `entityState.keep: false`, folding no entity state (every event here is a new entity: the state's dearest case).",
+      ...(rates["100 no state"] ? [`state kept vs not, batch 100: ${fmt.int(rates["100"])} / ${fmt.int(rates["100 no state"])} events/s = ${(rates["100"] / rates["100 no state"]).toFixed(2)}; by CPU per event ${(cpuPerEvent["100 no state"] / cpuPerEvent["100"]).toFixed(2)}`] : []),
       ...["", " direct"].flatMap(versus).map((v) => `service ${v}`)]);
 
   // Sequential single-event publishes.
