@@ -150,7 +150,8 @@ test("playground: a wrong secret is explained, then sign-in, subscribe, publish 
   await page.getByRole("button", { name: /Execute query/i }).click();
   const live = page.locator(".live-list");
   await live.locator(`li[data-offset="${firstOffset}"]`).waitFor();
-  const second = await publish(w.base, pms, "TTE", event("TTE02", { eventName: "ROOM_MOVE" }));
+  const moved = event("TTE02", { eventName: "ROOM_MOVE" });
+  const second = await publish(w.base, pms, "TTE", moved);
   const secondOffset = second.json.offsets[0];
   await live.locator(`li[data-offset="${secondOffset}"]`).filter({ hasText: "ROOM_MOVE · TTE02" }).waitFor();
   // GraphiQL's results pane shows the event with its offset.
@@ -169,6 +170,14 @@ test("playground: a wrong secret is explained, then sign-in, subscribe, publish 
   await page.getByRole("button", { name: "Help", exact: true }).click();
   await page.getByRole("button", { name: /Execute query/i }).click();
   await page.locator(".result-window").filter({ hasText: '"status": "Inactive"' }).waitFor();
+  // So does the state tab: the room move's reservation, as of an offset at or past it.
+  await page.getByRole("button", { name: "CurrentState", exact: true }).click();
+  await until(async () => {
+    await page.getByRole("button", { name: /Execute query/i }).click();
+    const text = await page.locator(".result-window").innerText();
+    const asOf = /"asOfOffset": "(\d+)"/.exec(text)?.[1];
+    return asOf && BigInt(asOf) >= BigInt(secondOffset) && text.includes(`"primaryKey": "${moved.primaryKey}"`) && text.includes('"lastEventName": "ROOM_MOVE"');
+  }, 10_000, "the state tab shows the room move");
   await assertNothingKept(context, page, tokens, "playground");
   assert.deepEqual(elsewhere, [], "requests to other origins");
   await context.close();

@@ -49,6 +49,30 @@ subscription NewEvents {
   };
 }
 
+function stateTab(chain) {
+  return {
+    query: `# Who is in house now: the current state of ${chain}'s entities, folded from their
+# events, a page at a time. Pass "next" as "after" for the next page; every page is as of
+# asOfOffset, so a vendor then streams from asOfOffset + 1 and skips events at or below an
+# entity's lastOffset. hotelCode and moduleNames narrow it.
+query CurrentState {
+  currentState(input: {chainCode: "${chain}", first: 100}) {
+    asOfOffset
+    next
+    entities {
+      hotelId
+      moduleName
+      primaryKey
+      lastOffset
+      lastEventName
+      elements { elementName value }
+    }
+  }
+}
+`,
+  };
+}
+
 const HELP_TAB = {
   query: `# Where to read more, and whether this app key already streams elsewhere.
 query Help {
@@ -175,7 +199,7 @@ function render(session) {
   root.render(
     <GraphiQL
       fetcher={fetcherFor(session)}
-      defaultTabs={[subscriptionTab(session.chains[0] ?? "TTE"), HELP_TAB]}
+      defaultTabs={[subscriptionTab(session.chains[0] ?? "TTE"), stateTab(session.chains[0] ?? "TTE"), HELP_TAB]}
       storage={memoryStorage()}
       isHeadersEditorEnabled={false}
       shouldPersistHeaders={false}
