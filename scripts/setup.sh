@@ -21,6 +21,13 @@ if ! command -v chromium >/dev/null; then
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
 
+# Debian's Prometheus: the end-to-end tests scrape the local server with it, and its promtool
+# checks the metrics exposition and tests the alert rules (docs/alerts.yml).
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  step "apt: prometheus"
+  apt-get update -qq && apt-get install -y -qq prometheus >/dev/null
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   step "rustup: wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown

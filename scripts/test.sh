@@ -20,6 +20,9 @@ cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --featu
   -- -D warnings -W clippy::pedantic
 step "native tests"
 cargo test
+step "alert rules (promtool check and test rules)"
+promtool check rules docs/alerts.yml
+promtool test rules docs/alerts.test.yml
 step "wasm tests (wasm-bindgen-test under node)"
 cargo test --target wasm32-unknown-unknown --test wasm
 step "build"

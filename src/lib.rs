@@ -12,7 +12,7 @@
 //!   serves the entities' state folded from it;
 //! - `rpc`: the internal requests between the Worker and its Durable Objects;
 //! - `chain`: the chain object's core, over storage and socket traits;
-//! - `routes`, `audit`, `pages`, `specs`, `docs`: the service around them.
+//! - `routes`, `audit`, `metrics`, `pages`, `specs`, `docs`: the service around them.
 
 // `clippy::pedantic` is clean but for these, allowed on purpose:
 #![allow(
@@ -35,6 +35,7 @@ pub mod current_state;
 pub mod docs;
 pub mod graphql;
 pub mod log;
+pub mod metrics;
 pub mod pages;
 pub mod publish;
 pub mod pull;

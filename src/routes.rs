@@ -43,6 +43,12 @@ pub enum Route {
         chain: String,
         webhook: String,
     },
+    /// A chain's consumers: attached subscriptions and saved cursors, with their lag.
+    AdminConsumers {
+        chain: String,
+    },
+    /// The granted chains' figures for Prometheus.
+    AdminMetrics,
     Subscriptions,
     /// A page or one of its files, from the static assets.
     Static(Served),
@@ -79,6 +85,10 @@ pub fn route(method: &str, path: &str) -> Route {
         }
         ["admin", "v1", "chains", chain, "restart"] if !chain.is_empty() => {
             (Route::AdminRestart { chain: chain.to_string() }, "POST")
+        }
+        ["admin", "v1", "metrics"] => (Route::AdminMetrics, "GET"),
+        ["admin", "v1", "chains", chain, "consumers"] if !chain.is_empty() => {
+            (Route::AdminConsumers { chain: chain.to_string() }, "GET")
         }
         ["admin", "v1", "chains", chain, "webhooks"] if !chain.is_empty() => {
             (Route::AdminWebhooks { chain: chain.to_string() }, "GET")

@@ -20,6 +20,10 @@ fn route_table() {
     assert_eq!(route("GET", "/admin/v1/chains/TTE"), Route::AdminChain { chain: "TTE".into() });
     assert_eq!(route("POST", "/admin/v1/chains/TTE/restart"), Route::AdminRestart { chain: "TTE".into() });
     assert_eq!(route("GET", "/admin/v1/chains/TTE/restart"), Route::MethodNotAllowed { allow: "POST" });
+    assert_eq!(route("GET", "/admin/v1/chains/TTE/consumers"), Route::AdminConsumers { chain: "TTE".into() });
+    assert_eq!(route("POST", "/admin/v1/chains/TTE/consumers"), Route::MethodNotAllowed { allow: "GET" });
+    assert_eq!(route("GET", "/admin/v1/metrics"), Route::AdminMetrics);
+    assert_eq!(route("POST", "/admin/v1/metrics"), Route::MethodNotAllowed { allow: "GET" });
     assert_eq!(route("GET", "/subscriptions"), Route::Subscriptions);
     assert_eq!(route("POST", "/healthz"), Route::MethodNotAllowed { allow: "GET" });
     assert_eq!(route("GET", "/nope"), Route::NotFound);

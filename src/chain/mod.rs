@@ -22,6 +22,7 @@
 
 pub mod alarm;
 pub mod attached;
+pub mod consumers;
 pub mod host;
 pub mod memory;
 mod serve;
@@ -34,6 +35,7 @@ use std::rc::Rc;
 use crate::config::{ServiceConfig, Webhook};
 use crate::current_state::{read_state, StateError, StateRequest};
 use crate::log::{EntityStore, LogStore, OffsetLog, ValidEvent};
+use crate::rpc::operators::{ChainMetrics, Consumers, ConsumersRequest, WebhookFigures};
 use crate::rpc::{ChainNumbers, Refusal, Stored, WebhookResumed, Webhooks};
 use crate::stream::spec::SAVED_CURSOR_TTL_MS;
 use crate::stream::subscribe::still_granted;
@@ -398,6 +400,42 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
     /// Every attached subscription with what it was delivered, for operators.
     pub fn attached(&mut self, now_ms: u64, fx: &mut Effects) -> Vec<(&Spec, crate::stream::pump::Cursor, Delivered)> {
         self.streaming.each_attached(self.log.store(), &self.sockets, now_ms, fx)
+    }
+
+    /// A page of the chain's consumers (`consumers`): `Err` with the `400` for an `after` that
+    /// is not one of this chain's pages.
+    pub fn consumers(
+        &mut self,
+        request: &ConsumersRequest,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<Result<Consumers, (u16, Refusal)>, ChainError> {
+        let chain_code = self.chain_code().unwrap_or_default();
+        let head = self.log.head()?;
+        let attached = self.streaming.each_attached(self.log.store(), &self.sockets, now_ms, fx);
+        let page = consumers::consumers_page(chain_code, head, &attached, self.log.store(), request)?;
+        Ok(page.map_err(|why| (400, Refusal { code: "invalid_request".into(), message: why })))
+    }
+
+    /// The chain's figures for the metrics endpoint: its numbers, the lag of each client's
+    /// furthest-behind subscription, and each webhook's lag. Nothing here scans storage.
+    pub fn metrics(
+        &mut self,
+        subscribers: usize,
+        config: &ServiceConfig,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<ChainMetrics, ChainError> {
+        let numbers = self.numbers(subscribers)?;
+        let attached = self.streaming.each_attached(self.log.store(), &self.sockets, now_ms, fx);
+        let consumer_lag = consumers::lag_by_client(&attached, numbers.head_offset);
+        let webhooks = self
+            .webhooks(config, now_ms)?
+            .webhooks
+            .into_iter()
+            .map(|w| (w.id, WebhookFigures { lag_events: w.lag_events, paused: w.paused }))
+            .collect();
+        Ok(ChainMetrics { numbers, consumer_lag, webhooks })
     }
 
     /// What to do about a wish for the alarm to fire by `at` (see `AlarmClock`).

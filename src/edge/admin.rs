@@ -1,7 +1,9 @@
 //! Operator endpoints (scope `urn:pms:admin`, chains of the admin's enterprise and grants):
 //! `GET /admin/v1/chains/{chainCode}` gives the chain's numbers;
 //! `POST /admin/v1/chains/{chainCode}/restart` restarts the chain's object;
-//! `GET …/webhooks` lists its webhooks and `POST …/webhooks/{id}/resume` resumes one.
+//! `GET …/webhooks` lists its webhooks and `POST …/webhooks/{id}/resume` resumes one;
+//! `GET …/consumers` lists who consumes it; `GET /admin/v1/metrics` renders every granted
+//! chain for Prometheus.
 
 use serde_json::json;
 use worker::{Env, Method, Request, Response, Result};
@@ -163,4 +165,51 @@ pub async fn resume_webhook(
         200,
         &json!({"chainCode": chain_config.code, "wasPaused": resumed.was_paused, "webhook": resumed.webhook}),
     )
+}
+
+/// `GET /admin/v1/chains/{chainCode}/consumers?after=&limit=`: a page of the chain's attached
+/// subscriptions and saved resume cursors, each with its lag.
+pub async fn consumers(
+    req: Request,
+    env: &Env,
+    settings: &Settings,
+    chain: &str,
+    _request_id: &str,
+) -> Result<Response> {
+    let chain_config = match authorize(&req, settings, chain) {
+        Ok((_, c)) => c,
+        Err(refusal) => return refusal,
+    };
+    let request = match rpc::operators::ConsumersRequest::from_query(req.url()?.query().unwrap_or_default()) {
+        Ok(r) => r,
+        Err(why) => return reply::error(400, "invalid_request", why),
+    };
+    let answer = ask_chain(env, &chain_config.code, Method::Post, rpc::chain::CONSUMERS, Ask::json(&request)?).await?;
+    match answer.status {
+        200 => reply::json(200, &answer.decode::<rpc::operators::Consumers>()?),
+        400 => {
+            let refusal: rpc::Refusal = answer.decode()?;
+            reply::error(400, &refusal.code, refusal.message)
+        }
+        _ => reply::error(503, "unavailable", "the chain object did not answer; retry"),
+    }
+}
+
+/// `GET /admin/v1/metrics`: the figures of every chain the admin may see, for Prometheus,
+/// asked of their objects at once.
+pub async fn metrics(req: Request, env: &Env, settings: &Settings, _request_id: &str) -> Result<Response> {
+    let chains = match verified_claims(&req, settings)
+        .and_then(|token| crate::auth::access::granted_chains(&settings.config, &token.claims, Scope::Admin))
+    {
+        Ok(chains) => chains,
+        Err(e) => return access_error(e),
+    };
+    let figures = futures::future::try_join_all(chains.iter().map(|(chain, _)| async move {
+        ask_chain(env, &chain.code, Method::Get, rpc::chain::METRICS, Ask::Empty).await?.decode()
+    }))
+    .await?;
+    let mut resp = Response::ok(crate::metrics::render(&figures))?;
+    resp.headers_mut().set("Content-Type", crate::metrics::CONTENT_TYPE)?;
+    resp.headers_mut().set("Cache-Control", "no-store")?;
+    Ok(resp)
 }

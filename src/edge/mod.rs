@@ -205,6 +205,8 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context, request_id: &str) 
         Route::AdminChain { chain } => admin::chain(req, env, &settings, &chain, request_id).await,
         Route::AdminRestart { chain } => admin::restart(req, env, &settings, &chain, request_id).await,
         Route::AdminWebhooks { chain } => admin::webhooks(req, env, &settings, &chain, request_id).await,
+        Route::AdminConsumers { chain } => admin::consumers(req, env, &settings, &chain, request_id).await,
+        Route::AdminMetrics => admin::metrics(req, env, &settings, request_id).await,
         Route::AdminWebhookResume { chain, webhook } => {
             admin::resume_webhook(req, env, &settings, &chain, &webhook, request_id).await
         }

@@ -11,6 +11,7 @@ use crate::log::Offset;
 pub mod append;
 pub mod guard;
 mod offset_text;
+pub mod operators;
 
 /// Internal requests need an absolute URL; the host is never resolved.
 pub const CHAIN_ORIGIN: &str = "https://chain.internal";
@@ -37,6 +38,11 @@ pub mod chain {
     pub const STATE: &str = "/state";
     /// `GET` with [`super::CHAIN_HEADER`]; answer [`super::Webhooks`].
     pub const WEBHOOKS: &str = "/webhooks";
+    /// `POST` a [`super::operators::ConsumersRequest`]; answer [`super::operators::Consumers`],
+    /// or a [`super::Refusal`] (400: an `after` that is not one of this chain's).
+    pub const CONSUMERS: &str = "/consumers";
+    /// `GET` with [`super::CHAIN_HEADER`]; answer [`super::operators::ChainMetrics`].
+    pub const METRICS: &str = "/metrics";
     /// `POST` a [`super::ResumeWebhook`] with [`super::CHAIN_HEADER`]; answer
     /// [`super::WebhookResumed`], or a [`super::Refusal`] (404 unknown webhook, 409 `from`
     /// past the head).

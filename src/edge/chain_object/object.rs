@@ -206,6 +206,19 @@ impl ChainObject {
                 let list = self.core.borrow_mut().webhooks(&settings.config, now_ms()).map_err(internal)?;
                 Response::from_json(&list)
             }
+            (Method::Post, rpc::chain::CONSUMERS) => {
+                let request: rpc::operators::ConsumersRequest = json_body(&req.bytes().await?)?;
+                match self.call(|core, fx| core.consumers(&request, now_ms(), fx)).await?.map_err(internal)? {
+                    Ok(page) => Response::from_json(&page),
+                    Err((status, refusal)) => refuse(status, &refusal),
+                }
+            }
+            (Method::Get, rpc::chain::METRICS) => {
+                let subscribers = self.state.get_websockets().len();
+                let settings = self.settings()?;
+                let figures = self.call(|core, fx| core.metrics(subscribers, &settings.config, now_ms(), fx)).await?;
+                Response::from_json(&figures.map_err(internal)?)
+            }
             (Method::Post, rpc::chain::RESUME_WEBHOOK) => {
                 let ask: rpc::ResumeWebhook = json_body(&req.bytes().await?)?;
                 let settings = self.settings()?;
