@@ -242,9 +242,30 @@ test("dashboard: cards for the operator's chains, and a burst moves the head and
   // The chart drew the rates: its canvas is not blank.
   const drawn = await tte.locator(".chart canvas").evaluate((c) => c.getContext("2d").getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 === 3 && v > 0));
   assert.ok(drawn, "the chart canvas has content");
+  // The consumers table: the vendor keeping up is listed, not behind.
+  const reading = tte.locator('.consumers tr[data-client="client-app-001"]');
+  await until(async () => (await reading.count()) === 1 && (await reading.getAttribute("data-lag")) === "0", 10_000, "the reading vendor listed at lag 0");
+  assert.equal(await reading.getAttribute("class"), null, "not highlighted");
+  // A second vendor stops reading while 12 MB are published: it is shown behind.
+  const stalled = vendorSocket(w.base, await tokenFor(w.base, DEMO.app2), { appKey: "APPKEY002" });
+  await stalled.acked;
+  stalled.subscribe("1", '{chainCode: "TTE", offsetType: "highest"}', "metadata { offset } detail { newValue }");
+  await until(async () => (await tte.locator('[data-field="subscribers"]').innerText()) === "2", 10_000, "second subscriber shown");
+  stalled.ws._socket.pause();
+  const pad = "x".repeat(4000);
+  for (let i = 0; i < 30; i++) {
+    await publish(w.base, pms, "TTE", Array.from({ length: 100 }, () => event("TTE01", { detail: [{ elementName: "Note", newValue: pad }] })));
+  }
+  const behind = tte.locator('.consumers tr.lagging[data-client="client-app-002"]');
+  await until(async () => (await behind.count()) === 1, 10_000, "the stalled vendor highlighted as behind");
+  assert.match(await behind.innerText(), /behind/);
+  assert.ok(Number(await behind.getAttribute("data-lag")) >= 1000);
+  assert.match(await tte.locator(".consumers-note").innerText(), /2 attached; 1 behind by 1,000 events or more/);
   await assertAccessible(page, "dashboard with data");
   await assertNoHorizontalScroll(page, "dashboard at 1280x800");
   await screenshot(page, "dashboard");
+  stalled.ws._socket.resume();
+  stalled.ws.close(1000);
   vendor.ws.close(1000);
   await assertNothingKept(context, page, tokens, "dashboard");
   assert.deepEqual(elsewhere, [], "requests to other origins");

@@ -1,5 +1,6 @@
 // The operators' dashboard: polls `GET /admin/v1/chains` with an admin token and shows a
-// card per chain with its numbers and charts of publish and delivery rates.
+// card per chain with its numbers, charts of publish and delivery rates, and its consumers
+// (`GET /admin/v1/chains/{chain}/consumers`), those behind highlighted.
 import uPlot from "uplot";
 import { mountSignIn } from "./session.js";
 import { ago, demoHint } from "./shared.js";
@@ -9,6 +10,10 @@ const POLL_MS = 2000;
 const WINDOW_MS = 5 * 60 * 1000;
 const REQUEST_TIMEOUT_MS = 5000;
 const PUBLISH_COLOUR = "#0b5cad";
+/** Consumers listed per chain, and the lag (events) from which one is shown as behind:
+ *  `?lagWarn=N` in the page's address sets it. */
+const CONSUMERS_SHOWN = 50;
+const LAG_WARN = Math.max(1, Number(new URLSearchParams(location.search).get("lagWarn")) || 1000);
 const DELIVERY_COLOUR = "#b4530a";
 
 const $ = (selector) => document.querySelector(selector);
@@ -63,7 +68,8 @@ function createCard(code) {
   const chart = document.createElement("div");
   chart.className = "chart";
   chart.setAttribute("role", "img");
-  card.append(title, dl, rates, chart);
+  const consumers = createConsumers(code);
+  card.append(title, dl, rates, chart, consumers.section);
   cards.append(card);
   const plot = new uPlot(
     {
@@ -88,9 +94,86 @@ function createCard(code) {
     chart,
   );
   new ResizeObserver(() => plot.setSize({ width: Math.max(200, chart.clientWidth), height: 180 })).observe(chart);
-  const entry = { card, fields, rates, chart, plot, samples: [], points: [[], [], []] };
+  const entry = { card, fields, rates, chart, plot, consumers, samples: [], points: [[], [], []] };
   chains.set(code, entry);
   return entry;
+}
+
+/** The consumers table of a chain's card. */
+function createConsumers(code) {
+  const section = document.createElement("section");
+  section.className = "consumers";
+  const heading = document.createElement("h3");
+  heading.id = `consumers-${code}`;
+  heading.textContent = "Consumers";
+  section.setAttribute("aria-labelledby", heading.id);
+  const note = document.createElement("p");
+  note.className = "hint consumers-note";
+  const table = document.createElement("table");
+  const head = table.createTHead().insertRow();
+  for (const label of ["Client", "App key", "Filter", "Delivered through", "Lag (events)", "Last ack"]) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = label;
+    head.append(th);
+  }
+  const body = table.createTBody();
+  const scroller = document.createElement("div");
+  scroller.className = "table-scroll";
+  scroller.append(table);
+  section.append(heading, note, scroller);
+  return { section, note, table, body };
+}
+
+const filterText = (f) =>
+  [f.properties && `hotels ${f.properties.join(", ")}`, f.eventNames && `events ${f.eventNames.join(", ")}`, f.moduleNames && `modules ${f.moduleNames.join(", ")}`]
+    .filter(Boolean)
+    .join("; ") || "all";
+
+/** Fills a chain's consumers table: each attached subscription, the furthest behind first. */
+function showConsumers(entry, page, now) {
+  const { note, table, body } = entry.consumers;
+  body.replaceChildren();
+  const subs = [...(page?.subscriptions ?? [])].sort((a, b) => b.lagEvents - a.lagEvents);
+  const behind = subs.filter((s) => s.lagEvents >= LAG_WARN).length;
+  table.hidden = subs.length === 0;
+  note.textContent = !page
+    ? "Consumers could not be read; retrying."
+    : subs.length === 0
+      ? "No vendor is streaming this chain."
+      : `${subs.length}${page.next ? "+" : ""} attached; ${behind} behind by ${number(LAG_WARN)} events or more.`;
+  for (const s of subs) {
+    const row = body.insertRow();
+    row.dataset.client = s.clientId;
+    row.dataset.lag = s.lagEvents;
+    const lagging = s.lagEvents >= LAG_WARN;
+    if (lagging) row.className = "lagging";
+    const cells = [s.clientId, s.appKey, filterText(s.filter), s.deliveredThrough, number(s.lagEvents), s.lastAckAt ? ago(s.lastAckAt, now) : "none yet"];
+    cells.forEach((text, i) => {
+      const cell = row.insertCell();
+      cell.textContent = text;
+      if (i === 4 && lagging) {
+        const badge = document.createElement("span");
+        badge.className = "badge";
+        badge.textContent = "behind";
+        cell.append(" ", badge);
+      }
+    });
+  }
+}
+
+async function fetchConsumers(session, code, signal) {
+  try {
+    const res = await fetch(`/admin/v1/chains/${encodeURIComponent(code)}/consumers?limit=${CONSUMERS_SHOWN}`, {
+      headers: { authorization: `Bearer ${session.token}` },
+      cache: "no-store",
+      credentials: "omit",
+      signal,
+    });
+    return res.ok ? await res.json() : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Adds a sample and the rates since the previous one (none across an object restart). */
@@ -182,10 +265,14 @@ async function poll(session, signal) {
   showBanner("");
   const now = Date.now();
   const seen = new Set();
-  for (const stats of body.chains ?? []) {
+  const listed = body.chains ?? [];
+  const consumers = await Promise.all(listed.map((stats) => fetchConsumers(session, stats.chainCode, timeout)));
+  listed.forEach((stats, i) => {
     seen.add(stats.chainCode);
-    show(chains.get(stats.chainCode) ?? createCard(stats.chainCode), stats, now);
-  }
+    const entry = chains.get(stats.chainCode) ?? createCard(stats.chainCode);
+    show(entry, stats, now);
+    showConsumers(entry, consumers[i], now);
+  });
   for (const [code, entry] of chains) {
     if (!seen.has(code)) {
       entry.card.remove();
