@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { CheckedWebSocket as WebSocket } from "./harness.mjs";
-import { startWorker, tokenFor, publish, event, request, tempDir, until, sleep, DEMO, demoConfig } from "./harness.mjs";
+import { startWorker, tokenFor, publish, event, request, tempDir, until, sleep, auditLines, DEMO, demoConfig } from "./harness.mjs";
 
 /** A vendor socket subscribed to TTE from offset 1, answering pings while it reads. */
 function vendor(w, client, token) {
@@ -75,7 +75,8 @@ test("a vendor that stops reading shows its lag in /consumers, /metrics and Prom
   const config = structuredClone(demoConfig);
   // A stalled vendor is pinged once about 1 MiB is unconfirmed, and closed 8 s later.
   config.limits = { ...config.limits, slowConsumerSeconds: 8 };
-  const w = await startWorker({ config });
+  const logs = [];
+  const w = await startWorker({ config, logs });
   let prometheus;
   try {
     const [admin, app1, app2, pms] = await Promise.all([
@@ -130,6 +131,12 @@ test("a vendor that stops reading shows its lag in /consumers, /metrics and Prom
     }, 5_000, "Prometheus to scrape the lag");
     assert.equal(scraped.metric.chain, "TTE");
     assert.equal((await prometheus.target()).health, "up");
+
+    // The audit log says so once, not once per event.
+    const lagging = auditLines(logs).filter((l) => l.audit === "consumer.lagging" && l.clientId === "client-app-001");
+    assert.equal(lagging.length, 1, JSON.stringify(lagging));
+    assert.equal(lagging[0].chain, "TTE");
+    assert.ok(lagging[0].lagEvents >= 1000);
 
     // Then the stalled vendor is closed as slow (it leaves /consumers); the healthy one stays.
     await until(async () => (await consumers()).subscriptions.length === 1, 20_000, "the stalled subscription closed");

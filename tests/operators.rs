@@ -183,3 +183,44 @@ fn metrics_escape_label_values_and_list_webhooks() {
         assert!(text.lines().any(|l| l == line), "{line}\n{text}");
     }
 }
+
+#[test]
+fn a_subscription_crossing_the_lag_threshold_is_audited_once_each_way() {
+    use pms_events::chain::attached::{Delivered, CAUGHT_UP_EVENTS, LAGGING_EVENTS};
+    let mut delivered = Delivered::default();
+    let lags = [
+        0,
+        LAGGING_EVENTS - 1,
+        LAGGING_EVENTS,
+        LAGGING_EVENTS + 500,
+        LAGGING_EVENTS,
+        CAUGHT_UP_EVENTS,
+        CAUGHT_UP_EVENTS - 1,
+        0,
+    ];
+    let crossings: Vec<_> = lags.iter().map(|lag| delivered.lag_crossing(*lag)).collect();
+    assert_eq!(crossings, [None, None, Some(true), None, None, None, Some(false), None]);
+}
+
+#[test]
+fn the_object_audits_a_stalled_subscription_once_as_lagging() {
+    let config = demo_config();
+    let mut object = Object::start(config.clone(), 0);
+    let whole = "metadata { offset } detail { newValue }";
+    let (socket, _, _) =
+        object.attach(subscription(&config, "a", r#"{chainCode: "TTE", offset: "1"}"#, whole), 10).unwrap();
+    object.gateway_says(&socket, &ack_message(0, 0), 10);
+    // 2,000 events in batches of 100, fanned out after each: the window stops the
+    // subscription early, and its lag passes the threshold once.
+    for i in 0..20 {
+        let now = 20 + i * 10;
+        object.publish(&events(1 + i as usize * 100, 100, 2_000), now);
+        object.run_timers(now);
+    }
+    let lines: Vec<_> =
+        object.effects.iter().flat_map(|fx| fx.audit.iter()).filter(|l| l.event.starts_with("consumer.")).collect();
+    assert_eq!(lines.len(), 1, "{:?}", lines.iter().map(|l| l.event).collect::<Vec<_>>());
+    assert_eq!(lines[0].event, "consumer.lagging");
+    assert_eq!(lines[0].fields["clientId"], "client-app-001");
+    assert!(lines[0].fields["lagEvents"].as_u64().unwrap() >= 1_000);
+}

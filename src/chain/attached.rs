@@ -74,6 +74,26 @@ pub struct Delivered {
     /// The last offset its gateway acknowledged as read, and when (ms).
     pub read_through: Offset,
     pub last_ack_at: Option<u64>,
+    /// Whether it was last audited as lagging ([`LAGGING_EVENTS`]).
+    pub lagging: bool,
+}
+
+/// A subscription this many events or more behind the head is audited as lagging, once; it
+/// is audited as caught up once it is under [`CAUGHT_UP_EVENTS`] again (the gap between the two
+/// keeps a lag that hovers at the threshold to one line, not one per event).
+pub const LAGGING_EVENTS: u64 = 1_000;
+pub const CAUGHT_UP_EVENTS: u64 = 500;
+
+impl Delivered {
+    /// Its lag is now `lag` events: `Some(true)` when it just became lagging, `Some(false)`
+    /// when it just caught up, `None` when neither.
+    pub fn lag_crossing(&mut self, lag: u64) -> Option<bool> {
+        let crossed = if self.lagging { lag < CAUGHT_UP_EVENTS } else { lag >= LAGGING_EVENTS };
+        crossed.then(|| {
+            self.lagging = !self.lagging;
+            self.lagging
+        })
+    }
 }
 
 /// One attached subscription.

@@ -141,6 +141,7 @@ impl<S: Clone> Streaming<S> {
         sub.delivered.read_through = sub.delivered.read_through.max(through);
         sub.delivered.last_ack_at = Some(now_ms);
         let served = serve(log, sockets, sub, head, &mut ServeTurn::new(None), count);
+        audit_lag_crossing(sub, head, fx);
         match served {
             Ok((outcome, frames)) => {
                 self.deliveries += u64::from(frames);
@@ -235,7 +236,9 @@ impl<S: Clone> Streaming<S> {
         let mut failed = Vec::new();
         let list = self.attached.get_or_insert_with(AttachedList::default);
         for sub in list.rotated_from(first) {
-            match serve(log, sockets, sub, head, &mut turn, 0) {
+            let served = serve(log, sockets, sub, head, &mut turn, 0);
+            audit_lag_crossing(sub, head, fx);
+            match served {
                 Ok((outcome, sent)) => {
                     frames += u64::from(sent);
                     match outcome {
@@ -370,5 +373,22 @@ impl<S: Clone> Streaming<S> {
     /// Saved-cursor moves not yet written, for a reader of the saved cursors.
     pub fn pending_cursor(&self, key: &str) -> Option<(Offset, u64)> {
         self.cursors.newest(key, None)
+    }
+}
+
+/// One audit line when a subscription crosses the lag threshold, either way
+/// (`attached::LAGGING_EVENTS`): its lag is the events published after what it was delivered.
+fn audit_lag_crossing<S>(sub: &mut Attached<S>, head: Offset, fx: &mut Effects) {
+    let delivered = sub.cursor.next.saturating_sub(1).min(head);
+    let lag = head - delivered;
+    if let Some(lagging) = sub.delivered.lag_crossing(lag) {
+        let spec = &sub.loaded.spec;
+        fx.audit(
+            if lagging { "consumer.lagging" } else { "consumer.caught_up" },
+            serde_json::json!({
+                "clientId": spec.client_id, "appKey": spec.app_key, "connectionId": spec.connection_id,
+                "operationId": spec.id, "lagEvents": lag, "deliveredThrough": delivered.to_string(),
+            }),
+        );
     }
 }

@@ -79,8 +79,15 @@ impl ChainObject {
     /// Performs what a call of the core handed back. The alarm is awaited (an answer that
     /// follows must find it set); everything else runs as tasks of its own.
     async fn perform(self: &Rc<Self>, fx: Effects) -> Result<()> {
-        for line in fx.audit {
-            audit(line.event, line.fields);
+        if !fx.audit.is_empty() {
+            // Every line of the chain's object names its chain.
+            let chain = self.core.borrow_mut().chain_code();
+            for mut line in fx.audit {
+                if let (Some(fields), Some(chain)) = (line.fields.as_object_mut(), &chain) {
+                    fields.entry("chain").or_insert_with(|| chain.clone().into());
+                }
+                audit(line.event, line.fields);
+            }
         }
         for error in fx.errors {
             worker::console_error!("{error}");
