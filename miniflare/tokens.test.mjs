@@ -195,3 +195,44 @@ test("JWKS lists every configured key, the signing one first", async () => {
     await rotated.dispose();
   }
 });
+
+test("a client secret rotates without an outage: both hashes work, then the old secret is refused", async () => {
+  const { pbkdf2Sync, randomBytes } = await import("node:crypto");
+  const hash = (secret) => {
+    const salt = randomBytes(16);
+    return `pbkdf2-sha256$10000$${salt.toString("base64")}$${pbkdf2Sync(secret, salt, 10000, 32, "sha256").toString("base64")}`;
+  };
+  const oldHash = demoConfig.clients.find((c) => c.id === DEMO.app1.id).secretHash;
+  const withHashes = (secretHash) => {
+    const config = structuredClone(demoConfig);
+    config.clients.find((c) => c.id === DEMO.app1.id).secretHash = secretHash;
+    return config;
+  };
+  const login = (base, secret) => request(base, "POST", "/oauth/v1/tokens", {
+    headers: { "content-type": FORM, authorization: basic(DEMO.app1.id, secret), "x-app-key": DEMO.app1.appKey, enterpriseId: DEMO.app1.enterprise },
+    body: "grant_type=client_credentials",
+  });
+  const newSecret = "rotated-secret-002";
+  // During the rotation: the current hash and the new one.
+  const during = await startWorker({ config: withHashes([oldHash, hash(newSecret)]) });
+  try {
+    for (const secret of [DEMO.app1.secret, newSecret]) {
+      const res = await login(during.base, secret);
+      assert.equal(res.status, 200, `${secret === newSecret ? "new" : "old"} secret: ${res.text}`);
+      assert.equal(decodeJwt(res.json.access_token).payload.sub, DEMO.app1.id);
+    }
+    assert.equal((await login(during.base, "neither")).status, 401);
+  } finally {
+    await during.dispose();
+  }
+  // After it: the new hash alone; the old secret gets the usual 401.
+  const afterwards = await startWorker({ config: withHashes(hash(newSecret)) });
+  try {
+    assert.equal((await login(afterwards.base, newSecret)).status, 200);
+    const old = await login(afterwards.base, DEMO.app1.secret);
+    assert.equal(old.status, 401);
+    assert.equal(old.json.error, "invalid_client");
+  } finally {
+    await afterwards.dispose();
+  }
+});
