@@ -59,7 +59,9 @@ export function newSigningKeys(kid = "test-key-1") {
   return [{ kid, seed: randomBytes(32).toString("base64url") }];
 }
 
-/** Starts the worker. Options: config (object), signingKeys (array), persist (dir), logs (array to collect stdout lines). */
+/** Starts the worker. Options: config (object), signingKeys (array), persist (dir), logs (array to
+ *  collect stdout lines, or anything with a `push`), pages (serve build/pages), direct (a socket
+ *  straight to the worker, on `directPort` or any free port). */
 export async function startWorker(opts = {}) {
   const config = opts.config ?? demoConfig;
   const signingKeys = opts.signingKeys ?? newSigningKeys();
@@ -96,7 +98,7 @@ export async function startWorker(opts = {}) {
     port: 0,
     // `direct`: a socket straight to the worker, without the request router miniflare puts
     // in front of it for local development (it does not exist in a deployment).
-    ...(opts.direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
+    ...(opts.direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: opts.directPort ?? 0 }] } : {}),
     // e.g. `inspectorPort` for the CPU profiler (miniflare/bench/profile.mjs)
     ...opts.miniflare,
     handleRuntimeStdio(stdout, stderr) {

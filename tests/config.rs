@@ -383,3 +383,21 @@ fn operator_tools_hash_a_secret_that_verifies_and_refuse_weak_input() {
     assert_eq!(hash_secret("x", Some("many"), &[7; 16]).status, 2);
     assert_eq!(hash_secret("\n", None, &[7; 16]).status, 2, "an empty secret");
 }
+
+/// `config/bench.json` (scripts/bench-config.mjs) is the demo configuration plus 100 chains
+/// of one property each, granted to the demo vendor and publisher.
+#[test]
+fn the_bench_configuration_is_valid_and_grants_its_hundred_chains() {
+    let config = ServiceConfig::parse(include_str!("../config/bench.json")).expect("config/bench.json is valid");
+    let bench: Vec<_> = config.chains().filter(|c| c.code.starts_with("BENCH")).collect();
+    assert_eq!(bench.len(), 100);
+    assert!(bench.iter().all(|c| c.properties.len() == 1 && c.properties.contains(&format!("{}H1", c.code))));
+    for id in ["client-app-001", "pms-core-001"] {
+        let client = config.client(id).unwrap();
+        assert!(
+            bench.iter().all(|c| client.grants.iter().any(|g| g.chain == c.code)),
+            "{id} is granted every bench chain"
+        );
+    }
+    assert!(config.chain("TTE").is_some(), "and everything of the demo configuration");
+}

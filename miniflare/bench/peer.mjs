@@ -6,7 +6,8 @@
 //   npm run bench:peer [-- SECONDS --floors=ROUNDS]  also the streaming floors
 //                                                    (stream-floor.mjs), ROUNDS rounds per row
 //
-// env ROWS as side-by-side.mjs takes it (subscribers:events/s:batch,...). With --floors, env
+// env ROWS as side-by-side.mjs takes it (subscribers:events/s:batch[:chains],...; by default the
+// peer's four rows and two over 100 chains). With --floors, env
 // BENCH_BEFORE=DIR adds another build of this service (DIR: its build/ folder, as
 // scripts/build.sh makes it in a checkout of an earlier commit), measured in the same rounds;
 // TARGETS=ours,relay,peer (say) keeps only those, for more rounds in the same time. With
@@ -64,7 +65,11 @@ function cpuSeconds(pid, { mainThread = false } = {}) {
   return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
 }
 
-const w = await startWorker({ direct: true, logs: { push() {} } });
+// The bench configuration (config/bench.json: the demo one and chains BENCH001…BENCH100), so
+// the many-chain rows run too: 1,000 subscribers over 100 chains, busy and quiet.
+const benchConfig = readFileSync(path.join(root, "config/bench.json"), "utf8");
+process.env.ROWS ??= "10:1000:10,100:200:10,100:2000:100,1000:100:10,1000:2000:10:100,1000:200:10:100";
+const w = await startWorker({ direct: true, config: benchConfig, logs: { push() {} } });
 const oursPid = workerdChildren()[0];
 const beforeDir = floorRounds > 0 ? process.env.BENCH_BEFORE : undefined;
 const before = beforeDir ? await startWorker({ direct: true, logs: { push() {} }, buildDir: beforeDir }) : undefined;
