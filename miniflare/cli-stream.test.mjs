@@ -3,28 +3,11 @@
 // own restart from its resume file; the simulator's every event is stored exactly once.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { startWorker, tokenFor, publish, event, request, tempDir, until, sleep, newSigningKeys, DEMO, demoConfig } from "./harness.mjs";
+import { startWorker, tokenFor, publish, event, request, tempDir, until, sleep, newSigningKeys, DEMO, demoConfig, cli } from "./harness.mjs";
 
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
-
-/** Runs the command line; `lines` fills with its stdout lines as they come. */
-function cli(args) {
-  const child = spawn(process.execPath, [path.join(root, "bin/pms-events.mjs"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  const run = { child, lines: [], stderr: "" };
-  let buf = "";
-  child.stdout.on("data", (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) { run.lines.push(buf.slice(0, i)); buf = buf.slice(i + 1); }
-  });
-  child.stderr.on("data", (d) => { run.stderr += d; });
-  run.exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
-  return run;
-}
 
 function freePort() {
   return new Promise((resolve) => {

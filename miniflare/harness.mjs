@@ -1,7 +1,9 @@
 // The one test-app helper of the end-to-end suites: the built worker on real workerd via
 // Miniflare, the demo configuration, a fresh signing key, and small HTTP helpers.
 import { Miniflare } from "miniflare";
+import { spawn } from "node:child_process";
 import http from "node:http";
+import net from "node:net";
 import WebSocket from "ws";
 import { assertHttpConforms, messageProblems, closeProblems } from "./spec-check.mjs";
 import { randomBytes, generateKeyPairSync } from "node:crypto";
@@ -297,4 +299,30 @@ export function vendorSocket(base, token, { appKey = "APPKEY001", onMessage } = 
   /** The offsets of the `next` frames of `id` so far. */
   state.offsets = (id) => state.messages.filter((m) => m.id === id && m.type === "next").map((m) => Number(m.payload.data.newEvent.metadata.offset));
   return state;
+}
+
+/** Runs the command line (bin/pms-events.mjs); `lines` fills with its stdout lines as they
+ *  come, `exited` resolves with its exit code and signal. */
+export function cli(args) {
+  const child = spawn(process.execPath, [path.join(root, "bin/pms-events.mjs"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const run = { child, lines: [], stderr: "" };
+  let buf = "";
+  child.stdout.on("data", (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) { run.lines.push(buf.slice(0, i)); buf = buf.slice(i + 1); }
+  });
+  child.stderr.on("data", (d) => { run.stderr += d; });
+  run.exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  return run;
+}
+
+/** A TCP port free on 127.0.0.1 a moment ago. */
+export function freePort() {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
 }

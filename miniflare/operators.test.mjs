@@ -6,9 +6,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
-import { CheckedWebSocket as WebSocket } from "./harness.mjs";
+import { CheckedWebSocket as WebSocket, freePort } from "./harness.mjs";
 import { startWorker, tokenFor, publish, event, request, tempDir, until, sleep, auditLines, DEMO, demoConfig } from "./harness.mjs";
 
 /** A vendor socket subscribed to TTE from offset 1, answering pings while it reads. */
@@ -26,15 +25,6 @@ function vendor(w, client, token) {
     ws.send(JSON.stringify({ id: "s", type: "subscribe", payload: { query: 'subscription { newEvent(input: {chainCode: "TTE", offset: "1"}) { metadata { offset } detail { newValue } } }' } }));
   });
   return { ws, state };
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Debian's Prometheus scraping the local server's /admin/v1/metrics every second. */

@@ -4,20 +4,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
-import { request, basic, event, until, DEMO } from "./harness.mjs";
+import { request, basic, event, until, DEMO, freePort } from "./harness.mjs";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function serve(port, ...args) {
   const child = spawn(process.execPath, [path.join(root, "scripts/serve.mjs"), "--port", String(port), ...args], { stdio: ["ignore", "pipe", "pipe"] });

@@ -6,29 +6,12 @@
 // the same over the socket, and replays start from a time.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
-import { startWorker, tokenFor, publish, event, request, tempDir, until, sleep, DEMO, demoConfig } from "./harness.mjs";
+import { startWorker, tokenFor, publish, event, request, tempDir, until, sleep, DEMO, demoConfig, cli } from "./harness.mjs";
 
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
-
-/** Runs the command line; `lines` fills with its stdout lines as they come. */
-function cli(args) {
-  const child = spawn(process.execPath, [path.join(root, "bin/pms-events.mjs"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  const run = { child, lines: [], stderr: "" };
-  let buf = "";
-  child.stdout.on("data", (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) { run.lines.push(buf.slice(0, i)); buf = buf.slice(i + 1); }
-  });
-  child.stderr.on("data", (d) => { run.stderr += d; });
-  run.exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
-  return run;
-}
 
 const keyOf = (e) => `${e.hotelId}|${e.moduleName}|${e.primaryKey}`;
 

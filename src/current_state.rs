@@ -48,12 +48,7 @@ pub struct StateParams {
 /// Parses the query string; the error is the `400` message.
 pub fn parse_params(query: &str) -> Result<StateParams, String> {
     let mut params = StateParams { limit: DEFAULT_LIMIT, ..Default::default() };
-    let mut seen = Vec::new();
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        if seen.contains(&key) {
-            return Err(format!("the parameter {key:?} is given twice"));
-        }
-        seen.push(key.clone());
+    for (key, value) in crate::query_string::unique_params(query)? {
         match key.as_ref() {
             "hotelCode" => params.hotel_code = Some(value.into_owned()),
             "moduleNames" => {

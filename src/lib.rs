@@ -12,7 +12,8 @@
 //!   serves the entities' state folded from it;
 //! - `rpc`: the internal requests between the Worker and its Durable Objects;
 //! - `chain`: the chain object's core, over storage and socket traits;
-//! - `routes`, `audit`, `metrics`, `pages`, `specs`, `docs`: the service around them.
+//! - `routes`, `query_string`, `audit`, `metrics`, `pages`, `specs`, `docs`: the service around
+//!   them.
 
 // `clippy::pedantic` is clean but for these, allowed on purpose:
 #![allow(
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod pages;
 pub mod publish;
 pub mod pull;
+pub mod query_string;
 pub mod routes;
 pub mod rpc;
 pub mod specs;

@@ -32,12 +32,7 @@ pub struct PullParams {
 /// Parses the query string; the error is the `400` message.
 pub fn parse_params(query: &str) -> Result<PullParams, String> {
     let mut params = PullParams { limit: DEFAULT_LIMIT, ..Default::default() };
-    let mut seen = Vec::new();
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        if seen.contains(&key) {
-            return Err(format!("the parameter {key:?} is given twice"));
-        }
-        seen.push(key.clone());
+    for (key, value) in crate::query_string::unique_params(query)? {
         let list = || value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
         match key.as_ref() {
             "from" => {

@@ -99,12 +99,7 @@ impl ConsumersRequest {
     /// 100); anything else, or a parameter given twice, is refused with why.
     pub fn from_query(query: &str) -> Result<ConsumersRequest, String> {
         let mut request = ConsumersRequest { after: None, limit: DEFAULT_CONSUMERS_PAGE };
-        let mut seen = Vec::new();
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            if seen.contains(&key) {
-                return Err(format!("the parameter {key:?} is given twice"));
-            }
-            seen.push(key.clone());
+        for (key, value) in crate::query_string::unique_params(query)? {
             match key.as_ref() {
                 "after" => request.after = Some(value.into_owned()),
                 "limit" => {

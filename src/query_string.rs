@@ -1,0 +1,16 @@
+//! A request's query string as the HTTP APIs read it: each parameter at most once.
+
+use std::borrow::Cow;
+
+/// The parameters of `query`, decoded, in order; `Err` with the `400` message when one is
+/// given twice (which of two values was meant cannot be told).
+pub fn unique_params(query: &str) -> Result<Vec<(Cow<'_, str>, Cow<'_, str>)>, String> {
+    let mut params: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if params.iter().any(|(seen, _)| *seen == key) {
+            return Err(format!("the parameter {key:?} is given twice"));
+        }
+        params.push((key, value));
+    }
+    Ok(params)
+}
