@@ -2,10 +2,13 @@
 
 use std::borrow::Cow;
 
+/// One decoded parameter: its name and value.
+pub type Param<'q> = (Cow<'q, str>, Cow<'q, str>);
+
 /// The parameters of `query`, decoded, in order; `Err` with the `400` message when one is
 /// given twice (which of two values was meant cannot be told).
-pub fn unique_params(query: &str) -> Result<Vec<(Cow<'_, str>, Cow<'_, str>)>, String> {
-    let mut params: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+pub fn unique_params(query: &str) -> Result<Vec<Param<'_>>, String> {
+    let mut params: Vec<Param<'_>> = Vec::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         if params.iter().any(|(seen, _)| *seen == key) {
             return Err(format!("the parameter {key:?} is given twice"));
