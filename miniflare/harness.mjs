@@ -1,13 +1,13 @@
 // The one test-app helper of the end-to-end suites: the built worker on real workerd via
 // Miniflare, the demo configuration, a fresh signing key, and small HTTP helpers.
-import { Miniflare } from "miniflare";
+import { Miniflare, Response } from "miniflare";
 import { spawn } from "node:child_process";
 import http from "node:http";
 import net from "node:net";
 import WebSocket from "ws";
 import { assertHttpConforms, messageProblems, closeProblems } from "./spec-check.mjs";
-import { randomBytes, generateKeyPairSync } from "node:crypto";
-import { readFileSync, mkdtempSync, appendFileSync } from "node:fs";
+import { createHash, randomBytes, generateKeyPairSync } from "node:crypto";
+import { readFileSync, mkdtempSync, appendFileSync, existsSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
@@ -61,6 +61,20 @@ export function newSigningKeys(kid = "test-key-1") {
   return [{ kid, seed: randomBytes(32).toString("base64url") }];
 }
 
+const PAGE_TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png", ".woff2": "font/woff2" };
+
+/** A file of build/pages, as the ASSETS binding answers (`direct` with `pages`). */
+function servePagesFile(request) {
+  const dir = path.join(root, "build/pages");
+  const asked = path.join(dir, path.normalize(decodeURIComponent(new URL(request.url).pathname)));
+  // As the asset server's `auto-trailing-slash`: `/playground` is `playground.html`.
+  const file = [asked, `${asked}.html`].find((f) => f.startsWith(dir + path.sep) && existsSync(f) && statSync(f).isFile());
+  if (!file) return new Response("not found", { status: 404 });
+  const body = readFileSync(file);
+  const type = PAGE_TYPES[path.extname(file)] ?? "application/octet-stream";
+  return new Response(body, { headers: { "content-type": type, etag: `"${createHash("sha1").update(body).digest("hex")}"` } });
+}
+
 /** Starts the worker. Options: config (object), signingKeys (array), persist (dir), logs (array to
  *  collect stdout lines, or anything with a `push`), pages (serve build/pages), direct (a socket
  *  straight to the worker, on `directPort` or any free port). */
@@ -87,7 +101,11 @@ export async function startWorker(opts = {}) {
     },
     durableObjectsPersist: opts.persist ?? false,
     // `pages`: the built pages as static assets, the Worker run first as in wrangler.toml.
-    ...(opts.pages
+    // With `direct`, the ASSETS binding is a function here instead: miniflare's assets put a
+    // router worker in front of the Worker, which the direct socket would then go through.
+    ...(opts.pages && opts.direct
+      ? { serviceBindings: { ASSETS: servePagesFile } }
+      : opts.pages
       ? {
           assets: {
             directory: path.join(root, "build/pages"),

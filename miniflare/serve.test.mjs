@@ -37,7 +37,13 @@ test("the local server serves the demo configuration directly, with its pages, a
     const pms = await token(base, DEMO.pms1);
     const published = await request(base, "POST", "/events/v1/chains/TTE/events", { headers: { authorization: `Bearer ${pms}`, "content-type": "application/json" }, body: [event("TTE01")] });
     assert.equal(published.status, 200, published.text);
-    assert.equal((await request(base, "GET", "/playground")).status, 200);
+    const playground = await request(base, "GET", "/playground");
+    assert.equal(playground.status, 200);
+    const script = /assets\/[\w-]+\.js/.exec(playground.text)?.[0];
+    assert.ok(script, "the page names its script");
+    const asset = await request(base, "GET", `/${script}`);
+    assert.equal(asset.status, 200);
+    assert.match(asset.headers["content-type"], /javascript/);
     await until(() => server.stdout.includes('"audit":"publish.accepted"'), 5_000, "the audit log on stdout");
 
     server.child.kill("SIGTERM");

@@ -15,7 +15,12 @@ import { startWorker } from "../miniflare/harness.mjs";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const { values } = parseArgs({
-  options: { config: { type: "string" }, port: { type: "string", default: "8787" }, fresh: { type: "boolean", default: false } },
+  options: {
+    config: { type: "string" },
+    port: { type: "string", default: "8787" },
+    fresh: { type: "boolean", default: false },
+    memory: { type: "boolean", default: false },
+  },
 });
 
 /** The variables of .dev.vars (`NAME='value'` lines). */
@@ -38,7 +43,7 @@ const port = Number(values.port);
 const w = await startWorker({
   config,
   signingKeys: JSON.parse(vars.SIGNING_KEYS),
-  persist,
+  persist: values.memory ? false : persist,
   pages: true,
   direct: true,
   directPort: port,
