@@ -169,13 +169,7 @@ pub async fn resume_webhook(
 
 /// `GET /admin/v1/chains/{chainCode}/consumers?after=&limit=`: a page of the chain's attached
 /// subscriptions and saved resume cursors, each with its lag.
-pub async fn consumers(
-    req: Request,
-    env: &Env,
-    settings: &Settings,
-    chain: &str,
-    _request_id: &str,
-) -> Result<Response> {
+pub async fn consumers(req: Request, env: &Env, settings: &Settings, chain: &str) -> Result<Response> {
     let chain_config = match authorize(&req, settings, chain) {
         Ok((_, c)) => c,
         Err(refusal) => return refusal,
@@ -197,7 +191,7 @@ pub async fn consumers(
 
 /// `GET /admin/v1/metrics`: the figures of every chain the admin may see, for Prometheus,
 /// asked of their objects at once.
-pub async fn metrics(req: Request, env: &Env, settings: &Settings, _request_id: &str) -> Result<Response> {
+pub async fn metrics(req: Request, env: &Env, settings: &Settings) -> Result<Response> {
     let chains = match verified_claims(&req, settings)
         .and_then(|token| crate::auth::access::granted_chains(&settings.config, &token.claims, Scope::Admin))
     {

@@ -42,6 +42,24 @@ pub fn audit(event: &str, fields: serde_json::Value) {
     worker::console_log!("{}", crate::audit::line(event, now_ms(), fields));
 }
 
+/// Audits a refused request of a vendor's HTTP API (`pull.refused`, `state.refused`) with
+/// who asked, for which chain, and the status answered.
+pub fn audit_refusal(
+    event: &str,
+    request_id: &str,
+    claims: &crate::auth::token::AccessClaims,
+    chain: &str,
+    status: u16,
+) {
+    audit(
+        event,
+        serde_json::json!({
+            "requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain,
+            "status": status,
+        }),
+    );
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
@@ -205,8 +223,8 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context, request_id: &str) 
         Route::AdminChain { chain } => admin::chain(req, env, &settings, &chain, request_id).await,
         Route::AdminRestart { chain } => admin::restart(req, env, &settings, &chain, request_id).await,
         Route::AdminWebhooks { chain } => admin::webhooks(req, env, &settings, &chain, request_id).await,
-        Route::AdminConsumers { chain } => admin::consumers(req, env, &settings, &chain, request_id).await,
-        Route::AdminMetrics => admin::metrics(req, env, &settings, request_id).await,
+        Route::AdminConsumers { chain } => admin::consumers(req, env, &settings, &chain).await,
+        Route::AdminMetrics => admin::metrics(req, env, &settings).await,
         Route::AdminWebhookResume { chain, webhook } => {
             admin::resume_webhook(req, env, &settings, &chain, &webhook, request_id).await
         }

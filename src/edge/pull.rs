@@ -6,7 +6,7 @@ use worker::{Env, Method, Request, Response, Result};
 
 use super::ask::{ask, Ask};
 use super::settings::Settings;
-use super::{access_error, audit, chain_stub, reply, verified_claims};
+use super::{access_error, audit, audit_refusal, chain_stub, reply, verified_claims};
 use crate::config::Scope;
 use crate::pull::{parse_params, ReadRequest};
 use crate::rpc;
@@ -18,15 +18,7 @@ pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, r
         Err(e) => return access_error(e),
     };
     let claims = &token.claims;
-    let refused = |status: u16| {
-        audit(
-            "pull.refused",
-            json!({
-                "requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain,
-                "status": status,
-            }),
-        );
-    };
+    let refused = |status: u16| audit_refusal("pull.refused", request_id, claims, chain, status);
     let (chain_config, grant) = match crate::auth::access::chain_access(&settings.config, claims, Scope::Events, chain)
     {
         Ok(ok) => ok,

@@ -7,7 +7,7 @@ use worker::{Env, Method, Request, Response, Result};
 
 use super::ask::{ask, Ask};
 use super::settings::Settings;
-use super::{access_error, audit, chain_stub, reply, verified_claims};
+use super::{access_error, audit, audit_refusal, chain_stub, reply, verified_claims};
 use crate::current_state::{parse_params, plan_state_request, StateRefusal, StateRequest};
 use crate::rpc;
 
@@ -32,15 +32,7 @@ pub async fn handle(req: Request, env: &Env, settings: &Settings, chain: &str, r
         Err(e) => return access_error(e),
     };
     let claims = &token.claims;
-    let refused = |status: u16| {
-        audit(
-            "state.refused",
-            json!({
-                "requestId": request_id, "clientId": claims.sub, "enterpriseId": claims.enterprise_id, "chain": chain,
-                "status": status,
-            }),
-        );
-    };
+    let refused = |status: u16| audit_refusal("state.refused", request_id, claims, chain, status);
     let params = match parse_params(req.url()?.query().unwrap_or_default()) {
         Ok(p) => p,
         Err(why) => {

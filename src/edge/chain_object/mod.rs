@@ -4,6 +4,7 @@
 //! (`chain::ChainCore`) over the object's storage (`sql`) and sockets (`sockets`) and
 //! performs what it hands back.
 
+mod answers;
 mod object;
 mod sockets;
 mod sql;

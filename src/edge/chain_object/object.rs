@@ -9,12 +9,13 @@ use std::time::Duration;
 use wasm_bindgen_futures::spawn_local;
 use worker::{Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketPair};
 
+use super::answers::{answer, answer_text, internal, json_body, refuse, scheduled_at};
 use super::sockets::RuntimeSockets;
 use super::sql::ChainStorage;
 use super::webhook_post::post;
 use crate::chain::alarm::AlarmStep;
 use crate::chain::attached::{SocketState, Spec};
-use crate::chain::host::{ChainError, Effects, WebhookPost};
+use crate::chain::host::{Effects, WebhookPost};
 use crate::chain::{ChainCore, WebhookAnswer};
 use crate::edge::settings::{self, Settings};
 use crate::edge::{audit, now_ms};
@@ -28,27 +29,6 @@ pub struct ChainObject {
     state: State,
     env: Env,
     core: RefCell<Core>,
-}
-
-/// A core failure, as the runtime's error.
-#[allow(clippy::needless_pass_by_value, reason = "the shape `map_err` takes")]
-fn internal(e: ChainError) -> worker::Error {
-    worker::Error::RustError(e.0)
-}
-
-/// A refusal the gateway turns into the vendor's or operator's error.
-fn refuse(status: u16, refusal: &rpc::Refusal) -> Result<Response> {
-    Response::from_json(refusal).map(|r| r.with_status(status))
-}
-
-/// An absolute alarm time. (A bare integer would be read as an offset from now.)
-#[allow(clippy::cast_precision_loss, reason = "millisecond times stay far below 2^53")]
-fn scheduled_at(ms: u64) -> worker::ScheduledTime {
-    worker::ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64)))
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| worker::Error::RustError(e.to_string()))
 }
 
 impl ChainObject {
@@ -183,42 +163,27 @@ impl ChainObject {
             (Method::Get, rpc::chain::ACTIVE) => self.active(&req),
             (Method::Post, rpc::chain::READ) => {
                 let request: crate::pull::ReadRequest = json_body(&req.bytes().await?)?;
-                match crate::pull::read(self.core.borrow().log(), &request) {
-                    Ok(body) => {
-                        let mut resp = Response::ok(body)?;
-                        resp.headers_mut().set("Content-Type", "application/json")?;
-                        Ok(resp)
-                    }
+                answer_text(match crate::pull::read(self.core.borrow().log(), &request) {
+                    Ok(body) => Ok(body),
                     Err(crate::pull::ReadError::OutOfRange { requested, head }) => {
-                        refuse(409, &rpc::Refusal::offset_out_of_range("from", requested, head))
+                        Err((409, rpc::Refusal::offset_out_of_range("from", requested, head)))
                     }
-                    Err(crate::pull::ReadError::Store(e)) => Err(internal(e.into())),
-                }
+                    Err(crate::pull::ReadError::Store(e)) => return Err(internal(e.into())),
+                })
             }
             (Method::Post, rpc::chain::STATE) => {
                 let request: crate::current_state::StateRequest = json_body(&req.bytes().await?)?;
                 let settings = self.settings()?;
                 let page = self.call(|core, fx| core.state_page(&request, &settings.config, now_ms(), fx)).await?;
-                match page.map_err(internal)? {
-                    Ok(page) => {
-                        let mut resp = Response::ok(page)?;
-                        resp.headers_mut().set("Content-Type", "application/json")?;
-                        Ok(resp)
-                    }
-                    Err((status, refusal)) => refuse(status, &refusal),
-                }
+                answer_text(page.map_err(internal)?)
             }
             (Method::Get, rpc::chain::WEBHOOKS) => {
                 let settings = self.settings()?;
-                let list = self.core.borrow_mut().webhooks(&settings.config, now_ms()).map_err(internal)?;
-                Response::from_json(&list)
+                Response::from_json(&self.core.borrow_mut().webhooks(&settings.config, now_ms()).map_err(internal)?)
             }
             (Method::Post, rpc::chain::CONSUMERS) => {
                 let request: rpc::operators::ConsumersRequest = json_body(&req.bytes().await?)?;
-                match self.call(|core, fx| core.consumers(&request, now_ms(), fx)).await?.map_err(internal)? {
-                    Ok(page) => Response::from_json(&page),
-                    Err((status, refusal)) => refuse(status, &refusal),
-                }
+                answer(self.call(|core, fx| core.consumers(&request, now_ms(), fx)).await?.map_err(internal)?)
             }
             (Method::Get, rpc::chain::METRICS) => {
                 let subscribers = self.state.get_websockets().len();
@@ -232,10 +197,7 @@ impl ChainObject {
                 let resumed = self
                     .call(|core, fx| core.resume_webhook(&ask.id, ask.from, &settings.config, now_ms(), fx))
                     .await?;
-                match resumed.map_err(internal)? {
-                    Ok(resumed) => Response::from_json(&resumed),
-                    Err((status, refusal)) => refuse(status, &refusal),
-                }
+                answer(resumed.map_err(internal)?)
             }
             _ => Response::error("unknown chain log operation", 404),
         }
