@@ -65,11 +65,7 @@ pub fn parse_params(query: &str) -> Result<StateParams, String> {
 
 /// `limit` / `first`: 1 to [`MAX_LIMIT`].
 pub fn parse_limit(text: &str) -> Result<usize, String> {
-    text.trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|n| (1..=MAX_LIMIT).contains(n))
-        .ok_or_else(|| format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {text:?}"))
+    crate::query_string::parse_limit(text, MAX_LIMIT)
 }
 
 /// Checks a list of module names: not empty, not too many.

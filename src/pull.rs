@@ -39,14 +39,7 @@ pub fn parse_params(query: &str) -> Result<PullParams, String> {
                 params.from = Some(crate::log::parse_offset(&value).map_err(|e| format!("from: {e}"))?);
             }
             "since" => params.since = Some(crate::log::read::parse_time("since", &value)?),
-            "limit" => {
-                params.limit = value
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {value:?}"))?;
-            }
+            "limit" => params.limit = crate::query_string::parse_limit(&value, MAX_LIMIT)?,
             "hotelCode" => params.hotel_code = Some(value.into_owned()),
             "eventNames" => params.event_names = Some(list()),
             "moduleNames" => params.module_names = Some(list()),

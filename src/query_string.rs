@@ -17,3 +17,12 @@ pub fn unique_params(query: &str) -> Result<Vec<Param<'_>>, String> {
     }
     Ok(params)
 }
+
+/// A `limit` (or `first`) of 1 to `max`; `Err` with the `400` message.
+pub fn parse_limit(text: &str, max: usize) -> Result<usize, String> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("limit must be a whole number from 1 to {max}, got {text:?}"))
+}

@@ -60,13 +60,8 @@ pub fn parse_cursor_key(key: &str) -> Option<(String, EventFilter)> {
         .find_map(|(at, _)| serde_json::from_str(&key[at + 1..]).ok().map(|filter| (key[..at].to_string(), filter)))
 }
 
-/// The last offset a subscription was delivered: the one before its next (a subscription
-/// that starts ahead of the head is at the head).
-fn delivered_through(cursor: Cursor, head: Offset) -> Offset {
-    cursor.next.saturating_sub(1).min(head)
-}
-
 fn attached_consumer(spec: &Spec, cursor: Cursor, delivered: Delivered, head: Offset) -> AttachedConsumer {
+    let delivered_through = cursor.delivered_through(head);
     AttachedConsumer {
         client_id: spec.client_id.clone(),
         app_key: spec.app_key.clone(),
@@ -74,9 +69,9 @@ fn attached_consumer(spec: &Spec, cursor: Cursor, delivered: Delivered, head: Of
         operation_id: spec.id.clone(),
         filter: spec.filter.clone(),
         connected_since: delivered.since,
-        delivered_through: delivered_through(cursor, head),
+        delivered_through,
         read_through: delivered.read_through,
-        lag_events: head.saturating_sub(delivered_through(cursor, head)),
+        lag_events: head - delivered_through,
         last_ack_at: delivered.last_ack_at,
         frames: delivered.frames,
         bytes: delivered.bytes,
@@ -100,33 +95,29 @@ pub fn consumers_page(
     };
     let mut page =
         Consumers { chain_code, head_offset: head, subscriptions: Vec::new(), saved_cursors: Vec::new(), next: None };
-    let saved_after = match after {
-        Some(ConsumersCursor::SavedCursors(key)) => key,
-        after => {
-            let from = match after {
-                Some(ConsumersCursor::Subscriptions(key)) => key,
-                _ => String::new(),
-            };
-            let mut listed: Vec<(String, &(&Spec, Cursor, Delivered))> = attached
-                .iter()
-                .map(|entry| (sort_key(entry.0), entry))
-                .filter(|(key, _)| from.is_empty() || *key > from)
-                .collect();
-            listed.sort_by(|a, b| a.0.cmp(&b.0));
-            if listed.len() > limit {
-                page.next = Some(ConsumersCursor::Subscriptions(listed[limit - 1].0.clone()).encode());
-                listed.truncate(limit);
-            }
-            page.subscriptions = listed
-                .into_iter()
-                .map(|(_, (spec, cursor, delivered))| attached_consumer(spec, *cursor, *delivered, head))
-                .collect();
-            if page.next.is_some() {
-                return Ok(Ok(page));
-            }
-            String::new()
-        }
+    // Subscriptions after this sort key first ("": all of them), unless the walk is already
+    // in the saved cursors.
+    let (subscriptions_after, saved_after) = match after {
+        None => (Some(String::new()), String::new()),
+        Some(ConsumersCursor::Subscriptions(key)) => (Some(key), String::new()),
+        Some(ConsumersCursor::SavedCursors(key)) => (None, key),
     };
+    if let Some(from) = subscriptions_after {
+        let mut listed: Vec<(String, &(&Spec, Cursor, Delivered))> =
+            attached.iter().map(|entry| (sort_key(entry.0), entry)).filter(|(key, _)| *key > from).collect();
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        if listed.len() > limit {
+            page.next = Some(ConsumersCursor::Subscriptions(listed[limit - 1].0.clone()).encode());
+            listed.truncate(limit);
+        }
+        page.subscriptions = listed
+            .into_iter()
+            .map(|(_, (spec, cursor, delivered))| attached_consumer(spec, *cursor, *delivered, head))
+            .collect();
+        if page.next.is_some() {
+            return Ok(Ok(page));
+        }
+    }
     let room = limit - page.subscriptions.len();
     if room == 0 {
         page.next = Some(ConsumersCursor::SavedCursors(String::new()).encode());
@@ -151,7 +142,7 @@ pub fn consumers_page(
 pub fn lag_by_client(attached: &[(&Spec, Cursor, Delivered)], head: Offset) -> BTreeMap<String, u64> {
     let mut lag = BTreeMap::new();
     for (spec, cursor, _) in attached {
-        let behind = head.saturating_sub(delivered_through(*cursor, head));
+        let behind = head - cursor.delivered_through(head);
         let worst: &mut u64 = lag.entry(spec.client_id.clone()).or_default();
         *worst = (*worst).max(behind);
     }

@@ -63,6 +63,9 @@ pub struct ChainCore<S, K: GatewaySockets> {
     /// In memory: a restart starts the pass again.
     state_swept_through: String,
     fold: FoldSchedule,
+    /// The offset the state is folded through, as last read or written by this instance:
+    /// only its fold steps move it, so a publish need not read it again.
+    state_through: Option<crate::log::Offset>,
 }
 
 impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K> {
@@ -80,6 +83,7 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
             started_at: now_ms,
             state_swept_through: String::new(),
             fold: FoldSchedule::default(),
+            state_through: None,
         }
     }
 
@@ -179,13 +183,23 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
             deliveries: self.streaming.deliveries(),
             counting_since: self.started_at,
             entities: self.tables().entity_totals()?,
-            state_through: self.tables().state_through()?,
+            state_through: self.state_through()?,
         })
     }
 
     /// The events published after the offset the state is folded through.
-    fn state_lag(&self) -> Result<u64, ChainError> {
-        Ok(self.log.head()?.saturating_sub(self.tables().state_through()?))
+    fn state_lag(&mut self) -> Result<u64, ChainError> {
+        Ok(self.log.head()?.saturating_sub(self.state_through()?))
+    }
+
+    /// The offset the state is folded through, read from storage once per instance.
+    fn state_through(&mut self) -> Result<crate::log::Offset, ChainError> {
+        if let Some(through) = self.state_through {
+            return Ok(through);
+        }
+        let through = self.tables().state_through()?;
+        self.state_through = Some(through);
+        Ok(through)
     }
 
     /// The fold timer fired (`Effects::fold_after`): one fold step if one is due.
@@ -193,7 +207,8 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
         if !config.state_rules.keep {
             return Ok(());
         }
-        if let Err(timer) = self.fold.fired(self.state_lag()?, now_ms) {
+        let lag = self.state_lag()?;
+        if let Err(timer) = self.fold.fired(lag, now_ms) {
             fx.fold_after = fx.fold_after.or(timer);
             return Ok(());
         }
@@ -202,6 +217,7 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
 
     fn fold_step(&mut self, config: &ServiceConfig, now_ms: u64, fx: &mut Effects) -> Result<(), ChainError> {
         let step = self.log.fold_state(&config.state_rules, FOLD_STEP_EVENTS, FOLD_STEP_BYTES)?;
+        self.state_through = Some(step.through);
         fx.fold_after = fx.fold_after.or(self.fold.folded(step.lag, now_ms));
         Ok(())
     }
@@ -311,8 +327,7 @@ impl<S: LogStore + EntityStore + ChainTables, K: GatewaySockets> ChainCore<S, K>
         if config.state_rules.keep && self.state_lag()? > 0 {
             self.fold_step(config, now_ms, fx)?;
         }
-        let keep_through =
-            if config.state_rules.keep { self.tables().state_through()? } else { crate::log::MAX_OFFSET };
+        let keep_through = if config.state_rules.keep { self.state_through()? } else { crate::log::MAX_OFFSET };
         let outcome = self.log.apply_retention_through(now_ms, retention_ms(config), keep_through)?;
         if outcome.deleted > 0 {
             fx.audit("retention.applied", serde_json::json!({"deleted": outcome.deleted}));

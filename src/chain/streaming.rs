@@ -379,7 +379,7 @@ impl<S: Clone> Streaming<S> {
 /// One audit line when a subscription crosses the lag threshold, either way
 /// (`attached::LAGGING_EVENTS`): its lag is the events published after what it was delivered.
 fn audit_lag_crossing<S>(sub: &mut Attached<S>, head: Offset, fx: &mut Effects) {
-    let delivered = sub.cursor.next.saturating_sub(1).min(head);
+    let delivered = sub.cursor.delivered_through(head);
     let lag = head - delivered;
     if let Some(lagging) = sub.delivered.lag_crossing(lag) {
         let spec = &sub.loaded.spec;

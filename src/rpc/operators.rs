@@ -102,16 +102,7 @@ impl ConsumersRequest {
         for (key, value) in crate::query_string::unique_params(query)? {
             match key.as_ref() {
                 "after" => request.after = Some(value.into_owned()),
-                "limit" => {
-                    request.limit = value
-                        .trim()
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=MAX_CONSUMERS_PAGE).contains(n))
-                        .ok_or_else(|| {
-                            format!("limit must be a whole number from 1 to {MAX_CONSUMERS_PAGE}, got {value:?}")
-                        })?;
-                }
+                "limit" => request.limit = crate::query_string::parse_limit(&value, MAX_CONSUMERS_PAGE)?,
                 other => return Err(format!("unknown parameter {other:?} (known: after, limit)")),
             }
         }

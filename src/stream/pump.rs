@@ -42,6 +42,12 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The last offset delivered: the one before the next to consider (a cursor that starts
+    /// ahead of the head is at the head).
+    pub fn delivered_through(&self, head: Offset) -> Offset {
+        self.next.saturating_sub(1).min(head)
+    }
+
     /// The gateway acknowledged `count` window units, which frees the window by as many. Returns
     /// whether a [`pump`] could now change anything: events past the cursor up to `head`,
     /// or room in the window (when it returns `false`, the cursor is as it was).
