@@ -217,6 +217,7 @@ test("a grant removed from the configuration ends the subscription when it (re)a
         durableObjects: {
           CHAIN_LOG: { className: "ChainLog", scriptName: "objects", useSQLite: true },
           LOGIN_GUARD: { className: "LoginGuardObject", scriptName: "objects", useSQLite: true },
+          SERVICE_TALLY: { className: "ServiceTallyObject", scriptName: "objects", useSQLite: true },
         },
       },
       {
@@ -226,6 +227,7 @@ test("a grant removed from the configuration ends the subscription when it (re)a
         durableObjects: {
           CHAIN_LOG: { className: "ChainLog", useSQLite: true },
           LOGIN_GUARD: { className: "LoginGuardObject", useSQLite: true },
+          SERVICE_TALLY: { className: "ServiceTallyObject", useSQLite: true },
         },
       },
     ],

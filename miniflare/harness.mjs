@@ -94,6 +94,8 @@ export async function startWorker(opts = {}) {
     durableObjects: {
       CHAIN_LOG: { className: "ChainLog", useSQLite: true },
       LOGIN_GUARD: { className: "LoginGuardObject", useSQLite: true },
+      // Builds of commits before the service tally have no such class.
+      ...(opts.buildDir ? {} : { SERVICE_TALLY: { className: "ServiceTallyObject", useSQLite: true } }),
     },
     bindings: {
       PMS_CONFIG: typeof config === "string" ? config : JSON.stringify(config),

@@ -20,6 +20,7 @@ test("the open connections of an app key are counted across gateway isolates", {
         durableObjects: {
           CHAIN_LOG: { className: "ChainLog", useSQLite: true },
           LOGIN_GUARD: { className: "LoginGuardObject", useSQLite: true },
+          SERVICE_TALLY: { className: "ServiceTallyObject", useSQLite: true },
         },
       },
       {
@@ -27,6 +28,7 @@ test("the open connections of an app key are counted across gateway isolates", {
         durableObjects: {
           CHAIN_LOG: { className: "ChainLog", useSQLite: true, scriptName: "a" },
           LOGIN_GUARD: { className: "LoginGuardObject", useSQLite: true, scriptName: "a" },
+          SERVICE_TALLY: { className: "ServiceTallyObject", useSQLite: true, scriptName: "a" },
         },
       },
     ],

@@ -1,7 +1,8 @@
 // What operators see of the consumers (docs/operations.md, Consumers and metrics): a vendor
 // that stops reading shows its lag in /consumers, in /metrics (which promtool accepts) and in
 // a real Prometheus scraping the local server, then is closed 4413; one that keeps up shows
-// none. Refusals and grants hold for both endpoints.
+// none; its close is counted by client. Refusals and grants hold for both endpoints, and
+// each refusal is counted by route and status.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -137,6 +138,22 @@ test("a vendor that stops reading shows its lag in /consumers, /metrics and Prom
     console.log(`lag shown in /consumers ${shownAfterMs} ms after the publishes began`);
     assert.equal(healthy.state.nexts, 3000, "the healthy vendor read everything");
     healthy.ws.close();
+
+    // The close is counted, by client, in /metrics and in Prometheus; so are the publishes.
+    const after = await request(w.base, "GET", "/admin/v1/metrics", auth(admin));
+    const value = (re) => Number(re.exec(after.text)?.[1]);
+    assert.equal(value(/^pms_events_slow_consumer_closes_total\{client_id="client-app-001"\} (\d+)$/m), 1, after.text);
+    assert.equal(value(/^pms_events_connections_closed_total\{by="server",code="4413"\} (\d+)$/m), 1);
+    assert.equal(value(/^pms_events_publish_duration_seconds_count (\d+)$/m), 30, "the 30 accepted publishes");
+    assert.equal(value(/^pms_events_publish_duration_seconds_bucket\{le="\+Inf"\} (\d+)$/m), 30);
+    const accepted = [...after.text.matchAll(/^pms_events_http_responses_total\{route="publish",code="2\d\d"\} (\d+)$/gm)];
+    assert.equal(accepted.reduce((sum, m) => sum + Number(m[1]), 0), 30);
+    const rechecked = spawnSync("promtool", ["check", "metrics"], { input: after.text, encoding: "utf8" });
+    assert.equal(rechecked.status, 0, `promtool check metrics: ${rechecked.stdout}${rechecked.stderr}`);
+    await until(async () => {
+      const [sample] = await prometheus.query('pms_events_slow_consumer_closes_total{client_id="client-app-001"}');
+      return sample && Number(sample.value[1]) === 1;
+    }, 5_000, "Prometheus to scrape the slow-consumer close");
   } finally {
     prometheus?.stop();
     await w.dispose();
@@ -159,6 +176,24 @@ test("consumers and metrics: refusals, grants, paging and saved cursors", async 
       const res = await request(w.base, "GET", `/admin/v1/chains/TTE/consumers?${query}`, auth(admin));
       assert.equal(res.status, 400, `${query}: ${res.text}`);
       assert.equal(res.json.error, "invalid_request");
+    }
+    // Every refusal above is counted by route and status; a refused subscription by its code.
+    const refused = new WebSocket(`${w.base.replace("http", "ws")}/subscriptions?key=QVBQS0VZMDAx`, "graphql-transport-ws");
+    await new Promise((resolve) => {
+      refused.on("message", (m) => { if (JSON.parse(m.toString()).type === "error") resolve(); });
+      refused.on("open", () => {
+        refused.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${app1}`, "x-app-key": "APPKEY001" } }));
+        refused.send(JSON.stringify({ id: "s", type: "subscribe", payload: { query: 'subscription { newEvent(input: {chainCode: "OTH"}) { metadata { offset } } }' } }));
+      });
+    });
+    refused.close();
+    const counted = (await request(w.base, "GET", "/admin/v1/metrics", auth(admin))).text;
+    for (const [line, n] of [
+      ['pms_events_http_responses_total{route="metrics",code="401"}', 1], ['pms_events_http_responses_total{route="metrics",code="403"}', 1],
+      ['pms_events_http_responses_total{route="admin",code="401"}', 1], ['pms_events_http_responses_total{route="admin",code="403"}', 2],
+      ['pms_events_http_responses_total{route="admin",code="400"}', 5], ['pms_events_subscriptions_refused_total{code="FORBIDDEN"}', 1],
+    ]) {
+      assert.ok(counted.split("\n").includes(`${line} ${n}`), `${line} ${n}\n${counted}`);
     }
     // Three vendors streamed and left: their saved cursors stay, paged one at a time.
     await publish(w.base, pms, "TTE", Array.from({ length: 5 }, () => event("TTE01")));

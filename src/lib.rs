@@ -12,8 +12,8 @@
 //!   serves the entities' state folded from it;
 //! - `rpc`: the internal requests between the Worker and its Durable Objects;
 //! - `chain`: the chain object's core, over storage and socket traits;
-//! - `routes`, `query_string`, `audit`, `metrics`, `pages`, `specs`, `docs`: the service around
-//!   them.
+//! - `routes`, `query_string`, `audit`, `metrics`, `service_tally`, `pages`, `specs`, `docs`: the
+//!   service around them.
 
 // `clippy::pedantic` is clean but for these, allowed on purpose:
 #![allow(
@@ -43,6 +43,7 @@ pub mod pull;
 pub mod query_string;
 pub mod routes;
 pub mod rpc;
+pub mod service_tally;
 pub mod specs;
 pub mod stream;
 pub mod text;

@@ -3,9 +3,11 @@
 //! read). Labels are the chain, the client id and the webhook id: bounded by the
 //! configuration, never by connections. Names and meanings: docs/operations.md, Metrics.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::rpc::operators::ChainMetrics;
+use crate::service_tally::{Counts, ServiceTally};
 
 /// The `Content-Type` of the answer.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -137,31 +139,107 @@ fn escape(value: &str, out: &mut String) {
     }
 }
 
-/// The exposition of `chains`, family by family.
-pub fn render(chains: &[ChainMetrics]) -> String {
+fn write_sample(out: &mut String, name: &str, labels: &[(&str, String)], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (label, value)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(label);
+            out.push_str("=\"");
+            escape(value, out);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+fn write_header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A counter family of one label over `counts`.
+fn write_counts(out: &mut String, name: &str, help: &str, label: &str, counts: &Counts) {
+    write_header(out, name, "counter", help);
+    for (key, value) in counts {
+        write_sample(out, name, &[(label, key.clone())], n(*value));
+    }
+}
+
+/// A counter family of two labels over `counts` (first label, then second).
+fn write_nested_counts(out: &mut String, name: &str, help: &str, labels: [&str; 2], counts: &BTreeMap<String, Counts>) {
+    write_header(out, name, "counter", help);
+    for (first, inner) in counts {
+        for (second, value) in inner {
+            write_sample(out, name, &[(labels[0], first.clone()), (labels[1], second.clone())], n(*value));
+        }
+    }
+}
+
+/// The service-wide families: what every isolate of the Worker counted, summed.
+fn render_service(tally: &ServiceTally, out: &mut String) {
+    write_nested_counts(
+        out,
+        "pms_events_http_responses_total",
+        "HTTP answers by route and status (101: an accepted WebSocket upgrade); 4xx are refusals.",
+        ["route", "code"],
+        &tally.responses,
+    );
+    write_nested_counts(
+        out,
+        "pms_events_connections_closed_total",
+        "WebSocket connections closed, by who closed them and the close code.",
+        ["by", "code"],
+        &tally.closes,
+    );
+    write_counts(
+        out,
+        "pms_events_slow_consumer_closes_total",
+        "Connections the service closed (4413) because the client did not read what it was sent, by client.",
+        "client_id",
+        &tally.slow_consumer_closes,
+    );
+    write_counts(
+        out,
+        "pms_events_subscriptions_refused_total",
+        "Subscriptions refused, by error code.",
+        "code",
+        &tally.subscriptions_refused,
+    );
+    let name = "pms_events_publish_duration_seconds";
+    write_header(
+        out,
+        name,
+        "histogram",
+        "From a publish request's arrival to its acknowledgement, accepted publishes.",
+    );
+    let histogram = &tally.publish_duration;
+    for (bound, count) in histogram.cumulative() {
+        let le = bound.map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+        write_sample(out, &format!("{name}_bucket"), &[("le", le)], n(count));
+    }
+    write_sample(out, &format!("{name}_sum"), &[], n(histogram.sum_ms) / 1000.0);
+    write_sample(out, &format!("{name}_count"), &[], n(histogram.count));
+}
+
+/// The exposition of `chains`, family by family, then the service's `tally`.
+pub fn render(chains: &[ChainMetrics], tally: &ServiceTally) -> String {
     let mut out = String::new();
     let mut samples = Vec::new();
     for family in FAMILIES {
-        let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
-        let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
+        write_header(&mut out, family.name, family.kind, family.help);
         for chain in chains {
             samples.clear();
             (family.samples)(chain, &mut samples);
             for (labels, value) in &samples {
-                out.push_str(family.name);
-                out.push('{');
-                for (i, (name, value)) in labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(name);
-                    out.push_str("=\"");
-                    escape(value, &mut out);
-                    out.push('"');
-                }
-                let _ = writeln!(out, "}} {value}");
+                write_sample(&mut out, family.name, labels, *value);
             }
         }
     }
+    render_service(tally, &mut out);
     out
 }

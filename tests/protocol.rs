@@ -279,3 +279,19 @@ fn every_next_frame_has_one_shape() {
     let parsed: Value = serde_json::from_str(&frame).unwrap();
     assert_eq!(parsed, serde_json::json!({"id": "a\"b", "type": "next", "payload": {"data": {"x": 1}}}));
 }
+
+#[test]
+fn a_closed_session_still_says_who_it_was_but_grants_nothing() {
+    let mut s = ready();
+    let a = s.on_slow_consumer(Close::new(close::TOO_SLOW, "too slow"));
+    assert_eq!(closed_with(&a).map(|c| c.0), Some(close::TOO_SLOW));
+    assert!(s.principal().is_none(), "a closed connection is no principal for new work");
+    assert_eq!(
+        s.authenticated().map(|t| t.claims.sub.as_str()),
+        Some("client-app-001"),
+        "its close is counted by client"
+    );
+    let mut never_ready = Session::new(limits(65536));
+    let _ = never_ready.on_closed();
+    assert!(never_ready.authenticated().is_none());
+}

@@ -192,17 +192,23 @@ pub async fn consumers(req: Request, env: &Env, settings: &Settings, chain: &str
 /// `GET /admin/v1/metrics`: the figures of every chain the admin may see, for Prometheus,
 /// asked of their objects at once.
 pub async fn metrics(req: Request, env: &Env, settings: &Settings) -> Result<Response> {
-    let chains = match verified_claims(&req, settings)
-        .and_then(|token| crate::auth::access::granted_chains(&settings.config, &token.claims, Scope::Admin))
-    {
-        Ok(chains) => chains,
+    let (claims, chains) = match verified_claims(&req, settings).and_then(|token| {
+        let chains = crate::auth::access::granted_chains(&settings.config, &token.claims, Scope::Admin)?;
+        Ok((token.claims, chains))
+    }) {
+        Ok(granted) => granted,
         Err(e) => return access_error(e),
     };
     let figures = futures::future::try_join_all(chains.iter().map(|(chain, _)| async move {
         ask_chain(env, &chain.code, Method::Get, rpc::chain::METRICS, Ask::Empty).await?.decode()
     }))
     .await?;
-    let mut resp = Response::ok(crate::metrics::render(&figures))?;
+    let mut tally = super::tally::read(env).await?;
+    // Clients are named only to an admin of their own enterprise.
+    tally
+        .slow_consumer_closes
+        .retain(|client, _| settings.config.client(client).is_some_and(|c| c.enterprise == claims.enterprise_id));
+    let mut resp = Response::ok(crate::metrics::render(&figures, &tally))?;
     resp.headers_mut().set("Content-Type", crate::metrics::CONTENT_TYPE)?;
     resp.headers_mut().set("Cache-Control", "no-store")?;
     Ok(resp)

@@ -14,6 +14,8 @@ mod pull;
 mod reply;
 mod settings;
 mod state;
+mod tally;
+mod tally_object;
 mod tokens;
 
 use worker::{event, Context, Env, Request, Response, Result};
@@ -65,7 +67,10 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
     let request_id = routes::sane_request_id(req.headers().get("X-Request-Id").ok().flatten().as_deref())
         .map_or_else(crate::auth::token::random_id, str::to_string);
-    let resp = match dispatch(req, &env, &ctx, &request_id).await {
+    let started_at = now_ms();
+    // The request's own method: the worker crate reads any method it does not know as GET.
+    let route = routes::route(&req.inner().method(), &req.path());
+    let resp = match dispatch(req, &route, &env, &ctx, &request_id).await {
         Ok(resp) => resp,
         Err(e) => {
             worker::console_error!(
@@ -79,6 +84,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             reply::error(500, "internal_error", "the request could not be completed; retry it")?
         }
     };
+    tally::count_answer(&route, resp.status_code(), started_at, &env, &ctx);
     if resp.status_code() == 101 {
         return Ok(resp);
     }
@@ -144,7 +150,7 @@ fn header_bytes(req: &Request) -> usize {
     req.headers().entries().map(|(name, value)| name.len() + value.len() + 4).sum()
 }
 
-async fn dispatch(mut req: Request, env: &Env, ctx: &Context, request_id: &str) -> Result<Response> {
+async fn dispatch(mut req: Request, route: &Route, env: &Env, ctx: &Context, request_id: &str) -> Result<Response> {
     if header_bytes(&req) > MAX_HEADER_BYTES {
         drain(&mut req).await;
         return reply::error(
@@ -153,9 +159,7 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context, request_id: &str) 
             format!("the request headers are over {MAX_HEADER_BYTES} bytes in total"),
         );
     }
-    // The request's own method: the worker crate reads any method it does not know as GET.
     let method = req.inner().method();
-    let route = routes::route(&method, &req.path());
     if matches!(
         route,
         Route::NotFound
@@ -171,18 +175,18 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context, request_id: &str) 
         drain(&mut req).await;
     }
     // The API descriptions are static: served even when the configuration is broken.
-    if let Some(spec) = crate::specs::served_at(&route) {
+    if let Some(spec) = crate::specs::served_at(route) {
         return reply::spec(spec);
     }
     // So are the pages: they show their own errors when the API answers with one.
     if let Route::Static(served) = route {
-        return pages::serve(&req, env, served).await;
+        return pages::serve(&req, env, *served).await;
     }
     let settings = match settings::load(env) {
         Ok(s) => s,
         Err(why) => {
             drain(&mut req).await;
-            if route == Route::Healthz {
+            if *route == Route::Healthz {
                 return reply::json(
                     500,
                     &serde_json::json!({
@@ -209,24 +213,24 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context, request_id: &str) 
             reply::with_header(resp, "Cache-Control", "public, max-age=300")
         }
         // Answered above, before the configuration is loaded; the arm keeps the match whole.
-        Route::OpenApi | Route::AsyncApi => reply::spec(crate::specs::served_at(&route).unwrap_or_default()),
-        Route::Static(served) => pages::serve(&req, env, served).await,
+        Route::OpenApi | Route::AsyncApi => reply::spec(crate::specs::served_at(route).unwrap_or_default()),
+        Route::Static(served) => pages::serve(&req, env, *served).await,
         Route::Jwks => {
             let resp = reply::json(200, &settings.keys.jwks())?;
             reply::with_header(resp, "Cache-Control", "public, max-age=300")
         }
         Route::Tokens => tokens::handle(req, env, &settings, request_id).await,
-        Route::Publish { chain } => publish::handle(req, env, &settings, &chain, request_id).await,
-        Route::Pull { chain } => pull::handle(req, env, &settings, &chain, request_id).await,
-        Route::State { chain } => state::handle(req, env, &settings, &chain, request_id).await,
+        Route::Publish { chain } => publish::handle(req, env, &settings, chain, request_id).await,
+        Route::Pull { chain } => pull::handle(req, env, &settings, chain, request_id).await,
+        Route::State { chain } => state::handle(req, env, &settings, chain, request_id).await,
         Route::AdminChains => admin::chains(req, env, &settings, request_id).await,
-        Route::AdminChain { chain } => admin::chain(req, env, &settings, &chain, request_id).await,
-        Route::AdminRestart { chain } => admin::restart(req, env, &settings, &chain, request_id).await,
-        Route::AdminWebhooks { chain } => admin::webhooks(req, env, &settings, &chain, request_id).await,
-        Route::AdminConsumers { chain } => admin::consumers(req, env, &settings, &chain).await,
+        Route::AdminChain { chain } => admin::chain(req, env, &settings, chain, request_id).await,
+        Route::AdminRestart { chain } => admin::restart(req, env, &settings, chain, request_id).await,
+        Route::AdminWebhooks { chain } => admin::webhooks(req, env, &settings, chain, request_id).await,
+        Route::AdminConsumers { chain } => admin::consumers(req, env, &settings, chain).await,
         Route::AdminMetrics => admin::metrics(req, env, &settings).await,
         Route::AdminWebhookResume { chain, webhook } => {
-            admin::resume_webhook(req, env, &settings, &chain, &webhook, request_id).await
+            admin::resume_webhook(req, env, &settings, chain, webhook, request_id).await
         }
         Route::Subscriptions => gateway::upgrade(req, env, ctx, settings.clone(), request_id).await,
         Route::NotFound => reply::error(404, "not_found", format!("no route for {}", req.path())),

@@ -12,6 +12,7 @@ pub mod append;
 pub mod guard;
 mod offset_text;
 pub mod operators;
+pub mod tally;
 
 /// Internal requests need an absolute URL; the host is never resolved.
 pub const CHAIN_ORIGIN: &str = "https://chain.internal";

@@ -191,6 +191,8 @@ pub struct Session {
     phase: Phase,
     active: BTreeSet<String>,
     limits: SessionLimits,
+    /// Who the connection was once it is closed: its close is counted and audited by client.
+    closed_principal: Option<Box<VerifiedToken>>,
 }
 
 /// The outcome of checking a `connection_init` payload.
@@ -198,13 +200,24 @@ pub type InitCheck = Result<VerifiedToken, Close>;
 
 impl Session {
     pub fn new(limits: SessionLimits) -> Self {
-        Session { phase: Phase::AwaitingInit, active: BTreeSet::new(), limits }
+        Session { phase: Phase::AwaitingInit, active: BTreeSet::new(), limits, closed_principal: None }
     }
 
     pub fn principal(&self) -> Option<&VerifiedToken> {
         match &self.phase {
             Phase::Ready(t) => Some(t),
             _ => None,
+        }
+    }
+
+    /// The authenticated principal, also after the connection closed.
+    pub fn authenticated(&self) -> Option<&VerifiedToken> {
+        self.principal().or(self.closed_principal.as_deref())
+    }
+
+    fn set_closed(&mut self) {
+        if let Phase::Ready(token) = std::mem::replace(&mut self.phase, Phase::Closed) {
+            self.closed_principal = Some(token);
         }
     }
 
@@ -217,7 +230,7 @@ impl Session {
     }
 
     fn close(&mut self, code: u16, reason: impl Into<String>) -> Vec<Action> {
-        self.phase = Phase::Closed;
+        self.set_closed();
         let mut actions: Vec<Action> =
             std::mem::take(&mut self.active).into_iter().map(|id| Action::Stop { id }).collect();
         actions.push(Action::Close(Close::new(code, reason)));
@@ -329,7 +342,7 @@ impl Session {
 
     /// The client closed (or the socket failed): stop everything.
     pub fn on_closed(&mut self) -> Vec<Action> {
-        self.phase = Phase::Closed;
+        self.set_closed();
         std::mem::take(&mut self.active).into_iter().map(|id| Action::Stop { id }).collect()
     }
 

@@ -18,6 +18,7 @@ use crate::config::ServiceConfig;
 use crate::edge::settings::Settings;
 use crate::edge::{audit, now_ms};
 use crate::graphql::GraphQLError;
+use crate::service_tally::ClosedBy;
 use crate::stream::protocol::{Action, Session, SessionLimits};
 use crate::stream::relay::RenderedFrames;
 use crate::stream::slow_consumer::{GuardTick, SlowConsumerGuard};
@@ -116,6 +117,7 @@ impl Connection {
             match action {
                 Action::Send(text) => self.send(&text),
                 Action::Close(c) => {
+                    self.count_close(ClosedBy::Server, c.code);
                     let duration = now_ms().saturating_sub(self.opened_at);
                     self.audit(
                         "connection.closed",
@@ -138,6 +140,13 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Counts a close in the service tally, with the client the connection belonged to.
+    pub(super) fn count_close(&self, by: ClosedBy, code: u16) {
+        let session = self.session.borrow();
+        let client = session.authenticated().map(|t| t.claims.sub.as_str());
+        crate::edge::tally::count(|t| t.count_close(by, code, client));
     }
 
     /// Stops every operation and gives the connection's place back: the connection is over.
@@ -181,6 +190,7 @@ impl OperationHost for Connection {
         let payload = serde_json::to_value(errors).unwrap_or_else(|_| json!([{"message": "internal error"}]));
         let codes: Vec<&str> = errors.iter().filter_map(|e| e.code()).collect();
         let message = errors.first().map(|e| e.message.clone());
+        crate::edge::tally::count(|t| t.count_subscription_refused(codes.iter().copied()));
         self.audit("subscription.refused", json!({"operationId": id, "codes": codes, "message": message}));
         self.operations.borrow_mut().remove(id);
         let actions = self.session.borrow_mut().fail(id, &payload);
@@ -197,7 +207,7 @@ impl OperationHost for Connection {
         if let Value::Object(map) = &mut fields {
             map.insert("requestId".into(), Value::from(self.request_id.as_str()));
             map.insert("connectionId".into(), Value::from(self.id.as_str()));
-            if let Some(t) = self.session.borrow().principal() {
+            if let Some(t) = self.session.borrow().authenticated() {
                 map.insert("clientId".into(), Value::from(t.claims.sub.as_str()));
                 map.insert("enterpriseId".into(), Value::from(t.claims.enterprise_id.as_str()));
             }

@@ -13,6 +13,7 @@ use worker::{Delay, WebsocketEvent};
 use super::connection::Connection;
 use super::running::OperationHost;
 use crate::edge::now_ms;
+use crate::service_tally::ClosedBy;
 use crate::stream::connect::check_init;
 use crate::stream::protocol::{close, Close};
 use crate::stream::slow_consumer::SlowConsumerGuard;
@@ -31,6 +32,7 @@ async fn serve(conn: &Rc<Connection>, protocol_ok: bool) {
         return;
     }
     if !protocol_ok {
+        conn.count_close(ClosedBy::Server, close::BAD_SUBPROTOCOL);
         conn.audit("connection.refused", json!({"code": close::BAD_SUBPROTOCOL}));
         let _ = ws.close(Some(close::BAD_SUBPROTOCOL), Some("Subprotocol not acceptable"));
         return;
@@ -50,6 +52,8 @@ async fn serve(conn: &Rc<Connection>, protocol_ok: bool) {
                 }
                 Some(Ok(WebsocketEvent::Close(c))) => on_client_close(conn, c.code()),
                 Some(Err(_)) | None => {
+                    // Gone without a close frame: the standard's "abnormal closure".
+                    conn.count_close(ClosedBy::Client, 1006);
                     let actions = conn.session.borrow_mut().on_closed();
                     conn.perform(actions);
                 }
@@ -114,6 +118,7 @@ fn on_authenticated(conn: &Connection, expires_at: u64) -> Authenticated {
 
 /// The vendor closed: stop everything, and complete the close handshake.
 fn on_client_close(conn: &Rc<Connection>, code: u16) {
+    conn.count_close(ClosedBy::Client, code);
     let actions = conn.session.borrow_mut().on_closed();
     conn.perform(actions);
     let duration = now_ms().saturating_sub(conn.opened_at);
