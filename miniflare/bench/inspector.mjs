@@ -32,16 +32,16 @@ export async function cdp(url) {
 
 /**
  * One graphql-transport-ws connection of client-app-001 with one live `newEvent`
- * subscription on TTE selecting `selection`; resolves with the socket once acknowledged.
+ * subscription on `chain` (TTE) selecting `selection`; resolves with the socket once acknowledged.
  */
-export function subscribe(base, token, selection = "metadata { offset } hotelId eventName detail { elementName newValue }") {
+export function subscribe(base, token, selection = "metadata { offset } hotelId eventName detail { elementName newValue }", chain = "TTE") {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${base.replace(/^http/, "ws")}/subscriptions?key=${Buffer.from(DEMO.app1.appKey).toString("base64")}`, "graphql-transport-ws");
     ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token}`, "x-app-key": DEMO.app1.appKey } })));
     ws.on("message", (d) => {
       const m = JSON.parse(d.toString());
       if (m.type === "connection_ack") {
-        ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: `subscription($i: NewEventInput!) { newEvent(input: $i) { ${selection} } }`, variables: { i: { chainCode: "TTE", offsetType: "highest" } } } }));
+        ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: `subscription($i: NewEventInput!) { newEvent(input: $i) { ${selection} } }`, variables: { i: { chainCode: chain, offsetType: "highest" } } } }));
         resolve(ws);
       }
     });

@@ -4,7 +4,11 @@
 // workerd's whole RSS (the runtime's native socket and request machinery, its allocator).
 // `npm run bench -- memory` measures RSS only; this splits it, over attach/close cycles.
 //
-//   node miniflare/bench/memory-split.mjs [COUNT] [CYCLES] [--gc]
+//   node miniflare/bench/memory-split.mjs [COUNT] [CYCLES] [--gc] [--chains=N]
+//
+// --chains=N: the bench configuration (config/bench.json), the subscriptions spread
+// round-robin over its chains BENCH001..BENCH<N> (each chain its own object), to compare
+// what an idle subscriber costs spread over many chains with all on one (--chains=1).
 //
 // --gc: after each cycle's sockets close, ask V8 (through the inspector) to collect garbage,
 // which an idle isolate otherwise rarely does: the JS wrappers of closed sockets and requests
@@ -27,10 +31,14 @@ const workerdPids = () => new Set(readdirSync("/proc").filter((p) => /^\d+$/.tes
 }));
 const rssMiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) / 1024;
 
-const idle = (base, token) => subscribe(base, token, "metadata { offset }");
+const CHAINS = Number(process.argv.find((a) => a.startsWith("--chains="))?.split("=")[1] ?? 0);
+const chainAt = (i) => (CHAINS ? `BENCH${String((i % CHAINS) + 1).padStart(3, "0")}` : "TTE");
+const idle = (base, token, i = 0) => subscribe(base, token, "metadata { offset }", chainAt(i));
+const root = new URL("../..", import.meta.url).pathname;
+const config = CHAINS ? readFileSync(`${root}config/bench.json`, "utf8") : undefined;
 
 const before = workerdPids();
-const w = await startWorker({ direct: true, miniflare: { inspectorPort: PORT } });
+const w = await startWorker({ direct: true, config, miniflare: { inspectorPort: PORT } });
 const pid = [...workerdPids()].find((p) => !before.has(p));
 try {
   const token = await tokenFor(w.base, DEMO.app1);
@@ -56,10 +64,10 @@ try {
     const each = n ? ` (${((rss * 1024) / n).toFixed(0)} KiB per subscription, of it JS heap ${(((h.used - base.used) * 1024) / n).toFixed(1)} KiB)` : "";
     console.log(`  ${what.padEnd(34)} RSS +${rss.toFixed(1).padStart(6)} MiB, JS heap used +${(h.used - base.used).toFixed(1).padStart(5)} MiB of ${h.total.toFixed(1)} MiB${each}`);
   };
-  console.log(`baseline: RSS ${base.rss.toFixed(1)} MiB, JS heap used ${base.used.toFixed(1)} of ${base.total.toFixed(1)} MiB; ${COUNT} subscriptions per cycle`);
+  console.log(`baseline: RSS ${base.rss.toFixed(1)} MiB, JS heap used ${base.used.toFixed(1)} of ${base.total.toFixed(1)} MiB; ${COUNT} subscriptions per cycle${CHAINS ? ` over ${CHAINS} chain(s)` : ""}`);
   for (let cycle = 1; cycle <= CYCLES; cycle++) {
     const sockets = [];
-    for (let i = 0; i < COUNT; i += 50) sockets.push(...(await Promise.all(Array.from({ length: Math.min(50, COUNT - i) }, () => idle(w.base, token)))));
+    for (let i = 0; i < COUNT; i += 50) sockets.push(...(await Promise.all(Array.from({ length: Math.min(50, COUNT - i) }, (_, k) => idle(w.base, token, i + k)))));
     await sleep(2000);
     await line(`cycle ${cycle}: ${COUNT} attached, idle 2 s`, COUNT);
     for (const ws of sockets) ws.close();

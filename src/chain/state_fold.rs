@@ -1,7 +1,7 @@
 //! When the chain's object folds its log into the entities' state (`log::entity`): not in
 //! the publish, whose answer would wait for it, but in steps of their own: once the chain has
 //! been quiet for [`QUIET_MS`], and at least every [`MAX_WAIT_MS`] while publishes keep coming
-//! (every [`QUIET_MS`] while it is a whole step or more behind), so a burst of publishes runs at
+//! (every [`CATCH_UP_MS`] while it is a whole step or more behind), so a burst of publishes runs at
 //! the speed of the log alone and the state follows within a few seconds; back to back once the
 //! state is [`FORCE_LAG`] events behind, so it never falls behind without bound (retention
 //! keeps every event the state has not folded yet).
@@ -10,8 +10,12 @@
 /// the object, and the publishes and deliveries waiting behind it wait that long.
 pub const FOLD_STEP_EVENTS: usize = 500;
 pub const FOLD_STEP_BYTES: usize = 512 * 1024;
-/// A chain this long without a publish is quiet: fold now.
-pub const QUIET_MS: u64 = 200;
+/// A chain this long without a publish is quiet: fold now. Long enough that a chain
+/// publishing every few hundred ms (hundreds of chains each at a modest rate) folds every
+/// [`MAX_WAIT_MS`] in larger steps, not once per publish: a step has a cost of its own.
+pub const QUIET_MS: u64 = 1_000;
+/// While the state is a whole step or more behind, a step at least this often.
+pub const CATCH_UP_MS: u64 = 200;
 /// While publishes keep coming, a step at least this often.
 pub const MAX_WAIT_MS: u64 = 2_000;
 /// This far behind, the steps run back to back whatever comes.
@@ -39,7 +43,7 @@ impl FoldSchedule {
         }
         let waiting_since = self.waiting_since.unwrap_or(now_ms);
         // A whole step behind, waiting longer only lets the lag grow.
-        let max_wait = if lag >= FOLD_STEP_EVENTS as u64 { QUIET_MS } else { MAX_WAIT_MS };
+        let max_wait = if lag >= FOLD_STEP_EVENTS as u64 { CATCH_UP_MS } else { MAX_WAIT_MS };
         Some((self.last_publish_at + QUIET_MS).min(waiting_since + max_wait).max(now_ms))
     }
 
