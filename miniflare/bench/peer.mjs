@@ -2,7 +2,8 @@
 // worker on local workerd through Miniflare with a direct socket (no local request router,
 // none of `wrangler dev`'s proxy), then runs the peer's `side-by-side.mjs` against it.
 //
-//   npm run bench:peer [-- SECONDS]                  the peer's own side-by-side table
+//   npm run bench:peer [-- SECONDS]                  the peer's own side-by-side table, then
+//                                                    the publish's own round trip on both sides
 //   npm run bench:peer [-- SECONDS --floors=ROUNDS]  also the streaming floors
 //                                                    (stream-floor.mjs), ROUNDS rounds per row
 //
@@ -22,6 +23,7 @@ import { startWorker } from "../harness.mjs";
 import { startStreamFloor, STREAM_FLOOR_DESIGNS } from "./stream-floor.mjs";
 import { cdp, workerdChildren } from "./inspector.mjs";
 import { describeSplit, splitByRole } from "./cpu-split.mjs";
+import { publishRoundTrip } from "./publish-rtt.mjs";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 const shared = process.env.BENCH_PEER_DIR ?? path.resolve(root, "../shared/bench");
@@ -76,10 +78,34 @@ const before = beforeDir ? await startWorker({ direct: true, logs: { push() {} }
 const beforePid = before ? workerdChildren().find((pid) => pid !== oursPid) : undefined;
 try {
   if (floorRounds > 0) await floors(w.base);
-  else process.exitCode = (await node("side-by-side.mjs", [w.base, seconds])).code;
+  else {
+    process.exitCode = (await node("side-by-side.mjs", [w.base, seconds])).code;
+    await publishFloor(w.base);
+  }
 } finally {
   await w.dispose();
   await before?.dispose();
+}
+
+/**
+ * The publish's own round trip on both sides, in the same run as the table above: the floor
+ * under the unsaturated rows (no delivery arrives before its publish is stored) and, with the
+ * load generator's one sequential publisher, under the many-chain rows' rate.
+ */
+async function publishFloor(ours) {
+  const port = 18790;
+  const peer = spawn(process.execPath, [path.join(dir, "reference-server.mjs"), String(port)], { stdio: "ignore" });
+  await new Promise((r) => setTimeout(r, 800));
+  try {
+    console.log("\nthe publish's own round trip (sequential batches of 10, no subscriber), ms:");
+    for (const chains of [1, 100]) {
+      const [mine, theirs] = [await publishRoundTrip(ours, { chains }), await publishRoundTrip(`http://127.0.0.1:${port}`, { chains })];
+      const show = (r) => `p50 ${r.p50.toFixed(2)}, p99 ${r.p99.toFixed(2)}, max ${r.max.toFixed(1)}`;
+      console.log(`  ${chains === 1 ? "one chain   " : "100 chains  "} this service ${show(mine)}; peer ${show(theirs)}; p99 peer/this ${(theirs.p99 / mine.p99).toFixed(2)}`);
+    }
+  } finally {
+    peer.kill();
+  }
 }
 
 /**
