@@ -164,6 +164,10 @@ test("consumers and metrics: refusals, grants, paging and saved cursors", async 
   // Frames sent a second ago count as read, so a vendor that leaves has its cursor saved.
   const config = structuredClone(demoConfig);
   config.limits = { ...config.limits, resendWindowSeconds: 1 };
+  // An admin of the other enterprise, to see that the service's counts keep to their own.
+  const otherAdmin = { id: "other-admin", secret: DEMO.ops.secret, appKey: "OPSKEY002", enterprise: "OTHER" };
+  const ops = config.clients.find((c) => c.id === DEMO.ops.id);
+  config.clients.push({ ...ops, id: otherAdmin.id, appKey: otherAdmin.appKey, enterprise: "OTHER", grants: [{ chain: "OTH" }] });
   const w = await startWorker({ config });
   try {
     const [admin, app1, pms] = await Promise.all([tokenFor(w.base, DEMO.ops, { scope: "urn:pms:admin" }), tokenFor(w.base, DEMO.app1), tokenFor(w.base, DEMO.pms1)]);
@@ -177,7 +181,8 @@ test("consumers and metrics: refusals, grants, paging and saved cursors", async 
       assert.equal(res.status, 400, `${query}: ${res.text}`);
       assert.equal(res.json.error, "invalid_request");
     }
-    // Every refusal above is counted by route and status; a refused subscription by its code.
+    // Every refusal above is counted by route and status, for the enterprise it concerns (the
+    // refusal on OTH is the other enterprise's); a refused subscription by its code.
     const refused = new WebSocket(`${w.base.replace("http", "ws")}/subscriptions?key=QVBQS0VZMDAx`, "graphql-transport-ws");
     await new Promise((resolve) => {
       refused.on("message", (m) => { if (JSON.parse(m.toString()).type === "error") resolve(); });
@@ -190,7 +195,7 @@ test("consumers and metrics: refusals, grants, paging and saved cursors", async 
     const counted = (await request(w.base, "GET", "/admin/v1/metrics", auth(admin))).text;
     for (const [line, n] of [
       ['pms_events_http_responses_total{route="metrics",code="401"}', 1], ['pms_events_http_responses_total{route="metrics",code="403"}', 1],
-      ['pms_events_http_responses_total{route="admin",code="401"}', 1], ['pms_events_http_responses_total{route="admin",code="403"}', 2],
+      ['pms_events_http_responses_total{route="admin",code="401"}', 1], ['pms_events_http_responses_total{route="admin",code="403"}', 1],
       ['pms_events_http_responses_total{route="admin",code="400"}', 5], ['pms_events_subscriptions_refused_total{code="FORBIDDEN"}', 1],
     ]) {
       assert.ok(counted.split("\n").includes(`${line} ${n}`), `${line} ${n}\n${counted}`);
@@ -231,6 +236,17 @@ test("consumers and metrics: refusals, grants, paging and saved cursors", async 
     assert.equal(everything.appKey, "APPKEY001");
     assert.equal(everything.offset, "5");
     assert.equal(everything.lagEvents, 0);
+
+    // BROWNS's publishes and connections are its admin's to see, not the other enterprise's.
+    const otherToken = await tokenFor(w.base, otherAdmin, { scope: "urn:pms:admin" });
+    const [browns, other] = await Promise.all([admin, otherToken].map(async (t) => (await request(w.base, "GET", "/admin/v1/metrics", auth(t))).text));
+    assert.match(browns, /^pms_events_http_responses_total\{route="publish",code="200"\} 1$/m);
+    assert.match(browns, /^pms_events_publish_duration_seconds_count 1$/m);
+    assert.match(browns, /^pms_events_http_responses_total\{route="subscriptions",code="101"\} [1-9]/m);
+    assert.ok(!/route="publish"|route="subscriptions"|by="client"/.test(other), other);
+    assert.match(other, /^pms_events_http_responses_total\{route="admin",code="403"\} 1$/m, "the refusal on its chain OTH");
+    assert.match(other, /^pms_events_publish_duration_seconds_count 0$/m);
+    assert.match(other, /^pms_events_http_responses_total\{route="metrics",code="401"\} 1$/m, "the unattributed refusals");
   } finally {
     await w.dispose();
   }

@@ -1,13 +1,14 @@
-//! `GET /admin/v1/metrics`: the figures of the chains an operator may see, in the Prometheus
-//! text exposition format (version 0.0.4, which Prometheus and `promtool check metrics`
-//! read). Labels are the chain, the client id and the webhook id: bounded by the
-//! configuration, never by connections. Names and meanings: docs/operations.md, Metrics.
+//! `GET /admin/v1/metrics`: the figures of the chains an operator may see, then the service's
+//! counts as the operator's enterprise may see them (`service_tally`), in the Prometheus text
+//! exposition format (version 0.0.4, which Prometheus and `promtool check metrics` read).
+//! Labels are bounded by the configuration and the service's own routes and codes, never by
+//! connections. Names and meanings: docs/operations.md, Consumers and metrics.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::rpc::operators::ChainMetrics;
-use crate::service_tally::{Counts, ServiceTally};
+use crate::service_tally::{Counts, Tally};
 
 /// The `Content-Type` of the answer.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -180,8 +181,9 @@ fn write_nested_counts(out: &mut String, name: &str, help: &str, labels: [&str; 
     }
 }
 
-/// The service-wide families: what every isolate of the Worker counted, summed.
-fn render_service(tally: &ServiceTally, out: &mut String) {
+/// The service's own families: what every isolate of the Worker counted, summed, as the admin
+/// may see them (`ServiceTally::seen_by`).
+fn render_service(tally: &Tally, out: &mut String) {
     write_nested_counts(
         out,
         "pms_events_http_responses_total",
@@ -226,8 +228,8 @@ fn render_service(tally: &ServiceTally, out: &mut String) {
     write_sample(out, &format!("{name}_count"), &[], n(histogram.count));
 }
 
-/// The exposition of `chains`, family by family, then the service's `tally`.
-pub fn render(chains: &[ChainMetrics], tally: &ServiceTally) -> String {
+/// The exposition of `chains`, family by family, then the service's counts in `tally`.
+pub fn render(chains: &[ChainMetrics], tally: &Tally) -> String {
     let mut out = String::new();
     let mut samples = Vec::new();
     for family in FAMILIES {

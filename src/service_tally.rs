@@ -1,15 +1,19 @@
-//! What the Worker's isolates count of the service as a whole: HTTP answers by route and
-//! status, WebSocket closes by who closed and code, slow-consumer closes by client, refused
-//! subscriptions by error code, and how long an accepted publish took. Each isolate counts
-//! in memory and adds what it counted to one object every so often; the object keeps the
-//! sum, which `GET /admin/v1/metrics` shows. Every key is bounded: routes and statuses are
-//! the service's own, close codes a client chooses outside the standard ones count as
-//! `other`, client ids are configured ones, and each map holds at most [`MAX_KEYS`].
+//! What the Worker's isolates count of the service: HTTP answers by route and status,
+//! WebSocket closes by who closed and code, slow-consumer closes by client, refused
+//! subscriptions by error code, and how long an accepted publish took. Each count belongs to
+//! the enterprise it concerns (the chain's, the client's), or to none when the request names
+//! none it can be trusted for ([`UNATTRIBUTED`]); an admin sees its own enterprise's counts
+//! and the unattributed ones, never another enterprise's. Each isolate counts in memory and
+//! adds what it counted to one object every so often; the object keeps the sum, which
+//! `GET /admin/v1/metrics` shows. Every key is bounded: enterprises and client ids are
+//! configured ones, routes and statuses the service's own, close codes a client chooses
+//! outside the standard ones count as `other`, and each map holds at most [`MAX_KEYS`].
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ServiceConfig;
 use crate::routes::Route;
 
 /// The most keys one map keeps; past it new keys count under [`OTHER`]. The service's own
@@ -17,6 +21,12 @@ use crate::routes::Route;
 pub const MAX_KEYS: usize = 256;
 /// The key of whatever is not counted by name.
 pub const OTHER: &str = "other";
+/// The enterprise key of counts no enterprise can be named for (no chain, an unknown one,
+/// no credentials): shown to every admin.
+pub const UNATTRIBUTED: &str = "";
+/// The enterprise key of counts past [`MAX_KEYS`] enterprises: shown to nobody, so that no
+/// enterprise's counts reach another's admin.
+const OVERFLOW: &str = "~overflow";
 
 /// Upper bounds of the publish-duration histogram's buckets, in milliseconds (a last,
 /// unbounded bucket follows).
@@ -143,10 +153,10 @@ fn add_all(into: &mut Counts, from: &Counts) {
     }
 }
 
-/// The counts. Two-level maps are keyed by their first label, then their second.
+/// One enterprise's counts. Two-level maps are keyed by their first label, then their second.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ServiceTally {
+pub struct Tally {
     /// Route, then status.
     #[serde(default)]
     pub responses: BTreeMap<String, Counts>,
@@ -172,7 +182,7 @@ fn add_nested(into: &mut BTreeMap<String, Counts>, first: &str, second: &str, n:
     add(into.entry(first.to_string()).or_default(), second, n);
 }
 
-impl ServiceTally {
+impl Tally {
     pub fn is_empty(&self) -> bool {
         self.responses.is_empty()
             && self.closes.is_empty()
@@ -194,9 +204,11 @@ impl ServiceTally {
         }
     }
 
-    /// A subscription refused with these error codes (one count per code).
+    /// A subscription refused with these error codes: once per distinct code (a refusal with
+    /// several errors of one code is one refusal).
     pub fn count_subscription_refused<'a>(&mut self, codes: impl IntoIterator<Item = &'a str>) {
-        for code in codes {
+        let distinct: std::collections::BTreeSet<&str> = codes.into_iter().collect();
+        for code in distinct {
             add(&mut self.subscriptions_refused, code, 1);
         }
     }
@@ -206,7 +218,7 @@ impl ServiceTally {
     }
 
     /// Adds another tally's counts to this one.
-    pub fn merge(&mut self, other: &ServiceTally) {
+    pub fn merge(&mut self, other: &Tally) {
         for (first, counts) in &other.responses {
             for (second, n) in counts {
                 add_nested(&mut self.responses, first, second, *n);
@@ -221,6 +233,63 @@ impl ServiceTally {
         add_all(&mut self.subscriptions_refused, &other.subscriptions_refused);
         self.publish_duration.merge(&other.publish_duration);
     }
+}
+
+/// The counts of every enterprise, by enterprise id ([`UNATTRIBUTED`]: of none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceTally {
+    #[serde(default)]
+    pub enterprises: BTreeMap<String, Tally>,
+}
+
+impl ServiceTally {
+    pub fn is_empty(&self) -> bool {
+        self.enterprises.values().all(Tally::is_empty)
+    }
+
+    /// The counts of `enterprise` (to count into).
+    pub fn of(&mut self, enterprise: &str) -> &mut Tally {
+        let known = self.enterprises.contains_key(enterprise) || self.enterprises.len() < MAX_KEYS;
+        let key = if known { enterprise } else { OVERFLOW };
+        if !self.enterprises.contains_key(key) {
+            self.enterprises.insert(key.to_string(), Tally::default());
+        }
+        self.enterprises.get_mut(key).unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    pub fn merge(&mut self, other: &ServiceTally) {
+        for (enterprise, tally) in &other.enterprises {
+            self.of(enterprise).merge(tally);
+        }
+    }
+
+    /// What an admin of `enterprise` sees: its counts and the unattributed ones.
+    pub fn seen_by(&self, enterprise: &str) -> Tally {
+        let mut seen = Tally::default();
+        for key in [UNATTRIBUTED, enterprise] {
+            if let Some(tally) = self.enterprises.get(key).filter(|_| key != OVERFLOW) {
+                seen.merge(tally);
+            }
+        }
+        seen
+    }
+}
+
+/// The enterprise an HTTP answer on `route` concerns, when its path names a configured chain.
+pub fn enterprise_of_route<'c>(route: &Route, config: &'c ServiceConfig) -> Option<&'c str> {
+    let (Route::Publish { chain }
+    | Route::Pull { chain }
+    | Route::State { chain }
+    | Route::AdminChain { chain }
+    | Route::AdminRestart { chain }
+    | Route::AdminWebhooks { chain }
+    | Route::AdminWebhookResume { chain, .. }
+    | Route::AdminConsumers { chain }) = route
+    else {
+        return None;
+    };
+    config.chain(chain).map(|c| c.enterprise.as_str())
 }
 
 /// When an isolate adds its counts to the object: at most once per [`FLUSH_INTERVAL_MS`],

@@ -137,7 +137,7 @@ fn metrics_give_each_clients_furthest_behind_subscription_and_the_chain_numbers(
         "each client's furthest-behind subscription"
     );
     assert_eq!((figures.numbers.head_offset, figures.numbers.subscribers), (10, 3));
-    let text = pms_events::metrics::render(&[figures], &pms_events::service_tally::ServiceTally::default());
+    let text = pms_events::metrics::render(&[figures], &pms_events::service_tally::Tally::default());
     let lagging =
         format!("pms_events_consumer_lag_events{{chain=\"TTE\",client_id=\"client-app-001\"}} {}", 10 - halfway);
     assert!(text.lines().any(|l| l == lagging), "{lagging}\n{text}");
@@ -172,7 +172,7 @@ fn metrics_escape_label_values_and_list_webhooks() {
         consumer_lag: BTreeMap::from([("a\"b\\c\nd".to_string(), 1)]),
         webhooks: BTreeMap::from([("wh-1".to_string(), WebhookFigures { lag_events: 4, paused: true })]),
     };
-    let text = pms_events::metrics::render(&[figures], &pms_events::service_tally::ServiceTally::default());
+    let text = pms_events::metrics::render(&[figures], &pms_events::service_tally::Tally::default());
     for line in [
         "pms_events_consumer_lag_events{chain=\"TTE\",client_id=\"a\\\"b\\\\c\\nd\"} 1",
         "pms_events_webhook_lag_events{chain=\"TTE\",webhook=\"wh-1\"} 4",

@@ -1,8 +1,12 @@
 //! The service tally: what the isolates count, how their counts add up in the object, the
 //! bounds on its keys, and its Prometheus families.
 
+mod common;
+use common::demo_config;
 use pms_events::routes::{route, Route};
-use pms_events::service_tally::{ClosedBy, PendingTally, ServiceTally, FLUSH_INTERVAL_MS, MAX_KEYS, OTHER};
+use pms_events::service_tally::{
+    enterprise_of_route, ClosedBy, PendingTally, ServiceTally, Tally, FLUSH_INTERVAL_MS, MAX_KEYS, OTHER, UNATTRIBUTED,
+};
 use pms_events::stream::protocol::close;
 
 fn publish() -> Route {
@@ -11,7 +15,7 @@ fn publish() -> Route {
 
 #[test]
 fn answers_count_by_route_and_status_and_never_by_chain() {
-    let mut tally = ServiceTally::default();
+    let mut tally = Tally::default();
     tally.count_response(&publish(), 202);
     tally.count_response(&route("POST", "/events/v1/chains/OTHER/events"), 202);
     tally.count_response(&route("GET", "/admin/v1/metrics"), 401);
@@ -26,7 +30,7 @@ fn answers_count_by_route_and_status_and_never_by_chain() {
 
 #[test]
 fn slow_consumer_closes_count_by_client_and_client_chosen_codes_are_bounded() {
-    let mut tally = ServiceTally::default();
+    let mut tally = Tally::default();
     tally.count_close(ClosedBy::Server, close::TOO_SLOW, Some("client-app-001"));
     tally.count_close(ClosedBy::Server, close::TOO_SLOW, Some("client-app-001"));
     tally.count_close(ClosedBy::Server, close::UNAUTHORIZED, Some("client-app-002"));
@@ -45,7 +49,7 @@ fn slow_consumer_closes_count_by_client_and_client_chosen_codes_are_bounded() {
 
 #[test]
 fn no_map_grows_past_its_bound_and_nothing_counted_is_dropped() {
-    let mut tally = ServiceTally::default();
+    let mut tally = Tally::default();
     tally.count_subscription_refused(
         (0..MAX_KEYS + 50).map(|i| format!("CODE_{i}")).collect::<Vec<_>>().iter().map(String::as_str),
     );
@@ -53,7 +57,7 @@ fn no_map_grows_past_its_bound_and_nothing_counted_is_dropped() {
     assert_eq!(tally.subscriptions_refused[OTHER], 50);
     assert_eq!(tally.subscriptions_refused.values().sum::<u64>(), (MAX_KEYS + 50) as u64);
     // The object's sum keeps the same bound whatever the isolates send.
-    let mut total = ServiceTally::default();
+    let mut total = Tally::default();
     total.merge(&tally);
     total.merge(&tally);
     assert_eq!(total.subscriptions_refused.len(), MAX_KEYS + 1);
@@ -62,17 +66,17 @@ fn no_map_grows_past_its_bound_and_nothing_counted_is_dropped() {
 
 #[test]
 fn isolates_counts_add_up_in_the_object_through_the_wire() {
-    let mut a = ServiceTally::default();
+    let mut a = Tally::default();
     a.count_response(&publish(), 202);
     a.observe_publish(3);
     a.count_subscription_refused(["FORBIDDEN"]);
-    let mut b = ServiceTally::default();
+    let mut b = Tally::default();
     b.count_response(&publish(), 202);
     b.count_response(&publish(), 401);
     b.observe_publish(40);
     b.observe_publish(20_000);
     b.count_close(ClosedBy::Server, close::TOO_SLOW, Some("client-app-001"));
-    let mut total = ServiceTally::default();
+    let mut total = Tally::default();
     for part in [&a, &b] {
         let wire = serde_json::to_string(part).unwrap();
         total.merge(&serde_json::from_str(&wire).unwrap());
@@ -93,20 +97,24 @@ fn isolates_counts_add_up_in_the_object_through_the_wire() {
 fn an_isolate_sends_at_most_once_an_interval_and_keeps_what_failed_to_send() {
     let mut pending = PendingTally::default();
     assert!(pending.take_due(10_000).is_none(), "nothing counted, nothing sent");
-    pending.tally.count_response(&publish(), 202);
+    pending.tally.of("BROWNS").count_response(&publish(), 202);
     let sent = pending.take_due(10_000).expect("due");
-    assert_eq!(sent.responses["publish"]["202"], 1);
-    pending.tally.count_response(&publish(), 202);
+    assert_eq!(sent.enterprises["BROWNS"].responses["publish"]["202"], 1);
+    pending.tally.of("BROWNS").count_response(&publish(), 202);
     assert!(pending.take_due(10_000 + FLUSH_INTERVAL_MS - 1).is_none(), "within the interval");
     let failed = pending.take_due(10_000 + FLUSH_INTERVAL_MS).expect("due again");
     pending.restore(&failed);
-    pending.tally.count_response(&publish(), 202);
-    assert_eq!(pending.take(10_000 + FLUSH_INTERVAL_MS).unwrap().responses["publish"]["202"], 2, "kept and added to");
+    pending.tally.of("BROWNS").count_response(&publish(), 202);
+    assert_eq!(
+        pending.take(10_000 + FLUSH_INTERVAL_MS).unwrap().enterprises["BROWNS"].responses["publish"]["202"],
+        2,
+        "kept and added to"
+    );
 }
 
 #[test]
 fn the_metrics_show_the_service_families_in_prometheus_form() {
-    let mut tally = ServiceTally::default();
+    let mut tally = Tally::default();
     tally.count_response(&route("GET", "/admin/v1/metrics"), 401);
     tally.count_close(ClosedBy::Server, close::TOO_SLOW, Some("client-app-001"));
     tally.count_subscription_refused(["FORBIDDEN"]);
@@ -127,4 +135,47 @@ fn the_metrics_show_the_service_families_in_prometheus_form() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line}\n{text}");
     }
+}
+
+#[test]
+fn an_admin_sees_its_enterprises_counts_and_the_unattributed_never_anothers() {
+    let config = demo_config();
+    assert_eq!(enterprise_of_route(&publish(), &config), Some("BROWNS"));
+    assert_eq!(enterprise_of_route(&route("GET", "/admin/v1/chains/OTH/consumers"), &config), Some("OTHER"));
+    assert_eq!(enterprise_of_route(&route("POST", "/events/v1/chains/NOPE/events"), &config), None, "an unknown chain");
+    assert_eq!(enterprise_of_route(&route("GET", "/admin/v1/metrics"), &config), None);
+    let mut total = ServiceTally::default();
+    total.of("BROWNS").count_response(&publish(), 202);
+    total.of("OTHER").count_response(&route("POST", "/events/v1/chains/OTH/events"), 202);
+    total.of("OTHER").count_close(ClosedBy::Server, close::TOO_SLOW, Some("client-app-003"));
+    total.of(UNATTRIBUTED).count_response(&route("GET", "/admin/v1/metrics"), 401);
+    // Through the wire, as the object keeps it.
+    let total: ServiceTally = serde_json::from_str(&serde_json::to_string(&total).unwrap()).unwrap();
+    let browns = total.seen_by("BROWNS");
+    assert_eq!(browns.responses["publish"]["202"], 1, "its own publishes only");
+    assert_eq!(browns.responses["metrics"]["401"], 1, "and the unattributed refusals");
+    assert!(browns.slow_consumer_closes.is_empty(), "no other enterprise's client");
+    let other = total.seen_by("OTHER");
+    assert_eq!(other.slow_consumer_closes["client-app-003"], 1);
+    assert_eq!(other.responses["publish"]["202"], 1);
+}
+
+#[test]
+fn enterprises_past_the_bound_are_kept_apart_and_shown_to_nobody() {
+    let mut total = ServiceTally::default();
+    for i in 0..MAX_KEYS + 10 {
+        total.of(&format!("E{i}")).count_response(&publish(), 202);
+    }
+    assert_eq!(total.enterprises.len(), MAX_KEYS + 1);
+    let late = format!("E{}", MAX_KEYS + 5);
+    assert!(total.seen_by(&late).is_empty(), "an enterprise past the bound sees no one's overflow");
+    assert_eq!(total.seen_by("E0").responses["publish"]["202"], 1);
+}
+
+#[test]
+fn one_refusal_with_several_errors_of_one_code_counts_once() {
+    let mut tally = Tally::default();
+    tally.count_subscription_refused(["BAD_USER_INPUT", "BAD_USER_INPUT", "FORBIDDEN"]);
+    assert_eq!(tally.subscriptions_refused["BAD_USER_INPUT"], 1);
+    assert_eq!(tally.subscriptions_refused["FORBIDDEN"], 1);
 }

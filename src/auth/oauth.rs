@@ -85,6 +85,11 @@ fn basic_credentials(header: &str) -> Result<(String, String), OAuthError> {
     Ok((form_decode(id), form_decode(secret)))
 }
 
+/// The client id of a Basic `Authorization` header, if it is one (the secret is not kept).
+pub fn basic_client_id(header: &str) -> Option<String> {
+    basic_credentials(header).ok().map(|(id, _)| id)
+}
+
 fn form_decode(s: &str) -> String {
     form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }

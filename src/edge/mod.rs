@@ -70,6 +70,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started_at = now_ms();
     // The request's own method: the worker crate reads any method it does not know as GET.
     let route = routes::route(&req.inner().method(), &req.path());
+    let enterprise = tally::enterprise_of(&route, &req, settings::load(&env).ok().as_deref());
     let resp = match dispatch(req, &route, &env, &ctx, &request_id).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -84,7 +85,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             reply::error(500, "internal_error", "the request could not be completed; retry it")?
         }
     };
-    tally::count_answer(&route, resp.status_code(), started_at, &env, &ctx);
+    tally::count_answer(&route, &enterprise, resp.status_code(), started_at, &env, &ctx);
     if resp.status_code() == 101 {
         return Ok(resp);
     }

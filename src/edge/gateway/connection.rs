@@ -142,11 +142,28 @@ impl Connection {
         }
     }
 
+    /// The enterprise whose counts the connection's are: its client's (by token, or else by
+    /// the app key of its URL).
+    fn enterprise(&self) -> String {
+        let session = self.session.borrow();
+        session.authenticated().map_or_else(
+            || {
+                self.settings
+                    .config
+                    .client_by_app_key(&self.url_app_key)
+                    .map(|c| c.enterprise.clone())
+                    .unwrap_or_default()
+            },
+            |t| t.claims.enterprise_id.clone(),
+        )
+    }
+
     /// Counts a close in the service tally, with the client the connection belonged to.
     pub(super) fn count_close(&self, by: ClosedBy, code: u16) {
+        let enterprise = self.enterprise();
         let session = self.session.borrow();
         let client = session.authenticated().map(|t| t.claims.sub.as_str());
-        crate::edge::tally::count(|t| t.count_close(by, code, client));
+        crate::edge::tally::count(&enterprise, |t| t.count_close(by, code, client));
     }
 
     /// Stops every operation and gives the connection's place back: the connection is over.
@@ -190,7 +207,7 @@ impl OperationHost for Connection {
         let payload = serde_json::to_value(errors).unwrap_or_else(|_| json!([{"message": "internal error"}]));
         let codes: Vec<&str> = errors.iter().filter_map(|e| e.code()).collect();
         let message = errors.first().map(|e| e.message.clone());
-        crate::edge::tally::count(|t| t.count_subscription_refused(codes.iter().copied()));
+        crate::edge::tally::count(&self.enterprise(), |t| t.count_subscription_refused(codes.iter().copied()));
         self.audit("subscription.refused", json!({"operationId": id, "codes": codes, "message": message}));
         self.operations.borrow_mut().remove(id);
         let actions = self.session.borrow_mut().fail(id, &payload);
