@@ -213,6 +213,15 @@ impl Tally {
         }
     }
 
+    /// An HTTP answer given `elapsed_ms` after the request arrived: an accepted publish's
+    /// time is observed too.
+    pub fn count_answer(&mut self, route: &Route, status: u16, elapsed_ms: u64) {
+        self.count_response(route, status);
+        if matches!(route, Route::Publish { .. }) && (200..300).contains(&status) {
+            self.observe_publish(elapsed_ms);
+        }
+    }
+
     pub fn observe_publish(&mut self, ms: u64) {
         self.publish_duration.observe(ms);
     }

@@ -179,3 +179,14 @@ fn one_refusal_with_several_errors_of_one_code_counts_once() {
     assert_eq!(tally.subscriptions_refused["BAD_USER_INPUT"], 1);
     assert_eq!(tally.subscriptions_refused["FORBIDDEN"], 1);
 }
+
+#[test]
+fn only_an_accepted_publish_is_timed() {
+    let mut tally = Tally::default();
+    tally.count_answer(&publish(), 200, 12);
+    tally.count_answer(&publish(), 401, 3);
+    tally.count_answer(&route("GET", "/events/v1/chains/TTE/events"), 200, 4);
+    assert_eq!((tally.publish_duration.count, tally.publish_duration.sum_ms), (1, 12));
+    assert_eq!(tally.responses["publish"].values().sum::<u64>(), 2);
+    assert_eq!(tally.responses["pull"]["200"], 1);
+}

@@ -70,25 +70,12 @@ async fn send(env: &Env, counts: ServiceTally) {
 /// Counts the answer in the service tally, and sends the isolate's counts once they are due
 /// (after the answer: the request's context stays open for it).
 pub fn count_answer(route: &Route, enterprise: &str, status: u16, started_at: u64, env: &Env, ctx: &Context) {
-    count(enterprise, |t| {
-        t.count_response(route, status);
-        if matches!(route, Route::Publish { .. }) && (200..300).contains(&status) {
-            t.observe_publish(now_ms().saturating_sub(started_at));
-        }
-    });
-    if let Some(counts) = take_due() {
-        ctx.wait_until(send_taken(env.clone(), counts));
+    count(enterprise, |t| t.count_answer(route, status, now_ms().saturating_sub(started_at)));
+    let due = PENDING.with(|pending| pending.borrow_mut().take_due(now_ms()));
+    if let Some(counts) = due {
+        let env = env.clone();
+        ctx.wait_until(async move { send(&env, counts).await });
     }
-}
-
-/// The isolate's counts to send, if a second has passed since the last send.
-fn take_due() -> Option<ServiceTally> {
-    PENDING.with(|pending| pending.borrow_mut().take_due(now_ms()))
-}
-
-/// Sends `counts` (from [`take_due`]), for a request to finish after its answer.
-async fn send_taken(env: Env, counts: ServiceTally) {
-    send(&env, counts).await;
 }
 
 /// The service's counts so far, this isolate's own included.

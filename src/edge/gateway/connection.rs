@@ -142,20 +142,10 @@ impl Connection {
         }
     }
 
-    /// The enterprise whose counts the connection's are: its client's (by token, or else by
-    /// the app key of its URL).
+    /// The enterprise whose counts the connection's are: its URL key's client's (an
+    /// authenticated token is that client's, `connect::check_init`).
     fn enterprise(&self) -> String {
-        let session = self.session.borrow();
-        session.authenticated().map_or_else(
-            || {
-                self.settings
-                    .config
-                    .client_by_app_key(&self.url_app_key)
-                    .map(|c| c.enterprise.clone())
-                    .unwrap_or_default()
-            },
-            |t| t.claims.enterprise_id.clone(),
-        )
+        self.settings.config.client_by_app_key(&self.url_app_key).map(|c| c.enterprise.clone()).unwrap_or_default()
     }
 
     /// Counts a close in the service tally, with the client the connection belonged to.
